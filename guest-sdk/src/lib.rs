@@ -1,0 +1,362 @@
+//! # toolhost-sdk: write a sandboxed tool in one function
+//!
+//! A toolhost tool is a WebAssembly component (`wasm32-wasip2`) that exports
+//! the `toolhost:tool/tool@0.1.0` world (see `wit/world.wit`). This crate hides
+//! that world: a tool author writes an input type, an output type and one
+//! function, and [`export_tool!`] does the rest:
+//!
+//! - `describe` reports the tool's name, description, version (the crate's
+//!   `Cargo.toml` version), effect and the JSON Schemas (2020-12) of its input
+//!   and output, derived by `schemars` from the two types;
+//! - `call` parses the input JSON into the input type (a mismatch becomes
+//!   [`ToolError::InvalidInput`] naming serde's path, such as `expr: invalid
+//!   type: integer, expected a string`), runs the function and serialises the
+//!   output.
+//!
+//! ```
+//! use toolhost_sdk::{Context, JsonSchema, ToolError, Deserialize, Serialize};
+//!
+//! /// Input: the text to shout.
+//! #[derive(Deserialize, JsonSchema)]
+//! struct Input {
+//!     /// What to shout.
+//!     text: String,
+//! }
+//!
+//! #[derive(Serialize, JsonSchema)]
+//! struct Output {
+//!     shouted: String,
+//! }
+//!
+//! fn shout(input: Input, _ctx: &Context) -> Result<Output, ToolError> {
+//!     if input.text.is_empty() {
+//!         return Err(ToolError::InvalidInput("text is empty".into()));
+//!     }
+//!     Ok(Output { shouted: input.text.to_uppercase() })
+//! }
+//!
+//! toolhost_sdk::export_tool! {
+//!     name: "shout",
+//!     description: "Upper-cases a text.",
+//!     effect: Pure,
+//!     run: shout,
+//! }
+//! # fn main() {
+//! #     let ctx = Context::for_tests();
+//! #     let out = toolhost_sdk::invoke(&ctx, r#"{"text":"hi"}"#, shout).unwrap();
+//! #     assert_eq!(out, r#"{"shouted":"HI"}"#);
+//! # }
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` (the crate
+//! must be a `cdylib`) and point toolhost's `tools_dir` at the `.wasm`.
+//!
+//! ## What a tool can touch
+//!
+//! Nothing, unless its policy in `toolhost.toml` grants it: no files, no
+//! environment variables, no network. `std::fs` calls outside a granted
+//! directory fail; convert such I/O errors with `?` (there is a `From` impl)
+//! and the host reports them as `capability_denied`.
+
+// The generated bindings name their runtime by this crate's public path, so
+// the same path must resolve inside the crate too.
+extern crate self as toolhost_sdk;
+
+use std::fmt;
+
+pub use schemars::{self, JsonSchema};
+pub use serde::{self, Deserialize, Serialize};
+pub use serde_json;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "tool",
+        pub_export_macro: true,
+        default_bindings_module: "toolhost_sdk::bindings",
+        runtime_path: "toolhost_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+use bindings::toolhost::tool::types as wit;
+
+/// What a call does to the world; the host picks caching and claiming from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Same input, same output, no effects: results are replayed from cache.
+    Pure,
+    /// Reads the world but changes nothing: cached for a freshness TTL.
+    ReadOnly,
+    /// Changes the world, but running twice is as running once.
+    Idempotent,
+    /// Changes the world: run exactly once per idempotency key.
+    SideEffecting,
+}
+
+impl From<Effect> for wit::Effect {
+    fn from(e: Effect) -> Self {
+        match e {
+            Effect::Pure => wit::Effect::Pure,
+            Effect::ReadOnly => wit::Effect::ReadOnly,
+            Effect::Idempotent => wit::Effect::Idempotent,
+            Effect::SideEffecting => wit::Effect::SideEffecting,
+        }
+    }
+}
+
+/// The call context the host hands to every call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The call's idempotency key (hex). Forward it to remote APIs that accept
+    /// one, so a retried call is recognised there too.
+    pub idempotency_key: String,
+    /// 1 on the first execution of this key; higher when an operator retries.
+    pub attempt: u32,
+    /// Wall-clock budget left for this call, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+impl Context {
+    /// A context for unit tests run natively: a fixed key, attempt 1, 10 s.
+    pub fn for_tests() -> Self {
+        Context {
+            idempotency_key: "00".repeat(32),
+            attempt: 1,
+            deadline_ms: 10_000,
+        }
+    }
+}
+
+/// Why a call failed, as the tool sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolError {
+    /// The caller's fault: not retried, shown to the model.
+    InvalidInput(String),
+    /// Ran and failed: not retried.
+    Failed(String),
+    /// Worth retrying later (a remote service is busy).
+    Transient(String),
+}
+
+/// The prefix of a [`ToolError::Failed`] message that the host reports as
+/// `capability_denied`. The WIT world has no case of its own for it, and a
+/// tool cannot gain anything by claiming it.
+pub const CAPABILITY_DENIED_PREFIX: &str = "capability_denied: ";
+
+impl ToolError {
+    /// The sandbox refused an access (a file outside every grant, say).
+    pub fn capability_denied(what: impl fmt::Display) -> Self {
+        ToolError::Failed(format!("{CAPABILITY_DENIED_PREFIX}{what}"))
+    }
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            ToolError::Failed(m) => write!(f, "failed: {m}"),
+            ToolError::Transient(m) => write!(f, "transient: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ToolError {}
+
+/// WASI's `ENOTCAPABLE`: the path lies outside every granted directory.
+const ENOTCAPABLE: i32 = 76;
+
+impl From<std::io::Error> for ToolError {
+    /// Access outside the sandbox's grants becomes `capability_denied`;
+    /// any other I/O error is a plain failure.
+    fn from(e: std::io::Error) -> Self {
+        let denied = e.kind() == std::io::ErrorKind::PermissionDenied
+            || e.raw_os_error() == Some(ENOTCAPABLE);
+        if denied {
+            ToolError::capability_denied(e)
+        } else {
+            ToolError::Failed(e.to_string())
+        }
+    }
+}
+
+impl From<ToolError> for wit::ToolError {
+    fn from(e: ToolError) -> Self {
+        match e {
+            ToolError::InvalidInput(m) => wit::ToolError::InvalidInput(m),
+            ToolError::Failed(m) => wit::ToolError::Failed(m),
+            ToolError::Transient(m) => wit::ToolError::Transient(m),
+        }
+    }
+}
+
+/// The JSON Schema of `T` as a string.
+fn schema_of<T: JsonSchema>() -> String {
+    // A schema is a tree of maps and strings: serialising it cannot fail.
+    serde_json::to_string(&schemars::schema_for!(T)).expect("a JSON Schema serialises")
+}
+
+/// Runs `f` on a JSON input: parse, call, serialise. Used by [`export_tool!`];
+/// public so that tools can unit-test their whole call path natively.
+pub fn invoke<I, O, F>(ctx: &Context, input: &str, f: F) -> Result<String, ToolError>
+where
+    I: serde::de::DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(I, &Context) -> Result<O, ToolError>,
+{
+    let de = &mut serde_json::Deserializer::from_str(input);
+    let parsed: I = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ToolError::InvalidInput(e.inner().to_string())
+        } else {
+            ToolError::InvalidInput(format!("{path}: {}", e.inner()))
+        }
+    })?;
+    let output = f(parsed, ctx)?;
+    serde_json::to_string(&output).map_err(|e| ToolError::Failed(format!("output: {e}")))
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    use super::*;
+
+    pub use super::bindings::Guest;
+    pub use super::bindings::toolhost::tool::types::{
+        CallContext, Metadata, ToolError as WitToolError,
+    };
+
+    /// `describe`, with the schemas taken from the run function's types.
+    pub fn describe<I, O, F>(
+        name: &str,
+        description: &str,
+        version: &str,
+        effect: Effect,
+        _run: F,
+    ) -> Metadata
+    where
+        I: JsonSchema,
+        O: JsonSchema,
+        F: FnOnce(I, &Context) -> Result<O, ToolError>,
+    {
+        Metadata {
+            name: name.to_string(),
+            description: description.to_string(),
+            version: version.to_string(),
+            input_schema: schema_of::<I>(),
+            output_schema: Some(schema_of::<O>()),
+            effect: effect.into(),
+        }
+    }
+
+    /// `call`, converting the WIT context and error types.
+    pub fn call<I, O, F>(ctx: CallContext, input: &str, run: F) -> Result<String, WitToolError>
+    where
+        I: serde::de::DeserializeOwned,
+        O: Serialize,
+        F: FnOnce(I, &Context) -> Result<O, ToolError>,
+    {
+        let ctx = Context {
+            idempotency_key: ctx.idempotency_key,
+            attempt: ctx.attempt,
+            deadline_ms: ctx.deadline_ms,
+        };
+        invoke(&ctx, input, run).map_err(Into::into)
+    }
+}
+
+/// Exports a tool: its name, a one-line description, its [`Effect`] and the
+/// function that runs it, `fn(Input, &Context) -> Result<Output, ToolError>`.
+///
+/// The version is the tool crate's `CARGO_PKG_VERSION`.
+#[macro_export]
+macro_rules! export_tool {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        effect: $effect:ident,
+        run: $run:path $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __ToolhostExport;
+
+        impl $crate::__private::Guest for __ToolhostExport {
+            fn describe() -> $crate::__private::Metadata {
+                $crate::__private::describe(
+                    $name,
+                    $description,
+                    env!("CARGO_PKG_VERSION"),
+                    $crate::Effect::$effect,
+                    $run,
+                )
+            }
+
+            fn call(
+                ctx: $crate::__private::CallContext,
+                input: String,
+            ) -> Result<String, $crate::__private::WitToolError> {
+                $crate::__private::call(ctx, &input, $run)
+            }
+        }
+
+        $crate::bindings::export!(__ToolhostExport with_types_in $crate::bindings);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, JsonSchema)]
+    struct In {
+        n: u32,
+    }
+    #[derive(Serialize, JsonSchema)]
+    struct Out {
+        double: u32,
+    }
+
+    fn double(i: In, _: &Context) -> Result<Out, ToolError> {
+        Ok(Out { double: i.n * 2 })
+    }
+
+    #[test]
+    fn runs_the_function_on_parsed_input() {
+        let out = invoke(&Context::for_tests(), r#"{"n": 21}"#, double).unwrap();
+        assert_eq!(out, r#"{"double":42}"#);
+    }
+
+    #[test]
+    fn a_type_mismatch_names_the_path() {
+        let err = invoke(&Context::for_tests(), r#"{"n": "x"}"#, double).unwrap_err();
+        let ToolError::InvalidInput(msg) = err else {
+            panic!("expected invalid input, got {err:?}")
+        };
+        assert!(msg.starts_with("n: invalid type: string"), "{msg}");
+    }
+
+    #[test]
+    fn bad_json_is_invalid_input() {
+        let err = invoke(&Context::for_tests(), "{", double).unwrap_err();
+        assert!(matches!(err, ToolError::InvalidInput(_)), "{err:?}");
+    }
+
+    #[test]
+    fn describe_carries_both_schemas() {
+        let m = __private::describe("double", "d", "1.0.0", Effect::Pure, double);
+        let input: serde_json::Value = serde_json::from_str(&m.input_schema).unwrap();
+        assert_eq!(input["properties"]["n"]["type"], "integer");
+        assert_eq!(input["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert!(m.output_schema.unwrap().contains("double"));
+    }
+
+    #[test]
+    fn io_errors_outside_grants_are_capability_denied() {
+        let e: ToolError = std::io::Error::from_raw_os_error(ENOTCAPABLE).into();
+        assert!(matches!(&e, ToolError::Failed(m) if m.starts_with(CAPABILITY_DENIED_PREFIX)));
+        let e: ToolError = std::io::Error::other("disk full").into();
+        assert_eq!(e, ToolError::Failed("disk full".into()));
+    }
+}

@@ -1,0 +1,106 @@
+//! Builds the example and hostile tools for `wasm32-wasip2`, so that a plain
+//! `cargo build` or `cargo test` from a fresh clone has every component it
+//! runs. As in wasmtime's `test-programs/artifacts`, this runs a nested
+//! `cargo build` with its own target directory (the outer one is locked).
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The example tools: the default tools directory holds these.
+const EXAMPLES: &[&str] = &["calc", "jq", "markdown", "slow", "echo"];
+/// Tools that attack the sandbox; tests load them from their own directory.
+const HOSTILE: &[&str] = &[
+    "spin", "membomb", "recurse", "bigout", "flood", "panic", "snoop",
+];
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "wasm-tools";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
+    for watched in ["tools", "guest-sdk", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
+
+    // One directory for every outer profile (dev, release, clippy's check),
+    // so the tools are built once, not once per profile.
+    let outer_target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_relative() { root.join(p) } else { p })
+        .unwrap_or_else(|| root.join("target"));
+    let wasm_target = outer_target.join("wasm-tools");
+
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--quiet", "--locked", "--target", TARGET])
+        .arg(format!("--profile={PROFILE}"))
+        .arg("--target-dir")
+        .arg(&wasm_target);
+    for name in EXAMPLES {
+        cmd.args(["-p", name]);
+    }
+    for name in HOSTILE {
+        cmd.args(["-p", &format!("hostile-{name}")]);
+    }
+    // The outer build's flags and wrappers (clippy-driver, coverage
+    // instrumentation) are for the host, not for the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo to build the tools");
+    if !status.success() {
+        panic!(
+            "building the tools for {TARGET} failed (is the target installed? \
+             `rustup target add {TARGET}`)"
+        );
+    }
+
+    let built = wasm_target.join(TARGET).join(PROFILE);
+    let examples = outer_target.join("toolhost-tools").join("examples");
+    let hostile = outer_target.join("toolhost-tools").join("hostile");
+    install(&built, &examples, EXAMPLES.iter().map(|n| (n.to_string(), n.to_string())));
+    install(
+        &built,
+        &hostile,
+        HOSTILE.iter().map(|n| (format!("hostile_{n}"), n.to_string())),
+    );
+    println!("cargo:rustc-env=TOOLHOST_EXAMPLES_DIR={}", examples.display());
+    println!("cargo:rustc-env=TOOLHOST_HOSTILE_DIR={}", hostile.display());
+}
+
+/// Copies `<built>/<artifact>.wasm` to `<dir>/<name>.wasm` through a
+/// temporary file and a rename, so a test reading the directory while another
+/// build installs never sees half a file; then removes `.wasm` files that are
+/// no longer built, so a renamed tool does not linger.
+fn install(built: &Path, dir: &Path, tools: impl Iterator<Item = (String, String)>) {
+    std::fs::create_dir_all(dir).expect("create the tools directory");
+    let mut keep = Vec::new();
+    for (artifact, name) in tools {
+        let from = built.join(format!("{artifact}.wasm"));
+        let to = dir.join(format!("{name}.wasm"));
+        let bytes = std::fs::read(&from)
+            .unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        if std::fs::read(&to).ok().as_deref() != Some(&bytes[..]) {
+            let tmp = dir.join(format!(".{name}.wasm.{}", std::process::id()));
+            std::fs::write(&tmp, &bytes).expect("write a tool");
+            std::fs::rename(&tmp, &to).expect("install a tool");
+        }
+        keep.push(to);
+    }
+    for entry in std::fs::read_dir(dir).expect("list the tools directory").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") && !keep.contains(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The config's shape and its validation. Field docs state each default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::error::Invalid;
+
+/// The whole `toolhost.toml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Defaults for every tool.
+    pub sandbox: SandboxConfig,
+    /// Per-tool policies: grants and overrides, keyed by tool name.
+    pub tools: BTreeMap<String, ToolPolicy>,
+    /// The model fallback chain, in order.
+    pub models: Vec<ModelConfig>,
+    pub retry: RetryConfig,
+    pub breaker: BreakerConfig,
+    pub agent: AgentConfig,
+    pub store: StoreConfig,
+}
+
+/// `[sandbox]`: limits every tool gets unless its policy overrides them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Where `.wasm` tools load from; default: the examples the build made.
+    pub tools_dir: Option<PathBuf>,
+    /// Wasm instructions (roughly) a call may execute. Default 1e9.
+    pub fuel: u64,
+    /// Wall-clock limit of a call, host calls included. Default 10 s.
+    pub timeout_ms: u64,
+    /// Linear memory a call may grow to. Default 64 MiB.
+    pub memory_mb: u64,
+    /// Largest result a call may return. Default 1 MiB.
+    pub max_output_bytes: u64,
+    /// Largest stdout, and separately stderr, a call may write. Default 64 KiB.
+    pub max_log_bytes: u64,
+    /// Calls that run at once; more wait for a slot. Sizes the instance pool.
+    /// Default 128.
+    pub max_concurrent_calls: u32,
+    /// Where compiled components are cached; default: `artifacts/` beside the
+    /// database.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            tools_dir: None,
+            fuel: 1_000_000_000,
+            timeout_ms: 10_000,
+            memory_mb: 64,
+            max_output_bytes: 1_048_576,
+            max_log_bytes: 65_536,
+            max_concurrent_calls: 128,
+            cache_dir: None,
+        }
+    }
+}
+
+/// How a tool's calls affect the world, from least to most strict.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum EffectName {
+    Pure,
+    ReadOnly,
+    Idempotent,
+    SideEffecting,
+}
+
+/// Whether a granted directory may be written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DirMode {
+    #[default]
+    Ro,
+    Rw,
+}
+
+/// One directory a tool may see, at `guest` inside the sandbox.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// `[tools.NAME]`: what one tool may touch, and its limit overrides.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolPolicy {
+    pub dirs: Vec<DirGrant>,
+    /// Host environment variables the tool sees (only these).
+    pub env: Vec<String>,
+    /// Hosts the tool may send HTTP requests to.
+    pub allow_hosts: Vec<String>,
+    pub fuel: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    pub max_log_bytes: Option<u64>,
+    /// Only ever stricter than the tool's own.
+    pub effect: Option<EffectName>,
+    /// Read-only freshness. Default 300 s.
+    pub ttl_s: Option<u64>,
+    /// How long a non-pure call with the empty scope replays. Default 24 h.
+    pub idempotency_window_s: Option<u64>,
+}
+
+/// Which wire format a model speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    Anthropic,
+    Openai,
+    Scripted,
+}
+
+/// One `[[models]]` entry of the fallback chain.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// How logs, metrics and `served_by` name this entry.
+    pub name: String,
+    pub provider: ProviderName,
+    /// The provider's model id, such as `claude-sonnet-4-5`.
+    #[serde(default)]
+    pub model: String,
+    pub base_url: Option<String>,
+    /// The environment variable holding the API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// Tokens of context; fallback on `context_length` moves to a larger one.
+    pub context_window: Option<u64>,
+    /// Most tokens of output per turn.
+    pub max_tokens: Option<u32>,
+    /// The `scripted` provider's file of turns and faults.
+    pub script: Option<PathBuf>,
+}
+
+/// `[retry]`: which model errors are retried, and how long we wait.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per model, the first included. Default 5.
+    pub max_attempts: u32,
+    /// Backoff base: attempt n sleeps uniform in [0, min(max, base x 2^n)].
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// All attempts and fallbacks of one request together. Default 120 s.
+    pub budget_ms: u64,
+    /// One attempt. Default 60 s.
+    pub attempt_timeout_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+            budget_ms: 120_000,
+            attempt_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `[breaker]`: when a dependency is declared unhealthy and for how long.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    pub failure_rate: f64,
+    pub window: u32,
+    pub min_calls: u32,
+    pub consecutive_failures: u32,
+    pub open_ms: u64,
+    pub max_open_ms: u64,
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_rate: 0.5,
+            window: 20,
+            min_calls: 5,
+            consecutive_failures: 5,
+            open_ms: 30_000,
+            max_open_ms: 300_000,
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// `[agent]`: how long a run may go on.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub max_steps: u32,
+    pub time_budget_s: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            max_steps: 20,
+            time_budget_s: 300,
+        }
+    }
+}
+
+/// `[store]`: the SQLite file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from(".toolhost/toolhost.db"),
+        }
+    }
+}
+
+/// Linear memory beyond this is refused: a wasm32 memory cannot exceed 4 GiB.
+pub const MAX_MEMORY_MB: u64 = 4_096;
+
+fn positive(key: &str, v: u64) -> Result<(), Invalid> {
+    if v == 0 {
+        return Err(Invalid::new(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn memory(key: &str, mb: u64) -> Result<(), Invalid> {
+    positive(key, mb)?;
+    if mb > MAX_MEMORY_MB {
+        return Err(Invalid::new(key, format!("{mb} MiB exceeds the 4096 MiB a wasm32 memory can have")));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        let s = &self.sandbox;
+        positive("sandbox.fuel", s.fuel)?;
+        positive("sandbox.timeout_ms", s.timeout_ms)?;
+        memory("sandbox.memory_mb", s.memory_mb)?;
+        positive("sandbox.max_output_bytes", s.max_output_bytes)?;
+        positive("sandbox.max_log_bytes", s.max_log_bytes)?;
+        positive("sandbox.max_concurrent_calls", s.max_concurrent_calls.into())?;
+        if s.max_concurrent_calls > 10_000 {
+            return Err(Invalid::new("sandbox.max_concurrent_calls", "at most 10000"));
+        }
+        for (name, policy) in &self.tools {
+            policy.validate(&format!("tools.{name}"))?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let key = format!("models.{i}");
+            if m.name.trim().is_empty() {
+                return Err(Invalid::new(format!("{key}.name"), "must not be empty"));
+            }
+            if !names.insert(&m.name) {
+                return Err(Invalid::new(format!("{key}.name"), format!("`{}` names two models", m.name)));
+            }
+            match m.provider {
+                ProviderName::Scripted if m.script.is_none() => {
+                    return Err(Invalid::new(format!("{key}.script"), "the scripted provider needs a script file"));
+                }
+                ProviderName::Anthropic | ProviderName::Openai if m.model.is_empty() => {
+                    return Err(Invalid::new(format!("{key}.model"), "names no model"));
+                }
+                _ => {}
+            }
+            if let Some(url) = &m.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(Invalid::new(format!("{key}.base_url"), format!("`{url}` is not an http(s) URL")));
+            }
+        }
+        let r = &self.retry;
+        positive("retry.max_attempts", r.max_attempts.into())?;
+        positive("retry.budget_ms", r.budget_ms)?;
+        positive("retry.attempt_timeout_ms", r.attempt_timeout_ms)?;
+        if r.max_delay_ms < r.base_delay_ms {
+            return Err(Invalid::new("retry.max_delay_ms", "must be at least base_delay_ms"));
+        }
+        let b = &self.breaker;
+        if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) {
+            return Err(Invalid::new("breaker.failure_rate", "must be in (0, 1]"));
+        }
+        positive("breaker.window", b.window.into())?;
+        positive("breaker.consecutive_failures", b.consecutive_failures.into())?;
+        positive("breaker.half_open_probes", b.half_open_probes.into())?;
+        if b.min_calls > b.window {
+            return Err(Invalid::new("breaker.min_calls", "cannot exceed window"));
+        }
+        if b.max_open_ms < b.open_ms {
+            return Err(Invalid::new("breaker.max_open_ms", "must be at least open_ms"));
+        }
+        positive("agent.max_steps", self.agent.max_steps.into())?;
+        positive("agent.time_budget_s", self.agent.time_budget_s)?;
+        if self.store.path.as_os_str().is_empty() {
+            return Err(Invalid::new("store.path", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl ToolPolicy {
+    fn validate(&self, key: &str) -> Result<(), Invalid> {
+        let opt = |field: &str, v: Option<u64>| v.map_or(Ok(()), |v| positive(&format!("{key}.{field}"), v));
+        opt("fuel", self.fuel)?;
+        opt("timeout_ms", self.timeout_ms)?;
+        opt("max_output_bytes", self.max_output_bytes)?;
+        opt("max_log_bytes", self.max_log_bytes)?;
+        opt("ttl_s", self.ttl_s)?;
+        opt("idempotency_window_s", self.idempotency_window_s)?;
+        if let Some(mb) = self.memory_mb {
+            memory(&format!("{key}.memory_mb"), mb)?;
+        }
+        for grant in &self.dirs {
+            if !grant.host.is_dir() {
+                return Err(Invalid::new(
+                    format!("{key}.dirs"),
+                    format!("`{}` is not a directory", grant.host.display()),
+                ));
+            }
+            if !grant.guest.starts_with('/') || grant.guest.split('/').any(|c| c == "..") {
+                return Err(Invalid::new(
+                    format!("{key}.dirs"),
+                    format!("guest path `{}` must be absolute, without `..`", grant.guest),
+                ));
+            }
+        }
+        for var in &self.env {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(Invalid::new(format!("{key}.env"), format!("`{var}` is not a variable name")));
+            }
+        }
+        if !self.allow_hosts.is_empty() {
+            return Err(Invalid::new(
+                format!("{key}.allow_hosts"),
+                "outgoing HTTP is not available in this version of toolhost; remove the grant",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(text, Path::new("toolhost.toml"))
+    }
+
+    #[test]
+    fn empty_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+        assert_eq!(Config::default().sandbox.fuel, 1_000_000_000);
+        assert_eq!(Config::default().retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let text = r#"
+[sandbox]
+fuel = 1_000_000_000
+timeout_ms = 10_000
+memory_mb = 64
+
+[tools.notes]
+env = ["NOTES_OWNER"]
+timeout_ms = 2_000
+effect = "side-effecting"
+ttl_s = 300
+
+[[models]]
+name = "primary"
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+base_url = "https://api.anthropic.com"
+api_key_env = "ANTHROPIC_API_KEY"
+context_window = 200_000
+
+[retry]
+max_attempts = 5
+
+[breaker]
+failure_rate = 0.5
+
+[agent]
+max_steps = 20
+
+[store]
+path = ".toolhost/toolhost.db"
+"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.tools["notes"].effect, Some(EffectName::SideEffecting));
+        assert_eq!(c.models[0].provider, ProviderName::Anthropic);
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e = parse("[sandbox]\nfuell = 5\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("fuell"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_line() {
+        let e = parse("[sandbox]\n\ntimeout_ms = \"soon\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+    }
+
+    #[test]
+    fn impossible_values_name_key_and_line() {
+        let e = parse("[sandbox]\nmemory_mb = 0\n").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("sandbox.memory_mb"), Some(2)));
+        let e = parse("[tools.x]\n\nmemory_mb = 9999\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("tools.x.memory_mb"), "{e}");
+        let e = parse("[breaker]\nfailure_rate = 1.5\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("breaker.failure_rate"));
+    }
+
+    #[test]
+    fn a_missing_grant_directory_is_an_error() {
+        let e = parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("/no/such/dir"));
+    }
+
+    #[test]
+    fn scripted_models_need_a_script() {
+        let e = parse("[[models]]\nname = \"s\"\nprovider = \"scripted\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("models.0.script"));
+        assert_eq!(e.line, Some(1));
+    }
+}

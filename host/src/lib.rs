@@ -1,0 +1,16 @@
+//! # toolhost
+//!
+//! The host that makes an AI agent's tools production-grade: each tool is a
+//! WebAssembly component run in a fresh, fuel-, time-, memory- and
+//! output-limited sandbox per call, with no ambient authority.
+//!
+//! ## Layout
+//!
+//! - [`config`]: `toolhost.toml`, parsed strictly (unknown keys are errors).
+//! - [`sandbox`]: wasmtime, narrowed: loading, limits, capabilities, calls.
+//! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
+//!
+//! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
+
+pub mod config;
+pub mod sandbox;

@@ -1,0 +1,218 @@
+//! One call in one fresh store: set the limits, instantiate, run, and turn
+//! whatever happened into an output or a typed [`CallError`].
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+use super::bindings::ToolPre;
+use super::bindings::toolhost::tool::types::{CallContext, Metadata, ToolError};
+use super::capabilities::HostState;
+use super::error::CallError;
+use super::limits::Limits;
+use crate::config::ToolPolicy;
+
+/// What a finished call produced.
+#[derive(Debug)]
+pub(crate) struct Finished<T> {
+    pub value: T,
+    pub fuel_used: u64,
+    pub duration: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `describe` under `limits`.
+pub(crate) async fn describe(
+    engine: &Engine,
+    pre: &ToolPre<HostState>,
+    limits: &Limits,
+) -> Result<Metadata, CallError> {
+    match execute(engine, pre, limits, None, Op::Describe).await?.value {
+        Done::Describe(meta) => Ok(meta),
+        Done::Call(_) => unreachable!("describe returns metadata"),
+    }
+}
+
+/// Runs `call(ctx, input)` under `limits`, mapping a tool-reported error to
+/// the matching [`CallError`].
+pub(crate) async fn call(
+    engine: &Engine,
+    pre: &ToolPre<HostState>,
+    limits: &Limits,
+    policy: Option<&ToolPolicy>,
+    ctx: CallContext,
+    input: &str,
+) -> Result<Finished<String>, CallError> {
+    let op = Op::Call {
+        ctx,
+        input: input.to_string(),
+    };
+    let finished = execute(engine, pre, limits, policy, op).await?;
+    let value = match finished.value {
+        Done::Call(Ok(output)) => output,
+        Done::Call(Err(e)) => return Err(tool_error(e)),
+        Done::Describe(_) => unreachable!("call returns a result"),
+    };
+    if value.len() as u64 > limits.max_output_bytes {
+        return Err(CallError::OutputTooLarge(format!(
+            "the result is {} bytes, over the {}-byte cap",
+            value.len(),
+            limits.max_output_bytes
+        )));
+    }
+    Ok(Finished {
+        value,
+        fuel_used: finished.fuel_used,
+        duration: finished.duration,
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+    })
+}
+
+/// The SDK's marker for `capability_denied` failures (see `toolhost_sdk`).
+const CAPABILITY_DENIED_PREFIX: &str = "capability_denied: ";
+
+fn tool_error(e: ToolError) -> CallError {
+    match e {
+        ToolError::InvalidInput(m) => CallError::InvalidInput(m),
+        ToolError::Transient(m) => CallError::ToolTransient(m),
+        ToolError::Failed(m) => match m.strip_prefix(CAPABILITY_DENIED_PREFIX) {
+            Some(rest) => CallError::CapabilityDenied(rest.to_string()),
+            None => CallError::ToolFailed(m),
+        },
+    }
+}
+
+/// Which export to run.
+enum Op {
+    Describe,
+    Call { ctx: CallContext, input: String },
+}
+
+/// What the export returned.
+enum Done {
+    Describe(Metadata),
+    Call(Result<String, ToolError>),
+}
+
+async fn execute(
+    engine: &Engine,
+    pre: &ToolPre<HostState>,
+    limits: &Limits,
+    policy: Option<&ToolPolicy>,
+    op: Op,
+) -> Result<Finished<Done>, CallError> {
+    let state = HostState::new(limits, policy).map_err(CallError::CapabilityDenied)?;
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.memory);
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| CallError::Internal(format!("set fuel: {e}")))?;
+    // Past the deadline, stop; before it, yield to tokio once per tick so a
+    // spinning guest shares its executor thread.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            ctx.data_mut().timed_out = true;
+            return Err(wasmtime::Error::msg("deadline exceeded"));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+
+    let started = Instant::now();
+    // The outer timeout also covers time the guest spends in host calls
+    // (sleeps, I/O), which epochs cannot interrupt.
+    let outcome = {
+        let store = &mut store;
+        let work = async move {
+            let tool = pre.instantiate_async(&mut *store).await?;
+            match op {
+                Op::Describe => tool.call_describe(&mut *store).await.map(Done::Describe),
+                Op::Call { ctx, input } => tool.call_call(&mut *store, &ctx, &input).await.map(Done::Call),
+            }
+        };
+        tokio::time::timeout(limits.timeout, work).await
+    };
+    let duration = started.elapsed();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let data = store.data();
+    let value = match outcome {
+        Err(_elapsed) => return Err(timeout(limits)),
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => return Err(classify(data, limits, &e)),
+    };
+    Ok(Finished {
+        value,
+        fuel_used: limits.fuel.saturating_sub(fuel_left),
+        duration,
+        stdout: data.stdout.text(),
+        stderr: data.stderr.text(),
+    })
+}
+
+fn timeout(limits: &Limits) -> CallError {
+    CallError::Timeout {
+        ms: limits.timeout.as_millis() as u64,
+    }
+}
+
+/// Names what stopped a call. The flags the host set while the call ran are
+/// more precise than the trap they caused (a refused `memory.grow` surfaces
+/// as Rust's abort, an over-full stdout as a panic), so they come first.
+fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallError {
+    if state.timed_out {
+        return timeout(limits);
+    }
+    if state.memory.hit {
+        return CallError::MemoryLimit {
+            limit_mb: limits.memory_bytes >> 20,
+        };
+    }
+    for (name, log) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        if log.overflowed() {
+            return CallError::OutputTooLarge(format!(
+                "the tool wrote more than {} bytes to {name}",
+                limits.max_log_bytes
+            ));
+        }
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel { limit: limits.fuel },
+        Some(trap) => {
+            let mut msg = format!("wasm trap: {trap}");
+            if let Some(panic) = panic_message(&state.stderr.text()) {
+                msg = format!("{msg}; the tool panicked: {panic}");
+            }
+            CallError::Trap(msg)
+        }
+        // Not a trap: the host failed (instantiation, a resource table).
+        None => CallError::Internal(format!("{e:#}")),
+    }
+}
+
+/// The message of a Rust panic from its stderr report, if there is one.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let report = &stderr[start..];
+    // "panicked at src/lib.rs:3:5:\nthe message\nnote: ..."
+    let message: Vec<&str> = report
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("note: "))
+        .collect();
+    let message = message.join("\n");
+    Some(if message.is_empty() { report.lines().next()?.to_string() } else { message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("boom"));
+        assert_eq!(panic_message("nothing here"), None);
+    }
+}

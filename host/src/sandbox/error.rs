@@ -1,0 +1,122 @@
+//! The sandbox's errors, with the stable kind names of `shared/design.md`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Stable snake_case names for `--json` output and metrics. Never rename one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    LoadError,
+    InvalidInput,
+    ToolFailed,
+    ToolTransient,
+    OutOfFuel,
+    Timeout,
+    MemoryLimit,
+    OutputTooLarge,
+    Trap,
+    CapabilityDenied,
+    /// No tool by that name is loaded (a caller's mistake; the CLI exits 2).
+    UnknownTool,
+    /// The host itself failed (an I/O error, an exhausted pool); not the tool.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::LoadError => "load_error",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::ToolFailed => "tool_failed",
+            ErrorKind::ToolTransient => "tool_transient",
+            ErrorKind::OutOfFuel => "out_of_fuel",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::OutputTooLarge => "output_too_large",
+            ErrorKind::Trap => "trap",
+            ErrorKind::CapabilityDenied => "capability_denied",
+            ErrorKind::UnknownTool => "unknown_tool",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// A limit stopped the call: such outcomes are never cached.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::OutOfFuel | ErrorKind::Timeout | ErrorKind::MemoryLimit | ErrorKind::OutputTooLarge
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a component could not be loaded. The file is skipped, the host goes on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("load_error: {}: {reason}", path.display())]
+pub struct LoadError {
+    /// The file that failed.
+    pub path: PathBuf,
+    /// What was wrong: not wasm, a core module, another world, a bad schema...
+    pub reason: String,
+}
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The input is not JSON, violates the input schema, or the tool said so.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The tool ran and reported a failure.
+    #[error("{0}")]
+    ToolFailed(String),
+    /// The tool reported a failure worth retrying later.
+    #[error("{0}")]
+    ToolTransient(String),
+    /// The call burned all of its fuel.
+    #[error("the call used all of its {limit} units of fuel")]
+    OutOfFuel { limit: u64 },
+    /// The call ran past its wall-clock deadline.
+    #[error("the call ran past its {ms} ms deadline")]
+    Timeout { ms: u64 },
+    /// The call tried to grow its memory past the limit.
+    #[error("the call tried to grow its memory past {limit_mb} MiB")]
+    MemoryLimit { limit_mb: u64 },
+    /// The result, stdout or stderr exceeded its cap.
+    #[error("{0}")]
+    OutputTooLarge(String),
+    /// The tool trapped (a panic, a stack overflow, an out-of-bounds access).
+    #[error("{0}")]
+    Trap(String),
+    /// The tool touched something its policy does not grant.
+    #[error("{0}")]
+    CapabilityDenied(String),
+    /// No tool by this name is loaded.
+    #[error("no tool named `{name}` is loaded (loaded: {})", known.join(", "))]
+    UnknownTool { name: String, known: Vec<String> },
+    /// The host failed; the tool may never have run.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CallError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CallError::InvalidInput(_) => ErrorKind::InvalidInput,
+            CallError::ToolFailed(_) => ErrorKind::ToolFailed,
+            CallError::ToolTransient(_) => ErrorKind::ToolTransient,
+            CallError::OutOfFuel { .. } => ErrorKind::OutOfFuel,
+            CallError::Timeout { .. } => ErrorKind::Timeout,
+            CallError::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            CallError::OutputTooLarge(_) => ErrorKind::OutputTooLarge,
+            CallError::Trap(_) => ErrorKind::Trap,
+            CallError::CapabilityDenied(_) => ErrorKind::CapabilityDenied,
+            CallError::UnknownTool { .. } => ErrorKind::UnknownTool,
+            CallError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Turning `.wasm` files into ready-to-instantiate tools.
+//!
+//! Each file is checked in the order a user would want to be told: is it wasm
+//! at all, is it a component (not a core module), does it compile, does it
+//! need only what the sandbox provides, does it export the tool world, and is
+//! what `describe` returns usable (a name, a valid JSON Schema). Whatever
+//! fails becomes a [`LoadError`] naming the file and the reason; the other
+//! files still load.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use super::artifacts::{ArtifactCache, LoadSource};
+use super::bindings::{Effect, ToolPre};
+use super::capabilities::HostState;
+use super::error::LoadError;
+use crate::config::EffectName;
+
+/// A loaded tool: its metadata, digest and pre-linked component.
+pub struct Tool {
+    /// The name the tool gave itself in `describe`.
+    pub name: String,
+    pub description: String,
+    pub version: String,
+    /// The tool's own effect (a policy may make it stricter).
+    pub effect: EffectName,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// blake3 of the wasm bytes, hex.
+    pub digest: String,
+    /// Whether this load compiled the component or read the cache.
+    pub source: LoadSource,
+    pub(crate) pre: ToolPre<HostState>,
+    pub(crate) input_validator: jsonschema::Validator,
+    pub(crate) output_validator: Option<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("effect", &self.effect)
+            .field("digest", &self.digest)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the first bytes of a file say it is.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err("not a WebAssembly file (no \\0asm header)".into());
+    }
+    // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
+    match u16::from_le_bytes([bytes[6], bytes[7]]) {
+        1 => Ok(()),
+        0 => Err("a core wasm module, not a component: build the tool for wasm32-wasip2".into()),
+        layer => Err(format!("unknown wasm layer {layer}")),
+    }
+}
+
+/// Compiles (or reads from cache) and links one file, before `describe`.
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    cache: &ArtifactCache,
+    path: &Path,
+) -> Result<(ToolPre<HostState>, String, LoadSource), LoadError> {
+    let fail = |reason: String| LoadError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    check_header(&bytes).map_err(fail)?;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let (component, source) = cache.load(engine, &bytes, &digest).map_err(fail)?;
+    let instance_pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| fail(format!("needs an import the sandbox does not provide: {e}")))?;
+    let pre = ToolPre::new(instance_pre)
+        .map_err(|e| fail(format!("is not a toolhost:tool/tool@0.1.0 component: {e}")))?;
+    Ok((pre, digest, source))
+}
+
+/// What `describe` returned, checked and compiled into a [`Tool`].
+pub(crate) fn finish(
+    path: &Path,
+    pre: ToolPre<HostState>,
+    digest: String,
+    source: LoadSource,
+    meta: super::bindings::toolhost::tool::types::Metadata,
+) -> Result<Tool, LoadError> {
+    let fail = |reason: String| LoadError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !valid_name(&meta.name) {
+        return Err(fail(format!(
+            "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
+            meta.name
+        )));
+    }
+    let input_schema: Value = serde_json::from_str(&meta.input_schema)
+        .map_err(|e| fail(format!("input schema is not JSON: {e}")))?;
+    let input_validator = jsonschema::draft202012::new(&input_schema)
+        .map_err(|e| fail(format!("input schema is not a valid JSON Schema: {e}")))?;
+    let (output_schema, output_validator) = match &meta.output_schema {
+        None => (None, None),
+        Some(text) => {
+            let schema: Value =
+                serde_json::from_str(text).map_err(|e| fail(format!("output schema is not JSON: {e}")))?;
+            let validator = jsonschema::draft202012::new(&schema)
+                .map_err(|e| fail(format!("output schema is not a valid JSON Schema: {e}")))?;
+            (Some(schema), Some(validator))
+        }
+    };
+    Ok(Tool {
+        name: meta.name,
+        description: meta.description,
+        version: meta.version,
+        effect: match meta.effect {
+            Effect::Pure => EffectName::Pure,
+            Effect::ReadOnly => EffectName::ReadOnly,
+            Effect::Idempotent => EffectName::Idempotent,
+            Effect::SideEffecting => EffectName::SideEffecting,
+        },
+        input_schema,
+        output_schema,
+        path: path.to_path_buf(),
+        digest,
+        source,
+        pre,
+        input_validator,
+        output_validator,
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// The `.wasm` files of a directory, sorted so loading order is stable.
+pub(crate) fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_modules_from_components() {
+        assert!(check_header(b"\0asm\x0d\x00\x01\x00").is_ok());
+        assert!(check_header(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core wasm module"));
+        assert!(check_header(b"hello world").unwrap_err().contains("not a WebAssembly"));
+        assert!(check_header(b"").is_err());
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        assert!(valid_name("http_fetch"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("Calc"));
+        assert!(!valid_name("a/b"));
+    }
+}

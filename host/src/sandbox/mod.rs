@@ -1,0 +1,291 @@
+//! The sandbox: loads tool components and runs each call in a fresh,
+//! fuel-, time-, memory- and output-limited store with no ambient authority.
+//!
+//! Layout: `engine` configures wasmtime (the only place), `artifacts` caches
+//! compiled components on disk, `loader` turns files into [`Tool`]s,
+//! `capabilities` builds what a store may touch, `call` runs one call and
+//! names what stopped it, `limits` and `error` are the vocabulary.
+
+mod artifacts;
+mod bindings;
+mod call;
+mod capabilities;
+mod engine;
+mod error;
+mod limits;
+mod loader;
+
+pub use artifacts::LoadSource;
+pub use error::{CallError, ErrorKind, LoadError};
+pub use limits::{Limits, MAX_WASM_STACK, Overrides};
+pub use loader::Tool;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+use crate::config::{Config, ToolPolicy};
+use artifacts::ArtifactCache;
+use capabilities::HostState;
+
+/// Where the build put the example tools: the default tools directory.
+pub const EXAMPLES_DIR: &str = env!("TOOLHOST_EXAMPLES_DIR");
+/// Where the build put the hostile test tools (never loaded by default).
+pub const HOSTILE_DIR: &str = env!("TOOLHOST_HOSTILE_DIR");
+
+/// How to open a sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxOptions {
+    /// The directory whose `.wasm` files are loaded.
+    pub tools_dir: PathBuf,
+    /// Where compiled components are cached; `None` compiles on every start.
+    pub cache_dir: Option<PathBuf>,
+    /// Limits for tools without overrides.
+    pub limits: Limits,
+    /// Per-tool policies (grants and limit overrides).
+    pub policies: BTreeMap<String, ToolPolicy>,
+    /// Calls that run at once; more wait for a slot.
+    pub max_concurrent_calls: u32,
+}
+
+impl SandboxOptions {
+    /// Options from a config: its tools dir (else the built examples), its
+    /// cache dir (else `artifacts/` beside the database), limits and policies.
+    pub fn from_config(config: &Config) -> Self {
+        let tools_dir = config
+            .sandbox
+            .tools_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(EXAMPLES_DIR));
+        let cache_dir = config.sandbox.cache_dir.clone().or_else(|| {
+            let db_dir = config.store.path.parent().unwrap_or(Path::new("."));
+            Some(db_dir.join("artifacts"))
+        });
+        SandboxOptions {
+            tools_dir,
+            cache_dir,
+            limits: Limits::from_config(&config.sandbox),
+            policies: config.tools.clone(),
+            max_concurrent_calls: config.sandbox.max_concurrent_calls,
+        }
+    }
+
+    /// Defaults with the given tools directory and no artifact cache.
+    pub fn for_dir(tools_dir: impl Into<PathBuf>) -> Self {
+        SandboxOptions {
+            tools_dir: tools_dir.into(),
+            cache_dir: None,
+            limits: Limits::default(),
+            policies: BTreeMap::new(),
+            max_concurrent_calls: crate::config::SandboxConfig::default().max_concurrent_calls,
+        }
+    }
+}
+
+/// Why a sandbox could not be opened at all (single bad files are not this:
+/// they become [`LoadError`]s and are skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The tools directory is missing or unreadable.
+    #[error("cannot read tools directory {}: {source}", dir.display())]
+    ToolsDir { dir: PathBuf, source: std::io::Error },
+    /// wasmtime refused the engine configuration (say, no virtual memory for the pool).
+    #[error("cannot start the wasm engine: {0}")]
+    Engine(String),
+}
+
+/// What a successful call returned.
+#[derive(Clone, Debug)]
+pub struct CallOutput {
+    /// The tool's output, parsed.
+    pub output: Value,
+    /// Fuel the call burned.
+    pub fuel_used: u64,
+    /// Wall-clock time from instantiation to return.
+    pub duration: Duration,
+    /// What the tool wrote to stdout and stderr (capped).
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// What the host hands a tool along with the input.
+#[derive(Clone, Debug, Default)]
+pub struct CallRequest {
+    /// The call's idempotency key (hex); empty if the caller has none.
+    pub idempotency_key: String,
+    /// 1 on the first execution of the key.
+    pub attempt: u32,
+    /// Per-call limit overrides.
+    pub overrides: Overrides,
+}
+
+/// Loaded tools and the engine that runs them. Cheap to clone and share.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    tools: BTreeMap<String, Arc<Tool>>,
+    load_errors: Vec<LoadError>,
+    limits: Limits,
+    policies: BTreeMap<String, ToolPolicy>,
+    slots: Semaphore,
+    // Declared last: dropped after everything that might still run wasm.
+    _ticker: engine::Ticker,
+}
+
+impl Sandbox {
+    /// Loads every `.wasm` in the tools directory. A bad file is reported in
+    /// [`Sandbox::load_errors`] and skipped; only an unusable directory or
+    /// engine fails the whole open.
+    pub async fn open(options: SandboxOptions) -> Result<Sandbox, OpenError> {
+        let files = loader::wasm_files(&options.tools_dir).map_err(|source| OpenError::ToolsDir {
+            dir: options.tools_dir.clone(),
+            source,
+        })?;
+        let engine = engine::build(options.max_concurrent_calls).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        let ticker = engine::Ticker::start(&engine).map_err(|e| OpenError::Engine(e.to_string()))?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        let cache = ArtifactCache::new(&engine, options.cache_dir.as_deref());
+
+        let mut tools = BTreeMap::new();
+        let mut load_errors = Vec::new();
+        for path in files {
+            match load_one(&engine, &linker, &cache, &path, &options.limits).await {
+                Ok(tool) if tools.contains_key(&tool.name) => {
+                    let first: &Arc<Tool> = &tools[&tool.name];
+                    load_errors.push(LoadError {
+                        path,
+                        reason: format!("tool name `{}` is taken by {}", tool.name, first.path.display()),
+                    });
+                }
+                Ok(tool) => {
+                    tools.insert(tool.name.clone(), Arc::new(tool));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a tool");
+                    load_errors.push(e);
+                }
+            }
+        }
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                tools,
+                load_errors,
+                limits: options.limits,
+                policies: options.policies,
+                slots: Semaphore::new(options.max_concurrent_calls as usize),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The loaded tools, by name.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<Tool>> {
+        self.inner.tools.values()
+    }
+
+    /// One loaded tool.
+    pub fn tool(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.inner.tools.get(name)
+    }
+
+    /// Files that were skipped, and why.
+    pub fn load_errors(&self) -> &[LoadError] {
+        &self.inner.load_errors
+    }
+
+    /// The policy configured for a tool, if any.
+    pub fn policy(&self, name: &str) -> Option<&ToolPolicy> {
+        self.inner.policies.get(name)
+    }
+
+    /// A tool's limits: the defaults with its policy's overrides.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        match self.policy(name) {
+            Some(p) => self.inner.limits.with_policy(p),
+            None => self.inner.limits,
+        }
+    }
+
+    /// Runs `tool` on a JSON `input` in a fresh sandbox.
+    ///
+    /// The input must be JSON that satisfies the tool's input schema; it is
+    /// checked here, before any wasm runs, and a violation names the failing
+    /// JSON path. The output must be JSON that satisfies the output schema.
+    pub async fn call(&self, tool: &str, input: &str, request: CallRequest) -> Result<CallOutput, CallError> {
+        let Some(t) = self.tool(tool) else {
+            return Err(CallError::UnknownTool {
+                name: tool.to_string(),
+                known: self.inner.tools.keys().cloned().collect(),
+            });
+        };
+        let parsed: Value =
+            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
+        check(&t.input_validator, &parsed).map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
+
+        let limits = self.limits_for(tool).with_overrides(&request.overrides);
+        let ctx = bindings::toolhost::tool::types::CallContext {
+            idempotency_key: request.idempotency_key,
+            attempt: request.attempt.max(1),
+            deadline_ms: limits.timeout.as_millis() as u64,
+        };
+        let _slot = self
+            .inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
+        let done = call::call(&self.inner.engine, &t.pre, &limits, self.policy(tool), ctx, input).await?;
+
+        let output: Value = serde_json::from_str(&done.value)
+            .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
+        if let Some(v) = &t.output_validator {
+            check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+        }
+        Ok(CallOutput {
+            output,
+            fuel_used: done.fuel_used,
+            duration: done.duration,
+            stdout: done.stdout,
+            stderr: done.stderr,
+        })
+    }
+}
+
+/// Checks `value` against a schema; the error names the failing JSON path.
+fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
+    match validator.iter_errors(value).next() {
+        None => Ok(()),
+        Some(err) => {
+            let path = err.instance_path().to_string();
+            let at = if path.is_empty() { "/".to_string() } else { path };
+            Err(format!("violates its schema at {at}: {err}"))
+        }
+    }
+}
+
+async fn load_one(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    cache: &ArtifactCache,
+    path: &Path,
+    limits: &Limits,
+) -> Result<Tool, LoadError> {
+    let (pre, digest, source) = loader::prepare(engine, linker, cache, path)?;
+    let meta = call::describe(engine, &pre, limits).await.map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        reason: format!("describe failed: {} ({e})", e.kind()),
+    })?;
+    loader::finish(path, pre, digest, source, meta)
+}
