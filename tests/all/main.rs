@@ -1,1 +1,8 @@
+//! toolhost's end-to-end suite: real components built from source by the
+//! build, real files, the real binary. One binary, a module per area.
 
+mod cli;
+mod hostile;
+mod loading;
+mod sandbox;
+mod support;
