@@ -13,4 +13,6 @@
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
 pub mod config;
+pub mod idempotency;
 pub mod sandbox;
+pub mod store;

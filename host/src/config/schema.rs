@@ -132,6 +132,20 @@ pub struct ToolPolicy {
     pub ttl_s: Option<u64>,
     /// How long a non-pure call with the empty scope replays. Default 24 h.
     pub idempotency_window_s: Option<u64>,
+    /// What happens to a side-effecting call whose claimant died mid-call:
+    /// `fail` (default: it stays `in_doubt` until an operator resolves it) or
+    /// `retry` (the next caller runs it again, with the next attempt number,
+    /// for tools whose remote end deduplicates by the idempotency key).
+    pub in_doubt: Option<InDoubtPolicy>,
+}
+
+/// See [`ToolPolicy::in_doubt`].
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum InDoubtPolicy {
+    #[default]
+    Fail,
+    Retry,
 }
 
 /// Which wire format a model speaks.

@@ -107,6 +107,22 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Rebuilds a recorded outcome's error from its kind name and message.
+    /// Only outcomes that are ever recorded need to round-trip; anything
+    /// else comes back as `tool_failed` with the original kind in the text.
+    pub fn from_recorded(kind: &str, message: String) -> CallError {
+        match kind {
+            "invalid_input" => CallError::InvalidInput(message),
+            "tool_failed" => CallError::ToolFailed(message),
+            "tool_transient" => CallError::ToolTransient(message),
+            "output_too_large" => CallError::OutputTooLarge(message),
+            "trap" => CallError::Trap(message),
+            "capability_denied" => CallError::CapabilityDenied(message),
+            "internal" => CallError::Internal(message),
+            other => CallError::ToolFailed(format!("{other}: {message}")),
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             CallError::InvalidInput(_) => ErrorKind::InvalidInput,

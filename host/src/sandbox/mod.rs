@@ -23,6 +23,7 @@ pub use loader::Tool;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -141,6 +142,7 @@ struct Inner {
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
     slots: Semaphore,
+    runs: AtomicU64,
     // Declared last: dropped after everything that might still run wasm.
     _ticker: engine::Ticker,
 }
@@ -196,6 +198,7 @@ impl Sandbox {
                 limits: options.limits,
                 policies: options.policies,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
+                runs: AtomicU64::new(0),
                 _ticker: ticker,
             }),
         })
@@ -234,24 +237,36 @@ impl Sandbox {
     /// The input must be JSON that satisfies the tool's input schema; it is
     /// checked here, before any wasm runs, and a violation names the failing
     /// JSON path. The output must be JSON that satisfies the output schema.
-    pub async fn call(
-        &self,
-        tool: &str,
-        input: &str,
-        request: CallRequest,
-    ) -> Result<CallOutput, CallError> {
+    pub async fn call(&self, tool: &str, input: &str, request: CallRequest) -> Result<CallOutput, CallError> {
+        let prepared = self.prepare(tool, input, &request.overrides)?;
+        self.run(&prepared, request).await
+    }
+
+    /// Checks a call without running it: the tool exists, the input is JSON
+    /// and satisfies the input schema. Yields what [`Sandbox::run`] needs.
+    pub fn prepare(&self, tool: &str, input: &str, overrides: &Overrides) -> Result<Prepared, CallError> {
         let Some(t) = self.tool(tool) else {
             return Err(CallError::UnknownTool {
                 name: tool.to_string(),
                 known: self.inner.tools.keys().cloned().collect(),
             });
         };
-        let parsed: Value = serde_json::from_str(input)
-            .map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
-        check(&t.input_validator, &parsed)
-            .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
+        let parsed: Value =
+            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
+        check(&t.input_validator, &parsed).map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
+        Ok(Prepared {
+            tool: t.clone(),
+            input: parsed,
+            text: input.to_string(),
+            limits: self.limits_for(tool).with_overrides(overrides),
+        })
+    }
 
-        let limits = self.limits_for(tool).with_overrides(&request.overrides);
+    /// Runs a prepared call in a fresh store. (`request.overrides` were
+    /// applied by [`Sandbox::prepare`].)
+    pub async fn run(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+        let t = &prepared.tool;
+        let limits = prepared.limits;
         let ctx = bindings::toolhost::tool::types::CallContext {
             idempotency_key: request.idempotency_key,
             attempt: request.attempt.max(1),
@@ -263,21 +278,13 @@ impl Sandbox {
             .acquire()
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
-        let done = call::call(
-            &self.inner.engine,
-            &t.pre,
-            &limits,
-            self.policy(tool),
-            ctx,
-            input,
-        )
-        .await?;
+        self.inner.runs.fetch_add(1, Ordering::Relaxed);
+        let done = call::call(&self.inner.engine, &t.pre, &limits, self.policy(&t.name), ctx, &prepared.text).await?;
 
         let output: Value = serde_json::from_str(&done.value)
             .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
         if let Some(v) = &t.output_validator {
-            check(v, &output)
-                .map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+            check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
         }
         Ok(CallOutput {
             output,
@@ -287,6 +294,23 @@ impl Sandbox {
             stderr: done.stderr,
         })
     }
+
+    /// How many calls this sandbox has instantiated a tool for. (Cache hits
+    /// never do; tests assert on this instead of on time.)
+    pub fn runs(&self) -> u64 {
+        self.inner.runs.load(Ordering::Relaxed)
+    }
+}
+
+/// A call that passed [`Sandbox::prepare`].
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub tool: Arc<Tool>,
+    /// The parsed input.
+    pub input: Value,
+    text: String,
+    /// The limits the call will run under (defaults, policy, overrides).
+    pub limits: Limits,
 }
 
 /// Checks `value` against a schema; the error names the failing JSON path.

@@ -1,0 +1,70 @@
+//! Schema versions, kept in SQLite's `user_version`. Each migration runs once,
+//! in order, inside one transaction with the version bump, so a crash leaves
+//! the database at the old version or the new, never between.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: the idempotency cache.
+    "CREATE TABLE calls (
+        key          TEXT PRIMARY KEY,
+        tool         TEXT NOT NULL,
+        effect       TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        input        TEXT NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('running', 'done', 'in_doubt')),
+        owner        TEXT,
+        attempt      INTEGER NOT NULL DEFAULT 1,
+        outcome      TEXT,
+        created_at   INTEGER NOT NULL,
+        completed_at INTEGER,
+        expires_at   INTEGER
+    );
+    CREATE UNIQUE INDEX calls_scope ON calls (scope) WHERE scope <> '';",
+    // v2: counters for metrics (cache hits, misses, claims...), and an index
+    // for `cache gc`, which scans by expiry.
+    "CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE INDEX calls_expiry ON calls (expires_at) WHERE expires_at IS NOT NULL;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug)]
+pub(crate) enum MigrateError {
+    Sqlite(rusqlite::Error),
+    TooNew(i64),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(MigrateError::TooNew(version));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from + 1;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {to}; COMMIT;"))
+            .inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })?;
+        tracing::info!(db = %path.display(), from, to, "migrated the database schema");
+    }
+    Ok(())
+}
+
+/// The DDL of version `v` alone, so tests can build an old database.
+pub fn migration_sql(v: usize) -> Option<&'static str> {
+    MIGRATIONS.get(v).copied()
+}

@@ -1,0 +1,264 @@
+//! The SQLite store: the idempotency cache (and, later, the agent journal and
+//! metrics), behind one owner thread.
+//!
+//! Why one owner: SQLite calls block, and a blocking call on an async worker
+//! stalls every task scheduled there. So the connection lives on a dedicated
+//! thread and async callers send it jobs. The owner also batches: every job
+//! waiting when a batch starts runs in one transaction, each inside its own
+//! savepoint, and one commit (one fsync under `synchronous=FULL`) makes the
+//! whole batch durable before any caller hears back. That is group commit:
+//! under load, thousands of claims per second cost a few hundred fsyncs.
+//!
+//! Layout: `worker` (the owner thread and batching), `migrations` (schema
+//! versions in `user_version`), `calls` (the idempotency table's SQL),
+//! `liveness` (which claim owners are still alive).
+
+mod calls;
+mod liveness;
+mod migrations;
+mod worker;
+
+pub use calls::{CallRecord, CallState, ClaimOutcome, ClaimRequest, GcReport, StoredError, StoredOutcome};
+pub use liveness::OwnerLock;
+pub use migrations::{SCHEMA_VERSION, migration_sql};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// Why the store failed. The host keeps running; the call that needed the
+/// store fails with this.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The file exists but is not a SQLite database (or is damaged).
+    #[error("the database {} is corrupt or not a SQLite database: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    /// Another process held the database longer than the busy timeout.
+    #[error("the database {} stayed locked for {} ms (busy timeout): {message}", path.display(), timeout.as_millis())]
+    Locked {
+        path: PathBuf,
+        timeout: Duration,
+        message: String,
+    },
+    /// The database was written by a newer toolhost.
+    #[error("the database {} has schema version {found}; this toolhost knows up to {SCHEMA_VERSION}", path.display())]
+    TooNew { path: PathBuf, found: i64 },
+    /// The file or its directory cannot be opened or created.
+    #[error("cannot open the database {}: {message}", path.display())]
+    Open { path: PathBuf, message: String },
+    /// Any other SQLite failure.
+    #[error("database error on {}: {message}", path.display())]
+    Sqlite { path: PathBuf, message: String },
+    /// The owner thread is gone (the store was shut down).
+    #[error("the database owner thread has stopped")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlite(path: &Path, timeout: Duration, e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let message = e.to_string();
+        let code = e.sqlite_error_code();
+        let path = path.to_path_buf();
+        match code {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+                StoreError::Locked { path, timeout, message }
+            }
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path, message },
+            Some(ErrorCode::CannotOpen) => StoreError::Open { path, message },
+            _ => StoreError::Sqlite { path, message },
+        }
+    }
+}
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How long a statement waits for another process's lock.
+    pub busy_timeout: Duration,
+    /// Most jobs one transaction (one fsync) may carry.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 256,
+        }
+    }
+}
+
+/// A handle to the store; cheap to clone, usable from any task.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<worker::Handle>,
+    owner: Arc<OwnerLock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, migrates it to
+    /// the current schema, and starts its owner thread.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let sqlite = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
+        let conn = Connection::open(path).map_err(sqlite)?;
+        conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        // WAL lets readers run beside the writer; FULL syncs the WAL on every
+        // commit, because a lost claim row could repeat a side effect.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        migrations::migrate(&conn, path).map_err(|e| match e {
+            migrations::MigrateError::Sqlite(e) => sqlite(e),
+            migrations::MigrateError::TooNew(found) => StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+            },
+        })?;
+        let owner = OwnerLock::acquire(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!("cannot create the owner lock: {e}"),
+        })?;
+        let inner = worker::Handle::start(conn, path.to_path_buf(), options).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            message: format!("cannot start the owner thread: {e}"),
+        })?;
+        Ok(Store {
+            inner: Arc::new(inner),
+            owner: Arc::new(owner),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// This process's claim-owner id (held while the store is open).
+    pub fn owner_id(&self) -> &str {
+        self.owner.id()
+    }
+
+    /// Whether the claim owner `id` is still alive (in any process).
+    pub fn owner_alive(&self, id: &str) -> bool {
+        id == self.owner.id() || liveness::is_alive(&self.inner.path, id)
+    }
+
+    /// Runs `job` on the owner thread inside the next batch's transaction
+    /// and returns its result once that transaction has committed.
+    pub async fn run<R, F>(&self, job: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.inner.run(job).await
+    }
+
+    // ---- the idempotency table ----
+
+    pub async fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
+        let key = key.to_string();
+        self.run(move |c| calls::get(c, &key)).await
+    }
+
+    pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        self.run(move |c| calls::claim(c, &request)).await
+    }
+
+    pub async fn complete(
+        &self,
+        key: &str,
+        state: CallState,
+        outcome: StoredOutcome,
+        now_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let (key, owner) = (key.to_string(), self.owner_id().to_string());
+        self.run(move |c| calls::complete(c, &key, &owner, state, &outcome, now_ms, expires_at_ms))
+            .await
+    }
+
+    /// Stores a pure or read-only outcome without a claim.
+    pub async fn put(&self, request: ClaimRequest, outcome: StoredOutcome, expires_at_ms: Option<i64>) -> Result<(), StoreError> {
+        self.run(move |c| calls::put(c, &request, &outcome, expires_at_ms)).await
+    }
+
+    /// Drops this process's claim on `key`: the call may run again.
+    pub async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let (key, owner) = (key.to_string(), self.owner_id().to_string());
+        self.run(move |c| calls::release(c, &key, &owner)).await
+    }
+
+    /// Marks a running claim whose owner died as `in_doubt`.
+    pub async fn mark_in_doubt(&self, key: &str, dead_owner: &str) -> Result<(), StoreError> {
+        let (key, owner) = (key.to_string(), dead_owner.to_string());
+        self.run(move |c| calls::mark_in_doubt(c, &key, &owner)).await
+    }
+
+    /// Takes over a claim (a dead owner's, or an `in_doubt` one being
+    /// retried): this process owns it and the attempt number goes up.
+    pub async fn take_over(&self, key: &str, from: Option<String>, now_ms: i64) -> Result<Option<u32>, StoreError> {
+        let (key, owner) = (key.to_string(), self.owner_id().to_string());
+        self.run(move |c| calls::take_over(c, &key, from.as_deref(), &owner, now_ms)).await
+    }
+
+    /// Looks a key up without claiming it (pure and read-only calls).
+    pub async fn lookup(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
+        self.run(move |c| calls::lookup(c, &request)).await
+    }
+
+    /// Records an operator's decision to give up on an `in_doubt` call.
+    pub async fn abandon(&self, key: &str, outcome: StoredOutcome, now_ms: i64) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.run(move |c| {
+            let outcome = serde_json::to_string(&outcome).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let n = c.execute(
+                "UPDATE calls SET state = 'done', outcome = ?2, completed_at = ?3, owner = NULL
+                 WHERE key = ?1 AND state = 'in_doubt'",
+                rusqlite::params![key, outcome, now_ms],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Adds to named counters, in one job.
+    pub async fn bump(&self, counts: Vec<(&'static str, i64)>) -> Result<(), StoreError> {
+        self.run(move |c| {
+            for (name, delta) in counts {
+                calls::bump(c, name, delta)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every counter and its value.
+    pub async fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(calls::counters).await
+    }
+
+    pub async fn list(&self, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
+        self.run(move |c| calls::list(c, limit)).await
+    }
+
+    /// Removes finished rows that expired, or that finished before
+    /// `older_than_ms` when given. Claims in flight are kept.
+    pub async fn gc(&self, now_ms: i64, finished_before_ms: Option<i64>) -> Result<GcReport, StoreError> {
+        self.run(move |c| calls::gc(c, now_ms, finished_before_ms)).await
+    }
+}

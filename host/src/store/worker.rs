@@ -1,0 +1,144 @@
+//! The owner thread: the only code that touches the connection.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{StoreError, StoreOptions};
+
+/// Delivers a job's result once its batch's fate (commit or not) is known.
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One caller's work: run inside the batch, or fail without running.
+trait Job: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Deliver;
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct Call<R, F> {
+    work: F,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl<R, F> Job for Call<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<R> + Send,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Deliver {
+        let Call {
+            work,
+            reply,
+            path,
+            busy_timeout,
+        } = *self;
+        let result = in_savepoint(conn, work).map_err(|e| StoreError::from_sqlite(&path, busy_timeout, e));
+        Box::new(move |committed| {
+            let _ = reply.send(committed.and(result));
+        })
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+pub(crate) struct Handle {
+    pub(crate) path: PathBuf,
+    busy_timeout: Duration,
+    tx: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Handle {
+    pub(crate) fn start(conn: Connection, path: PathBuf, options: StoreOptions) -> std::io::Result<Handle> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let busy_timeout = options.busy_timeout;
+        let thread_path = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("toolhost-sqlite".into())
+            .spawn(move || owner_loop(conn, rx, thread_path, options))?;
+        Ok(Handle {
+            path,
+            busy_timeout,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) async fn run<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job = Box::new(Call {
+            work,
+            reply,
+            path: self.path.clone(),
+            busy_timeout: self.busy_timeout,
+        });
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        tx.send(job).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Closing the channel ends the loop after the jobs already queued.
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match work(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn owner_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, path: PathBuf, options: StoreOptions) {
+    let sqlite = |e| StoreError::from_sqlite(&path, options.busy_timeout, e);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < options.max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // BEGIN IMMEDIATE takes the write lock up front, so a claim's
+        // check-then-insert cannot interleave with another process's.
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite) {
+            for job in batch {
+                job.fail(e.clone());
+            }
+            continue;
+        }
+        let deliveries: Vec<Deliver> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(sqlite);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for deliver in deliveries {
+            deliver(committed.clone());
+        }
+    }
+}
