@@ -20,6 +20,8 @@ const HOSTILE: &[&str] = &[
     "snoop",
     "otherworld",
 ];
+/// Tools for the end-to-end tests of effects (claims, crashes).
+const TESTKIT: &[&str] = &["append"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-tools";
 
@@ -54,6 +56,9 @@ fn main() {
     }
     for name in HOSTILE {
         cmd.args(["-p", &format!("hostile-{name}")]);
+    }
+    for name in TESTKIT {
+        cmd.args(["-p", &format!("testkit-{name}")]);
     }
     // The outer build's flags and wrappers (clippy-driver, coverage
     // instrumentation) are for the host, not for the guests.

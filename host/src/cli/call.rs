@@ -4,7 +4,8 @@ use std::path::Path;
 
 use clap::Args;
 use serde_json::json;
-use toolhost::sandbox::{CallError, CallRequest, ErrorKind, Overrides};
+use toolhost::idempotency::{ExecError, ExecOptions, ExecOutput, Scope};
+use toolhost::sandbox::{ErrorKind, Overrides};
 
 use super::{Env, Failure};
 
@@ -15,6 +16,12 @@ pub struct CallArgs {
     /// The input: JSON text, or @FILE to read it from a file (@- for stdin).
     #[arg(long, value_name = "JSON|@FILE")]
     input: String,
+    /// Name this operation: the same key runs once; reused with another input it is refused.
+    #[arg(long, value_name = "K", conflicts_with = "no_cache")]
+    idempotency_key: Option<String>,
+    /// Run in a fresh scope: never replay an earlier outcome.
+    #[arg(long)]
+    no_cache: bool,
     /// Fuel for this call (overrides the config).
     #[arg(long)]
     fuel: Option<u64>,
@@ -50,52 +57,70 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
     check_override("fuel", args.fuel, u64::MAX)?;
     check_override("timeout-ms", args.timeout_ms, 24 * 3600 * 1000)?;
     check_override("memory-mb", args.memory_mb, toolhost::config::MAX_MEMORY_MB)?;
+    if args.idempotency_key.as_deref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+        return Err(Failure::usage("--idempotency-key must be 1-256 characters"));
+    }
     let input = read_input(&args.input)?;
-    let sandbox = env.sandbox().await?;
-    let request = CallRequest {
-        idempotency_key: String::new(),
-        attempt: 1,
+    let executor = env.executor().await?;
+    let scope = match (&args.idempotency_key, args.no_cache) {
+        (Some(k), _) => Scope::Explicit(k.clone()),
+        (None, true) => Scope::Fresh,
+        (None, false) => Scope::Empty,
+    };
+    let options = ExecOptions {
+        scope,
         overrides: Overrides {
             fuel: args.fuel,
             timeout_ms: args.timeout_ms,
             memory_mb: args.memory_mb,
         },
     };
-    match sandbox.call(&args.tool, &input, request).await {
+    let result = executor.call(&args.tool, &input, options).await;
+    if let Err(e) = executor.flush_stats().await {
+        tracing::warn!(error = %e, "cannot record cache counters");
+    }
+    match result {
         Ok(out) => {
-            if env.json {
-                let body = json!({
-                    "ok": true,
-                    "tool": args.tool,
-                    "output": out.output,
-                    "fuel_used": out.fuel_used,
-                    "duration_us": out.duration.as_micros() as u64,
-                });
-                println!("{body}");
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&out.output).unwrap_or_default()
-                );
-            }
+            print_success(env, &args.tool, &out);
             Ok(())
         }
         Err(e) => Err(call_failure(&args.tool, &e)),
     }
 }
 
-/// A failed call: exit 1, except a tool that does not exist (a usage error).
-fn call_failure(tool: &str, e: &CallError) -> Failure {
-    let code = if e.kind() == ErrorKind::UnknownTool {
-        2
+fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
+    if env.json {
+        let body = json!({
+            "ok": true,
+            "tool": tool,
+            "output": out.output,
+            "fuel_used": out.fuel_used,
+            "duration_us": out.duration_us,
+            "cached": out.cached,
+            "key": out.key,
+            "stored_at_ms": out.stored_at,
+            "attempt": out.attempt,
+        });
+        println!("{body}");
     } else {
-        1
-    };
-    let mut failure = Failure::new(code, e.kind().as_str(), e.to_string());
+        if out.cached {
+            eprintln!("(replayed from cache: key {})", out.key);
+        }
+        println!("{}", serde_json::to_string_pretty(&out.output).unwrap_or_default());
+    }
+}
+
+/// A failed call: exit 1, except a tool that does not exist (a usage error).
+fn call_failure(tool: &str, e: &ExecError) -> Failure {
+    let usage = matches!(e, ExecError::Call { error, .. } if error.kind() == ErrorKind::UnknownTool);
+    let mut failure = Failure::new(if usage { 2 } else { 1 }, e.kind(), e.to_string());
+    let cached = matches!(e, ExecError::Call { cached: true, .. });
     failure.json = Some(json!({
         "ok": false,
         "tool": tool,
-        "error": {"kind": e.kind().as_str(), "message": e.to_string()},
+        "cached": cached,
+        "key": e.key(),
+        "error": {"kind": e.kind(), "message": e.to_string()},
     }));
     failure
 }

@@ -1,6 +1,7 @@
 //! The command line. `anyhow` lives here and nowhere else: the library's typed
 //! errors become messages and exit codes at this edge.
 
+mod cache;
 mod call;
 mod output;
 mod tools;
@@ -10,7 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use toolhost::config::Config;
+use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
+use toolhost::store::{Store, StoreOptions};
 
 pub use output::Failure;
 
@@ -39,8 +42,11 @@ enum Command {
     /// List or inspect the loaded tools.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
-    /// Call a tool once.
+    /// Call a tool once (idempotently: see `cache`).
     Call(call::CallArgs),
+    /// Inspect and manage recorded calls: list, show, resolve, gc.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -60,6 +66,21 @@ impl Env {
         Sandbox::open(options)
             .await
             .map_err(|e| Failure::usage(e.to_string()))
+    }
+
+    /// Opens the database (`--db`, else the config's `[store] path`).
+    pub fn store(&self) -> Result<Store, Failure> {
+        let options = StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(self.config.store.busy_timeout_ms),
+            ..StoreOptions::default()
+        };
+        Store::open(&self.config.store.path, options).map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
+    }
+
+    /// The sandbox and the store, as one idempotent executor.
+    pub async fn executor(&self) -> Result<Executor, Failure> {
+        let store = self.store()?;
+        Ok(Executor::new(self.sandbox().await?, store))
     }
 }
 
@@ -101,6 +122,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         match cli.command {
             Command::Tools(cmd) => tools::run(&env, cmd).await,
             Command::Call(args) => call::run(&env, args).await,
+            Command::Cache(cmd) => cache::run(&env, cmd).await,
         }
     })
 }

@@ -254,12 +254,15 @@ impl Default for AgentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// How long to wait for another process's lock before failing. Default 5 s.
+    pub busy_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from(".toolhost/toolhost.db"),
+            busy_timeout_ms: 5_000,
         }
     }
 }

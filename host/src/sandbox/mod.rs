@@ -39,6 +39,8 @@ use capabilities::HostState;
 pub const EXAMPLES_DIR: &str = env!("TOOLHOST_EXAMPLES_DIR");
 /// Where the build put the hostile test tools (never loaded by default).
 pub const HOSTILE_DIR: &str = env!("TOOLHOST_HOSTILE_DIR");
+/// Where the build put the test kit's tools (side-effect and crash tests).
+pub const TESTKIT_DIR: &str = env!("TOOLHOST_TESTKIT_DIR");
 
 /// How to open a sandbox.
 #[derive(Clone, Debug)]
