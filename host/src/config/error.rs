@@ -50,7 +50,11 @@ impl ConfigError {
 
 /// 1-based line number of a byte offset.
 pub(super) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
 }
 
 /// A validation failure before it knows its line: the dotted key and message.

@@ -10,7 +10,9 @@ pub(super) fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
     let parts: Vec<&str> = dotted.split('.').collect();
     // `models.1.name` -> table `models` (the second `[[models]]`), key `name`.
     let (table, index, key) = match parts.as_slice() {
-        [t, i, k, ..] if i.parse::<usize>().is_ok() => (t.to_string(), i.parse::<usize>().ok(), Some(*k)),
+        [t, i, k, ..] if i.parse::<usize>().is_ok() => {
+            (t.to_string(), i.parse::<usize>().ok(), Some(*k))
+        }
         [t, i] if i.parse::<usize>().is_ok() => (t.to_string(), i.parse::<usize>().ok(), None),
         [single] => (String::new(), None, Some(*single)),
         [.., k] => (parts[..parts.len() - 1].join("."), None, Some(*k)),
@@ -41,9 +43,15 @@ pub(super) fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
             }
             continue;
         }
-        let in_table = current == table && header_line.is_some() || table.is_empty() && current.is_empty();
+        let in_table =
+            current == table && header_line.is_some() || table.is_empty() && current.is_empty();
         if let (true, Some(key)) = (in_table, key) {
-            let lhs = trimmed.split('=').next().unwrap_or("").trim().trim_matches('"');
+            let lhs = trimmed
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
             if lhs == key && trimmed.contains('=') {
                 return Some(line_of(text, start));
             }

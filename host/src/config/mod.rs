@@ -21,7 +21,8 @@ pub const DEFAULT_PATH: &str = "toolhost.toml";
 impl Config {
     /// Parses and validates a config text. `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, text, origin))?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, text, origin))?;
         config.validate().map_err(|v| v.locate(text, origin))?;
         Ok(config)
     }
@@ -34,7 +35,9 @@ impl Config {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Config::parse(&text, &path),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Config::default())
+            }
             Err(e) => Err(ConfigError::unreadable(&path, &e)),
         }
     }

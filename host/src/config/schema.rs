@@ -19,6 +19,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub retry: RetryConfig,
     pub breaker: BreakerConfig,
+    pub fallback: FallbackConfig,
     pub agent: AgentConfig,
     pub store: StoreConfig,
 }
@@ -197,6 +198,22 @@ impl Default for BreakerConfig {
     }
 }
 
+/// `[fallback]`: how the chain reports an unavailable primary.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// The primary unavailable for longer than this is an alert. Default 5 min.
+    pub alert_after_ms: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            alert_after_ms: 300_000,
+        }
+    }
+}
+
 /// `[agent]`: how long a run may go on.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -242,7 +259,10 @@ fn positive(key: &str, v: u64) -> Result<(), Invalid> {
 fn memory(key: &str, mb: u64) -> Result<(), Invalid> {
     positive(key, mb)?;
     if mb > MAX_MEMORY_MB {
-        return Err(Invalid::new(key, format!("{mb} MiB exceeds the 4096 MiB a wasm32 memory can have")));
+        return Err(Invalid::new(
+            key,
+            format!("{mb} MiB exceeds the 4096 MiB a wasm32 memory can have"),
+        ));
     }
     Ok(())
 }
@@ -255,9 +275,15 @@ impl Config {
         memory("sandbox.memory_mb", s.memory_mb)?;
         positive("sandbox.max_output_bytes", s.max_output_bytes)?;
         positive("sandbox.max_log_bytes", s.max_log_bytes)?;
-        positive("sandbox.max_concurrent_calls", s.max_concurrent_calls.into())?;
+        positive(
+            "sandbox.max_concurrent_calls",
+            s.max_concurrent_calls.into(),
+        )?;
         if s.max_concurrent_calls > 10_000 {
-            return Err(Invalid::new("sandbox.max_concurrent_calls", "at most 10000"));
+            return Err(Invalid::new(
+                "sandbox.max_concurrent_calls",
+                "at most 10000",
+            ));
         }
         for (name, policy) in &self.tools {
             policy.validate(&format!("tools.{name}"))?;
@@ -269,11 +295,17 @@ impl Config {
                 return Err(Invalid::new(format!("{key}.name"), "must not be empty"));
             }
             if !names.insert(&m.name) {
-                return Err(Invalid::new(format!("{key}.name"), format!("`{}` names two models", m.name)));
+                return Err(Invalid::new(
+                    format!("{key}.name"),
+                    format!("`{}` names two models", m.name),
+                ));
             }
             match m.provider {
                 ProviderName::Scripted if m.script.is_none() => {
-                    return Err(Invalid::new(format!("{key}.script"), "the scripted provider needs a script file"));
+                    return Err(Invalid::new(
+                        format!("{key}.script"),
+                        "the scripted provider needs a script file",
+                    ));
                 }
                 ProviderName::Anthropic | ProviderName::Openai if m.model.is_empty() => {
                     return Err(Invalid::new(format!("{key}.model"), "names no model"));
@@ -283,7 +315,10 @@ impl Config {
             if let Some(url) = &m.base_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                return Err(Invalid::new(format!("{key}.base_url"), format!("`{url}` is not an http(s) URL")));
+                return Err(Invalid::new(
+                    format!("{key}.base_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
             }
         }
         let r = &self.retry;
@@ -291,21 +326,31 @@ impl Config {
         positive("retry.budget_ms", r.budget_ms)?;
         positive("retry.attempt_timeout_ms", r.attempt_timeout_ms)?;
         if r.max_delay_ms < r.base_delay_ms {
-            return Err(Invalid::new("retry.max_delay_ms", "must be at least base_delay_ms"));
+            return Err(Invalid::new(
+                "retry.max_delay_ms",
+                "must be at least base_delay_ms",
+            ));
         }
         let b = &self.breaker;
         if !(b.failure_rate > 0.0 && b.failure_rate <= 1.0) {
             return Err(Invalid::new("breaker.failure_rate", "must be in (0, 1]"));
         }
         positive("breaker.window", b.window.into())?;
-        positive("breaker.consecutive_failures", b.consecutive_failures.into())?;
+        positive(
+            "breaker.consecutive_failures",
+            b.consecutive_failures.into(),
+        )?;
         positive("breaker.half_open_probes", b.half_open_probes.into())?;
         if b.min_calls > b.window {
             return Err(Invalid::new("breaker.min_calls", "cannot exceed window"));
         }
         if b.max_open_ms < b.open_ms {
-            return Err(Invalid::new("breaker.max_open_ms", "must be at least open_ms"));
+            return Err(Invalid::new(
+                "breaker.max_open_ms",
+                "must be at least open_ms",
+            ));
         }
+        positive("fallback.alert_after_ms", self.fallback.alert_after_ms)?;
         positive("agent.max_steps", self.agent.max_steps.into())?;
         positive("agent.time_budget_s", self.agent.time_budget_s)?;
         if self.store.path.as_os_str().is_empty() {
@@ -317,7 +362,9 @@ impl Config {
 
 impl ToolPolicy {
     fn validate(&self, key: &str) -> Result<(), Invalid> {
-        let opt = |field: &str, v: Option<u64>| v.map_or(Ok(()), |v| positive(&format!("{key}.{field}"), v));
+        let opt = |field: &str, v: Option<u64>| {
+            v.map_or(Ok(()), |v| positive(&format!("{key}.{field}"), v))
+        };
         opt("fuel", self.fuel)?;
         opt("timeout_ms", self.timeout_ms)?;
         opt("max_output_bytes", self.max_output_bytes)?;
@@ -337,13 +384,19 @@ impl ToolPolicy {
             if !grant.guest.starts_with('/') || grant.guest.split('/').any(|c| c == "..") {
                 return Err(Invalid::new(
                     format!("{key}.dirs"),
-                    format!("guest path `{}` must be absolute, without `..`", grant.guest),
+                    format!(
+                        "guest path `{}` must be absolute, without `..`",
+                        grant.guest
+                    ),
                 ));
             }
         }
         for var in &self.env {
             if var.is_empty() || var.contains('=') || var.contains('\0') {
-                return Err(Invalid::new(format!("{key}.env"), format!("`{var}` is not a variable name")));
+                return Err(Invalid::new(
+                    format!("{key}.env"),
+                    format!("`{var}` is not a variable name"),
+                ));
             }
         }
         if !self.allow_hosts.is_empty() {
@@ -427,7 +480,10 @@ path = ".toolhost/toolhost.db"
     #[test]
     fn impossible_values_name_key_and_line() {
         let e = parse("[sandbox]\nmemory_mb = 0\n").unwrap_err();
-        assert_eq!((e.key.as_deref(), e.line), (Some("sandbox.memory_mb"), Some(2)));
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("sandbox.memory_mb"), Some(2))
+        );
         let e = parse("[tools.x]\n\nmemory_mb = 9999\n").unwrap_err();
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().contains("tools.x.memory_mb"), "{e}");
@@ -437,9 +493,27 @@ path = ".toolhost/toolhost.db"
 
     #[test]
     fn a_missing_grant_directory_is_an_error() {
-        let e = parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap_err();
+        let e =
+            parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("/no/such/dir"));
+    }
+
+    #[test]
+    fn the_fallback_alert_window_is_configurable_and_positive() {
+        assert_eq!(Config::default().fallback.alert_after_ms, 300_000);
+        assert_eq!(
+            parse("[fallback]\nalert_after_ms = 60_000\n")
+                .unwrap()
+                .fallback
+                .alert_after_ms,
+            60_000
+        );
+        let e = parse("[fallback]\nalert_after_ms = 0\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("fallback.alert_after_ms"), Some(2))
+        );
     }
 
     #[test]

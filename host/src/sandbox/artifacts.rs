@@ -52,7 +52,8 @@ impl ArtifactCache {
         {
             return Ok((component, LoadSource::Cached));
         }
-        let component = Component::new(engine, wasm).map_err(|e| format!("does not compile: {e:#}"))?;
+        let component =
+            Component::new(engine, wasm).map_err(|e| format!("does not compile: {e:#}"))?;
         if let Some(path) = self.path(digest)
             && let Err(e) = write(&component, &path)
         {
@@ -98,7 +99,9 @@ fn read(engine: &Engine, path: &Path) -> Option<Component> {
 }
 
 fn write(component: &Component, path: &Path) -> std::io::Result<()> {
-    let payload = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let payload = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let dir = path.parent().expect("artifact paths have a parent");
     std::fs::create_dir_all(dir)?;
     let mut bytes = Vec::with_capacity(HEADER + payload.len());
@@ -109,7 +112,9 @@ fn write(component: &Component, path: &Path) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
         std::process::id(),
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));

@@ -28,7 +28,10 @@ pub(crate) async fn describe(
     pre: &ToolPre<HostState>,
     limits: &Limits,
 ) -> Result<Metadata, CallError> {
-    match execute(engine, pre, limits, None, Op::Describe).await?.value {
+    match execute(engine, pre, limits, None, Op::Describe)
+        .await?
+        .value
+    {
         Done::Describe(meta) => Ok(meta),
         Done::Call(_) => unreachable!("describe returns metadata"),
     }
@@ -129,7 +132,10 @@ async fn execute(
             let tool = pre.instantiate_async(&mut *store).await?;
             match op {
                 Op::Describe => tool.call_describe(&mut *store).await.map(Done::Describe),
-                Op::Call { ctx, input } => tool.call_call(&mut *store, &ctx, &input).await.map(Done::Call),
+                Op::Call { ctx, input } => tool
+                    .call_call(&mut *store, &ctx, &input)
+                    .await
+                    .map(Done::Call),
             }
         };
         tokio::time::timeout(limits.timeout, work).await
@@ -202,7 +208,11 @@ fn panic_message(stderr: &str) -> Option<String> {
         .take_while(|l| !l.starts_with("note: "))
         .collect();
     let message = message.join("\n");
-    Some(if message.is_empty() { report.lines().next()?.to_string() } else { message })
+    Some(if message.is_empty() {
+        report.lines().next()?.to_string()
+    } else {
+        message
+    })
 }
 
 #[cfg(test)]

@@ -44,7 +44,10 @@ impl ErrorKind {
     pub fn is_limit(self) -> bool {
         matches!(
             self,
-            ErrorKind::OutOfFuel | ErrorKind::Timeout | ErrorKind::MemoryLimit | ErrorKind::OutputTooLarge
+            ErrorKind::OutOfFuel
+                | ErrorKind::Timeout
+                | ErrorKind::MemoryLimit
+                | ErrorKind::OutputTooLarge
         )
     }
 }

@@ -110,10 +110,12 @@ mod tests {
             memory_mb: Some(16),
             ..ToolPolicy::default()
         };
-        let l = Limits::default().with_policy(&policy).with_overrides(&Overrides {
-            timeout_ms: Some(50),
-            ..Overrides::default()
-        });
+        let l = Limits::default()
+            .with_policy(&policy)
+            .with_overrides(&Overrides {
+                timeout_ms: Some(50),
+                ..Overrides::default()
+            });
         assert_eq!(l.timeout, Duration::from_millis(50));
         assert_eq!(l.memory_bytes, 16 << 20);
         assert_eq!(l.fuel, 1_000_000_000);

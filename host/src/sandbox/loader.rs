@@ -114,8 +114,8 @@ pub(crate) fn finish(
     let (output_schema, output_validator) = match &meta.output_schema {
         None => (None, None),
         Some(text) => {
-            let schema: Value =
-                serde_json::from_str(text).map_err(|e| fail(format!("output schema is not JSON: {e}")))?;
+            let schema: Value = serde_json::from_str(text)
+                .map_err(|e| fail(format!("output schema is not JSON: {e}")))?;
             let validator = jsonschema::draft202012::new(&schema)
                 .map_err(|e| fail(format!("output schema is not a valid JSON Schema: {e}")))?;
             (Some(schema), Some(validator))
@@ -166,8 +166,16 @@ mod tests {
     #[test]
     fn headers_tell_modules_from_components() {
         assert!(check_header(b"\0asm\x0d\x00\x01\x00").is_ok());
-        assert!(check_header(b"\0asm\x01\x00\x00\x00").unwrap_err().contains("core wasm module"));
-        assert!(check_header(b"hello world").unwrap_err().contains("not a WebAssembly"));
+        assert!(
+            check_header(b"\0asm\x01\x00\x00\x00")
+                .unwrap_err()
+                .contains("core wasm module")
+        );
+        assert!(
+            check_header(b"hello world")
+                .unwrap_err()
+                .contains("not a WebAssembly")
+        );
         assert!(check_header(b"").is_err());
     }
 

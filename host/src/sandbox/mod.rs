@@ -94,7 +94,10 @@ impl SandboxOptions {
 pub enum OpenError {
     /// The tools directory is missing or unreadable.
     #[error("cannot read tools directory {}: {source}", dir.display())]
-    ToolsDir { dir: PathBuf, source: std::io::Error },
+    ToolsDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     /// wasmtime refused the engine configuration (say, no virtual memory for the pool).
     #[error("cannot start the wasm engine: {0}")]
     Engine(String),
@@ -147,14 +150,18 @@ impl Sandbox {
     /// [`Sandbox::load_errors`] and skipped; only an unusable directory or
     /// engine fails the whole open.
     pub async fn open(options: SandboxOptions) -> Result<Sandbox, OpenError> {
-        let files = loader::wasm_files(&options.tools_dir).map_err(|source| OpenError::ToolsDir {
-            dir: options.tools_dir.clone(),
-            source,
-        })?;
-        let engine = engine::build(options.max_concurrent_calls).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let ticker = engine::Ticker::start(&engine).map_err(|e| OpenError::Engine(e.to_string()))?;
+        let files =
+            loader::wasm_files(&options.tools_dir).map_err(|source| OpenError::ToolsDir {
+                dir: options.tools_dir.clone(),
+                source,
+            })?;
+        let engine = engine::build(options.max_concurrent_calls)
+            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        let ticker =
+            engine::Ticker::start(&engine).map_err(|e| OpenError::Engine(e.to_string()))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.as_deref());
 
         let mut tools = BTreeMap::new();
@@ -165,7 +172,11 @@ impl Sandbox {
                     let first: &Arc<Tool> = &tools[&tool.name];
                     load_errors.push(LoadError {
                         path,
-                        reason: format!("tool name `{}` is taken by {}", tool.name, first.path.display()),
+                        reason: format!(
+                            "tool name `{}` is taken by {}",
+                            tool.name,
+                            first.path.display()
+                        ),
                     });
                 }
                 Ok(tool) => {
@@ -223,16 +234,22 @@ impl Sandbox {
     /// The input must be JSON that satisfies the tool's input schema; it is
     /// checked here, before any wasm runs, and a violation names the failing
     /// JSON path. The output must be JSON that satisfies the output schema.
-    pub async fn call(&self, tool: &str, input: &str, request: CallRequest) -> Result<CallOutput, CallError> {
+    pub async fn call(
+        &self,
+        tool: &str,
+        input: &str,
+        request: CallRequest,
+    ) -> Result<CallOutput, CallError> {
         let Some(t) = self.tool(tool) else {
             return Err(CallError::UnknownTool {
                 name: tool.to_string(),
                 known: self.inner.tools.keys().cloned().collect(),
             });
         };
-        let parsed: Value =
-            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
-        check(&t.input_validator, &parsed).map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
+        let parsed: Value = serde_json::from_str(input)
+            .map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
+        check(&t.input_validator, &parsed)
+            .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
 
         let limits = self.limits_for(tool).with_overrides(&request.overrides);
         let ctx = bindings::toolhost::tool::types::CallContext {
@@ -246,12 +263,21 @@ impl Sandbox {
             .acquire()
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
-        let done = call::call(&self.inner.engine, &t.pre, &limits, self.policy(tool), ctx, input).await?;
+        let done = call::call(
+            &self.inner.engine,
+            &t.pre,
+            &limits,
+            self.policy(tool),
+            ctx,
+            input,
+        )
+        .await?;
 
         let output: Value = serde_json::from_str(&done.value)
             .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
         if let Some(v) = &t.output_validator {
-            check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+            check(v, &output)
+                .map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
         }
         Ok(CallOutput {
             output,
@@ -269,7 +295,11 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
         None => Ok(()),
         Some(err) => {
             let path = err.instance_path().to_string();
-            let at = if path.is_empty() { "/".to_string() } else { path };
+            let at = if path.is_empty() {
+                "/".to_string()
+            } else {
+                path
+            };
             Err(format!("violates its schema at {at}: {err}"))
         }
     }
@@ -283,9 +313,11 @@ async fn load_one(
     limits: &Limits,
 ) -> Result<Tool, LoadError> {
     let (pre, digest, source) = loader::prepare(engine, linker, cache, path)?;
-    let meta = call::describe(engine, &pre, limits).await.map_err(|e| LoadError {
-        path: path.to_path_buf(),
-        reason: format!("describe failed: {} ({e})", e.kind()),
-    })?;
+    let meta = call::describe(engine, &pre, limits)
+        .await
+        .map_err(|e| LoadError {
+            path: path.to_path_buf(),
+            reason: format!("describe failed: {} ({e})", e.kind()),
+        })?;
     loader::finish(path, pre, digest, source, meta)
 }
