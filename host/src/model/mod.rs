@@ -106,6 +106,24 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// An endpoint with the key given directly (tests, embedding).
+    pub fn new(
+        name: &str,
+        model: &str,
+        base_url: Option<String>,
+        key: Option<ApiKey>,
+    ) -> Result<Self, ModelError> {
+        Ok(Endpoint {
+            name: name.to_string(),
+            model: model.to_string(),
+            base_url,
+            key: Ok(key),
+            configured_max_tokens: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            client: http::client()?,
+        })
+    }
+
     /// An endpoint from a config entry, reading the key's variable now. An
     /// unset variable is not an error until a call needs it, so `model list`
     /// works without keys.
