@@ -11,17 +11,28 @@ use std::process::Command;
 const EXAMPLES: &[&str] = &["calc", "jq", "markdown", "slow", "echo"];
 /// Tools that attack the sandbox; tests load them from their own directory.
 const HOSTILE: &[&str] = &[
-    "spin", "membomb", "recurse", "bigout", "flood", "panic", "snoop",
+    "spin",
+    "membomb",
+    "recurse",
+    "bigout",
+    "flood",
+    "panic",
+    "snoop",
+    "otherworld",
 ];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-tools";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ lives in the workspace").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace")
+        .to_path_buf();
     for watched in ["tools", "guest-sdk", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     // One directory for every outer profile (dev, release, clippy's check),
@@ -66,15 +77,27 @@ fn main() {
     }
 
     let built = wasm_target.join(TARGET).join(PROFILE);
-    let examples = outer_target.join("toolhost-tools").join("examples");
-    let hostile = outer_target.join("toolhost-tools").join("hostile");
-    install(&built, &examples, EXAMPLES.iter().map(|n| (n.to_string(), n.to_string())));
+    // Installed per build of this package (OUT_DIR), so two checkouts that
+    // share a target directory never rewrite each other's tools directory.
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let examples = out.join("examples");
+    let hostile = out.join("hostile");
+    install(
+        &built,
+        &examples,
+        EXAMPLES.iter().map(|n| (n.to_string(), n.to_string())),
+    );
     install(
         &built,
         &hostile,
-        HOSTILE.iter().map(|n| (format!("hostile_{n}"), n.to_string())),
+        HOSTILE
+            .iter()
+            .map(|n| (format!("hostile_{n}"), n.to_string())),
     );
-    println!("cargo:rustc-env=TOOLHOST_EXAMPLES_DIR={}", examples.display());
+    println!(
+        "cargo:rustc-env=TOOLHOST_EXAMPLES_DIR={}",
+        examples.display()
+    );
     println!("cargo:rustc-env=TOOLHOST_HOSTILE_DIR={}", hostile.display());
 }
 
@@ -88,8 +111,7 @@ fn install(built: &Path, dir: &Path, tools: impl Iterator<Item = (String, String
     for (artifact, name) in tools {
         let from = built.join(format!("{artifact}.wasm"));
         let to = dir.join(format!("{name}.wasm"));
-        let bytes = std::fs::read(&from)
-            .unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+        let bytes = std::fs::read(&from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
         if std::fs::read(&to).ok().as_deref() != Some(&bytes[..]) {
             let tmp = dir.join(format!(".{name}.wasm.{}", std::process::id()));
             std::fs::write(&tmp, &bytes).expect("write a tool");
@@ -97,7 +119,10 @@ fn install(built: &Path, dir: &Path, tools: impl Iterator<Item = (String, String
         }
         keep.push(to);
     }
-    for entry in std::fs::read_dir(dir).expect("list the tools directory").flatten() {
+    for entry in std::fs::read_dir(dir)
+        .expect("list the tools directory")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "wasm") && !keep.contains(&path) {
             let _ = std::fs::remove_file(&path);

@@ -180,6 +180,35 @@ impl From<std::io::Error> for ToolError {
     }
 }
 
+/// Converts an I/O error on `path` into a [`ToolError`], telling a path
+/// outside every granted directory (`capability_denied`) from a file that is
+/// merely missing inside one (`failed`).
+///
+/// WASI resolves paths against the preopened directories inside the guest,
+/// so a path outside all of them fails with a plain "not found" that never
+/// reached the host. The difference shows in the ancestors: inside a grant,
+/// some ancestor directory is reachable; outside every grant, none is.
+pub fn io_error(path: &std::path::Path, e: std::io::Error) -> ToolError {
+    let refused =
+        e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(ENOTCAPABLE);
+    let outside = e.kind() == std::io::ErrorKind::NotFound
+        && path.is_absolute()
+        && !path
+            .ancestors()
+            .skip(1)
+            .any(|a| std::fs::metadata(a).is_ok());
+    if outside {
+        ToolError::capability_denied(format!(
+            "{} is outside every directory this tool was granted",
+            path.display()
+        ))
+    } else if refused {
+        ToolError::capability_denied(format!("{}: {e}", path.display()))
+    } else {
+        ToolError::Failed(format!("{}: {e}", path.display()))
+    }
+}
+
 impl From<ToolError> for wit::ToolError {
     fn from(e: ToolError) -> Self {
         match e {
@@ -348,8 +377,19 @@ mod tests {
         let m = __private::describe("double", "d", "1.0.0", Effect::Pure, double);
         let input: serde_json::Value = serde_json::from_str(&m.input_schema).unwrap();
         assert_eq!(input["properties"]["n"]["type"], "integer");
-        assert_eq!(input["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            input["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         assert!(m.output_schema.unwrap().contains("double"));
+    }
+
+    #[test]
+    fn a_missing_file_in_a_reachable_directory_is_a_failure() {
+        let dir = std::env::temp_dir();
+        let path = dir.join("toolhost-sdk-no-such-file");
+        let e = std::fs::read(&path).unwrap_err();
+        assert!(matches!(io_error(&path, e), ToolError::Failed(_)));
     }
 
     #[test]

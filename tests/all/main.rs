@@ -1,5 +1,9 @@
-//! toolhost's end-to-end suite: one binary, a module per area, shared
-//! support code in `support/`.
+//! toolhost's end-to-end suite: real components built from source by the
+//! build, real files, the real binary. One binary, a module per area.
 
+mod cli;
+mod hostile;
+mod loading;
 mod model;
+mod sandbox;
 mod support;

@@ -73,6 +73,18 @@ pub enum EffectName {
     SideEffecting,
 }
 
+impl EffectName {
+    /// The name as the WIT world and the config spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectName::Pure => "pure",
+            EffectName::ReadOnly => "read-only",
+            EffectName::Idempotent => "idempotent",
+            EffectName::SideEffecting => "side-effecting",
+        }
+    }
+}
+
 /// Whether a granted directory may be written.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +92,15 @@ pub enum DirMode {
     #[default]
     Ro,
     Rw,
+}
+
+impl DirMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirMode::Ro => "ro",
+            DirMode::Rw => "rw",
+        }
+    }
 }
 
 /// One directory a tool may see, at `guest` inside the sandbox.

@@ -143,6 +143,11 @@ async fn execute(
     let duration = started.elapsed();
     let fuel_left = store.get_fuel().unwrap_or(0);
     let data = store.data();
+    // An over-full log fails the call whatever the tool did next: it may have
+    // caught the refused write and returned normally.
+    if let Some(e) = log_overflow(data, limits) {
+        return Err(e);
+    }
     let value = match outcome {
         Err(_elapsed) => return Err(timeout(limits)),
         Ok(Ok(value)) => value,
@@ -165,7 +170,7 @@ fn timeout(limits: &Limits) -> CallError {
 
 /// Names what stopped a call. The flags the host set while the call ran are
 /// more precise than the trap they caused (a refused `memory.grow` surfaces
-/// as Rust's abort, an over-full stdout as a panic), so they come first.
+/// as Rust's abort), so they come first.
 fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallError {
     if state.timed_out {
         return timeout(limits);
@@ -175,18 +180,10 @@ fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallErro
             limit_mb: limits.memory_bytes >> 20,
         };
     }
-    for (name, log) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-        if log.overflowed() {
-            return CallError::OutputTooLarge(format!(
-                "the tool wrote more than {} bytes to {name}",
-                limits.max_log_bytes
-            ));
-        }
-    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::OutOfFuel { limit: limits.fuel },
         Some(trap) => {
-            let mut msg = format!("wasm trap: {trap}");
+            let mut msg = trap.to_string();
             if let Some(panic) = panic_message(&state.stderr.text()) {
                 msg = format!("{msg}; the tool panicked: {panic}");
             }
@@ -195,6 +192,18 @@ fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallErro
         // Not a trap: the host failed (instantiation, a resource table).
         None => CallError::Internal(format!("{e:#}")),
     }
+}
+
+fn log_overflow(state: &HostState, limits: &Limits) -> Option<CallError> {
+    [("stdout", &state.stdout), ("stderr", &state.stderr)]
+        .into_iter()
+        .find(|(_, log)| log.overflowed())
+        .map(|(name, _)| {
+            CallError::OutputTooLarge(format!(
+                "the tool wrote more than {} bytes to {name}",
+                limits.max_log_bytes
+            ))
+        })
 }
 
 /// The message of a Rust panic from its stderr report, if there is one.

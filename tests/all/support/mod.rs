@@ -1,3 +1,109 @@
-//! Helpers shared by the end-to-end modules.
+//! Shared helpers: sandboxes over the built tools, the binary, temp dirs,
+//! and (in `model_server`) a fault-injecting model server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use toolhost::sandbox::{CallError, CallOutput, CallRequest, Overrides, Sandbox, SandboxOptions};
+
+pub fn examples_dir() -> PathBuf {
+    PathBuf::from(toolhost::sandbox::EXAMPLES_DIR)
+}
+
+pub fn hostile_dir() -> PathBuf {
+    PathBuf::from(toolhost::sandbox::HOSTILE_DIR)
+}
+
+/// Compiled components are cached here between test runs; each test that
+/// is about caching makes its own directory instead.
+fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts")
+}
+
+/// Opens a sandbox outside any test's runtime, so it can be shared: the
+/// sandbox is runtime-agnostic (its ticker is a thread, its engine plain data).
+/// It runs on its own thread because the first caller is usually inside a
+/// test's runtime, where blocking on another runtime is not allowed.
+fn open_shared(dir: PathBuf) -> Sandbox {
+    let mut options = SandboxOptions::for_dir(dir);
+    options.cache_dir = Some(shared_cache());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime
+            .block_on(Sandbox::open(options))
+            .expect("open the sandbox")
+    })
+    .join()
+    .expect("the opening thread")
+}
+
+/// The example tools, loaded once per test binary.
+pub fn examples() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| open_shared(examples_dir()))
+}
+
+/// The hostile tools beside two well-behaved ones (`echo`, `calc`), loaded
+/// once per test binary: every hostile test then proves the same host still
+/// serves a normal call.
+pub fn hostile() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hostile-and-examples");
+        std::fs::create_dir_all(&dir).expect("create the mixed tools dir");
+        let hostile = std::fs::read_dir(hostile_dir()).expect("list hostile tools");
+        for entry in hostile.flatten() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy a hostile tool");
+        }
+        for name in ["echo.wasm", "calc.wasm"] {
+            std::fs::copy(examples_dir().join(name), dir.join(name)).expect("copy an example");
+        }
+        open_shared(dir)
+    })
+}
+
+/// Calls `tool` with default limits.
+pub async fn call(sandbox: &Sandbox, tool: &str, input: &str) -> Result<CallOutput, CallError> {
+    sandbox.call(tool, input, CallRequest::default()).await
+}
+
+/// Calls `tool` with per-call limit overrides.
+pub async fn call_with(
+    sandbox: &Sandbox,
+    tool: &str,
+    input: &str,
+    overrides: Overrides,
+) -> Result<CallOutput, CallError> {
+    let request = CallRequest {
+        overrides,
+        ..CallRequest::default()
+    };
+    sandbox.call(tool, input, request).await
+}
+
+/// Runs the real `toolhost` binary in `cwd`.
+pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_toolhost"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("TOOLHOST_LOG")
+        .output()
+        .expect("run toolhost")
+}
+
+/// The process's stdout parsed as one JSON value.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
 
 pub mod model_server;

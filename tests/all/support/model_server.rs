@@ -111,7 +111,7 @@ fn schema(file: &str) -> jsonschema::Validator {
 
 /// The wire-format schemas, copied from OpenAI's OpenAPI description (see
 /// `tests/specs/README.md`).
-const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/specs");
+const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/specs");
 
 /// Errors of `instance` against the OpenAI request schema.
 pub fn openai_request_errors(instance: &Value) -> Vec<String> {

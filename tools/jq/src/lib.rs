@@ -32,8 +32,12 @@ pub fn run(input: Input, _ctx: &Context) -> Result<Output, ToolError> {
         code: input.filter.as_str(),
         path: (),
     };
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
     let arena = Arena::default();
     let modules = Loader::new(defs)
         .load(&arena, program)
@@ -104,7 +108,10 @@ mod tests {
 
     #[test]
     fn parse_errors_are_invalid_input() {
-        assert!(matches!(jq(".[", json!(1)), Err(ToolError::InvalidInput(_))));
+        assert!(matches!(
+            jq(".[", json!(1)),
+            Err(ToolError::InvalidInput(_))
+        ));
     }
 
     #[test]
@@ -114,6 +121,9 @@ mod tests {
 
     #[test]
     fn runaway_filters_stop() {
-        assert!(matches!(jq("repeat(.)", json!(1)), Err(ToolError::Failed(_))));
+        assert!(matches!(
+            jq("repeat(.)", json!(1)),
+            Err(ToolError::Failed(_))
+        ));
     }
 }

@@ -43,7 +43,14 @@ mod tests {
     use super::*;
 
     fn html(md: &str) -> String {
-        render(Input { markdown: md.into() }, &Context::for_tests()).unwrap().html
+        render(
+            Input {
+                markdown: md.into(),
+            },
+            &Context::for_tests(),
+        )
+        .unwrap()
+        .html
     }
 
     #[test]

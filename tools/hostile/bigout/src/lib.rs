@@ -1,4 +1,4 @@
-//! Hostile test tool `bigout`: returns a 16 MiB result.
+//! Hostile test tool `bigout`: returns a 4 MiB result (over the 1 MiB cap, well within memory).
 //!
 //! Built by the build like the examples but kept out of the default tools
 //! directory: it exists to prove the sandbox holds.
@@ -20,13 +20,13 @@ pub struct Big {
 
 pub fn run(_: Input, _ctx: &Context) -> Result<Big, ToolError> {
     Ok(Big {
-        blob: "x".repeat(16 << 20),
+        blob: "x".repeat(4 << 20),
     })
 }
 
 toolhost_sdk::export_tool! {
     name: "bigout",
-    description: "Returns a 16 MiB result.",
+    description: "Returns a 4 MiB result.",
     effect: Pure,
     run: run,
 }

@@ -19,7 +19,11 @@ pub fn run(_: Input, _ctx: &Context) -> Result<Output, ToolError> {
     let mut out = std::io::stdout().lock();
     for _ in 0..(64 << 10) {
         // A refused write is the sandbox saying stop: stop.
-        if out.write_all(&line).and_then(|_| out.write_all(b"\n")).is_err() {
+        if out
+            .write_all(&line)
+            .and_then(|_| out.write_all(b"\n"))
+            .is_err()
+        {
             return Err(ToolError::Failed("stdout refused a write".into()));
         }
     }

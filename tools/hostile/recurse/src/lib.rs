@@ -14,6 +14,7 @@ pub struct Output {
 }
 
 #[inline(never)]
+#[allow(unconditional_recursion)] // The point of this tool.
 fn descend(depth: u64) -> u64 {
     // A frame with a local buffer, and a use after the call, so the recursion
     // can be neither elided nor turned into a loop.

@@ -22,7 +22,8 @@ pub fn run(_: Input, _ctx: &Context) -> Result<Loot, ToolError> {
     if let Some((k, _)) = std::env::vars().next() {
         return Err(ToolError::Failed(format!("saw environment variable {k}")));
     }
-    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    let path = std::path::Path::new("/etc/passwd");
+    let passwd = std::fs::read_to_string(path).map_err(|e| toolhost_sdk::io_error(path, e))?;
     Ok(Loot { passwd })
 }
 

@@ -1,0 +1,116 @@
+//! The command line. `anyhow` lives here and nowhere else: the library's typed
+//! errors become messages and exit codes at this edge.
+
+mod call;
+mod output;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use toolhost::config::Config;
+use toolhost::sandbox::{Sandbox, SandboxOptions};
+
+pub use output::Failure;
+
+/// Runs AI-agent tools in WebAssembly sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "toolhost", version, about)]
+pub struct Cli {
+    /// The config file (default: ./toolhost.toml if present, else built-in defaults).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Load tools from this directory instead of the config's `tools_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    tools_dir: Option<PathBuf>,
+    /// The SQLite database (default: the config's `[store] path`).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List or inspect the loaded tools.
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
+    /// Call a tool once.
+    Call(call::CallArgs),
+}
+
+/// Everything a command needs from the global flags.
+pub struct Env {
+    pub config: Config,
+    pub json: bool,
+    tools_dir: Option<PathBuf>,
+}
+
+impl Env {
+    /// Opens the sandbox on the configured (or `--tools-dir`) directory.
+    pub async fn sandbox(&self) -> Result<Sandbox, Failure> {
+        let mut options = SandboxOptions::from_config(&self.config);
+        if let Some(dir) = &self.tools_dir {
+            options.tools_dir = dir.clone();
+        }
+        Sandbox::open(options)
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))
+    }
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with success, errors
+            // to stderr with exit code 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let json = cli.json;
+    let result = run(cli);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(json),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let mut config =
+        Config::load(cli.config.as_deref()).map_err(|e| Failure::config(e.to_string()))?;
+    if let Some(db) = &cli.db {
+        config.store.path = db.clone();
+    }
+    let env = Env {
+        config,
+        json: cli.json,
+        tools_dir: cli.tools_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Tools(cmd) => tools::run(&env, cmd).await,
+            Command::Call(args) => call::run(&env, args).await,
+        }
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

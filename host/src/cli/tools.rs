@@ -1,0 +1,119 @@
+//! `toolhost tools list | inspect NAME`.
+
+use clap::Subcommand;
+use serde_json::json;
+use toolhost::sandbox::{Sandbox, Tool};
+
+use super::{Env, Failure};
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// The loaded tools, and files that were skipped.
+    List,
+    /// One tool: metadata, schemas, effect, digest, limits and grants.
+    Inspect {
+        /// The tool's name.
+        name: String,
+    },
+}
+
+pub async fn run(env: &Env, cmd: ToolsCommand) -> Result<(), Failure> {
+    let sandbox = env.sandbox().await?;
+    match cmd {
+        ToolsCommand::List => list(env, &sandbox),
+        ToolsCommand::Inspect { name } => inspect(env, &sandbox, &name),
+    }
+}
+
+fn effect(tool: &Tool) -> &'static str {
+    tool.effect.as_str()
+}
+
+fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
+    if env.json {
+        let tools: Vec<_> = sandbox
+            .tools()
+            .map(|t| {
+                json!({
+                    "name": t.name, "version": t.version, "effect": effect(t),
+                    "description": t.description, "digest": t.digest,
+                    "path": t.path,
+                })
+            })
+            .collect();
+        let errors: Vec<_> = sandbox
+            .load_errors()
+            .iter()
+            .map(|e| json!({"kind": "load_error", "path": e.path, "message": e.reason}))
+            .collect();
+        println!("{}", json!({"tools": tools, "load_errors": errors}));
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<9} {:<15} DESCRIPTION",
+        "NAME", "VERSION", "EFFECT"
+    );
+    for t in sandbox.tools() {
+        println!(
+            "{:<16} {:<9} {:<15} {}",
+            t.name,
+            t.version,
+            effect(t),
+            t.description
+        );
+    }
+    for e in sandbox.load_errors() {
+        eprintln!("skipped {e}");
+    }
+    Ok(())
+}
+
+fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
+    let Some(tool) = sandbox.tool(name) else {
+        let known: Vec<_> = sandbox.tools().map(|t| t.name.as_str()).collect();
+        return Err(Failure::usage(format!(
+            "no tool named `{name}` is loaded (loaded: {})",
+            known.join(", ")
+        )));
+    };
+    let limits = sandbox.limits_for(name);
+    let policy = sandbox.policy(name).cloned().unwrap_or_default();
+    let effective_effect = policy.effect.map_or(tool.effect, |e| e.max(tool.effect));
+    let grants = json!({
+        "dirs": policy.dirs.iter().map(|d| json!({
+            "host": d.host, "guest": d.guest,
+            "mode": d.mode.as_str(),
+        })).collect::<Vec<_>>(),
+        "env": policy.env,
+        "allow_hosts": policy.allow_hosts,
+    });
+    let body = json!({
+        "name": tool.name,
+        "description": tool.description,
+        "version": tool.version,
+        "effect": effect(tool),
+        "effective_effect": effective_effect.as_str(),
+        "digest": tool.digest,
+        "path": tool.path,
+        "input_schema": tool.input_schema,
+        "output_schema": tool.output_schema,
+        "limits": {
+            "fuel": limits.fuel,
+            "timeout_ms": limits.timeout.as_millis() as u64,
+            "memory_mb": limits.memory_bytes >> 20,
+            "max_output_bytes": limits.max_output_bytes,
+            "max_log_bytes": limits.max_log_bytes,
+        },
+        "grants": grants,
+    });
+    if env.json {
+        println!("{body}");
+    } else {
+        // Pretty JSON is the readable form of nested schemas.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The real `toolhost` binary: outputs, `--json` shapes and exit codes.
+
+use serde_json::json;
+
+use crate::support::{hostile_dir, stdout_json, toolhost};
+
+#[test]
+fn call_prints_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toolhost(
+        dir.path(),
+        &["call", "calc", "--input", r#"{"expr":"2*(3+4)"}"#],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout_json(&out), json!({"value": 14}));
+}
+
+#[test]
+fn call_json_has_the_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toolhost(
+        dir.path(),
+        &["call", "calc", "--json", "--input", r#"{"expr":"1+1"}"#],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let v = stdout_json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["tool"], "calc");
+    assert_eq!(v["output"], json!({"value": 2}));
+    assert!(v["fuel_used"].as_u64().unwrap() > 0);
+    assert!(v["duration_us"].as_u64().is_some());
+}
+
+#[test]
+fn a_failed_call_exits_1_with_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toolhost(
+        dir.path(),
+        &["--json", "call", "calc", "--input", r#"{"expr":7}"#],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["tool"], "calc");
+    assert_eq!(v["error"]["kind"], "invalid_input");
+    assert!(v["error"]["message"].as_str().unwrap().contains("/expr"));
+
+    let out = toolhost(dir.path(), &["call", "calc", "--input", "{"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_input"));
+}
+
+#[test]
+fn per_call_limits_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = hostile_dir();
+    let tools = tools.to_str().unwrap();
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--tools-dir",
+            tools,
+            "--json",
+            "call",
+            "spin",
+            "--input",
+            "{}",
+            "--fuel",
+            "1000000",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout_json(&out)["error"]["kind"], "out_of_fuel");
+
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--tools-dir",
+            tools,
+            "--json",
+            "call",
+            "spin",
+            "--input",
+            "{}",
+            "--fuel",
+            "100000000000000",
+            "--timeout-ms",
+            "100",
+        ],
+    );
+    assert_eq!(stdout_json(&out)["error"]["kind"], "timeout");
+
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--tools-dir",
+            tools,
+            "--json",
+            "call",
+            "membomb",
+            "--input",
+            "{}",
+            "--memory-mb",
+            "8",
+        ],
+    );
+    assert_eq!(stdout_json(&out)["error"]["kind"], "memory_limit");
+}
+
+#[test]
+fn input_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.json"), r##"{"markdown": "*x*"}"##).unwrap();
+    let out = toolhost(dir.path(), &["call", "markdown", "--input", "@in.json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout_json(&out), json!({"html": "<p><em>x</em></p>\n"}));
+
+    let out = toolhost(
+        dir.path(),
+        &["call", "markdown", "--input", "@missing.json"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toolhost(dir.path(), &["call", "nope", "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tool named `nope`"));
+
+    let out = toolhost(dir.path(), &["call", "calc"]);
+    assert_eq!(out.status.code(), Some(2), "missing --input");
+
+    let out = toolhost(
+        dir.path(),
+        &["call", "calc", "--input", "{}", "--memory-mb", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = toolhost(dir.path(), &["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_broken_config_names_key_and_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[sandbox]\nfuel = 10\ntimeout_ms = 0\n",
+    )
+    .unwrap();
+    let out = toolhost(dir.path(), &["tools", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("sandbox.timeout_ms"),
+        "{stderr}"
+    );
+
+    std::fs::write(dir.path().join("bad.toml"), "[sandbox\n").unwrap();
+    let out = toolhost(dir.path(), &["--config", "bad.toml", "tools", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml line 1"));
+
+    let out = toolhost(dir.path(), &["--config", "absent.toml", "tools", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_limits_apply_to_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[tools.slow]\ntimeout_ms = 100\n",
+    )
+    .unwrap();
+    let out = toolhost(
+        dir.path(),
+        &["--json", "call", "slow", "--input", r#"{"ms":2000}"#],
+    );
+    assert_eq!(stdout_json(&out)["error"]["kind"], "timeout");
+    let out = toolhost(dir.path(), &["--json", "tools", "inspect", "slow"]);
+    assert_eq!(stdout_json(&out)["limits"]["timeout_ms"], 100);
+}
+
+#[test]
+fn tools_list_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = toolhost(dir.path(), &["tools", "list", "--json"]);
+    assert!(out.status.success());
+    let v = stdout_json(&out);
+    let names: Vec<_> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["calc", "echo", "jq", "markdown", "slow"]);
+    assert_eq!(v["load_errors"], json!([]));
+
+    let out = toolhost(dir.path(), &["tools", "inspect", "jq", "--json"]);
+    let v = stdout_json(&out);
+    assert_eq!(v["effect"], "pure");
+    assert_eq!(v["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(v["input_schema"]["required"], json!(["filter", "input"]));
+    assert_eq!(v["limits"]["fuel"], 1_000_000_000u64);
+
+    let out = toolhost(dir.path(), &["tools", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("markdown") && text.contains("pure"), "{text}");
+
+    let out = toolhost(dir.path(), &["tools", "inspect", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

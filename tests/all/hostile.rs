@@ -1,0 +1,150 @@
+//! Tools that attack the sandbox. Each one gets its typed error, within its
+//! limit plus a small margin, and afterwards the same host serves a normal
+//! call correctly.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use toolhost::sandbox::{CallError, ErrorKind, Overrides};
+
+use crate::support::{call, call_with, hostile};
+
+/// Slack for scheduling and teardown on a loaded 2-core machine.
+const MARGIN: Duration = Duration::from_millis(500);
+
+async fn attack(tool: &str, overrides: Overrides) -> (CallError, Duration) {
+    let sandbox = hostile(); // Loading is not part of the call's time.
+    let start = Instant::now();
+    let result = call_with(sandbox, tool, "{}", overrides).await;
+    let elapsed = start.elapsed();
+    let err = result.expect_err("a hostile tool must fail");
+    (err, elapsed)
+}
+
+/// The host still works after an attack.
+async fn still_serves() {
+    let out = call(hostile(), "echo", r#"{"message":"still here"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output, json!({"message": "still here"}));
+}
+
+#[tokio::test]
+async fn an_infinite_loop_runs_out_of_fuel() {
+    let overrides = Overrides {
+        fuel: Some(50_000_000),
+        ..Overrides::default()
+    };
+    let (err, elapsed) = attack("spin", overrides).await;
+    assert_eq!(err.kind(), ErrorKind::OutOfFuel, "{err}");
+    assert!(err.to_string().contains("50000000"), "{err}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn an_infinite_loop_with_fuel_to_spare_times_out() {
+    let overrides = Overrides {
+        fuel: Some(u64::MAX / 2),
+        timeout_ms: Some(300),
+        ..Overrides::default()
+    };
+    let (err, elapsed) = attack("spin", overrides).await;
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "stopped early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(300) + MARGIN,
+        "took {elapsed:?}"
+    );
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_long_host_call_times_out_too() {
+    // `slow` sleeps in a host call, where epochs cannot reach: the outer
+    // deadline must.
+    let sandbox = crate::support::examples();
+    let overrides = Overrides {
+        timeout_ms: Some(200),
+        ..Overrides::default()
+    };
+    let start = Instant::now();
+    let err = call_with(sandbox, "slow", r#"{"ms":5000}"#, overrides)
+        .await
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(
+        elapsed < Duration::from_millis(200) + MARGIN,
+        "took {elapsed:?}"
+    );
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let overrides = Overrides {
+        memory_mb: Some(16),
+        ..Overrides::default()
+    };
+    let (err, elapsed) = attack("membomb", overrides).await;
+    assert_eq!(err.kind(), ErrorKind::MemoryLimit, "{err}");
+    assert!(err.to_string().contains("16 MiB"), "{err}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn deep_recursion_traps_on_the_stack_limit() {
+    let (err, elapsed) = attack("recurse", Overrides::default()).await;
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
+    assert!(err.to_string().contains("call stack exhausted"), "{err}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_huge_result_is_output_too_large() {
+    let (err, _) = attack("bigout", Overrides::default()).await;
+    assert_eq!(err.kind(), ErrorKind::OutputTooLarge, "{err}");
+    assert!(err.to_string().contains("1048576"), "{err}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_stdout_flood_is_output_too_large() {
+    let (err, _) = attack("flood", Overrides::default()).await;
+    assert_eq!(err.kind(), ErrorKind::OutputTooLarge, "{err}");
+    assert!(err.to_string().contains("stdout"), "{err}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap_with_the_panic_message() {
+    let (err, _) = attack("panic", Overrides::default()).await;
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
+    assert!(err.to_string().contains("panicked on purpose"), "{err}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn reading_etc_passwd_is_capability_denied() {
+    let (err, _) = attack("snoop", Overrides::default()).await;
+    assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
+    assert!(!err.to_string().contains("root:"), "leaked: {err}");
+    still_serves().await;
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_skipped_not_loaded() {
+    assert!(hostile().tool("otherworld").is_none());
+    let error = hostile()
+        .load_errors()
+        .iter()
+        .find(|e| e.path.ends_with("otherworld.wasm"))
+        .expect("otherworld is reported");
+    assert!(error.reason.contains("toolhost:tool"), "{error}");
+}

@@ -1,0 +1,158 @@
+//! Loading a tools directory: bad files are reported and skipped, never a
+//! crash; compiled components are cached and a bad cache entry is not trusted.
+
+use std::path::Path;
+
+use toolhost::sandbox::{LoadSource, OpenError, Sandbox, SandboxOptions};
+
+use crate::support::{examples_dir, hostile_dir};
+
+fn copy_example(dir: &Path, name: &str) {
+    std::fs::copy(examples_dir().join(name), dir.join(name)).unwrap();
+}
+
+fn reason_for<'a>(sandbox: &'a Sandbox, file: &str) -> &'a str {
+    &sandbox
+        .load_errors()
+        .iter()
+        .find(|e| e.path.ends_with(file))
+        .unwrap_or_else(|| panic!("no load error for {file}: {:?}", sandbox.load_errors()))
+        .reason
+}
+
+#[tokio::test]
+async fn bad_files_are_reported_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path(), "echo.wasm");
+    std::fs::write(dir.path().join("text.wasm"), "definitely not wasm").unwrap();
+    std::fs::write(dir.path().join("empty.wasm"), "").unwrap();
+    // The smallest valid core module: magic and version 1.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let calc = std::fs::read(examples_dir().join("calc.wasm")).unwrap();
+    std::fs::write(dir.path().join("truncated.wasm"), &calc[..calc.len() / 2]).unwrap();
+    std::fs::copy(
+        hostile_dir().join("otherworld.wasm"),
+        dir.path().join("otherworld.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a .wasm file, ignored").unwrap();
+
+    let sandbox = Sandbox::open(SandboxOptions::for_dir(dir.path()))
+        .await
+        .unwrap();
+
+    let names: Vec<_> = sandbox.tools().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["echo"]);
+    assert_eq!(
+        sandbox.load_errors().len(),
+        5,
+        "{:?}",
+        sandbox.load_errors()
+    );
+    assert!(reason_for(&sandbox, "text.wasm").contains("not a WebAssembly file"));
+    assert!(reason_for(&sandbox, "empty.wasm").contains("not a WebAssembly file"));
+    assert!(reason_for(&sandbox, "core.wasm").contains("core wasm module, not a component"));
+    assert!(reason_for(&sandbox, "truncated.wasm").contains("does not compile"));
+    assert!(
+        reason_for(&sandbox, "otherworld.wasm")
+            .contains("is not a toolhost:tool/tool@0.1.0 component")
+    );
+    // And the good tool works.
+    let out = crate::support::call(&sandbox, "echo", r#"{"message":"ok"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["message"], "ok");
+}
+
+#[tokio::test]
+async fn two_files_with_one_tool_name_keep_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_example(dir.path(), "echo.wasm");
+    std::fs::copy(
+        examples_dir().join("echo.wasm"),
+        dir.path().join("echo2.wasm"),
+    )
+    .unwrap();
+    let sandbox = Sandbox::open(SandboxOptions::for_dir(dir.path()))
+        .await
+        .unwrap();
+    assert!(sandbox.tool("echo").unwrap().path.ends_with("echo.wasm"));
+    assert!(reason_for(&sandbox, "echo2.wasm").contains("is taken by"));
+}
+
+#[tokio::test]
+async fn a_missing_tools_dir_is_an_open_error() {
+    let err = Sandbox::open(SandboxOptions::for_dir("/no/such/tools/dir"))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, OpenError::ToolsDir { .. }), "{err}");
+    assert!(err.to_string().contains("/no/such/tools/dir"));
+}
+
+#[tokio::test]
+async fn metadata_and_digests_are_loaded() {
+    let sandbox = crate::support::examples();
+    let calc = sandbox.tool("calc").unwrap();
+    assert_eq!(calc.version, "0.1.0");
+    assert_eq!(calc.effect, toolhost::config::EffectName::Pure);
+    assert_eq!(calc.input_schema["properties"]["expr"]["type"], "string");
+    let bytes = std::fs::read(&calc.path).unwrap();
+    assert_eq!(calc.digest, blake3::hash(&bytes).to_hex().to_string());
+}
+
+async fn open_cached(tools: &Path, cache: &Path) -> Sandbox {
+    let mut options = SandboxOptions::for_dir(tools);
+    options.cache_dir = Some(cache.to_path_buf());
+    Sandbox::open(options).await.unwrap()
+}
+
+fn cached_artifacts(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for engine_dir in std::fs::read_dir(cache).unwrap().flatten() {
+        for f in std::fs::read_dir(engine_dir.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "cwasm") {
+                found.push(f.path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_and_bad_entries_recompiled() {
+    let tools = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    copy_example(tools.path(), "calc.wasm");
+
+    let first = open_cached(tools.path(), cache.path()).await;
+    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    let artifacts = cached_artifacts(cache.path());
+    assert_eq!(artifacts.len(), 1);
+
+    let second = open_cached(tools.path(), cache.path()).await;
+    assert_eq!(second.tool("calc").unwrap().source, LoadSource::Cached);
+    let out = crate::support::call(&second, "calc", r#"{"expr":"6*7"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["value"], 42);
+
+    // Flip one byte in the middle: the checksum no longer matches.
+    let mut bytes = std::fs::read(&artifacts[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&artifacts[0], &bytes).unwrap();
+    let third = open_cached(tools.path(), cache.path()).await;
+    assert_eq!(third.tool("calc").unwrap().source, LoadSource::Compiled);
+    let out = crate::support::call(&third, "calc", r#"{"expr":"6*7"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["value"], 42);
+
+    // Truncated, and garbage: recompiled as well; the rewrite is trusted again.
+    std::fs::write(&artifacts[0], &bytes[..100]).unwrap();
+    let fourth = open_cached(tools.path(), cache.path()).await;
+    assert_eq!(fourth.tool("calc").unwrap().source, LoadSource::Compiled);
+    let fifth = open_cached(tools.path(), cache.path()).await;
+    assert_eq!(fifth.tool("calc").unwrap().source, LoadSource::Cached);
+}
