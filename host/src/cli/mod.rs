@@ -2,6 +2,7 @@
 //! errors become messages and exit codes at this edge.
 
 mod call;
+mod model;
 mod output;
 mod tools;
 
@@ -41,6 +42,9 @@ enum Command {
     Tools(tools::ToolsCommand),
     /// Call a tool once.
     Call(call::CallArgs),
+    /// Call the model chain, or list it.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         match cli.command {
             Command::Tools(cmd) => tools::run(&env, cmd).await,
             Command::Call(args) => call::run(&env, args).await,
+            Command::Model(cmd) => model::run(&env, cmd).await,
         }
     })
 }

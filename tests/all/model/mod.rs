@@ -9,6 +9,7 @@
 
 mod breaker;
 mod classify;
+mod cli;
 mod fallback;
 mod retry;
 mod secrets;
