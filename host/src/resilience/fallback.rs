@@ -151,3 +151,26 @@ fn exhausted(mut failures: Vec<(String, ModelError)>, cx: &CallContext) -> Model
         format!("no model answered{budget}; {}", list.join("; ")),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exhaustion_open_breakers_and_context_length_move_on() {
+        let decide = |kind| FallbackPolicy.decide(&ModelError::new(kind, ""));
+        for kind in ErrorKind::ALL {
+            let expected = match kind {
+                ErrorKind::ContextLength => Next::LargerWindow,
+                ErrorKind::RateLimited
+                | ErrorKind::Overloaded
+                | ErrorKind::ServerError
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::CircuitOpen => Next::MoveOn,
+                _ => Next::Stop,
+            };
+            assert_eq!(decide(kind), expected, "{kind}");
+        }
+    }
+}

@@ -158,6 +158,8 @@ impl<M: Model> Model for Retry<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Scripted;
+    use crate::resilience::TokioClock;
 
     #[test]
     fn backoff_is_full_jitter_under_a_growing_capped_ceiling() {
@@ -189,5 +191,33 @@ mod tests {
         let mut e = ModelError::new(ErrorKind::ServerError, "");
         e.should_retry = Some(false);
         assert!(!p.is_retryable(&e));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_sleeps_on_the_injected_clock() {
+        let turns = serde_json::from_str(
+            r#"[{"fault": "overloaded"}, {"fault": "rate_limited", "retry_after_ms": 5000}, {"text": "ok"}]"#,
+        )
+        .unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::default());
+        let retry = Retry::new(
+            Scripted::new("s", turns),
+            RetryPolicy::default(),
+            clock.clone(),
+            3,
+        );
+        let cx = CallContext::new(clock, Duration::from_secs(120));
+        let start = tokio::time::Instant::now();
+        let r = retry.chat(&ChatRequest::user("x"), &cx).await.unwrap();
+        assert_eq!(r.text, "ok");
+        let report = cx.report();
+        let slept: u64 = report.retries.iter().map(|r| r.delay_ms).sum();
+        // On the paused clock, the request took exactly its sleeps.
+        assert_eq!(ms(start.elapsed()), slept);
+        assert!(
+            report.retries[1].delay_ms >= 5_000,
+            "Retry-After is a floor"
+        );
+        assert_eq!(report.attempts.len(), 3);
     }
 }

@@ -9,6 +9,7 @@ use toolhost::resilience::FellBack;
 
 use super::{Setup, Wire};
 use crate::support::model_server::{ModelServer, Step};
+use toolhost::resilience::breaker::State;
 
 fn fell(from: &str, to: &str, reason: ErrorKind) -> FellBack {
     FellBack {
@@ -129,6 +130,7 @@ async fn when_every_model_fails_the_error_is_all_models_unavailable() {
 
 #[tokio::test]
 async fn a_primary_down_longer_than_the_window_raises_one_alert() {
+    let (logs, _guard) = super::Captured::install();
     let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
     primary.otherwise(|_| Step::Status(529));
     let (chain, clock) = Setup::new()
@@ -146,9 +148,43 @@ async fn a_primary_down_longer_than_the_window_raises_one_alert() {
     let first = alerts.iter().position(|a| *a == 1).expect("an alert");
     assert!((4..=6).contains(&first), "{alerts:?}");
     assert_eq!(*alerts.last().unwrap(), 1);
+    let alert_lines: Vec<_> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("toolhost::alert"))
+        .map(String::from)
+        .collect();
+    assert_eq!(alert_lines.len(), 1, "{alert_lines:?}");
+    assert!(
+        alert_lines[0].contains("primary model unavailable")
+            && alert_lines[0].contains("model=primary")
+    );
     // Recovery ends the outage.
     primary.otherwise(|_| Step::text("back"));
     clock.advance(Duration::from_secs(600));
     let served = chain.call(&ChatRequest::user("hi")).await.unwrap();
     assert_eq!(served.report.served_by.as_deref(), Some("primary"));
+}
+
+#[tokio::test]
+async fn a_stalled_primary_times_out_per_attempt_counts_against_its_breaker_and_falls_back() {
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    primary.otherwise(|_| Step::Stall);
+    let mut setup = Setup::new()
+        .model(Wire::OpenAi, &primary, "primary", None)
+        .model(Wire::Anthropic, &backup, "backup", None);
+    setup.retry.attempt_timeout_ms = 150;
+    setup.retry.max_attempts = 2;
+    let (chain, _) = setup.build();
+    let served = chain.call(&ChatRequest::user("hi")).await.unwrap();
+    assert_eq!(served.report.served_by.as_deref(), Some("backup"));
+    assert_eq!(
+        served.report.fallbacks,
+        [fell("primary", "backup", ErrorKind::Timeout)]
+    );
+    let primary_breaker = &chain.list()[0].breaker;
+    assert_eq!(
+        (primary_breaker.state, primary_breaker.window_failures),
+        (State::Closed, 2)
+    );
 }

@@ -16,12 +16,15 @@ mod secrets;
 mod soak;
 mod wire;
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use toolhost::config::{BreakerConfig, RetryConfig};
 use toolhost::model::{Anthropic, ApiKey, Endpoint, Model, OpenAi};
 use toolhost::resilience::{Chain, ChainBuilder, EntrySpec, ManualClock};
+
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::support::model_server::ModelServer;
 
@@ -109,5 +112,46 @@ impl Setup {
             b = b.entry(spec, model);
         }
         (b.build(), self.clock)
+    }
+}
+
+/// Log lines written while a test runs.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Captures every tracing event on this thread (tests run on a
+    /// current-thread runtime, so that is all of them) until the guard drops.
+    pub fn install() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        (logs.clone(), tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
     }
 }

@@ -1,50 +1,19 @@
 //! API keys never appear in error text, `Debug` output or log lines, even
 //! when a provider echoes the key back (OpenAI's 401 body does).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use toolhost::model::{ChatRequest, ErrorKind};
 use toolhost::resilience::{ChainBuilder, EntrySpec, ManualClock};
-use tracing_subscriber::fmt::MakeWriter;
 
-use super::{Wire, provider};
+use super::{Captured, Wire, provider};
 use crate::support::model_server::{ModelServer, Step};
 
 const KEY: &str = "sk-proj-SECRET-0123456789abcdefghijklmnop";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn keys_stay_out_of_errors_debug_output_and_logs() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runs on one thread, so a thread-local default sees everything.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
 
     for wire in super::BOTH {
         let server = ModelServer::start().await;
@@ -92,7 +61,7 @@ async fn keys_stay_out_of_errors_debug_output_and_logs() {
             );
         }
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("retrying"), "the logs were captured: {logs}");
     assert!(!logs.contains("SECRET"), "leaked into logs: {logs}");
 }
