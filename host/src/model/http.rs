@@ -14,20 +14,37 @@ use crate::resilience::classify::{self, Wire};
 /// bounds the whole attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for one model entry. rustls only; no proxies from the
-/// environment, so a stray `HTTPS_PROXY` cannot see the key.
-pub(crate) fn client() -> Result<reqwest::Client, ModelError> {
-    reqwest::Client::builder()
+/// A client for one model entry. rustls only. Proxies come from the
+/// environment (`HTTPS_PROXY`, `NO_PROXY`) as users expect, except for a
+/// loopback base URL: a local model server (Ollama, llama.cpp) is always
+/// reached directly, and a plain-HTTP key never crosses a proxy that way.
+pub(crate) fn client(base_url: Option<&str>) -> Result<reqwest::Client, ModelError> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .no_proxy()
-        .user_agent(concat!("toolhost/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            ModelError::new(
-                ErrorKind::Connection,
-                format!("cannot build an HTTP client: {e}"),
-            )
-        })
+        .user_agent(concat!("toolhost/", env!("CARGO_PKG_VERSION")));
+    if base_url.is_some_and(is_loopback) {
+        builder = builder.no_proxy();
+    }
+    builder.build().map_err(|e| {
+        ModelError::new(
+            ErrorKind::Connection,
+            format!("cannot build an HTTP client: {e}"),
+        )
+    })
+}
+
+fn is_loopback(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 /// Posts `body` to `url` with `auth` (a header name and the key) and returns
@@ -95,4 +112,27 @@ pub(crate) fn join(base: &str, path: &str) -> String {
 /// A `malformed_response` naming what was missing or wrong.
 pub(crate) fn malformed(what: impl Into<String>) -> ModelError {
     ModelError::new(ErrorKind::MalformedResponse, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:11434/v1",
+            "http://[::1]:8000",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "http://10.0.0.5/v1",
+            "not a url",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 }

@@ -113,6 +113,7 @@ impl Endpoint {
         base_url: Option<String>,
         key: Option<ApiKey>,
     ) -> Result<Self, ModelError> {
+        let client = http::client(base_url.as_deref())?;
         Ok(Endpoint {
             name: name.to_string(),
             model: model.to_string(),
@@ -120,7 +121,7 @@ impl Endpoint {
             key: Ok(key),
             configured_max_tokens: None,
             max_tokens: DEFAULT_MAX_TOKENS,
-            client: http::client()?,
+            client,
         })
     }
 
@@ -139,7 +140,7 @@ impl Endpoint {
             key,
             configured_max_tokens: m.max_tokens,
             max_tokens: m.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            client: http::client()?,
+            client: http::client(m.base_url.as_deref())?,
         })
     }
 
