@@ -76,10 +76,7 @@ pub(crate) async fn post_json(
         .map_err(|e| scrubbed(classify::from_transport(&e), &scrub))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| scrubbed(classify::from_transport(&e), &scrub))?;
+    let text = read_body(response).await.map_err(|e| scrubbed(e, &scrub))?;
     if !(200..300).contains(&status) {
         return Err(scrubbed(
             classify::from_response(wire, status, &headers, &text),
@@ -93,6 +90,27 @@ pub(crate) async fn post_json(
         )
         .with_status(status)
     })
+}
+
+/// Largest response body read: a model turn is kilobytes; a provider (or a
+/// proxy) streaming without end must not exhaust memory.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+async fn read_body(mut response: reqwest::Response) -> Result<String, ModelError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| classify::from_transport(&e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(malformed(format!(
+                "the response is larger than {MAX_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 fn scrubbed(mut e: ModelError, scrub: &impl Fn(&str) -> String) -> ModelError {

@@ -109,17 +109,6 @@ impl Scripted {
     }
 }
 
-// ErrorKind is serialized for output; scripts name faults the same way.
-impl<'de> Deserialize<'de> for ErrorKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ErrorKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an error kind")))
-    }
-}
-
 impl Model for Scripted {
     fn name(&self) -> &str {
         &self.name

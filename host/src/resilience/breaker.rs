@@ -182,23 +182,19 @@ impl Breaker {
         }
     }
 
-    /// Asks to make a call: a permit, or `circuit_open` with how long until
-    /// a probe will be admitted.
-    pub fn admit(self: &Arc<Self>) -> Result<Permit, ModelError> {
+    /// Asks to make a call: a permit, or a rejection saying how long until a
+    /// probe will be admitted. Not tied to models: a tool's breaker is the
+    /// same type.
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, Rejected> {
         let now = self.clock.now();
         let mut s = self.lock();
         if let Phase::Open { until } = s.phase {
             if now < until {
                 let wait = until - now;
-                return Err(ModelError::new(
-                    ErrorKind::CircuitOpen,
-                    format!(
-                        "the circuit breaker of `{}` is open for {} ms more",
-                        self.name,
-                        ms(wait)
-                    ),
-                )
-                .with_retry_after(Some(wait)));
+                return Err(Rejected {
+                    name: self.name.clone(),
+                    retry_after: Some(wait),
+                });
             }
             tracing::info!(target: "toolhost::model", model = %self.name, "circuit breaker half-open");
             s.phase = Phase::HalfOpen {
@@ -211,13 +207,10 @@ impl Breaker {
             Phase::HalfOpen {
                 in_flight,
                 succeeded,
-            } if *in_flight + *succeeded >= probes => Err(ModelError::new(
-                ErrorKind::CircuitOpen,
-                format!(
-                    "the circuit breaker of `{}` is half-open and its probe is in flight",
-                    self.name
-                ),
-            )),
+            } if *in_flight + *succeeded >= probes => Err(Rejected {
+                name: self.name.clone(),
+                retry_after: None,
+            }),
             Phase::HalfOpen { in_flight, .. } => {
                 *in_flight += 1;
                 Ok(Permit {
@@ -323,6 +316,38 @@ impl Breaker {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every update leaves Inner consistent before it can panic.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A call the breaker turned away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Rejected {
+    /// The breaker's dependency.
+    pub name: String,
+    /// Until a probe is admitted; `None` while a half-open probe is in flight.
+    pub retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    fn describe(&self) -> String {
+        match self.retry_after {
+            Some(wait) => format!(
+                "the circuit breaker of `{}` is open for {} ms more",
+                self.name,
+                ms(wait)
+            ),
+            None => format!(
+                "the circuit breaker of `{}` is half-open and its probe is in flight",
+                self.name
+            ),
+        }
+    }
+}
+
+impl From<Rejected> for ModelError {
+    fn from(r: Rejected) -> ModelError {
+        ModelError::new(ErrorKind::CircuitOpen, r.to_string()).with_retry_after(r.retry_after)
     }
 }
 

@@ -29,7 +29,7 @@ mod report;
 pub mod retry;
 mod timeout;
 
-pub use breaker::{Breaker, BreakerPolicy, CircuitBreaker, Verdict};
+pub use breaker::{Breaker, BreakerPolicy, CircuitBreaker, Rejected, Verdict};
 pub use chain::{Chain, ChainBuilder, EntrySpec, EntryStatus, Served, Unserved};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use context::CallContext;
