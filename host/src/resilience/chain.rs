@@ -220,8 +220,11 @@ impl Chain {
     }
 
     pub fn metrics(&self) -> Snapshot {
-        let opens = self.entries.iter().map(|(_, b)| b.status().opens).sum();
-        self.metrics.snapshot(opens)
+        let (opens, quota) = self.entries.iter().fold((0, 0), |(o, q), (_, b)| {
+            let s = b.status();
+            (o + s.opens, q + s.quota_hits)
+        });
+        self.metrics.snapshot(opens, quota)
     }
 
     /// Starts, ends or alerts on an outage of the primary. Unavailable means

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub fallback_rate: f64,
     /// Times any breaker opened.
     pub breaker_opens: u64,
+    /// `rate_limited` answers, which breakers track as quota, not health.
+    pub quota_hits: u64,
     /// Outages of the primary longer than the alert window.
     pub primary_alerts: u64,
     /// Failed attempts by kind (`circuit_open` rejections included).
@@ -72,8 +74,9 @@ impl Metrics {
         self.primary_alerts.fetch_add(1, Relaxed);
     }
 
-    /// The counters now; `breaker_opens` comes from the breakers.
-    pub fn snapshot(&self, breaker_opens: u64) -> Snapshot {
+    /// The counters now; `breaker_opens` and `quota_hits` come from the
+    /// breakers.
+    pub fn snapshot(&self, breaker_opens: u64, quota_hits: u64) -> Snapshot {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let (requests, attempts, retries, fell_back) = (
             self.requests.load(Relaxed),
@@ -90,6 +93,7 @@ impl Metrics {
             retry_rate: ratio(retries, attempts),
             fallback_rate: ratio(fell_back, requests),
             breaker_opens,
+            quota_hits,
             primary_alerts: self.primary_alerts.load(Relaxed),
             attempt_errors: lock(&self.attempt_errors).clone(),
             request_errors: lock(&self.request_errors).clone(),

@@ -164,5 +164,9 @@ async fn rate_limits_and_caller_errors_never_trip_it() {
             (State::Closed, 0, 0, 20)
         );
         assert_eq!(server.requests(), 40);
+        assert_eq!(
+            (chain.metrics().quota_hits, chain.metrics().breaker_opens),
+            (20, 0)
+        );
     }
 }

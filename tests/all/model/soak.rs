@@ -95,6 +95,16 @@ async fn two_hundred_requests_through_30_percent_faults_all_succeed() {
         "retry rate {retries_per_primary_attempt}"
     );
 
+    // The metric itself: retries per attempt (the backup's attempts
+    // included) is the injected faults per attempt, less the few faults
+    // that ended in a fallback instead of a retry.
+    let injected_per_attempt = faults as f64 / m.attempts as f64;
+    assert!(m.retry_rate <= injected_per_attempt);
+    assert!(
+        injected_per_attempt - m.retry_rate <= 3.0 / m.attempts as f64,
+        "{m:?}"
+    );
+
     // Fallbacks are the requests the backup served, no more, no fewer.
     assert_eq!(m.fell_back, served_by_backup);
     assert_eq!(backup.requests() as u64, served_by_backup);
