@@ -11,12 +11,16 @@ use super::{BOTH, Wire, provider};
 use crate::support::model_server::{ModelServer, Step};
 
 async fn outcome(wire: Wire, step: Step) -> Result<toolhost::model::ChatResponse, ModelError> {
+    // Steps that never answer in time get a short deadline; every other step
+    // a generous one, so a loaded machine cannot turn an answer into a timeout.
+    let deadline = match &step {
+        Step::Stall => Duration::from_millis(300),
+        Step::Delay(d, _) if *d >= Duration::from_secs(1) => Duration::from_millis(300),
+        _ => Duration::from_secs(10),
+    };
     let server = ModelServer::start().await;
     server.push([step]);
-    let model = AttemptTimeout::new(
-        provider(wire, &server, "m", Some("sk-test-key")),
-        Duration::from_millis(300),
-    );
+    let model = AttemptTimeout::new(provider(wire, &server, "m", Some("sk-test-key")), deadline);
     let result = model
         .chat(&ChatRequest::user("hi"), &CallContext::unbounded())
         .await;
