@@ -148,3 +148,61 @@ async fn a_component_of_another_world_is_skipped_not_loaded() {
         .expect("otherworld is reported");
     assert!(error.reason.contains("toolhost:tool"), "{error}");
 }
+
+/// Grants open exactly what they name: a granted variable and directory are
+/// visible, nothing else is, and `..` cannot climb out of the directory.
+#[tokio::test]
+async fn grants_open_only_what_they_name() {
+    use std::collections::BTreeMap;
+    use toolhost::config::{DirGrant, DirMode, ToolPolicy};
+    use toolhost::sandbox::{Sandbox, SandboxOptions};
+
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("note.txt"), "granted").unwrap();
+    let policy = ToolPolicy {
+        dirs: vec![DirGrant {
+            host: data.path().to_path_buf(),
+            guest: "/data".into(),
+            mode: DirMode::Ro,
+        }],
+        // PATH is set in every test environment; HOME may be too, unlisted.
+        env: vec!["PATH".into()],
+        ..ToolPolicy::default()
+    };
+    let mut options = SandboxOptions::for_dir(crate::support::hostile_dir());
+    options.cache_dir =
+        Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"));
+    options.policies = BTreeMap::from([("snoop".to_string(), policy)]);
+    let sandbox = Sandbox::open(options).await.unwrap();
+
+    let out = call(&sandbox, "snoop", r#"{"path":"/data/note.txt"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["contents"], "granted");
+    let env: Vec<String> = serde_json::from_value(out.output["env"].clone()).unwrap();
+    assert_eq!(env.len(), 1, "{env:?}");
+    assert!(env[0].starts_with("PATH="), "{env:?}");
+
+    for escape in [
+        "/data/../etc/passwd",
+        "/data/../../../../etc/passwd",
+        "/etc/passwd",
+    ] {
+        let input = json!({ "path": escape }).to_string();
+        let err = call(&sandbox, "snoop", &input).await.unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::CapabilityDenied | ErrorKind::ToolFailed
+            ),
+            "{escape}: {err}"
+        );
+        assert!(!err.to_string().contains("root:"), "{escape} leaked: {err}");
+    }
+
+    // Without a policy there is no /data: the same read is denied.
+    let out = call(hostile(), "snoop", r#"{"path":"/data/note.txt"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(out.kind(), ErrorKind::CapabilityDenied);
+}

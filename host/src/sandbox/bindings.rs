@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use toolhost::tool::types::Effect;
+pub use self::toolhost::tool::types::Effect;
