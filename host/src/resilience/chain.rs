@@ -5,8 +5,9 @@
 //!
 //! Why this order: the retry loop is outermost per model so that each
 //! attempt asks the breaker (an opened breaker ends the retries at once, and
-//! the request falls back); the timeout is innermost so that the breaker
-//! sees timeouts as health failures.
+//! the request falls back) and so that a spent budget, which it cuts, is not
+//! charged to the breaker; the attempt timeout is innermost so that the
+//! breaker sees a slow dependency's timeouts as health failures.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

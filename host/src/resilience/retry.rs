@@ -7,8 +7,9 @@
 //! for the least total wait. `Retry-After` is a floor, never a ceiling: the
 //! provider knows when its quota refills. Why a budget as well as a cap: a
 //! cap bounds attempts, but five 60 s timeouts are five minutes; the
-//! request's budget (in [`CallContext`]) bounds the time, and a retry whose
-//! sleep would overrun it is not started.
+//! request's budget (in [`CallContext`]) bounds the time: an attempt is cut
+//! off when it runs out, and a retry whose sleep would overrun it is not
+//! started.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,7 +117,7 @@ impl<M: Model> Model for Retry<M> {
             let mut n = 1;
             loop {
                 let start = cx.now();
-                let result = self.inner.chat(req, cx).await;
+                let result = within_budget(cx, self.inner.chat(req, cx)).await;
                 let err = result.as_ref().err();
                 cx.attempt(Attempt {
                     model: name.to_string(),
@@ -153,6 +154,23 @@ impl<M: Model> Model for Retry<M> {
             }
         })
     }
+}
+
+/// `attempt`, cut off when the request's budget runs out. Cutting it here,
+/// outside the breaker, drops the breaker's permit unsettled: a spent budget
+/// is not the dependency's fault.
+async fn within_budget(
+    cx: &CallContext,
+    attempt: impl Future<Output = Result<ChatResponse, ModelError>>,
+) -> Result<ChatResponse, ModelError> {
+    let left = cx.remaining();
+    let spent = || ModelError::new(ErrorKind::Timeout, "the request budget is spent");
+    if left.is_zero() {
+        return Err(spent());
+    }
+    tokio::time::timeout(left, attempt)
+        .await
+        .unwrap_or_else(|_| Err(spent()))
 }
 
 #[cfg(test)]

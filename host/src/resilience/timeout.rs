@@ -1,11 +1,12 @@
-//! The per-attempt deadline: an attempt gets `attempt_timeout` or what is
-//! left of the request's budget, whichever is less, and then fails with
-//! `timeout`.
+//! The per-attempt deadline: an attempt that has no answer after
+//! `attempt_timeout` fails with `timeout`.
 //!
-//! It sits inside the breaker so the breaker sees a timeout as the health
-//! failure it is; an outer timeout would drop the breaker's future and the
-//! breaker would never learn. It uses the runtime's timer (pausable with
-//! `tokio::time::pause`) because it races live I/O.
+//! It sits inside the breaker so the breaker sees a slow dependency's timeout
+//! as the health failure it is. The request budget is cut one layer out, in
+//! [`Retry`](super::Retry): a budget that runs out mid-attempt drops the
+//! breaker's permit unsettled, because our deadline says nothing about the
+//! dependency's health. Both use the runtime's timer (pausable with
+//! `tokio::time::pause`) because they race live I/O.
 
 use std::time::Duration;
 
@@ -37,23 +38,12 @@ impl<M: Model> Model for AttemptTimeout<M> {
         cx: &'a CallContext,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
-            let left = cx.remaining();
-            let (limit, what) = if left < self.limit {
-                (left, "the request budget")
-            } else {
-                (self.limit, "the attempt timeout")
-            };
-            if limit.is_zero() {
-                return Err(ModelError::new(
-                    ErrorKind::Timeout,
-                    "the request budget is spent",
-                ));
-            }
+            let limit = self.limit;
             match tokio::time::timeout(limit, self.inner.chat(req, cx)).await {
                 Ok(result) => result,
                 Err(_) => Err(ModelError::new(
                     ErrorKind::Timeout,
-                    format!("no answer within {} ms ({what})", ms(limit)),
+                    format!("no answer within the attempt timeout of {} ms", ms(limit)),
                 )),
             }
         })

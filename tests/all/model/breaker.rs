@@ -170,3 +170,25 @@ async fn rate_limits_and_caller_errors_never_trip_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_budget_cut_is_not_charged_to_the_breaker_but_a_slow_dependency_is() {
+    let server = ModelServer::start().await;
+    server.otherwise(|_| Step::Stall);
+    // The budget (200 ms) runs out before the attempt timeout (5 s).
+    let mut setup = Setup::new().model(Wire::OpenAi, &server, "m", None);
+    setup.retry.budget_ms = 200;
+    setup.retry.max_attempts = 1;
+    let (chain, _) = setup.build();
+    let failed = chain.call(&ChatRequest::user("hi")).await.unwrap_err();
+    assert_eq!(failed.report.attempts[0].error, Some(ErrorKind::Timeout));
+    assert_eq!(chain.list()[0].breaker.window_calls, 0);
+
+    // The attempt timeout (150 ms) runs out first: a health failure.
+    let mut setup = Setup::new().model(Wire::OpenAi, &server, "m", None);
+    setup.retry.attempt_timeout_ms = 150;
+    setup.retry.max_attempts = 1;
+    let (chain, _) = setup.build();
+    chain.call(&ChatRequest::user("hi")).await.unwrap_err();
+    assert_eq!(chain.list()[0].breaker.window_failures, 1);
+}
