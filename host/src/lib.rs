@@ -8,11 +8,16 @@
 //!
 //! - [`config`]: `toolhost.toml`, parsed strictly (unknown keys are errors).
 //! - [`sandbox`]: wasmtime, narrowed: loading, limits, capabilities, calls.
+//! - [`model`]: model providers (Anthropic, OpenAI-compatible, scripted).
+//! - [`resilience`]: retry, fallback, circuit breakers and error classes
+//!   around any model.
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
 pub mod config;
 pub mod idempotency;
+pub mod model;
+pub mod resilience;
 pub mod sandbox;
 pub mod store;

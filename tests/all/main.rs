@@ -3,6 +3,8 @@
 
 mod cli;
 mod hostile;
+mod idempotency;
 mod loading;
+mod model;
 mod sandbox;
 mod support;

@@ -3,6 +3,7 @@
 
 mod cache;
 mod call;
+mod model;
 mod output;
 mod tools;
 
@@ -47,6 +48,9 @@ enum Command {
     /// Inspect and manage recorded calls: list, show, resolve, gc.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Call the model chain, or list it.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 /// Everything a command needs from the global flags.
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Tools(cmd) => tools::run(&env, cmd).await,
             Command::Call(args) => call::run(&env, args).await,
             Command::Cache(cmd) => cache::run(&env, cmd).await,
+            Command::Model(cmd) => model::run(&env, cmd).await,
         }
     })
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub retry: RetryConfig,
     pub breaker: BreakerConfig,
+    pub fallback: FallbackConfig,
     pub agent: AgentConfig,
     pub store: StoreConfig,
 }
@@ -232,6 +233,22 @@ impl Default for BreakerConfig {
     }
 }
 
+/// `[fallback]`: how the chain reports an unavailable primary.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackConfig {
+    /// The primary unavailable for longer than this is an alert. Default 5 min.
+    pub alert_after_ms: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            alert_after_ms: 300_000,
+        }
+    }
+}
+
 /// `[agent]`: how long a run may go on.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -371,6 +388,7 @@ impl Config {
                 "must be at least open_ms",
             ));
         }
+        positive("fallback.alert_after_ms", self.fallback.alert_after_ms)?;
         positive("agent.max_steps", self.agent.max_steps.into())?;
         positive("agent.time_budget_s", self.agent.time_budget_s)?;
         if self.store.path.as_os_str().is_empty() {
@@ -517,6 +535,23 @@ path = ".toolhost/toolhost.db"
             parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("/no/such/dir"));
+    }
+
+    #[test]
+    fn the_fallback_alert_window_is_configurable_and_positive() {
+        assert_eq!(Config::default().fallback.alert_after_ms, 300_000);
+        assert_eq!(
+            parse("[fallback]\nalert_after_ms = 60_000\n")
+                .unwrap()
+                .fallback
+                .alert_after_ms,
+            60_000
+        );
+        let e = parse("[fallback]\nalert_after_ms = 0\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("fallback.alert_after_ms"), Some(2))
+        );
     }
 
     #[test]

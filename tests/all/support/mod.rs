@@ -1,4 +1,5 @@
-//! Shared helpers: sandboxes over the built tools, the binary, temp dirs.
+//! Shared helpers: sandboxes over the built tools, the binary, temp dirs,
+//! and (in `model_server`) a fault-injecting model server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -104,3 +105,5 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
         )
     })
 }
+
+pub mod model_server;

@@ -1,0 +1,120 @@
+//! Idempotency-cache benchmarks, each beside its baseline in the same run:
+//!
+//! - `cache/hit`: a pure call replayed from SQLite (key derivation, canonical
+//!   JSON, one store round trip), against `cache/uncached_call`, the same
+//!   trivial tool run in the sandbox with no store at all;
+//! - `cache/miss_and_store`: a pure call that misses, runs and is recorded;
+//! - `cache/claim_complete`: side-effecting bookkeeping under
+//!   `synchronous=FULL`: a claim and its completion, 64 callers at once, so
+//!   group commit can batch them. Reported per pair; pairs/s = 1 / time.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use toolhost::idempotency::{ExecOptions, Executor};
+use toolhost::sandbox::{CallRequest, EXAMPLES_DIR, Sandbox, SandboxOptions};
+use toolhost::store::{CallState, ClaimRequest, Store, StoreOptions, StoredOutcome};
+
+const INPUT: &str = r#"{"message":"hello"}"#;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    let tools = tempfile::tempdir().expect("a temp dir");
+    std::fs::copy(Path::new(EXAMPLES_DIR).join("echo.wasm"), tools.path().join("echo.wasm")).expect("copy echo");
+    let db_dir = tempfile::tempdir().expect("a temp dir");
+    let sandbox = rt
+        .block_on(Sandbox::open(SandboxOptions::for_dir(tools.path())))
+        .expect("open the sandbox");
+    let store = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default()).expect("open the store");
+    let executor = Arc::new(Executor::new(sandbox.clone(), store.clone()));
+    let first = rt.block_on(executor.call("echo", INPUT, ExecOptions::default()));
+    assert!(!first.expect("echo works").cached);
+
+    let mut group = c.benchmark_group("cache");
+    group.bench_function("hit", |b| {
+        b.iter(|| {
+            let out = rt
+                .block_on(executor.call("echo", INPUT, ExecOptions::default()))
+                .expect("a hit");
+            assert!(out.cached);
+        })
+    });
+    group.bench_function("uncached_call", |b| {
+        b.iter(|| rt.block_on(sandbox.call("echo", INPUT, CallRequest::default())).expect("echo works"))
+    });
+    let n = AtomicU64::new(0);
+    group.bench_function("miss_and_store", |b| {
+        b.iter(|| {
+            let input = format!(r#"{{"message":"m{}"}}"#, n.fetch_add(1, Ordering::Relaxed));
+            let out = rt
+                .block_on(executor.call("echo", &input, ExecOptions::default()))
+                .expect("echo works");
+            assert!(!out.cached);
+        })
+    });
+
+    let seq = Arc::new(AtomicU64::new(0));
+    group.bench_function("claim_complete", |b| {
+        b.iter_custom(|iters| {
+            let store = store.clone();
+            let seq = seq.clone();
+            rt.block_on(async move {
+                const CALLERS: u64 = 64;
+                let start = Instant::now();
+                let mut tasks = Vec::new();
+                for _ in 0..CALLERS {
+                    let (store, seq) = (store.clone(), seq.clone());
+                    let per = iters.div_ceil(CALLERS);
+                    tasks.push(tokio::spawn(async move {
+                        for _ in 0..per {
+                            let key = format!("k{}", seq.fetch_add(1, Ordering::Relaxed));
+                            let claim = ClaimRequest {
+                                key: key.clone(),
+                                tool: "bench".into(),
+                                effect: "side-effecting".into(),
+                                scope: String::new(),
+                                input: "{}".into(),
+                                owner: store.owner_id().into(),
+                                now_ms: 1,
+                            };
+                            store.claim(claim).await.expect("claim");
+                            let outcome = StoredOutcome {
+                                ok: true,
+                                output: Some(serde_json::json!({"ok": true})),
+                                error: None,
+                                fuel_used: 1,
+                                duration_us: 1,
+                            };
+                            store
+                                .complete(&key, CallState::Done, outcome, 2, None)
+                                .await
+                                .expect("complete");
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.expect("a caller");
+                }
+                // Scale to exactly `iters` pairs (the callers ran a few more).
+                let executed = iters.div_ceil(CALLERS) * CALLERS;
+                Duration::from_secs_f64(start.elapsed().as_secs_f64() * iters as f64 / executed as f64)
+            })
+        })
+    });
+    group.measurement_time(Duration::from_secs(5));
+    group.finish();
+}
+
+criterion_group!(cache, benches);
+criterion_main!(cache);

@@ -1,0 +1,158 @@
+//! `toolhost model call --message TEXT` and `toolhost model list`: one turn
+//! through the configured chain, with how it was served; and the chain with
+//! each breaker's state.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use toolhost::model::ChatRequest;
+use toolhost::resilience::{Chain, Report};
+
+use super::{Env, Failure};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Send one message through the fallback chain.
+    Call(CallArgs),
+    /// List the chain, in order, with each model's circuit-breaker state.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The user message.
+    #[arg(long, value_name = "TEXT")]
+    message: String,
+    /// An optional system prompt.
+    #[arg(long, value_name = "TEXT")]
+    system: Option<String>,
+}
+
+pub async fn run(env: &Env, cmd: ModelCommand) -> Result<(), Failure> {
+    let chain = Chain::from_config(&env.config).map_err(|e| Failure::config(e.to_string()))?;
+    match cmd {
+        ModelCommand::Call(args) => call(env, &chain, args).await,
+        ModelCommand::List => {
+            list(env, &chain);
+            Ok(())
+        }
+    }
+}
+
+async fn call(env: &Env, chain: &Chain, args: CallArgs) -> Result<(), Failure> {
+    if chain.is_empty() {
+        return Err(Failure::config(
+            "no models are configured: add [[models]] entries to toolhost.toml",
+        ));
+    }
+    let mut request = ChatRequest::user(args.message);
+    request.system = args.system;
+    match chain.call(&request).await {
+        Ok(served) => {
+            let r = &served.response;
+            if env.json {
+                let mut body = json!({
+                    "ok": true,
+                    "text": r.text,
+                    "tool_calls": r.tool_calls,
+                    "stop": r.stop,
+                    "usage": r.usage,
+                    "model": r.model,
+                });
+                merge_report(&mut body, &served.report);
+                println!("{body}");
+            } else {
+                println!("{}", r.text);
+                for c in &r.tool_calls {
+                    println!("tool call: {}({})", c.name, c.arguments);
+                }
+                println!();
+                print_report(&served.report);
+            }
+            Ok(())
+        }
+        Err(unserved) => {
+            let (kind, message) = (unserved.error.kind.as_str(), unserved.error.message.clone());
+            let mut failure = Failure::new(1, kind, message.clone());
+            let mut body = json!({"ok": false, "error": {"kind": kind, "message": message}});
+            merge_report(&mut body, &unserved.report);
+            if env.json {
+                failure.json = Some(body);
+            } else {
+                print_report(&unserved.report);
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// Adds `served_by`, `attempts`, `retries`, `fallbacks`, `elapsed_ms`.
+fn merge_report(body: &mut serde_json::Value, report: &Report) {
+    if let (Some(obj), Ok(serde_json::Value::Object(r))) =
+        (body.as_object_mut(), serde_json::to_value(report))
+    {
+        obj.extend(r);
+    }
+}
+
+fn print_report(r: &Report) {
+    println!("served_by: {}", r.served_by.as_deref().unwrap_or("none"));
+    println!("attempts: {} in {} ms", r.attempts.len(), r.elapsed_ms);
+    for a in &r.attempts {
+        let outcome = match (a.error, a.status) {
+            (None, _) => "ok".to_string(),
+            (Some(k), Some(s)) => format!("{k} (HTTP {s})"),
+            (Some(k), None) => k.to_string(),
+        };
+        println!(
+            "  {} #{}: {} after {} ms",
+            a.model, a.n, outcome, a.elapsed_ms
+        );
+    }
+    for x in &r.retries {
+        let asked = x
+            .retry_after_ms
+            .map(|ms| format!(", Retry-After {ms} ms"))
+            .unwrap_or_default();
+        println!(
+            "retry: {} after attempt {} ({}), waited {} ms{asked}",
+            x.model, x.after_attempt, x.reason, x.delay_ms
+        );
+    }
+    for f in &r.fallbacks {
+        println!("fallback: {} -> {} ({})", f.from, f.to, f.reason);
+    }
+}
+
+fn list(env: &Env, chain: &Chain) {
+    let entries = chain.list();
+    if env.json {
+        println!("{}", json!({"ok": true, "models": entries}));
+        return;
+    }
+    if entries.is_empty() {
+        println!("no models are configured");
+        return;
+    }
+    println!(
+        "{:<3} {:<16} {:<10} {:<28} {:>9}  breaker",
+        "#", "name", "provider", "model", "window"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        let window = e
+            .context_window
+            .map(|w| w.to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut breaker = e.breaker.state.as_str().to_string();
+        if let Some(ms) = e.breaker.open_remaining_ms {
+            breaker.push_str(&format!(" ({ms} ms left)"));
+        }
+        println!(
+            "{:<3} {:<16} {:<10} {:<28} {:>9}  {breaker}",
+            i + 1,
+            e.name,
+            e.provider,
+            e.model,
+            window
+        );
+    }
+}

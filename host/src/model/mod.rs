@@ -1,0 +1,189 @@
+//! Model providers behind one [`Model`] trait.
+//!
+//! A provider only speaks its wire format: it turns a [`ChatRequest`] into an
+//! HTTP request, and the answer into a [`ChatResponse`] or a classified
+//! [`ModelError`]. It does not retry, time out, fall back or keep health
+//! state: those are policies in [`crate::resilience`], wrapped around any
+//! `Model`, so each provider stays small and each policy is tested once.
+//!
+//! ## Layout
+//!
+//! - `types`: the provider-neutral turn (messages, tool specs, tool calls).
+//! - `error`: [`ErrorKind`] (the design's names) and [`ModelError`].
+//! - `anthropic`, `openai`, `scripted`: the providers.
+//! - `http`: the shared request path; `secret`: [`ApiKey`], never printed.
+
+mod anthropic;
+mod error;
+mod http;
+mod openai;
+mod scripted;
+mod secret;
+mod types;
+
+pub use anthropic::Anthropic;
+pub use error::{ErrorKind, ModelError};
+pub use openai::OpenAi;
+pub use scripted::{ScriptError, Scripted, ScriptedCall, Turn};
+pub use secret::ApiKey;
+pub use types::*;
+
+/// Wire-format helpers, public so tests and tools can check what is sent.
+pub mod wire {
+    pub use super::anthropic::{
+        parse_response as parse_anthropic, request_body as anthropic_request,
+    };
+    pub use super::openai::{parse_response as parse_openai, request_body as openai_request};
+}
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{ModelConfig, ProviderName};
+use crate::resilience::CallContext;
+
+/// A boxed, sendable future: what [`Model::chat`] returns, so models can be
+/// trait objects and wrappers can nest.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Anything that answers a chat turn: a provider, or a policy wrapped around
+/// one.
+pub trait Model: Send + Sync {
+    /// The chain entry's name (`served_by`, logs, metrics).
+    fn name(&self) -> &str;
+
+    /// One turn. `cx` carries the request's budget and its accounting.
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+}
+
+impl<M: Model + ?Sized> Model for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        (**self).chat(req, cx)
+    }
+}
+
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        (**self).chat(req, cx)
+    }
+}
+
+/// Default `max_tokens` for Anthropic, which requires one.
+pub const DEFAULT_MAX_TOKENS: u32 = 4_096;
+
+/// Where and as whom an HTTP provider calls.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub model: String,
+    pub base_url: Option<String>,
+    /// The key, or the name of the unset variable that should have held it.
+    key: Result<Option<ApiKey>, String>,
+    configured_max_tokens: Option<u32>,
+    max_tokens: u32,
+    client: reqwest::Client,
+}
+
+impl Endpoint {
+    /// An endpoint with the key given directly (tests, embedding).
+    pub fn new(
+        name: &str,
+        model: &str,
+        base_url: Option<String>,
+        key: Option<ApiKey>,
+    ) -> Result<Self, ModelError> {
+        let client = http::client(base_url.as_deref())?;
+        Ok(Endpoint {
+            name: name.to_string(),
+            model: model.to_string(),
+            base_url,
+            key: Ok(key),
+            configured_max_tokens: None,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            client,
+        })
+    }
+
+    /// An endpoint from a config entry, reading the key's variable now. An
+    /// unset variable is not an error until a call needs it, so `model list`
+    /// works without keys.
+    pub fn from_config(m: &ModelConfig) -> Result<Self, ModelError> {
+        let key = match &m.api_key_env {
+            Some(var) => ApiKey::from_env(var).map(Some).ok_or_else(|| var.clone()),
+            None => Ok(None),
+        };
+        Ok(Endpoint {
+            name: m.name.clone(),
+            model: m.model.clone(),
+            base_url: m.base_url.clone(),
+            key,
+            configured_max_tokens: m.max_tokens,
+            max_tokens: m.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            client: http::client(m.base_url.as_deref())?,
+        })
+    }
+
+    fn key(&self) -> Result<Option<&ApiKey>, ModelError> {
+        match &self.key {
+            Ok(k) => Ok(k.as_ref()),
+            Err(var) => Err(ModelError::new(
+                ErrorKind::Auth,
+                format!(
+                    "the environment variable {var} (api_key_env of `{}`) is not set",
+                    self.name
+                ),
+            )),
+        }
+    }
+}
+
+/// Why a config entry could not become a model.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The scripted provider's file is unusable.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// The HTTP client could not be built.
+    #[error("model `{name}`: {source}")]
+    Http { name: String, source: ModelError },
+}
+
+/// The provider for one `[[models]]` entry, without policies.
+pub fn provider(m: &ModelConfig) -> Result<Arc<dyn Model>, BuildError> {
+    let endpoint = || {
+        Endpoint::from_config(m).map_err(|source| BuildError::Http {
+            name: m.name.clone(),
+            source,
+        })
+    };
+    Ok(match m.provider {
+        ProviderName::Anthropic => Arc::new(Anthropic::new(endpoint()?)),
+        ProviderName::Openai => Arc::new(OpenAi::new(endpoint()?)),
+        ProviderName::Scripted => {
+            // Validation guarantees a scripted entry names its script.
+            let path = m.script.as_deref().unwrap_or(std::path::Path::new(""));
+            Arc::new(Scripted::load(m.name.clone(), path)?)
+        }
+    })
+}

@@ -1,0 +1,463 @@
+//! Circuit breakers: stop calling a dependency that is failing, so requests
+//! fall back at once instead of spending their budget on timeouts, and the
+//! dependency gets room to recover.
+//!
+//! The [`BreakerPolicy`] is the thresholds; a [`Breaker`] is one
+//! dependency's state (shared by every request); [`CircuitBreaker`] wraps a
+//! model and asks its breaker before each attempt. States:
+//!
+//! - closed: calls pass; the last `window` health verdicts are kept. It opens
+//!   at >= `failure_rate` failures (with at least `min_calls` calls) or at
+//!   `consecutive_failures` in a row.
+//! - open: calls fail with `circuit_open` without touching the network, for
+//!   `open` (x2 per re-open without a recovery in between, up to `max_open`;
+//!   longer if the failure carried `Retry-After`).
+//! - half-open: after the open time, `half_open_probes` calls are let
+//!   through; all succeeding closes it, one failing re-opens it.
+//!
+//! Only health failures count (`overloaded`, `server_error`, `timeout`,
+//! `connection`). `rate_limited` means the dependency is up and our quota is
+//! spent: it is counted as quota, not health. Caller errors are not counted
+//! at all: a bad request must not take a healthy model out of the chain.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::CallContext;
+use super::clock::Clock;
+use super::report::ms;
+use crate::config::BreakerConfig;
+use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
+
+/// When a breaker opens and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerPolicy {
+    pub failure_rate: f64,
+    pub window: usize,
+    pub min_calls: usize,
+    pub consecutive_failures: u32,
+    pub open: Duration,
+    pub max_open: Duration,
+    pub half_open_probes: u32,
+}
+
+impl BreakerPolicy {
+    pub fn from_config(c: &BreakerConfig) -> Self {
+        BreakerPolicy {
+            failure_rate: c.failure_rate,
+            window: c.window as usize,
+            min_calls: c.min_calls as usize,
+            consecutive_failures: c.consecutive_failures,
+            open: Duration::from_millis(c.open_ms),
+            max_open: Duration::from_millis(c.max_open_ms),
+            half_open_probes: c.half_open_probes,
+        }
+    }
+
+    /// How long to stay open after `reopens` failed recoveries.
+    pub fn open_for(&self, reopens: u32, retry_after: Option<Duration>) -> Duration {
+        let grown = self
+            .open
+            .saturating_mul(2u32.saturating_pow(reopens.min(31)))
+            .min(self.max_open);
+        grown.max(retry_after.unwrap_or_default().min(self.max_open))
+    }
+
+    fn trips(&self, window: &VecDeque<bool>, consecutive: u32) -> bool {
+        let failures = window.iter().filter(|ok| !**ok).count();
+        consecutive >= self.consecutive_failures
+            || window.len() >= self.min_calls.max(1)
+                && failures as f64 >= self.failure_rate * window.len() as f64
+    }
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        BreakerPolicy::from_config(&BreakerConfig::default())
+    }
+}
+
+/// What one outcome tells the breaker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    Success,
+    /// A health failure, with the provider's `Retry-After` if any.
+    Failure(Option<Duration>),
+    /// `rate_limited`: up, but out of quota.
+    Quota,
+    /// Says nothing about health (caller errors, cancelled calls).
+    Neutral,
+}
+
+impl Verdict {
+    pub fn of<T>(result: &Result<T, ModelError>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(e) if e.kind.is_health_failure() => Verdict::Failure(e.retry_after),
+            Err(e) if e.kind == ErrorKind::RateLimited => Verdict::Quota,
+            Err(_) => Verdict::Neutral,
+        }
+    }
+}
+
+/// A breaker's state, as `model list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// A snapshot of one breaker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub state: State,
+    /// Until a probe is admitted, when open.
+    pub open_remaining_ms: Option<u64>,
+    pub window_calls: usize,
+    pub window_failures: usize,
+    pub consecutive_failures: u32,
+    /// Times it opened, ever.
+    pub opens: u64,
+    /// `rate_limited` answers seen, ever.
+    pub quota_hits: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Closed,
+    Open { until: Duration },
+    HalfOpen { in_flight: u32, succeeded: u32 },
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    window: VecDeque<bool>,
+    consecutive: u32,
+    /// Opens since the last recovery; grows the open time.
+    reopens: u32,
+    opens: u64,
+    quota_hits: u64,
+}
+
+/// One dependency's breaker.
+#[derive(Debug)]
+pub struct Breaker {
+    name: String,
+    policy: BreakerPolicy,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+}
+
+impl Breaker {
+    pub fn new(name: impl Into<String>, policy: BreakerPolicy, clock: Arc<dyn Clock>) -> Self {
+        let inner = Inner {
+            phase: Phase::Closed,
+            window: VecDeque::new(),
+            consecutive: 0,
+            reopens: 0,
+            opens: 0,
+            quota_hits: 0,
+        };
+        Breaker {
+            name: name.into(),
+            policy,
+            clock,
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// Asks to make a call: a permit, or a rejection saying how long until a
+    /// probe will be admitted. Not tied to models: a tool's breaker is the
+    /// same type.
+    pub fn admit(self: &Arc<Self>) -> Result<Permit, Rejected> {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if let Phase::Open { until } = s.phase {
+            if now < until {
+                let wait = until - now;
+                return Err(Rejected {
+                    name: self.name.clone(),
+                    retry_after: Some(wait),
+                });
+            }
+            tracing::info!(target: "toolhost::model", model = %self.name, "circuit breaker half-open");
+            s.phase = Phase::HalfOpen {
+                in_flight: 0,
+                succeeded: 0,
+            };
+        }
+        let probes = self.policy.half_open_probes;
+        match &mut s.phase {
+            Phase::HalfOpen {
+                in_flight,
+                succeeded,
+            } if *in_flight + *succeeded >= probes => Err(Rejected {
+                name: self.name.clone(),
+                retry_after: None,
+            }),
+            Phase::HalfOpen { in_flight, .. } => {
+                *in_flight += 1;
+                Ok(Permit {
+                    breaker: Arc::clone(self),
+                    probe: true,
+                    settled: false,
+                })
+            }
+            _ => Ok(Permit {
+                breaker: Arc::clone(self),
+                probe: false,
+                settled: false,
+            }),
+        }
+    }
+
+    /// The breaker's state now.
+    pub fn status(&self) -> Status {
+        let now = self.clock.now();
+        let s = self.lock();
+        let (state, open_remaining_ms) = match s.phase {
+            Phase::Closed => (State::Closed, None),
+            Phase::Open { until } if now < until => (State::Open, Some(ms(until - now))),
+            Phase::Open { .. } | Phase::HalfOpen { .. } => (State::HalfOpen, None),
+        };
+        Status {
+            state,
+            open_remaining_ms,
+            window_calls: s.window.len(),
+            window_failures: s.window.iter().filter(|ok| !**ok).count(),
+            consecutive_failures: s.consecutive,
+            opens: s.opens,
+            quota_hits: s.quota_hits,
+        }
+    }
+
+    fn settle(&self, probe: bool, verdict: Verdict) {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if verdict == Verdict::Quota {
+            s.quota_hits += 1;
+        }
+        match (&mut s.phase, probe) {
+            (Phase::Closed, false) => match verdict {
+                Verdict::Success => self.push(&mut s, true),
+                Verdict::Failure(after) => {
+                    self.push(&mut s, false);
+                    if self.policy.trips(&s.window, s.consecutive) {
+                        self.open(&mut s, now, after);
+                    }
+                }
+                Verdict::Quota | Verdict::Neutral => {}
+            },
+            (
+                Phase::HalfOpen {
+                    in_flight,
+                    succeeded,
+                },
+                true,
+            ) => {
+                *in_flight = in_flight.saturating_sub(1);
+                match verdict {
+                    Verdict::Success => {
+                        *succeeded += 1;
+                        if *succeeded >= self.policy.half_open_probes {
+                            tracing::info!(target: "toolhost::model", model = %self.name, "circuit breaker closed");
+                            s.phase = Phase::Closed;
+                            s.reopens = 0;
+                        }
+                    }
+                    Verdict::Failure(after) => {
+                        s.reopens += 1;
+                        self.open(&mut s, now, after);
+                    }
+                    Verdict::Quota | Verdict::Neutral => {}
+                }
+            }
+            // A call admitted before the state changed: its verdict is stale.
+            _ => {}
+        }
+    }
+
+    fn push(&self, s: &mut Inner, ok: bool) {
+        s.window.push_back(ok);
+        while s.window.len() > self.policy.window {
+            s.window.pop_front();
+        }
+        s.consecutive = if ok { 0 } else { s.consecutive + 1 };
+    }
+
+    fn open(&self, s: &mut Inner, now: Duration, retry_after: Option<Duration>) {
+        let open_for = self.policy.open_for(s.reopens, retry_after);
+        tracing::warn!(target: "toolhost::model", model = %self.name, open_ms = ms(open_for),
+            reopens = s.reopens, "circuit breaker opened");
+        s.phase = Phase::Open {
+            until: now + open_for,
+        };
+        s.opens += 1;
+        s.window.clear();
+        s.consecutive = 0;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update leaves Inner consistent before it can panic.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A call the breaker turned away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct Rejected {
+    /// The breaker's dependency.
+    pub name: String,
+    /// Until a probe is admitted; `None` while a half-open probe is in flight.
+    pub retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    fn describe(&self) -> String {
+        match self.retry_after {
+            Some(wait) => format!(
+                "the circuit breaker of `{}` is open for {} ms more",
+                self.name,
+                ms(wait)
+            ),
+            None => format!(
+                "the circuit breaker of `{}` is half-open and its probe is in flight",
+                self.name
+            ),
+        }
+    }
+}
+
+impl From<Rejected> for ModelError {
+    fn from(r: Rejected) -> ModelError {
+        ModelError::new(ErrorKind::CircuitOpen, r.to_string()).with_retry_after(r.retry_after)
+    }
+}
+
+/// Leave to make one call. Settle it with the outcome; dropped unsettled
+/// (the call was cancelled), it frees its probe slot and says nothing.
+#[derive(Debug)]
+pub struct Permit {
+    breaker: Arc<Breaker>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Permit {
+    pub fn settle(mut self, verdict: Verdict) {
+        self.settled = true;
+        self.breaker.settle(self.probe, verdict);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.settle(self.probe, Verdict::Neutral);
+        }
+    }
+}
+
+/// `inner`, guarded by a breaker.
+#[derive(Debug)]
+pub struct CircuitBreaker<M> {
+    inner: M,
+    breaker: Arc<Breaker>,
+}
+
+impl<M: Model> CircuitBreaker<M> {
+    pub fn new(inner: M, breaker: Arc<Breaker>) -> Self {
+        CircuitBreaker { inner, breaker }
+    }
+}
+
+impl<M: Model> Model for CircuitBreaker<M> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        cx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
+        Box::pin(async move {
+            let permit = self.breaker.admit()?;
+            let result = self.inner.chat(req, cx).await;
+            permit.settle(Verdict::of(&result));
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resilience::ManualClock;
+
+    fn breaker() -> (Arc<ManualClock>, Arc<Breaker>) {
+        let clock = Arc::new(ManualClock::new());
+        (
+            clock.clone(),
+            Arc::new(Breaker::new("m", BreakerPolicy::default(), clock)),
+        )
+    }
+
+    fn call(b: &Arc<Breaker>, v: Verdict) -> bool {
+        b.admit().map(|p| p.settle(v)).is_ok()
+    }
+
+    #[test]
+    fn opens_on_rate_but_not_below_min_calls() {
+        let (_, b) = breaker();
+        let fail = Verdict::Failure(None);
+        // 4 calls, 2 failures: 50 %, but under min_calls.
+        for v in [Verdict::Success, fail, Verdict::Success, fail] {
+            assert!(call(&b, v));
+        }
+        assert_eq!(b.status().state, State::Closed);
+        assert!(call(&b, fail)); // 3 of 5
+        assert_eq!(b.status().state, State::Open);
+    }
+
+    #[test]
+    fn a_cancelled_probe_frees_its_slot() {
+        let (clock, b) = breaker();
+        for _ in 0..5 {
+            call(&b, Verdict::Failure(None));
+        }
+        clock.advance(Duration::from_secs(30));
+        drop(b.admit().unwrap());
+        assert_eq!(b.status().state, State::HalfOpen);
+        assert!(call(&b, Verdict::Success));
+        assert_eq!(b.status().state, State::Closed);
+    }
+
+    #[test]
+    fn open_time_grows_and_caps_and_honours_retry_after() {
+        let p = BreakerPolicy::default();
+        let s = Duration::from_secs;
+        assert_eq!(
+            [0, 1, 2, 3, 4, 9].map(|r| p.open_for(r, None)),
+            [30, 60, 120, 240, 300, 300].map(s)
+        );
+        assert_eq!(p.open_for(0, Some(s(45))), s(45));
+    }
+}

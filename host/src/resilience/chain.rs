@@ -1,0 +1,256 @@
+//! A model chain: the configured models, each wrapped as
+//! `Retry(CircuitBreaker(AttemptTimeout(provider)))`, behind a [`Fallback`],
+//! with a budget per request, metrics over all of them, and the alert when
+//! the primary has been unavailable for too long.
+//!
+//! Why this order: the retry loop is outermost per model so that each
+//! attempt asks the breaker (an opened breaker ends the retries at once, and
+//! the request falls back) and so that a spent budget, which it cuts, is not
+//! charged to the breaker; the attempt timeout is innermost so that the
+//! breaker sees a slow dependency's timeouts as health failures.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::CallContext;
+use super::breaker::{self, Breaker, BreakerPolicy, CircuitBreaker};
+use super::clock::{Clock, TokioClock};
+use super::fallback::{Fallback, Link};
+use super::metrics::{Metrics, Snapshot};
+use super::report::{Report, ms};
+use super::retry::{Retry, RetryPolicy, is_transient};
+use super::timeout::AttemptTimeout;
+use crate::config::{BreakerConfig, Config, ProviderName, RetryConfig};
+use crate::model::{self, BuildError, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
+
+/// A response and how it was obtained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Served {
+    pub response: ChatResponse,
+    pub report: Report,
+}
+
+/// A request no model could answer, and what was tried.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct Unserved {
+    pub error: ModelError,
+    pub report: Report,
+}
+
+/// What `model list` shows of one entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryStatus {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub context_window: Option<u64>,
+    pub breaker: breaker::Status,
+}
+
+/// Describes one chain entry for listing.
+#[derive(Debug, Clone)]
+pub struct EntrySpec {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub context_window: Option<u64>,
+}
+
+/// Builds a [`Chain`] with injected time and chance.
+pub struct ChainBuilder {
+    retry: RetryConfig,
+    breaker: BreakerConfig,
+    alert_after: Duration,
+    clock: Arc<dyn Clock>,
+    seed: u64,
+    entries: Vec<(EntrySpec, Arc<dyn Model>)>,
+}
+
+impl ChainBuilder {
+    pub fn new(retry: RetryConfig, breaker: BreakerConfig) -> Self {
+        ChainBuilder {
+            retry,
+            breaker,
+            alert_after: Duration::from_millis(
+                crate::config::FallbackConfig::default().alert_after_ms,
+            ),
+            clock: Arc::new(TokioClock::default()),
+            seed: rand::random(),
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds the backoff jitter (each entry's RNG derives from it).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How long the primary may be unavailable before an alert.
+    pub fn alert_after(mut self, d: Duration) -> Self {
+        self.alert_after = d;
+        self
+    }
+
+    /// Appends a model to the chain.
+    pub fn entry(mut self, spec: EntrySpec, model: Arc<dyn Model>) -> Self {
+        self.entries.push((spec, model));
+        self
+    }
+
+    pub fn build(self) -> Chain {
+        let retry = RetryPolicy::from_config(&self.retry);
+        let timeout = Duration::from_millis(self.retry.attempt_timeout_ms);
+        let mut links = Vec::new();
+        let mut entries = Vec::new();
+        for (i, (spec, model)) in self.entries.into_iter().enumerate() {
+            let breaker = Arc::new(Breaker::new(
+                spec.name.clone(),
+                BreakerPolicy::from_config(&self.breaker),
+                self.clock.clone(),
+            ));
+            let wrapped = Retry::new(
+                CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone()),
+                retry.clone(),
+                self.clock.clone(),
+                self.seed.wrapping_add(i as u64),
+            );
+            links.push(Link {
+                model: Arc::new(wrapped),
+                context_window: spec.context_window,
+            });
+            entries.push((spec, breaker));
+        }
+        Chain {
+            fallback: Fallback::new(links),
+            entries,
+            clock: self.clock,
+            budget: Duration::from_millis(self.retry.budget_ms),
+            alert_after: self.alert_after,
+            metrics: Metrics::default(),
+            outage: Mutex::new(Outage::default()),
+        }
+    }
+}
+
+/// When the primary became unavailable, and whether we said so.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Duration>,
+    alerted: bool,
+}
+
+/// The configured fallback chain with its policies.
+pub struct Chain {
+    fallback: Fallback,
+    entries: Vec<(EntrySpec, Arc<Breaker>)>,
+    clock: Arc<dyn Clock>,
+    budget: Duration,
+    alert_after: Duration,
+    metrics: Metrics,
+    outage: Mutex<Outage>,
+}
+
+impl Chain {
+    /// The chain `config` describes, on the runtime's clock.
+    pub fn from_config(config: &Config) -> Result<Chain, BuildError> {
+        let mut b = ChainBuilder::new(config.retry.clone(), config.breaker.clone())
+            .alert_after(Duration::from_millis(config.fallback.alert_after_ms));
+        for m in &config.models {
+            let provider = match m.provider {
+                ProviderName::Anthropic => "anthropic",
+                ProviderName::Openai => "openai",
+                ProviderName::Scripted => "scripted",
+            };
+            let spec = EntrySpec {
+                name: m.name.clone(),
+                provider: provider.to_string(),
+                model: m.model.clone(),
+                context_window: m.context_window,
+            };
+            b = b.entry(spec, model::provider(m)?);
+        }
+        Ok(b.build())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// One turn through the chain.
+    pub async fn call(&self, req: &ChatRequest) -> Result<Served, Unserved> {
+        let cx = CallContext::new(self.clock.clone(), self.budget);
+        let result = if self.entries.is_empty() {
+            Err(ModelError::new(
+                ErrorKind::AllModelsUnavailable,
+                "no models are configured",
+            ))
+        } else {
+            self.fallback.chat(req, &cx).await
+        };
+        let report = cx.report();
+        self.metrics
+            .observe(&report, result.as_ref().err().map(|e| e.kind));
+        self.track_primary(&report);
+        match result {
+            Ok(response) => Ok(Served { response, report }),
+            Err(error) => Err(Unserved { error, report }),
+        }
+    }
+
+    /// Each entry with its breaker's state, in chain order.
+    pub fn list(&self) -> Vec<EntryStatus> {
+        self.entries
+            .iter()
+            .map(|(spec, breaker)| EntryStatus {
+                name: spec.name.clone(),
+                provider: spec.provider.clone(),
+                model: spec.model.clone(),
+                context_window: spec.context_window,
+                breaker: breaker.status(),
+            })
+            .collect()
+    }
+
+    pub fn metrics(&self) -> Snapshot {
+        let (opens, quota) = self.entries.iter().fold((0, 0), |(o, q), (_, b)| {
+            let s = b.status();
+            (o + s.opens, q + s.quota_hits)
+        });
+        self.metrics.snapshot(opens, quota)
+    }
+
+    /// Starts, ends or alerts on an outage of the primary. Unavailable means
+    /// its last attempt failed for a health, quota or breaker reason; caller
+    /// errors and `context_length` say nothing about availability.
+    fn track_primary(&self, report: &Report) {
+        let Some((primary, _)) = self.entries.first() else {
+            return;
+        };
+        let now = self.clock.now();
+        let last = report.attempts_on(&primary.name).last().map(|a| a.error);
+        let mut o = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        match last {
+            Some(None) => *o = Outage::default(),
+            Some(Some(kind)) if is_transient(kind) || kind == ErrorKind::CircuitOpen => {
+                let since = *o.since.get_or_insert(now);
+                let down = now.saturating_sub(since);
+                if down >= self.alert_after && !o.alerted {
+                    o.alerted = true;
+                    self.metrics.primary_alert();
+                    tracing::error!(target: "toolhost::alert", model = %primary.name, down_ms = ms(down),
+                        "primary model unavailable for longer than the alert window");
+                }
+            }
+            _ => {}
+        }
+    }
+}

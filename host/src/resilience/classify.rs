@@ -1,0 +1,312 @@
+//! Classification: a provider's status, headers and body, or a transport
+//! failure, become one [`ErrorKind`] plus the hints the policies act on.
+//!
+//! Why one place: retry, fallback and the breaker all branch on the kind, so
+//! the mapping from "what the wire said" to "what it means" must be made once
+//! and tested once, for both wire formats. The table is the design's:
+//! 429 `rate_limited`; 529/503 `overloaded`; 500/502/504 `server_error`;
+//! 400 `invalid_request` unless the body marks `context_length` (Anthropic
+//! "prompt is too long", OpenAI `context_length_exceeded`, and 413) or
+//! `content_policy`; 401/403 `auth`; 404 `not_found`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+use crate::model::{ErrorKind, ModelError};
+
+/// Which provider's error bodies to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Anthropic,
+    OpenAi,
+}
+
+/// Longest provider message kept in an error.
+const MAX_MESSAGE: usize = 300;
+
+/// A non-success response -> a model error.
+pub fn from_response(wire: Wire, status: u16, headers: &HeaderMap, body: &str) -> ModelError {
+    let detail = ErrorBody::parse(body);
+    let kind = kind_of(wire, status, &detail);
+    let text = detail
+        .message
+        .clone()
+        .unwrap_or_else(|| body.trim().to_string());
+    let mut message = format!("HTTP {status}");
+    if !text.is_empty() {
+        message.push_str(": ");
+        message.extend(text.chars().take(MAX_MESSAGE));
+    }
+    let mut error = ModelError::new(kind, message)
+        .with_status(status)
+        .with_retry_after(retry_after(headers));
+    error.should_retry = should_retry(headers);
+    error
+}
+
+fn kind_of(wire: Wire, status: u16, body: &ErrorBody) -> ErrorKind {
+    if body.is_context_length(wire) || status == 413 {
+        return ErrorKind::ContextLength;
+    }
+    if body.is_content_policy(wire) {
+        return ErrorKind::ContentPolicy;
+    }
+    // Anthropic reports overload in the body too (as `overloaded_error`).
+    if body.kind.as_deref() == Some("overloaded_error") {
+        return ErrorKind::Overloaded;
+    }
+    match status {
+        429 => ErrorKind::RateLimited,
+        503 | 529 => ErrorKind::Overloaded,
+        408 => ErrorKind::Timeout,
+        401 | 403 => ErrorKind::Auth,
+        404 => ErrorKind::NotFound,
+        500..=599 => ErrorKind::ServerError,
+        _ => ErrorKind::InvalidRequest,
+    }
+}
+
+/// The parts of either provider's error JSON that carry meaning.
+#[derive(Debug, Default)]
+struct ErrorBody {
+    /// Anthropic `error.type`, OpenAI `error.type`.
+    kind: Option<String>,
+    /// OpenAI `error.code`.
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl ErrorBody {
+    fn parse(body: &str) -> ErrorBody {
+        let Ok(v) = serde_json::from_str::<Value>(body) else {
+            return ErrorBody::default();
+        };
+        let e = v.get("error").unwrap_or(&v);
+        let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+        ErrorBody {
+            kind: s("type"),
+            code: s("code"),
+            message: s("message"),
+        }
+    }
+
+    fn message_has(&self, needles: &[&str]) -> bool {
+        let m = self.message.as_deref().unwrap_or("").to_ascii_lowercase();
+        needles.iter().any(|n| m.contains(n))
+    }
+
+    fn is_context_length(&self, wire: Wire) -> bool {
+        match wire {
+            Wire::Anthropic => {
+                self.kind.as_deref() == Some("request_too_large")
+                    || self.message_has(&["prompt is too long"])
+            }
+            Wire::OpenAi => {
+                self.code.as_deref() == Some("context_length_exceeded")
+                    || self.message_has(&["maximum context length", "context length exceeded"])
+            }
+        }
+    }
+
+    fn is_content_policy(&self, wire: Wire) -> bool {
+        match wire {
+            Wire::Anthropic => self.message_has(&["content filtering policy", "usage policy"]),
+            Wire::OpenAi => {
+                matches!(
+                    self.code.as_deref(),
+                    Some("content_policy_violation" | "content_filter")
+                ) || self.message_has(&["content management policy", "content policy"])
+            }
+        }
+    }
+}
+
+/// `retry-after-ms` (Anthropic and OpenAI send it), else `Retry-After` as
+/// seconds or an HTTP-date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_micros((ms * 1000.0) as u64));
+    }
+    let value = header("retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_millis((secs * 1000.0) as u64));
+    }
+    let at = http_date(value)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// `x-should-retry: true|false`.
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match headers.get("x-should-retry")?.to_str().ok()?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) -> Unix seconds.
+fn http_date(s: &str) -> Option<u64> {
+    let mut it = s.split_whitespace().skip(1);
+    let day: u64 = it.next()?.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| Some(*m) == it.clone().next())? as u64
+        + 1;
+    it.next();
+    let year: u64 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from civil (Howard Hinnant), for years >= 1970.
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3_600 + m * 60 + sec)
+}
+
+/// A transport failure (no usable response) -> a model error.
+pub fn from_transport(e: &reqwest::Error) -> ModelError {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_decode() || e.is_body() && !is_io(e) {
+        ErrorKind::MalformedResponse
+    } else {
+        // Refused, reset, closed before the response: the wire failed.
+        ErrorKind::Connection
+    };
+    ModelError::new(kind, describe(e))
+}
+
+fn is_io(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() || s.to_string().contains("connection") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The error and its causes on one line. The URL is shown without user
+/// info or query: keys go in headers, but a base URL could carry one.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        let shown = format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        text = text.replace(url.as_str(), &format!("{shown}{}", url.path()));
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn classify(wire: Wire, status: u16, body: &str) -> ErrorKind {
+        from_response(wire, status, &HeaderMap::new(), body).kind
+    }
+
+    #[test]
+    fn statuses_map_as_the_design_says() {
+        for wire in [Wire::Anthropic, Wire::OpenAi] {
+            for (status, kind) in [
+                (429, ErrorKind::RateLimited),
+                (529, ErrorKind::Overloaded),
+                (503, ErrorKind::Overloaded),
+                (500, ErrorKind::ServerError),
+                (502, ErrorKind::ServerError),
+                (504, ErrorKind::ServerError),
+                (400, ErrorKind::InvalidRequest),
+                (413, ErrorKind::ContextLength),
+                (401, ErrorKind::Auth),
+                (403, ErrorKind::Auth),
+                (404, ErrorKind::NotFound),
+            ] {
+                assert_eq!(classify(wire, status, "<html>"), kind, "{wire:?} {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn body_markers_refine_400() {
+        let anthropic = r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#;
+        assert_eq!(
+            classify(Wire::Anthropic, 400, anthropic),
+            ErrorKind::ContextLength
+        );
+        let openai = r#"{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        assert_eq!(
+            classify(Wire::OpenAi, 400, openai),
+            ErrorKind::ContextLength
+        );
+        let policy = r#"{"error":{"message":"Your request was rejected","type":"invalid_request_error","code":"content_policy_violation"}}"#;
+        assert_eq!(
+            classify(Wire::OpenAi, 400, policy),
+            ErrorKind::ContentPolicy
+        );
+        let policy = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Output blocked by content filtering policy"}}"#;
+        assert_eq!(
+            classify(Wire::Anthropic, 400, policy),
+            ErrorKind::ContentPolicy
+        );
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds_and_reads_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+        assert_eq!(should_retry(&h), Some(false));
+    }
+}

@@ -1,0 +1,610 @@
+//! A fault-injecting model server: HTTP/1.1 on 127.0.0.1 speaking both wire
+//! formats (Anthropic `POST /v1/messages`, OpenAI `POST /v1/chat/completions`),
+//! answering each request with the next scripted [`Step`]: a reply, an error
+//! status with a realistic body and headers, a delay, a stall, a dropped
+//! connection, malformed JSON or a tool call with broken arguments.
+//!
+//! Hand-rolled on tokio's `TcpListener` rather than hyper so that a fault can
+//! be anything a real network does: a response that never comes, a socket
+//! closed mid-request. Every request is checked (headers, and for OpenAI the
+//! body against the published JSON Schema); every OpenAI success body is
+//! checked against the response schema before it is sent. Anything off is a
+//! recorded violation and a 400 the client cannot mistake for a real answer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the server does with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// 200 with a text answer.
+    Text(String),
+    /// 200 with one tool call.
+    ToolCall { name: String, arguments: Value },
+    /// 200 with a tool call whose arguments are not JSON.
+    BrokenToolArgs,
+    /// An error status with the body and headers the provider sends for it.
+    Status(u16),
+    /// 429 with `Retry-After: secs`.
+    RateLimited { retry_after_s: u64 },
+    /// 429 with `retry-after-ms`.
+    RateLimitedMs(u64),
+    /// 400 saying the prompt does not fit.
+    ContextLength,
+    /// 400 saying the content was refused.
+    ContentPolicy,
+    /// The inner step, after a real-time delay.
+    Delay(Duration, Box<Step>),
+    /// Reads the request and never answers (the socket stays open).
+    Stall,
+    /// Reads the request and closes the connection without a response.
+    Drop,
+    /// 200 with a body that is not JSON.
+    MalformedJson,
+    /// The inner step with one more response header.
+    Header(&'static str, String, Box<Step>),
+}
+
+impl Step {
+    pub fn text(s: &str) -> Step {
+        Step::Text(s.to_string())
+    }
+
+    pub fn with_header(self, name: &'static str, value: &str) -> Step {
+        Step::Header(name, value.to_string(), Box::new(self))
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub step: Step,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Source = Box<dyn FnMut(usize) -> Step + Send>;
+
+struct State {
+    script: Mutex<VecDeque<Step>>,
+    otherwise: Mutex<Source>,
+    seen: Mutex<Vec<Seen>>,
+    violations: Mutex<Vec<String>>,
+    count: AtomicUsize,
+}
+
+/// A running server; it stops with the test's runtime.
+#[derive(Clone)]
+pub struct ModelServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+static OPENAI_REQUEST: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| schema("openai-chat-request.schema.json"));
+static OPENAI_RESPONSE: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| schema("openai-chat-response.schema.json"));
+
+fn schema(file: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(SPECS).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value: Value = serde_json::from_str(&text).expect("the spec is JSON");
+    jsonschema::validator_for(&value).expect("the spec is a valid JSON Schema")
+}
+
+/// The wire-format schemas, copied from OpenAI's OpenAPI description (see
+/// `tests/specs/README.md`).
+const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/specs");
+
+/// Errors of `instance` against the OpenAI request schema.
+pub fn openai_request_errors(instance: &Value) -> Vec<String> {
+    OPENAI_REQUEST
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Errors of `instance` against the OpenAI response schema.
+pub fn openai_response_errors(instance: &Value) -> Vec<String> {
+    OPENAI_RESPONSE
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+impl ModelServer {
+    /// Binds 127.0.0.1 on a free port and serves until the runtime ends.
+    /// With nothing scripted it answers `Text("ok")`.
+    pub async fn start() -> ModelServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let state = Arc::new(State {
+            script: Mutex::default(),
+            otherwise: Mutex::new(Box::new(|_| Step::text("ok"))),
+            seen: Mutex::default(),
+            violations: Mutex::default(),
+            count: AtomicUsize::new(0),
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, s.clone()));
+            }
+        });
+        ModelServer { addr, state }
+    }
+
+    /// The Anthropic base URL.
+    pub fn anthropic_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The OpenAI base URL (with `/v1`, as OpenAI-compatible servers have it).
+    pub fn openai_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues steps for the next requests, in order.
+    pub fn push(&self, steps: impl IntoIterator<Item = Step>) {
+        self.state.script.lock().unwrap().extend(steps);
+    }
+
+    /// What to do once the queue is empty: `f(request number)`, from 0.
+    pub fn otherwise(&self, f: impl FnMut(usize) -> Step + Send + 'static) {
+        *self.state.otherwise.lock().unwrap() = Box::new(f);
+    }
+
+    /// Requests received (complete ones).
+    pub fn requests(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Requests or responses that broke the wire format.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.violations.lock().unwrap().clone()
+    }
+}
+
+async fn serve(mut socket: TcpStream, state: Arc<State>) {
+    let Some((path, headers, body)) = read_request(&mut socket).await else {
+        return;
+    };
+    let n = state.count.fetch_add(1, Ordering::SeqCst);
+    let step = {
+        let queued = state.script.lock().unwrap().pop_front();
+        queued.unwrap_or_else(|| (state.otherwise.lock().unwrap())(n))
+    };
+    let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let seen = Seen {
+        path: path.clone(),
+        headers,
+        body: body_json,
+        step: step.clone(),
+    };
+    let wire = if path == "/v1/messages" {
+        Wire::Anthropic
+    } else if path == "/v1/chat/completions" {
+        Wire::OpenAi
+    } else {
+        let response = http(
+            404,
+            &[],
+            r#"{"error":{"message":"no such route","type":"invalid_request_error"}}"#,
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+        state.seen.lock().unwrap().push(seen);
+        return;
+    };
+    let problems = check_request(wire, &seen);
+    let key = seen
+        .header("x-api-key")
+        .or(seen.header("authorization"))
+        .unwrap_or("")
+        .to_string();
+    let model = seen
+        .body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    state.seen.lock().unwrap().push(seen);
+    if !problems.is_empty() {
+        let message = format!(
+            "toolhost-test-server: request violates the wire format: {}",
+            problems.join("; ")
+        );
+        state.violations.lock().unwrap().extend(problems);
+        let response = http(
+            400,
+            &[],
+            &json!({"error": {"message": message, "type": "invalid_request_error"}}).to_string(),
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+        return;
+    }
+    let mut extra = Vec::new();
+    let mut step = step;
+    loop {
+        match step {
+            Step::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                step = *inner;
+            }
+            Step::Header(name, value, inner) => {
+                extra.push((name.to_string(), value));
+                step = *inner;
+            }
+            Step::Stall => {
+                // Hold the socket open and never answer.
+                std::future::pending::<()>().await;
+            }
+            Step::Drop => return,
+            other => {
+                let (status, mut headers, body) = respond(wire, &other, &model, &key);
+                if wire == Wire::OpenAi
+                    && status == 200
+                    && other != Step::MalformedJson
+                    && other != Step::BrokenToolArgs
+                {
+                    let v: Value = serde_json::from_str(&body).expect("success bodies are JSON");
+                    let errors = openai_response_errors(&v);
+                    state
+                        .violations
+                        .lock()
+                        .unwrap()
+                        .extend(errors.into_iter().map(|e| format!("response: {e}")));
+                }
+                headers.extend(extra);
+                let _ = socket
+                    .write_all(http(status, &headers, &body).as_bytes())
+                    .await;
+                let _ = socket.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wire {
+    Anthropic,
+    OpenAi,
+}
+
+/// Reads one request: (path, headers, body). `None` if the peer went away.
+async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let path = lines.next()?.split_whitespace().nth(1)?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((path, headers, body))
+}
+
+fn check_request(wire: Wire, seen: &Seen) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !seen
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        problems.push("content-type is not application/json".to_string());
+    }
+    match wire {
+        Wire::OpenAi => problems.extend(openai_request_errors(&seen.body)),
+        Wire::Anthropic => {
+            if seen.header("anthropic-version").is_none() {
+                problems.push("no anthropic-version header".to_string());
+            }
+            let b = &seen.body;
+            if !b.get("model").is_some_and(Value::is_string) {
+                problems.push("model is not a string".to_string());
+            }
+            if !b.get("max_tokens").is_some_and(Value::is_u64) {
+                problems.push("max_tokens is not a positive integer".to_string());
+            }
+            let messages = b
+                .get("messages")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if messages.is_empty() {
+                problems.push("messages is empty".to_string());
+            }
+            for m in &messages {
+                if !matches!(
+                    m.get("role").and_then(Value::as_str),
+                    Some("user" | "assistant")
+                ) {
+                    problems.push(format!("bad role in {m}"));
+                }
+                for block in m
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let ok = match block.get("type").and_then(Value::as_str) {
+                        Some("text") => block.get("text").is_some_and(Value::is_string),
+                        Some("tool_use") => {
+                            block.get("id").is_some()
+                                && block.get("input").is_some_and(Value::is_object)
+                        }
+                        Some("tool_result") => {
+                            block.get("tool_use_id").is_some_and(Value::is_string)
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        problems.push(format!("bad content block {block}"));
+                    }
+                }
+            }
+            for t in b
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if !(t.get("name").is_some_and(Value::is_string)
+                    && t.get("input_schema").is_some_and(Value::is_object))
+                {
+                    problems.push(format!("bad tool {t}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// (status, headers, body) for a step that answers.
+fn respond(
+    wire: Wire,
+    step: &Step,
+    model: &str,
+    key: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let h = |k: &str, v: String| vec![(k.to_string(), v)];
+    match step {
+        Step::Text(text) => (200, vec![], success(wire, model, Some(text), None)),
+        Step::ToolCall { name, arguments } => (
+            200,
+            vec![],
+            success(wire, model, None, Some((name, &arguments.to_string()))),
+        ),
+        Step::BrokenToolArgs => match wire {
+            Wire::OpenAi => (
+                200,
+                vec![],
+                success(wire, model, None, Some(("calc", r#"{"expr": "6*7"#))),
+            ),
+            Wire::Anthropic => (200, vec![], success(wire, model, None, Some(("calc", "")))),
+        },
+        Step::MalformedJson => (
+            200,
+            vec![],
+            r#"{"id": "msg_01", "content": [{"type": "text", "te"#.to_string(),
+        ),
+        Step::RateLimited { retry_after_s } => (
+            429,
+            h("retry-after", retry_after_s.to_string()),
+            error_body(wire, 429, key),
+        ),
+        Step::RateLimitedMs(ms) => (
+            429,
+            h("retry-after-ms", ms.to_string()),
+            error_body(wire, 429, key),
+        ),
+        Step::ContextLength => (400, vec![], context_length(wire)),
+        Step::ContentPolicy => (400, vec![], content_policy(wire)),
+        Step::Status(code) => (*code, vec![], error_body(wire, *code, key)),
+        Step::Delay(..) | Step::Stall | Step::Drop | Step::Header(..) => {
+            unreachable!("handled by serve")
+        }
+    }
+}
+
+fn success(wire: Wire, model: &str, text: Option<&String>, call: Option<(&str, &str)>) -> String {
+    match wire {
+        Wire::Anthropic => {
+            let mut content = Vec::new();
+            if let Some(t) = text {
+                content.push(json!({"type": "text", "text": t}));
+            }
+            if let Some((name, args)) = call {
+                // Broken arguments for Anthropic: `input` is not an object.
+                let input: Value =
+                    serde_json::from_str(args).unwrap_or(Value::String(r#"{"expr": "6*7"#.into()));
+                content.push(json!({"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": input}));
+            }
+            json!({
+                "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "model": model,
+                "content": content,
+                "stop_reason": if call.is_some() { "tool_use" } else { "end_turn" },
+                "stop_sequence": null,
+                "usage": {"input_tokens": 25, "output_tokens": 12},
+            })
+            .to_string()
+        }
+        Wire::OpenAi => {
+            let mut message =
+                json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+            if let Some((name, args)) = call {
+                message["tool_calls"] = json!([{
+                    "id": "call_abc123", "type": "function", "function": {"name": name, "arguments": args},
+                }]);
+            }
+            json!({
+                "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completion", "created": 1_741_569_952,
+                "model": model, "system_fingerprint": "fp_test",
+                "choices": [{"index": 0, "message": message, "logprobs": null,
+                    "finish_reason": if call.is_some() { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": 25, "completion_tokens": 12, "total_tokens": 37},
+            })
+            .to_string()
+        }
+    }
+}
+
+fn error_body(wire: Wire, status: u16, key: &str) -> String {
+    // Proxies in front of providers answer gateway errors in HTML.
+    if matches!(status, 502 | 504) {
+        return format!(
+            "<html><head><title>{status}</title></head><body><center><h1>{status} Gateway Error</h1></center></body></html>"
+        );
+    }
+    let key = key.trim_start_matches("Bearer ");
+    let (kind, message) = match status {
+        400 => (
+            "invalid_request_error",
+            "messages.0.content: Field required".to_string(),
+        ),
+        401 => (
+            "authentication_error",
+            format!("Incorrect API key provided: {key}."),
+        ),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.".into(),
+        ),
+        404 => (
+            "not_found_error",
+            "The model `no-such-model` does not exist or you do not have access to it.".into(),
+        ),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.".into(),
+        ),
+        429 => (
+            "rate_limit_error",
+            "Rate limit reached for requests per minute.".into(),
+        ),
+        503 => (
+            "overloaded_error",
+            "The server is currently overloaded. Please try again later.".into(),
+        ),
+        529 => ("overloaded_error", "Overloaded".into()),
+        _ => ("api_error", "Internal server error".into()),
+    };
+    match wire {
+        Wire::Anthropic => {
+            json!({"type": "error", "error": {"type": kind, "message": message}}).to_string()
+        }
+        Wire::OpenAi => {
+            let (kind, code) = match status {
+                401 => ("invalid_request_error", json!("invalid_api_key")),
+                429 => ("requests", json!("rate_limit_exceeded")),
+                s if s >= 500 => ("server_error", Value::Null),
+                _ => ("invalid_request_error", Value::Null),
+            };
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+                .to_string()
+        }
+    }
+}
+
+fn context_length(wire: Wire) -> String {
+    match wire {
+        Wire::Anthropic => json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "prompt is too long: 215234 tokens > 200000 maximum"}})
+        .to_string(),
+        Wire::OpenAi => json!({"error": {"message": "This model's maximum context length is 128000 tokens. However, your messages resulted in 130559 tokens. Please reduce the length of the messages.",
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+        .to_string(),
+    }
+}
+
+fn content_policy(wire: Wire) -> String {
+    match wire {
+        Wire::Anthropic => json!({"type": "error", "error": {"type": "invalid_request_error",
+            "message": "Output blocked by content filtering policy"}})
+        .to_string(),
+        Wire::OpenAi => json!({"error": {"message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error", "param": null, "code": "content_policy_violation"}})
+        .to_string(),
+    }
+}
+
+fn http(status: u16, headers: &[(String, String)], body: &str) -> String {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        529 => "Site Overloaded",
+        _ => "Unknown",
+    };
+    let content_type = if body.starts_with('<') {
+        "text/html"
+    } else {
+        "application/json"
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\nrequest-id: req_011CTestServer\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out
+}
