@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The example tools: the default tools directory holds these.
-const EXAMPLES: &[&str] = &["calc", "jq", "markdown", "slow", "echo"];
+const EXAMPLES: &[&str] = &[
+    "calc",
+    "jq",
+    "markdown",
+    "slow",
+    "echo",
+    "notes",
+    "http_fetch",
+];
 /// Tools that attack the sandbox; tests load them from their own directory.
 const HOSTILE: &[&str] = &[
     "spin",
