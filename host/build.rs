@@ -26,6 +26,7 @@ const HOSTILE: &[&str] = &[
     "flood",
     "panic",
     "snoop",
+    "sneak",
     "otherworld",
 ];
 const TARGET: &str = "wasm32-wasip2";

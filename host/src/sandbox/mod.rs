@@ -3,22 +3,28 @@
 //!
 //! Layout: `engine` configures wasmtime (the only place), `artifacts` caches
 //! compiled components on disk, `loader` turns files into [`Tool`]s,
-//! `capabilities` builds what a store may touch, `call` runs one call and
-//! names what stopped it, `limits` and `error` are the vocabulary.
+//! `capabilities` builds what a store may touch, `egress` checks and sends
+//! outgoing HTTP, `policy` digests a tool's effective limits and grants,
+//! `call` runs one call and names what stopped it, `limits` and `error` are
+//! the vocabulary.
 
 mod artifacts;
 mod bindings;
 mod call;
 mod capabilities;
+pub mod egress;
 mod engine;
 mod error;
 mod limits;
 mod loader;
+pub mod policy;
 
 pub use artifacts::LoadSource;
+pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
+pub use policy::PolicyDigest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +58,8 @@ pub struct SandboxOptions {
     pub policies: BTreeMap<String, ToolPolicy>,
     /// Calls that run at once; more wait for a slot.
     pub max_concurrent_calls: u32,
+    /// How outgoing HTTP resolves names and trusts servers.
+    pub egress: EgressOptions,
 }
 
 impl SandboxOptions {
@@ -73,6 +81,7 @@ impl SandboxOptions {
             limits: Limits::from_config(&config.sandbox),
             policies: config.tools.clone(),
             max_concurrent_calls: config.sandbox.max_concurrent_calls,
+            egress: EgressOptions::default(),
         }
     }
 
@@ -84,6 +93,7 @@ impl SandboxOptions {
             limits: Limits::default(),
             policies: BTreeMap::new(),
             max_concurrent_calls: crate::config::SandboxConfig::default().max_concurrent_calls,
+            egress: EgressOptions::default(),
         }
     }
 }
@@ -140,6 +150,7 @@ struct Inner {
     load_errors: Vec<LoadError>,
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
+    egress: EgressOptions,
     slots: Semaphore,
     // Declared last: dropped after everything that might still run wasm.
     _ticker: engine::Ticker,
@@ -162,12 +173,24 @@ impl Sandbox {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        // wasi:http, sent through the egress checks (capabilities::HostState).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.as_deref());
 
         let mut tools = BTreeMap::new();
         let mut load_errors = Vec::new();
         for path in files {
-            match load_one(&engine, &linker, &cache, &path, &options.limits).await {
+            match load_one(
+                &engine,
+                &linker,
+                &cache,
+                &path,
+                &options.limits,
+                &options.egress,
+            )
+            .await
+            {
                 Ok(tool) if tools.contains_key(&tool.name) => {
                     let first: &Arc<Tool> = &tools[&tool.name];
                     load_errors.push(LoadError {
@@ -195,6 +218,7 @@ impl Sandbox {
                 load_errors,
                 limits: options.limits,
                 policies: options.policies,
+                egress: options.egress,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
                 _ticker: ticker,
             }),
@@ -227,6 +251,14 @@ impl Sandbox {
             Some(p) => self.inner.limits.with_policy(p),
             None => self.inner.limits,
         }
+    }
+
+    /// The digest of everything in `tool`'s effective policy that can change
+    /// a result under a call's `overrides`: its limits and grants (see
+    /// [`policy`]). Part of every idempotency key.
+    pub fn policy_digest(&self, tool: &str, overrides: &Overrides) -> PolicyDigest {
+        let limits = self.limits_for(tool).with_overrides(overrides);
+        policy::digest(&limits, self.policy(tool))
     }
 
     /// Runs `tool` on a JSON `input` in a fresh sandbox.
@@ -268,6 +300,7 @@ impl Sandbox {
             &t.pre,
             &limits,
             self.policy(tool),
+            &self.inner.egress,
             ctx,
             input,
         )
@@ -311,9 +344,10 @@ async fn load_one(
     cache: &ArtifactCache,
     path: &Path,
     limits: &Limits,
+    egress: &EgressOptions,
 ) -> Result<Tool, LoadError> {
     let (pre, digest, source) = loader::prepare(engine, linker, cache, path)?;
-    let meta = call::describe(engine, &pre, limits)
+    let meta = call::describe(engine, &pre, limits, egress)
         .await
         .map_err(|e| LoadError {
             path: path.to_path_buf(),
