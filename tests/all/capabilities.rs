@@ -214,7 +214,7 @@ async fn https_works_with_a_trusted_certificate_only() {
     let sandbox = sandbox_with(&["http_fetch"], &[("http_fetch", policy)], default).await;
     let err = fetch(&sandbox, &url).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ToolFailed, "{err}");
-    assert!(err.to_string().contains("Tls"), "{err}");
+    assert!(err.to_string().contains("TlsCertificateError"), "{err}");
 }
 
 fn dir_grant(host: &std::path::Path, mode: DirMode) -> ToolPolicy {

@@ -464,6 +464,7 @@ memory_mb = 64
 
 [tools.notes]
 env = ["NOTES_OWNER"]
+allow_hosts = ["api.example.com", "*.example.org", "127.0.0.1:8080"]
 timeout_ms = 2_000
 effect = "side-effecting"
 ttl_s = 300
@@ -490,6 +491,7 @@ path = ".toolhost/toolhost.db"
 "#;
         let c = parse(text).unwrap();
         assert_eq!(c.tools["notes"].effect, Some(EffectName::SideEffecting));
+        assert_eq!(c.tools["notes"].host_patterns().len(), 3);
         assert_eq!(c.models[0].provider, ProviderName::Anthropic);
     }
 

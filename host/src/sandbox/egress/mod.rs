@@ -110,7 +110,17 @@ impl EgressError {
                 _ => HttpError::DestinationUnavailable,
             },
             EgressError::ConnectTimeout(_) => HttpError::ConnectionTimeout,
-            EgressError::Tls(_) => HttpError::TlsProtocolError,
+            EgressError::Tls(e) => {
+                let bad_cert = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+                if bad_cert {
+                    HttpError::TlsCertificateError
+                } else {
+                    HttpError::TlsProtocolError
+                }
+            }
             EgressError::Http(_) => HttpError::HttpProtocolError,
             EgressError::BodyTooLarge { cap } => HttpError::HttpResponseBodySize(Some(*cap)),
         }
