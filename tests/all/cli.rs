@@ -232,7 +232,8 @@ fn inspect_shows_the_effective_grants_and_policy_digest() {
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(
         dir.path().join("toolhost.toml"),
-        "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"PATH\", \"TOOLHOST_TEST_SURELY_UNSET\"]\nallow_hosts = [\"API.example.com\", \"*.example.org\", \"127.0.0.1:8080\"]\nmax_response_bytes = 2048\n",
+        shared_cache_config()
+            + "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"PATH\", \"TOOLHOST_TEST_SURELY_UNSET\"]\nallow_hosts = [\"API.example.com\", \"*.example.org\", \"127.0.0.1:8080\"]\nmax_response_bytes = 2048\n",
     )
     .unwrap();
     let out = toolhost(dir.path(), &["tools", "inspect", "notes", "--json"]);
@@ -284,6 +285,7 @@ fn a_malformed_host_pattern_is_a_config_error_with_its_line() {
 #[test]
 fn notes_without_a_grant_is_capability_denied() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("toolhost.toml"), shared_cache_config()).unwrap();
     let out = toolhost(
         dir.path(),
         &[
@@ -296,4 +298,14 @@ fn notes_without_a_grant_is_capability_denied() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout_json(&out)["error"]["kind"], "capability_denied");
+}
+
+/// A `[sandbox]` table reusing the suite's compiled components, so a test
+/// that runs the binary in a fresh directory does not recompile every tool.
+fn shared_cache_config() -> String {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    format!(
+        "[sandbox]\ncache_dir = {:?}\n\n",
+        cache.display().to_string()
+    )
 }
