@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The example tools: the default tools directory holds these.
-const EXAMPLES: &[&str] = &["calc", "jq", "markdown", "slow", "echo"];
+const EXAMPLES: &[&str] = &[
+    "calc",
+    "jq",
+    "markdown",
+    "slow",
+    "echo",
+    "notes",
+    "http_fetch",
+];
 /// Tools that attack the sandbox; tests load them from their own directory.
 const HOSTILE: &[&str] = &[
     "spin",
@@ -18,6 +26,7 @@ const HOSTILE: &[&str] = &[
     "flood",
     "panic",
     "snoop",
+    "sneak",
     "otherworld",
 ];
 /// Tools for the end-to-end tests of effects (claims, crashes).
@@ -99,6 +108,15 @@ fn main() {
             .iter()
             .map(|n| (format!("hostile_{n}"), n.to_string())),
     );
+    let testkit = out.join("testkit");
+    install(
+        &built,
+        &testkit,
+        TESTKIT
+            .iter()
+            .map(|n| (format!("testkit_{n}"), n.to_string())),
+    );
+    println!("cargo:rustc-env=TOOLHOST_TESTKIT_DIR={}", testkit.display());
     println!(
         "cargo:rustc-env=TOOLHOST_EXAMPLES_DIR={}",
         examples.display()

@@ -31,12 +31,17 @@ fn runtime() -> tokio::runtime::Runtime {
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let tools = tempfile::tempdir().expect("a temp dir");
-    std::fs::copy(Path::new(EXAMPLES_DIR).join("echo.wasm"), tools.path().join("echo.wasm")).expect("copy echo");
+    std::fs::copy(
+        Path::new(EXAMPLES_DIR).join("echo.wasm"),
+        tools.path().join("echo.wasm"),
+    )
+    .expect("copy echo");
     let db_dir = tempfile::tempdir().expect("a temp dir");
     let sandbox = rt
         .block_on(Sandbox::open(SandboxOptions::for_dir(tools.path())))
         .expect("open the sandbox");
-    let store = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default()).expect("open the store");
+    let store = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
+        .expect("open the store");
     let executor = Arc::new(Executor::new(sandbox.clone(), store.clone()));
     let first = rt.block_on(executor.call("echo", INPUT, ExecOptions::default()));
     assert!(!first.expect("echo works").cached);
@@ -51,7 +56,10 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.bench_function("uncached_call", |b| {
-        b.iter(|| rt.block_on(sandbox.call("echo", INPUT, CallRequest::default())).expect("echo works"))
+        b.iter(|| {
+            rt.block_on(sandbox.call("echo", INPUT, CallRequest::default()))
+                .expect("echo works")
+        })
     });
     let n = AtomicU64::new(0);
     group.bench_function("miss_and_store", |b| {
@@ -108,7 +116,9 @@ fn benches(c: &mut Criterion) {
                 }
                 // Scale to exactly `iters` pairs (the callers ran a few more).
                 let executed = iters.div_ceil(CALLERS) * CALLERS;
-                Duration::from_secs_f64(start.elapsed().as_secs_f64() * iters as f64 / executed as f64)
+                Duration::from_secs_f64(
+                    start.elapsed().as_secs_f64() * iters as f64 / executed as f64,
+                )
             })
         })
     });

@@ -197,7 +197,18 @@ fn tools_list_and_inspect() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["calc", "echo", "jq", "markdown", "slow"]);
+    assert_eq!(
+        names,
+        [
+            "calc",
+            "echo",
+            "http_fetch",
+            "jq",
+            "markdown",
+            "notes",
+            "slow"
+        ]
+    );
     assert_eq!(v["load_errors"], json!([]));
 
     let out = toolhost(dir.path(), &["tools", "inspect", "jq", "--json"]);
@@ -213,4 +224,88 @@ fn tools_list_and_inspect() {
 
     let out = toolhost(dir.path(), &["tools", "inspect", "nope"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn inspect_shows_the_effective_grants_and_policy_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        shared_cache_config()
+            + "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"PATH\", \"TOOLHOST_TEST_SURELY_UNSET\"]\nallow_hosts = [\"API.example.com\", \"*.example.org\", \"127.0.0.1:8080\"]\nmax_response_bytes = 2048\n",
+    )
+    .unwrap();
+    let out = toolhost(dir.path(), &["tools", "inspect", "notes", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v = stdout_json(&out);
+    let grants = &v["grants"];
+    let host = std::path::PathBuf::from(grants["dirs"][0]["host"].as_str().unwrap());
+    assert!(host.is_absolute() && host.ends_with("data"), "{host:?}");
+    assert_eq!(grants["dirs"][0]["mode"], "rw");
+    assert_eq!(
+        grants["env"],
+        json!([{"name": "PATH", "set": true}, {"name": "TOOLHOST_TEST_SURELY_UNSET", "set": false}])
+    );
+    assert_eq!(
+        grants["allow_hosts"],
+        json!(["api.example.com", "*.example.org", "127.0.0.1:8080"])
+    );
+    assert_eq!(v["limits"]["max_response_bytes"], 2048);
+    let digest = v["policy_digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64);
+
+    // A tool without a policy has no grants and another digest.
+    let out = toolhost(dir.path(), &["tools", "inspect", "calc", "--json"]);
+    let v = stdout_json(&out);
+    assert_eq!(
+        v["grants"],
+        json!({"dirs": [], "env": [], "allow_hosts": []})
+    );
+    assert_ne!(v["policy_digest"].as_str().unwrap(), digest);
+}
+
+#[test]
+fn a_malformed_host_pattern_is_a_config_error_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[tools.http_fetch]\ntimeout_ms = 100\nallow_hosts = [\"https://api.example.com/v1\"]\n",
+    )
+    .unwrap();
+    let out = toolhost(dir.path(), &["tools", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("tools.http_fetch.allow_hosts"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn notes_without_a_grant_is_capability_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("toolhost.toml"), shared_cache_config()).unwrap();
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--json",
+            "call",
+            "notes",
+            "--input",
+            r#"{"file":"log.txt","text":"hi"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout_json(&out)["error"]["kind"], "capability_denied");
+}
+
+/// A `[sandbox]` table reusing the suite's compiled components, so a test
+/// that runs the binary in a fresh directory does not recompile every tool.
+fn shared_cache_config() -> String {
+    let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    format!(
+        "[sandbox]\ncache_dir = {:?}\n\n",
+        cache.display().to_string()
+    )
 }

@@ -1,6 +1,7 @@
 //! toolhost's end-to-end suite: real components built from source by the
 //! build, real files, the real binary. One binary, a module per area.
 
+mod capabilities;
 mod cli;
 mod hostile;
 mod idempotency;
@@ -8,3 +9,4 @@ mod loading;
 mod model;
 mod sandbox;
 mod support;
+mod support_http;

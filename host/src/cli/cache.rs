@@ -76,7 +76,11 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, Failure> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(Failure::usage(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"))),
+        _ => {
+            return Err(Failure::usage(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            )));
+        }
     };
     n.checked_mul(unit_ms)
         .ok_or_else(|| Failure::usage(format!("`{s}` is too long")))
@@ -94,21 +98,36 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                 let rows: Vec<_> = rows.iter().map(|r| record_json(r, false)).collect();
                 println!("{}", json!({ "calls": rows }));
             } else {
-                println!("{:<64}  {:<12} {:<15} {:<9} ATTEMPT", "KEY", "TOOL", "EFFECT", "STATE");
+                println!(
+                    "{:<64}  {:<12} {:<15} {:<9} ATTEMPT",
+                    "KEY", "TOOL", "EFFECT", "STATE"
+                );
                 for r in rows {
-                    println!("{:<64}  {:<12} {:<15} {:<9} {}", r.key, r.tool, r.effect, r.state.as_str(), r.attempt);
+                    println!(
+                        "{:<64}  {:<12} {:<15} {:<9} {}",
+                        r.key,
+                        r.tool,
+                        r.effect,
+                        r.state.as_str(),
+                        r.attempt
+                    );
                 }
             }
             Ok(())
         }
         CacheCommand::Show { key } => {
             let row = env.store()?.get(&key).await.map_err(store_failure)?;
-            let row = row.ok_or_else(|| Failure::new(1, "not_found", format!("no recorded call has key {key}")))?;
+            let row = row.ok_or_else(|| {
+                Failure::new(1, "not_found", format!("no recorded call has key {key}"))
+            })?;
             let body = record_json(&row, true);
             if env.json {
                 println!("{body}");
             } else {
-                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
             }
             Ok(())
         }
@@ -120,7 +139,10 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                     .await
                     .map_err(|e| Failure::new(1, e.kind(), e.to_string()))?;
                 if env.json {
-                    println!("{}", json!({"ok": true, "key": args.key, "resolved": "abandoned"}));
+                    println!(
+                        "{}",
+                        json!({"ok": true, "key": args.key, "resolved": "abandoned"})
+                    );
                 } else {
                     println!("abandoned {}", args.key);
                 }
@@ -135,7 +157,10 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                             "attempt": out.attempt, "output": out.output});
                         println!("{body}");
                     } else {
-                        println!("{}", serde_json::to_string_pretty(&out.output).unwrap_or_default());
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&out.output).unwrap_or_default()
+                        );
                     }
                     Ok(())
                 }
@@ -144,12 +169,22 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
         }
         CacheCommand::Gc { older_than } => {
             let now = SystemClock.now_ms();
-            let before = older_than.as_deref().map(parse_duration_ms).transpose()?.map(|ms| now - ms);
+            let before = older_than
+                .as_deref()
+                .map(parse_duration_ms)
+                .transpose()?
+                .map(|ms| now - ms);
             let report = env.store()?.gc(now, before).await.map_err(store_failure)?;
             if env.json {
-                println!("{}", json!({"removed": report.removed, "kept_in_flight": report.kept_in_flight}));
+                println!(
+                    "{}",
+                    json!({"removed": report.removed, "kept_in_flight": report.kept_in_flight})
+                );
             } else {
-                println!("removed {} recorded calls; kept {} in flight", report.removed, report.kept_in_flight);
+                println!(
+                    "removed {} recorded calls; kept {} in flight",
+                    report.removed, report.kept_in_flight
+                );
             }
             Ok(())
         }

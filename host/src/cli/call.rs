@@ -57,7 +57,11 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
     check_override("fuel", args.fuel, u64::MAX)?;
     check_override("timeout-ms", args.timeout_ms, 24 * 3600 * 1000)?;
     check_override("memory-mb", args.memory_mb, toolhost::config::MAX_MEMORY_MB)?;
-    if args.idempotency_key.as_deref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+    if args
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|k| k.is_empty() || k.len() > 256)
+    {
         return Err(Failure::usage("--idempotency-key must be 1-256 characters"));
     }
     let input = read_input(&args.input)?;
@@ -106,13 +110,17 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
         if out.cached {
             eprintln!("(replayed from cache: key {})", out.key);
         }
-        println!("{}", serde_json::to_string_pretty(&out.output).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out.output).unwrap_or_default()
+        );
     }
 }
 
 /// A failed call: exit 1, except a tool that does not exist (a usage error).
 fn call_failure(tool: &str, e: &ExecError) -> Failure {
-    let usage = matches!(e, ExecError::Call { error, .. } if error.kind() == ErrorKind::UnknownTool);
+    let usage =
+        matches!(e, ExecError::Call { error, .. } if error.kind() == ErrorKind::UnknownTool);
     let mut failure = Failure::new(if usage { 2 } else { 1 }, e.kind(), e.to_string());
     let cached = matches!(e, ExecError::Call { cached: true, .. });
     failure.json = Some(json!({

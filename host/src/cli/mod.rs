@@ -78,7 +78,8 @@ impl Env {
             busy_timeout: std::time::Duration::from_millis(self.config.store.busy_timeout_ms),
             ..StoreOptions::default()
         };
-        Store::open(&self.config.store.path, options).map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
+        Store::open(&self.config.store.path, options)
+            .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
     /// The sandbox and the store, as one idempotent executor.

@@ -79,13 +79,24 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
     let limits = sandbox.limits_for(name);
     let policy = sandbox.policy(name).cloned().unwrap_or_default();
     let effective_effect = policy.effect.map_or(tool.effect, |e| e.max(tool.effect));
+    // The effective grants, as the sandbox applies them: host directories
+    // made absolute, hosts in their canonical spelling, each variable with
+    // whether the host environment has it (never its value).
     let grants = json!({
         "dirs": policy.dirs.iter().map(|d| json!({
-            "host": d.host, "guest": d.guest,
+            "host": std::path::absolute(&d.host).unwrap_or_else(|_| d.host.clone()),
+            "guest": d.guest,
             "mode": d.mode.as_str(),
         })).collect::<Vec<_>>(),
-        "env": policy.env,
-        "allow_hosts": policy.allow_hosts,
+        "env": policy.env.iter().map(|name| json!({
+            "name": name,
+            "set": std::env::var_os(name).is_some(),
+        })).collect::<Vec<_>>(),
+        "allow_hosts": policy
+            .host_patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
     });
     let body = json!({
         "name": tool.name,
@@ -103,7 +114,9 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
             "memory_mb": limits.memory_bytes >> 20,
             "max_output_bytes": limits.max_output_bytes,
             "max_log_bytes": limits.max_log_bytes,
+            "max_response_bytes": limits.max_response_bytes,
         },
+        "policy_digest": sandbox.policy_digest(name, &Default::default()).to_string(),
         "grants": grants,
     });
     if env.json {

@@ -7,10 +7,12 @@
 //! that silently means "10 s" is worse than a refusal to start.
 
 mod error;
+mod host_pattern;
 mod locate;
 mod schema;
 
 pub use error::ConfigError;
+pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::error::Invalid;
+use super::host_pattern::HostPattern;
 
 /// The whole `toolhost.toml`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -40,6 +41,8 @@ pub struct SandboxConfig {
     pub max_output_bytes: u64,
     /// Largest stdout, and separately stderr, a call may write. Default 64 KiB.
     pub max_log_bytes: u64,
+    /// Largest HTTP response body a call may receive, per response. Default 10 MiB.
+    pub max_response_bytes: u64,
     /// Calls that run at once; more wait for a slot. Sizes the instance pool.
     /// Default 128.
     pub max_concurrent_calls: u32,
@@ -57,6 +60,7 @@ impl Default for SandboxConfig {
             memory_mb: 64,
             max_output_bytes: 1_048_576,
             max_log_bytes: 65_536,
+            max_response_bytes: 10 << 20,
             max_concurrent_calls: 128,
             cache_dir: None,
         }
@@ -120,13 +124,14 @@ pub struct ToolPolicy {
     pub dirs: Vec<DirGrant>,
     /// Host environment variables the tool sees (only these).
     pub env: Vec<String>,
-    /// Hosts the tool may send HTTP requests to.
+    /// Hosts the tool may send HTTP requests to (see [`HostPattern`]).
     pub allow_hosts: Vec<String>,
     pub fuel: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_output_bytes: Option<u64>,
     pub max_log_bytes: Option<u64>,
+    pub max_response_bytes: Option<u64>,
     /// Only ever stricter than the tool's own.
     pub effect: Option<EffectName>,
     /// Read-only freshness. Default 300 s.
@@ -313,6 +318,7 @@ impl Config {
         memory("sandbox.memory_mb", s.memory_mb)?;
         positive("sandbox.max_output_bytes", s.max_output_bytes)?;
         positive("sandbox.max_log_bytes", s.max_log_bytes)?;
+        positive("sandbox.max_response_bytes", s.max_response_bytes)?;
         positive(
             "sandbox.max_concurrent_calls",
             s.max_concurrent_calls.into(),
@@ -407,11 +413,13 @@ impl ToolPolicy {
         opt("timeout_ms", self.timeout_ms)?;
         opt("max_output_bytes", self.max_output_bytes)?;
         opt("max_log_bytes", self.max_log_bytes)?;
+        opt("max_response_bytes", self.max_response_bytes)?;
         opt("ttl_s", self.ttl_s)?;
         opt("idempotency_window_s", self.idempotency_window_s)?;
         if let Some(mb) = self.memory_mb {
             memory(&format!("{key}.memory_mb"), mb)?;
         }
+        let mut guests = std::collections::HashSet::new();
         for grant in &self.dirs {
             if !grant.host.is_dir() {
                 return Err(Invalid::new(
@@ -428,6 +436,14 @@ impl ToolPolicy {
                     ),
                 ));
             }
+            // Two grants at one guest path would shadow each other, and
+            // which one wins would depend on their order.
+            if !guests.insert(grant.guest.trim_end_matches('/')) {
+                return Err(Invalid::new(
+                    format!("{key}.dirs"),
+                    format!("guest path `{}` is granted twice", grant.guest),
+                ));
+            }
         }
         for var in &self.env {
             if var.is_empty() || var.contains('=') || var.contains('\0') {
@@ -437,13 +453,23 @@ impl ToolPolicy {
                 ));
             }
         }
-        if !self.allow_hosts.is_empty() {
-            return Err(Invalid::new(
-                format!("{key}.allow_hosts"),
-                "outgoing HTTP is not available in this version of toolhost; remove the grant",
-            ));
+        for host in &self.allow_hosts {
+            HostPattern::parse(host).map_err(|e| Invalid::new(format!("{key}.allow_hosts"), e))?;
         }
         Ok(())
+    }
+
+    /// The parsed `allow_hosts`, sorted and without duplicates. Entries that
+    /// do not parse are skipped: a validated policy has none.
+    pub fn host_patterns(&self) -> Vec<HostPattern> {
+        let mut patterns: Vec<HostPattern> = self
+            .allow_hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .collect();
+        patterns.sort();
+        patterns.dedup();
+        patterns
     }
 }
 
@@ -473,6 +499,7 @@ memory_mb = 64
 
 [tools.notes]
 env = ["NOTES_OWNER"]
+allow_hosts = ["api.example.com", "*.example.org", "127.0.0.1:8080"]
 timeout_ms = 2_000
 effect = "side-effecting"
 ttl_s = 300
@@ -499,6 +526,7 @@ path = ".toolhost/toolhost.db"
 "#;
         let c = parse(text).unwrap();
         assert_eq!(c.tools["notes"].effect, Some(EffectName::SideEffecting));
+        assert_eq!(c.tools["notes"].host_patterns().len(), 3);
         assert_eq!(c.models[0].provider, ProviderName::Anthropic);
     }
 
@@ -552,6 +580,53 @@ path = ".toolhost/toolhost.db"
             (e.key.as_deref(), e.line),
             (Some("fallback.alert_after_ms"), Some(2))
         );
+    }
+
+    #[test]
+    fn allow_hosts_accepts_every_documented_form() {
+        let c = parse(
+            "[tools.fetch]\nallow_hosts = [\"api.example.com\", \"*.example.org\", \"127.0.0.1:8080\", \"[::1]:9000\", \"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        let shown: Vec<String> = c.tools["fetch"]
+            .host_patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown.len(), 5, "{shown:?}");
+        assert!(shown.contains(&"*.example.org".to_string()), "{shown:?}");
+    }
+
+    #[test]
+    fn a_malformed_host_pattern_names_key_and_line() {
+        for bad in ["https://api.example.com", "api.example.com:0", "a.*.b", ""] {
+            let text = format!(
+                "[tools.fetch]\ntimeout_ms = 5\n\nallow_hosts = [\"ok.example.com\", \"{bad}\"]\n"
+            );
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("tools.fetch.allow_hosts"), "{bad}");
+            assert_eq!(e.line, Some(4), "{bad}: {e}");
+            assert!(e.message.contains("not a host pattern"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_guest_path_granted_twice_is_an_error() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[tools.x]\ndirs = [{{ host = {0:?}, guest = \"/d\" }}, {{ host = {0:?}, guest = \"/d/\" }}]\n",
+            dir.display().to_string()
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(e.message.contains("granted twice"), "{e}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn response_cap_must_be_positive() {
+        let e = parse("[tools.x]\nmax_response_bytes = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("tools.x.max_response_bytes"));
+        assert_eq!(Config::default().sandbox.max_response_bytes, 10 << 20);
     }
 
     #[test]

@@ -10,11 +10,7 @@
 
 use serde_json::Value;
 
-use crate::config::{EffectName, ToolPolicy};
-use crate::sandbox::Limits;
-
 const KEY_CONTEXT: &str = "toolhost 2026-11-28 idempotency key v1";
-const POLICY_CONTEXT: &str = "toolhost 2026-11-28 policy digest v1";
 
 /// What identifies a call.
 #[derive(Clone, Copy, Debug)]
@@ -22,7 +18,7 @@ pub struct KeyParts<'a> {
     pub tool: &'a str,
     /// blake3 of the component's wasm bytes, hex.
     pub component_digest: &'a str,
-    /// [`policy_digest`] of the limits and grants the call runs under.
+    /// `sandbox::policy::digest` of the limits and grants the call runs under.
     pub policy_digest: &'a str,
     /// The input as [`canonical_json`].
     pub canonical_input: &'a str,
@@ -44,45 +40,6 @@ pub fn derive_key(parts: &KeyParts<'_>) -> String {
         h.update(field.as_bytes());
     }
     h.finalize().to_hex().to_string()
-}
-
-/// The digest of everything in a tool's policy that can change a call's
-/// result: its limits, its effective effect and its grants (directory paths
-/// and modes, variable names, allowed hosts; order does not matter).
-pub fn policy_digest(limits: &Limits, effect: EffectName, policy: Option<&ToolPolicy>) -> String {
-    let mut dirs: Vec<String> = Vec::new();
-    let mut env: Vec<&str> = Vec::new();
-    let mut hosts: Vec<&str> = Vec::new();
-    if let Some(p) = policy {
-        dirs = p
-            .dirs
-            .iter()
-            .map(|d| {
-                let host = std::fs::canonicalize(&d.host).unwrap_or_else(|_| d.host.clone());
-                format!("{}\u{0}{}\u{0}{}", host.display(), d.guest, d.mode.as_str())
-            })
-            .collect();
-        env = p.env.iter().map(String::as_str).collect();
-        hosts = p.allow_hosts.iter().map(String::as_str).collect();
-    }
-    dirs.sort();
-    env.sort();
-    hosts.sort();
-    let doc = serde_json::json!({
-        "fuel": limits.fuel,
-        "timeout_ms": limits.timeout.as_millis() as u64,
-        "memory_bytes": limits.memory_bytes,
-        "max_output_bytes": limits.max_output_bytes,
-        "max_log_bytes": limits.max_log_bytes,
-        "effect": effect.as_str(),
-        "dirs": dirs,
-        "env": env,
-        "allow_hosts": hosts,
-    });
-    blake3::derive_key(POLICY_CONTEXT, canonical_json(&doc).as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// RFC 8785 (JCS) canonical JSON.
@@ -172,7 +129,7 @@ fn canonical_number(n: &serde_json::Number) -> String {
             s.push_str(&digits[1..]);
         }
         s.push('e');
-        s.push(if n - 1 >= 0 { '+' } else { '-' });
+        s.push(if n > 0 { '+' } else { '-' });
         s.push_str(&(n - 1).abs().to_string());
     }
     s
@@ -218,11 +175,17 @@ mod tests {
 
     #[test]
     fn rfc8785_structure_and_strings() {
-        assert_eq!(canon(r#"{ "b": [1, 2.0, {"z": null, "a": true}], "a": "x" }"#), r#"{"a":"x","b":[1,2,{"a":true,"z":null}]}"#);
+        assert_eq!(
+            canon(r#"{ "b": [1, 2.0, {"z": null, "a": true}], "a": "x" }"#),
+            r#"{"a":"x","b":[1,2,{"a":true,"z":null}]}"#
+        );
         assert_eq!(canon(r#""\u0001\n\"\\/é€""#), "\"\\u0001\\n\\\"\\\\/é€\"");
         // Keys sort by UTF-16 code units: U+1F600 (surrogates D83D..) sorts
         // before U+FB01 (FB01), though its UTF-8 bytes sort after.
-        assert_eq!(canon(r#"{"\ufb01": 1, "😀": 2}"#), "{\"😀\":2,\"\u{fb01}\":1}");
+        assert_eq!(
+            canon(r#"{"\ufb01": 1, "😀": 2}"#),
+            "{\"😀\":2,\"\u{fb01}\":1}"
+        );
     }
 
     fn key(input: &str, scope: &str) -> String {
@@ -238,7 +201,10 @@ mod tests {
 
     #[test]
     fn spelling_does_not_change_the_key_and_content_does() {
-        assert_eq!(key(r#"{"a":1,"b":2}"#, ""), key(r#"{ "b" : 2.0, "a" : 1e0 }"#, ""));
+        assert_eq!(
+            key(r#"{"a":1,"b":2}"#, ""),
+            key(r#"{ "b" : 2.0, "a" : 1e0 }"#, "")
+        );
         assert_eq!(key(r#"{"n":100}"#, ""), key(r#"{"n":1e2}"#, ""));
         assert_ne!(key(r#"{"a":1}"#, ""), key(r#"{"a":2}"#, ""));
         assert_ne!(key(r#"{"a":1}"#, ""), key(r#"{"a":1}"#, "explicit:k"));
@@ -251,38 +217,34 @@ mod tests {
         };
         let k = derive_key(&base);
         assert_ne!(k, derive_key(&KeyParts { tool: "jq", ..base }));
-        assert_ne!(k, derive_key(&KeyParts { component_digest: "c1", ..base }));
-        assert_ne!(k, derive_key(&KeyParts { policy_digest: "p1", ..base }));
+        assert_ne!(
+            k,
+            derive_key(&KeyParts {
+                component_digest: "c1",
+                ..base
+            })
+        );
+        assert_ne!(
+            k,
+            derive_key(&KeyParts {
+                policy_digest: "p1",
+                ..base
+            })
+        );
         // Length prefixes: moving a boundary changes the key.
         assert_ne!(
-            derive_key(&KeyParts { tool: "ab", component_digest: "c", ..base }),
-            derive_key(&KeyParts { tool: "a", component_digest: "bc", ..base })
+            derive_key(&KeyParts {
+                tool: "ab",
+                component_digest: "c",
+                ..base
+            }),
+            derive_key(&KeyParts {
+                tool: "a",
+                component_digest: "bc",
+                ..base
+            })
         );
         assert_eq!(k.len(), 64);
-    }
-
-    #[test]
-    fn policy_digests_see_limits_effect_and_grants_not_their_order() {
-        let l = Limits::default();
-        let base = policy_digest(&l, EffectName::Pure, None);
-        assert_eq!(base, policy_digest(&l, EffectName::Pure, None));
-        let mut more_fuel = l;
-        more_fuel.fuel += 1;
-        assert_ne!(base, policy_digest(&more_fuel, EffectName::Pure, None));
-        assert_ne!(base, policy_digest(&l, EffectName::SideEffecting, None));
-        let p1 = ToolPolicy {
-            env: vec!["A".into(), "B".into()],
-            ..ToolPolicy::default()
-        };
-        let p2 = ToolPolicy {
-            env: vec!["B".into(), "A".into()],
-            ..ToolPolicy::default()
-        };
-        assert_ne!(base, policy_digest(&l, EffectName::Pure, Some(&p1)));
-        assert_eq!(
-            policy_digest(&l, EffectName::Pure, Some(&p1)),
-            policy_digest(&l, EffectName::Pure, Some(&p2))
-        );
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {

@@ -24,7 +24,7 @@ mod clock;
 mod key;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use key::{KeyParts, canonical_json, derive_key, policy_digest};
+pub use key::{KeyParts, canonical_json, derive_key};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,8 +34,10 @@ use serde_json::Value;
 
 use crate::config::{EffectName, InDoubtPolicy};
 use crate::sandbox::{CallError, CallOutput, CallRequest, ErrorKind, Overrides, Prepared, Sandbox};
-use crate::store::{CallRecord, CallState, ClaimOutcome, ClaimRequest, Store, StoreError, StoredError, StoredOutcome};
-
+use crate::store::{
+    CallRecord, CallState, ClaimOutcome, ClaimRequest, Store, StoreError, StoredError,
+    StoredOutcome,
+};
 
 /// Read-only results stay fresh this long unless the policy says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -56,7 +58,11 @@ pub enum Scope {
     /// `--no-cache`: a scope no other call shares.
     Fresh,
     /// Inside an agent run: one call of one step.
-    Step { run_id: String, step: u32, index: u32 },
+    Step {
+        run_id: String,
+        step: u32,
+        index: u32,
+    },
 }
 
 impl Scope {
@@ -65,7 +71,11 @@ impl Scope {
             Scope::Empty => String::new(),
             Scope::Explicit(k) => format!("key:{k}"),
             Scope::Fresh => format!("fresh:{}", fresh_token()),
-            Scope::Step { run_id, step, index } => format!("run:{run_id}:{step}:{index}"),
+            Scope::Step {
+                run_id,
+                step,
+                index,
+            } => format!("run:{run_id}:{step}:{index}"),
         }
     }
 }
@@ -73,7 +83,12 @@ impl Scope {
 fn fresh_token() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     format!("{:016x}", h.finish())
 }
 
@@ -112,10 +127,14 @@ pub enum ExecError {
     },
     /// The call was claimed by a process that died before recording an
     /// outcome: its effect may or may not have happened.
-    #[error("call {key} is in doubt: {reason}; resolve it with `toolhost cache resolve {key} --retry|--abandon`")]
+    #[error(
+        "call {key} is in doubt: {reason}; resolve it with `toolhost cache resolve {key} --retry|--abandon`"
+    )]
     InDoubt { key: String, reason: String },
     /// The explicit key already names a different call.
-    #[error("idempotency key `{scope}` was already used for another call ({tool}, key {existing_key}); nothing ran")]
+    #[error(
+        "idempotency key `{scope}` was already used for another call ({tool}, key {existing_key}); nothing ran"
+    )]
     KeyConflict {
         key: String,
         scope: String,
@@ -293,7 +312,9 @@ impl Executor {
     fn request(&self, prepared: &Prepared, effect: EffectName, scope: &Scope) -> ClaimRequest {
         let tool = &prepared.tool;
         let canonical = canonical_json(&prepared.input);
-        let policy = policy_digest(&prepared.limits, effect, self.sandbox.policy(&tool.name));
+        let policy =
+            crate::sandbox::policy::digest(&prepared.limits, self.sandbox.policy(&tool.name))
+                .to_string();
         // Pure calls replay across scopes, so they ignore an agent step's
         // scope; an explicit key still names the operation.
         let scope = match (effect, scope) {
@@ -319,7 +340,12 @@ impl Executor {
     }
 
     /// Runs (or replays) one call.
-    pub async fn call(&self, tool: &str, input: &str, options: ExecOptions) -> Result<ExecOutput, ExecError> {
+    pub async fn call(
+        &self,
+        tool: &str,
+        input: &str,
+        options: ExecOptions,
+    ) -> Result<ExecOutput, ExecError> {
         let prepared = self.sandbox.prepare(tool, input, &options.overrides)?;
         let effect = self.effect_of(&prepared);
         let request = self.request(&prepared, effect, &options.scope);
@@ -329,9 +355,12 @@ impl Executor {
         let result = {
             let _turn = flight.lock().await;
             match effect {
-                EffectName::Pure | EffectName::ReadOnly => self.unclaimed(&prepared, effect, request).await,
+                EffectName::Pure | EffectName::ReadOnly => {
+                    self.unclaimed(&prepared, effect, request).await
+                }
                 EffectName::Idempotent | EffectName::SideEffecting => {
-                    self.claimed(&prepared, effect, request, &options.scope).await
+                    self.claimed(&prepared, effect, request, &options.scope)
+                        .await
                 }
             }
         };
@@ -353,7 +382,13 @@ impl Executor {
         }
     }
 
-    fn expiry(&self, prepared: &Prepared, effect: EffectName, scope: &str, now: i64) -> Option<i64> {
+    fn expiry(
+        &self,
+        prepared: &Prepared,
+        effect: EffectName,
+        scope: &str,
+        now: i64,
+    ) -> Option<i64> {
         let policy = self.sandbox.policy(&prepared.tool.name);
         let ms = |d: Duration| now + d.as_millis() as i64;
         match effect {
@@ -368,7 +403,12 @@ impl Executor {
         }
     }
 
-    async fn run(&self, prepared: &Prepared, key: &str, attempt: u32) -> Result<CallOutput, CallError> {
+    async fn run(
+        &self,
+        prepared: &Prepared,
+        key: &str,
+        attempt: u32,
+    ) -> Result<CallOutput, CallError> {
         let request = CallRequest {
             idempotency_key: key.to_string(),
             attempt,
@@ -382,12 +422,17 @@ impl Executor {
     }
 
     /// Pure and read-only: look up, else run and record.
-    async fn unclaimed(&self, prepared: &Prepared, effect: EffectName, request: ClaimRequest) -> Result<ExecOutput, ExecError> {
+    async fn unclaimed(
+        &self,
+        prepared: &Prepared,
+        effect: EffectName,
+        request: ClaimRequest,
+    ) -> Result<ExecOutput, ExecError> {
         let key = request.key.clone();
         match self.store.lookup(request.clone()).await? {
             ClaimOutcome::Existing(row) => {
                 self.bump(&self.counters.hits);
-                return replay(row);
+                return replay(*row);
             }
             ClaimOutcome::Conflict {
                 existing_key,
@@ -404,7 +449,10 @@ impl Executor {
         };
         if recorded {
             let expires = self.expiry(prepared, effect, &request.scope, now);
-            let request = ClaimRequest { now_ms: now, ..request };
+            let request = ClaimRequest {
+                now_ms: now,
+                ..request
+            };
             if let Err(e) = self.store.put(request, to_stored(&result), expires).await {
                 // The call succeeded; failing to cache it costs a re-run later.
                 tracing::warn!(%key, error = %e, "cannot record a pure outcome");
@@ -438,9 +486,13 @@ impl Executor {
                 ClaimOutcome::Existing(row) => match row.state {
                     CallState::Done => {
                         self.bump(&self.counters.hits);
-                        return replay(row);
+                        return replay(*row);
                     }
-                    CallState::InDoubt => return Err(self.in_doubt(&key, "its claimant died before recording an outcome")),
+                    CallState::InDoubt => {
+                        return Err(
+                            self.in_doubt(&key, "its claimant died before recording an outcome")
+                        );
+                    }
                     CallState::Running => {
                         let owner = row.owner.clone().unwrap_or_default();
                         if self.store.owner_alive(&owner) {
@@ -454,13 +506,21 @@ impl Executor {
                             continue;
                         }
                         let retry = effect == EffectName::Idempotent
-                            || self.sandbox.policy(&prepared.tool.name).and_then(|p| p.in_doubt)
+                            || self
+                                .sandbox
+                                .policy(&prepared.tool.name)
+                                .and_then(|p| p.in_doubt)
                                 == Some(InDoubtPolicy::Retry);
                         if !retry {
                             self.store.mark_in_doubt(&key, &owner).await?;
-                            return Err(self.in_doubt(&key, "its claimant died before recording an outcome"));
+                            return Err(self
+                                .in_doubt(&key, "its claimant died before recording an outcome"));
                         }
-                        match self.store.take_over(&key, Some(owner), self.clock.now_ms()).await? {
+                        match self
+                            .store
+                            .take_over(&key, Some(owner), self.clock.now_ms())
+                            .await?
+                        {
                             Some(attempt) => attempt,
                             // Someone else took it over first: look again.
                             None => continue,
@@ -528,10 +588,15 @@ impl Executor {
             return Err(ExecError::Call {
                 key: Some(key.to_string()),
                 cached: false,
-                error: CallError::InvalidInput(format!("call {key} is {}, not in_doubt", row.state.as_str())),
+                error: CallError::InvalidInput(format!(
+                    "call {key} is {}, not in_doubt",
+                    row.state.as_str()
+                )),
             });
         }
-        let prepared = self.sandbox.prepare(&row.tool, &row.input, &Overrides::default())?;
+        let prepared = self
+            .sandbox
+            .prepare(&row.tool, &row.input, &Overrides::default())?;
         let effect = self.effect_of(&prepared);
         let request = self.request(&prepared, effect, &Scope::Empty);
         // The tool or its policy changed since: this is no longer that call.
@@ -570,7 +635,11 @@ impl Executor {
             fuel_used: 0,
             duration_us: 0,
         };
-        if self.store.abandon(key, outcome, self.clock.now_ms()).await? {
+        if self
+            .store
+            .abandon(key, outcome, self.clock.now_ms())
+            .await?
+        {
             Ok(())
         } else {
             Err(not_found(key))
@@ -589,7 +658,11 @@ fn not_found(key: &str) -> ExecError {
 fn conflict(request: &ClaimRequest, existing_key: String, tool: String) -> ExecError {
     ExecError::KeyConflict {
         key: request.key.clone(),
-        scope: request.scope.strip_prefix("key:").unwrap_or(&request.scope).to_string(),
+        scope: request
+            .scope
+            .strip_prefix("key:")
+            .unwrap_or(&request.scope)
+            .to_string(),
         tool,
         existing_key,
     }

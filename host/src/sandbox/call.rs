@@ -8,6 +8,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use super::bindings::ToolPre;
 use super::bindings::toolhost::tool::types::{CallContext, Metadata, ToolError};
 use super::capabilities::HostState;
+use super::egress::EgressOptions;
 use super::error::CallError;
 use super::limits::Limits;
 use crate::config::ToolPolicy;
@@ -27,8 +28,9 @@ pub(crate) async fn describe(
     engine: &Engine,
     pre: &ToolPre<HostState>,
     limits: &Limits,
+    egress: &EgressOptions,
 ) -> Result<Metadata, CallError> {
-    match execute(engine, pre, limits, None, Op::Describe)
+    match execute(engine, pre, limits, None, egress, Op::Describe)
         .await?
         .value
     {
@@ -44,6 +46,7 @@ pub(crate) async fn call(
     pre: &ToolPre<HostState>,
     limits: &Limits,
     policy: Option<&ToolPolicy>,
+    egress: &EgressOptions,
     ctx: CallContext,
     input: &str,
 ) -> Result<Finished<String>, CallError> {
@@ -51,7 +54,7 @@ pub(crate) async fn call(
         ctx,
         input: input.to_string(),
     };
-    let finished = execute(engine, pre, limits, policy, op).await?;
+    let finished = execute(engine, pre, limits, policy, egress, op).await?;
     let value = match finished.value {
         Done::Call(Ok(output)) => output,
         Done::Call(Err(e)) => return Err(tool_error(e)),
@@ -104,9 +107,10 @@ async fn execute(
     pre: &ToolPre<HostState>,
     limits: &Limits,
     policy: Option<&ToolPolicy>,
+    egress: &EgressOptions,
     op: Op,
 ) -> Result<Finished<Done>, CallError> {
-    let state = HostState::new(limits, policy).map_err(CallError::CapabilityDenied)?;
+    let state = HostState::new(limits, policy, egress).map_err(CallError::CapabilityDenied)?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     store
@@ -143,9 +147,11 @@ async fn execute(
     let duration = started.elapsed();
     let fuel_left = store.get_fuel().unwrap_or(0);
     let data = store.data();
-    // An over-full log fails the call whatever the tool did next: it may have
-    // caught the refused write and returned normally.
-    if let Some(e) = log_overflow(data, limits) {
+    // What the host refused or cut off fails the call whatever the tool did
+    // next: it may have caught the error and returned normally. A denied
+    // request comes first: it is the policy speaking, and what the tool did
+    // after it (flood its log, time out) is a consequence.
+    if let Some(e) = host_recorded(data, limits) {
         return Err(e);
     }
     let value = match outcome {
@@ -194,7 +200,16 @@ fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallErro
     }
 }
 
-fn log_overflow(state: &HostState, limits: &Limits) -> Option<CallError> {
+/// Refusals the host recorded while the call ran: an outgoing request the
+/// policy denied, a response body over its cap, a log over its cap.
+fn host_recorded(state: &HostState, limits: &Limits) -> Option<CallError> {
+    let egress = state.egress.record();
+    if let Some(why) = egress.denied() {
+        return Some(CallError::CapabilityDenied(why));
+    }
+    if let Some(why) = egress.body_overflow() {
+        return Some(CallError::OutputTooLarge(why));
+    }
     [("stdout", &state.stdout), ("stderr", &state.stderr)]
         .into_iter()
         .find(|(_, log)| log.overflowed())

@@ -1,10 +1,12 @@
 //! What a tool's store holds and what it may touch.
 //!
 //! A tool starts with nothing: no preopened directories, no environment, no
-//! sockets (wasmtime-wasi's default denies every address), empty stdin, and
-//! stdout/stderr captured into capped buffers. Its policy may grant
-//! directories (through cap-std, so `..` and symlinks cannot leave them) and
-//! named environment variables.
+//! sockets (TCP, UDP and name lookup are switched off, not merely left
+//! without addresses), empty stdin, and stdout/stderr captured into capped
+//! buffers. Its policy may grant directories (through cap-std, so `..`,
+//! absolute paths and symlinks cannot leave them; a read-only grant refuses
+//! every write), named environment variables, and outgoing HTTP to listed
+//! hosts (through [`super::egress`], the only way out of the sandbox).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -15,13 +17,17 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::egress::{Egress, EgressOptions};
 use super::limits::Limits;
 use crate::config::{DirMode, ToolPolicy};
 
 /// The data of one call's store.
 pub(crate) struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) egress: Egress,
     table: ResourceTable,
     pub(crate) memory: MemoryLimiter,
     pub(crate) deadline: Instant,
@@ -39,18 +45,39 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
 impl HostState {
     /// A fresh state for one call under `limits`, granted what `policy` says.
-    pub(crate) fn new(limits: &Limits, policy: Option<&ToolPolicy>) -> Result<Self, String> {
+    pub(crate) fn new(
+        limits: &Limits,
+        policy: Option<&ToolPolicy>,
+        egress: &EgressOptions,
+    ) -> Result<Self, String> {
         let stdout = CappedLog::new(limits.max_log_bytes);
         let stderr = CappedLog::new(limits.max_log_bytes);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        // wasi:sockets would bypass every egress check: off, whatever the policy.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if let Some(policy) = policy {
             grant(&mut wasi, policy)?;
         }
+        let allow = policy.map(ToolPolicy::host_patterns).unwrap_or_default();
         Ok(HostState {
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            egress: Egress::new(allow, egress.clone(), limits.max_response_bytes),
             table: ResourceTable::new(),
             memory: MemoryLimiter {
                 max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),

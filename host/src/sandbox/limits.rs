@@ -8,6 +8,7 @@
 //! | memory | 64 MiB | ample for text tools; a memory bomb fails fast instead of swapping the host |
 //! | result | 1 MiB | a result goes into a model's context window; more is a bug, not an answer |
 //! | logs | 64 KiB each for stdout and stderr | enough to debug, too little to fill a disk |
+//! | HTTP response body | 10 MiB per response | a page or an API answer fits many times over; a tool cannot stream a disk image into guest memory |
 //! | wasm stack | 1 MiB, engine-wide | deep recursion traps instead of overrunning the host's stack |
 
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// Largest stdout, and separately stderr, in bytes.
     pub max_log_bytes: u64,
+    /// Largest body of one HTTP response, in bytes.
+    pub max_response_bytes: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Limits {
             memory_bytes: c.memory_mb << 20,
             max_output_bytes: c.max_output_bytes,
             max_log_bytes: c.max_log_bytes,
+            max_response_bytes: c.max_response_bytes,
         }
     }
 
@@ -62,6 +66,9 @@ impl Limits {
         }
         if let Some(v) = p.max_log_bytes {
             self.max_log_bytes = v;
+        }
+        if let Some(v) = p.max_response_bytes {
+            self.max_response_bytes = v;
         }
         self
     }
@@ -101,6 +108,7 @@ mod tests {
         assert_eq!(l.memory_bytes, 64 << 20);
         assert_eq!(l.max_output_bytes, 1 << 20);
         assert_eq!(l.max_log_bytes, 64 << 10);
+        assert_eq!(l.max_response_bytes, 10 << 20);
     }
 
     #[test]

@@ -3,22 +3,28 @@
 //!
 //! Layout: `engine` configures wasmtime (the only place), `artifacts` caches
 //! compiled components on disk, `loader` turns files into [`Tool`]s,
-//! `capabilities` builds what a store may touch, `call` runs one call and
-//! names what stopped it, `limits` and `error` are the vocabulary.
+//! `capabilities` builds what a store may touch, `egress` checks and sends
+//! outgoing HTTP, `policy` digests a tool's effective limits and grants,
+//! `call` runs one call and names what stopped it, `limits` and `error` are
+//! the vocabulary.
 
 mod artifacts;
 mod bindings;
 mod call;
 mod capabilities;
+pub mod egress;
 mod engine;
 mod error;
 mod limits;
 mod loader;
+pub mod policy;
 
 pub use artifacts::LoadSource;
+pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
+pub use policy::PolicyDigest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +61,8 @@ pub struct SandboxOptions {
     pub policies: BTreeMap<String, ToolPolicy>,
     /// Calls that run at once; more wait for a slot.
     pub max_concurrent_calls: u32,
+    /// How outgoing HTTP resolves names and trusts servers.
+    pub egress: EgressOptions,
 }
 
 impl SandboxOptions {
@@ -76,6 +84,7 @@ impl SandboxOptions {
             limits: Limits::from_config(&config.sandbox),
             policies: config.tools.clone(),
             max_concurrent_calls: config.sandbox.max_concurrent_calls,
+            egress: EgressOptions::default(),
         }
     }
 
@@ -87,6 +96,7 @@ impl SandboxOptions {
             limits: Limits::default(),
             policies: BTreeMap::new(),
             max_concurrent_calls: crate::config::SandboxConfig::default().max_concurrent_calls,
+            egress: EgressOptions::default(),
         }
     }
 }
@@ -143,6 +153,7 @@ struct Inner {
     load_errors: Vec<LoadError>,
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
+    egress: EgressOptions,
     slots: Semaphore,
     runs: AtomicU64,
     // Declared last: dropped after everything that might still run wasm.
@@ -166,12 +177,24 @@ impl Sandbox {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
+        // wasi:http, sent through the egress checks (capabilities::HostState).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.as_deref());
 
         let mut tools = BTreeMap::new();
         let mut load_errors = Vec::new();
         for path in files {
-            match load_one(&engine, &linker, &cache, &path, &options.limits).await {
+            match load_one(
+                &engine,
+                &linker,
+                &cache,
+                &path,
+                &options.limits,
+                &options.egress,
+            )
+            .await
+            {
                 Ok(tool) if tools.contains_key(&tool.name) => {
                     let first: &Arc<Tool> = &tools[&tool.name];
                     load_errors.push(LoadError {
@@ -199,6 +222,7 @@ impl Sandbox {
                 load_errors,
                 limits: options.limits,
                 policies: options.policies,
+                egress: options.egress,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
                 runs: AtomicU64::new(0),
                 _ticker: ticker,
@@ -234,28 +258,47 @@ impl Sandbox {
         }
     }
 
+    /// The digest of everything in `tool`'s effective policy that can change
+    /// a result under a call's `overrides`: its limits and grants (see
+    /// [`policy`]). Part of every idempotency key.
+    pub fn policy_digest(&self, tool: &str, overrides: &Overrides) -> PolicyDigest {
+        let limits = self.limits_for(tool).with_overrides(overrides);
+        policy::digest(&limits, self.policy(tool))
+    }
+
     /// Runs `tool` on a JSON `input` in a fresh sandbox.
     ///
     /// The input must be JSON that satisfies the tool's input schema; it is
     /// checked here, before any wasm runs, and a violation names the failing
     /// JSON path. The output must be JSON that satisfies the output schema.
-    pub async fn call(&self, tool: &str, input: &str, request: CallRequest) -> Result<CallOutput, CallError> {
+    pub async fn call(
+        &self,
+        tool: &str,
+        input: &str,
+        request: CallRequest,
+    ) -> Result<CallOutput, CallError> {
         let prepared = self.prepare(tool, input, &request.overrides)?;
         self.run(&prepared, request).await
     }
 
     /// Checks a call without running it: the tool exists, the input is JSON
     /// and satisfies the input schema. Yields what [`Sandbox::run`] needs.
-    pub fn prepare(&self, tool: &str, input: &str, overrides: &Overrides) -> Result<Prepared, CallError> {
+    pub fn prepare(
+        &self,
+        tool: &str,
+        input: &str,
+        overrides: &Overrides,
+    ) -> Result<Prepared, CallError> {
         let Some(t) = self.tool(tool) else {
             return Err(CallError::UnknownTool {
                 name: tool.to_string(),
                 known: self.inner.tools.keys().cloned().collect(),
             });
         };
-        let parsed: Value =
-            serde_json::from_str(input).map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
-        check(&t.input_validator, &parsed).map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
+        let parsed: Value = serde_json::from_str(input)
+            .map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
+        check(&t.input_validator, &parsed)
+            .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
         Ok(Prepared {
             tool: t.clone(),
             input: parsed,
@@ -266,7 +309,11 @@ impl Sandbox {
 
     /// Runs a prepared call in a fresh store. (`request.overrides` were
     /// applied by [`Sandbox::prepare`].)
-    pub async fn run(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+    pub async fn run(
+        &self,
+        prepared: &Prepared,
+        request: CallRequest,
+    ) -> Result<CallOutput, CallError> {
         let t = &prepared.tool;
         let limits = prepared.limits;
         let ctx = bindings::toolhost::tool::types::CallContext {
@@ -281,12 +328,22 @@ impl Sandbox {
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
         self.inner.runs.fetch_add(1, Ordering::Relaxed);
-        let done = call::call(&self.inner.engine, &t.pre, &limits, self.policy(&t.name), ctx, &prepared.text).await?;
+        let done = call::call(
+            &self.inner.engine,
+            &t.pre,
+            &limits,
+            self.policy(&t.name),
+            &self.inner.egress,
+            ctx,
+            &prepared.text,
+        )
+        .await?;
 
         let output: Value = serde_json::from_str(&done.value)
             .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
         if let Some(v) = &t.output_validator {
-            check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+            check(v, &output)
+                .map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
         }
         Ok(CallOutput {
             output,
@@ -337,9 +394,10 @@ async fn load_one(
     cache: &ArtifactCache,
     path: &Path,
     limits: &Limits,
+    egress: &EgressOptions,
 ) -> Result<Tool, LoadError> {
     let (pre, digest, source) = loader::prepare(engine, linker, cache, path)?;
-    let meta = call::describe(engine, &pre, limits)
+    let meta = call::describe(engine, &pre, limits, egress)
         .await
         .map_err(|e| LoadError {
             path: path.to_path_buf(),

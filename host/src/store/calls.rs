@@ -103,9 +103,12 @@ pub enum ClaimOutcome {
     /// The caller owns the key now and must run the call.
     Acquired { attempt: u32 },
     /// Someone claimed it first: running, done or in doubt.
-    Existing(CallRecord),
+    Existing(Box<CallRecord>),
     /// The scope (an explicit key) is taken by a different call.
-    Conflict { existing_key: String, existing_tool: String },
+    Conflict {
+        existing_key: String,
+        existing_tool: String,
+    },
 }
 
 /// What `cache gc` did.
@@ -115,8 +118,7 @@ pub struct GcReport {
     pub kept_in_flight: u64,
 }
 
-const COLUMNS: &str =
-    "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at";
+const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
     let outcome: Option<String> = row.get(8)?;
@@ -140,8 +142,12 @@ fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
 }
 
 pub(crate) fn get(c: &Connection, key: &str) -> rusqlite::Result<Option<CallRecord>> {
-    c.query_row(&format!("SELECT {COLUMNS} FROM calls WHERE key = ?1"), [key], record)
-        .optional()
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM calls WHERE key = ?1"),
+        [key],
+        record,
+    )
+    .optional()
 }
 
 fn scope_conflict(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<ClaimOutcome>> {
@@ -149,9 +155,11 @@ fn scope_conflict(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option
         return Ok(None);
     }
     let found: Option<(String, String)> = c
-        .query_row("SELECT key, tool FROM calls WHERE scope = ?1", [&req.scope], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT key, tool FROM calls WHERE scope = ?1",
+            [&req.scope],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     Ok(found
         .filter(|(key, _)| key != &req.key)
@@ -169,7 +177,9 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Clai
         return Ok(conflict);
     }
     match get(c, &req.key)? {
-        Some(row) if !(row.state == CallState::Done && row.expired(req.now_ms)) => Ok(ClaimOutcome::Existing(row)),
+        Some(row) if !(row.state == CallState::Done && row.expired(req.now_ms)) => {
+            Ok(ClaimOutcome::Existing(Box::new(row)))
+        }
         Some(_expired) => {
             c.execute(
                 "UPDATE calls SET state = 'running', owner = ?2, attempt = 1, outcome = NULL,
@@ -197,8 +207,12 @@ pub(crate) fn lookup(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Cla
         return Ok(conflict);
     }
     match get(c, &req.key)? {
-        Some(row) if row.state == CallState::Done && !row.expired(req.now_ms) && row.outcome.is_some() => {
-            Ok(ClaimOutcome::Existing(row))
+        Some(row)
+            if row.state == CallState::Done
+                && !row.expired(req.now_ms)
+                && row.outcome.is_some() =>
+        {
+            Ok(ClaimOutcome::Existing(Box::new(row)))
         }
         _ => Ok(ClaimOutcome::Acquired { attempt: 1 }),
     }
@@ -215,7 +229,8 @@ pub(crate) fn put(
     if scope_conflict(c, req)?.is_some() {
         return Ok(());
     }
-    let outcome = serde_json::to_string(outcome).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let outcome = serde_json::to_string(outcome)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     c.execute(
         "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at, completed_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'done', 1, ?6, ?7, ?7, ?8)
@@ -238,7 +253,8 @@ pub(crate) fn complete(
     now_ms: i64,
     expires_at: Option<i64>,
 ) -> rusqlite::Result<()> {
-    let outcome = serde_json::to_string(outcome).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let outcome = serde_json::to_string(outcome)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     c.execute(
         "UPDATE calls SET state = ?3, outcome = ?4, completed_at = ?5, expires_at = ?6, owner = NULL
          WHERE key = ?1 AND owner = ?2 AND state = 'running'",
@@ -288,8 +304,10 @@ pub(crate) fn take_over(
     if changed == 0 {
         return Ok(None);
     }
-    c.query_row("SELECT attempt FROM calls WHERE key = ?1", [key], |r| r.get(0))
-        .map(Some)
+    c.query_row("SELECT attempt FROM calls WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .map(Some)
 }
 
 pub(crate) fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRecord>> {
@@ -300,14 +318,22 @@ pub(crate) fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRec
     rows.collect()
 }
 
-pub(crate) fn gc(c: &Connection, now_ms: i64, finished_before: Option<i64>) -> rusqlite::Result<GcReport> {
+pub(crate) fn gc(
+    c: &Connection,
+    now_ms: i64,
+    finished_before: Option<i64>,
+) -> rusqlite::Result<GcReport> {
     let removed = c.execute(
         "DELETE FROM calls WHERE state = 'done'
            AND ((expires_at IS NOT NULL AND expires_at <= ?1)
                 OR (?2 IS NOT NULL AND completed_at < ?2))",
         params![now_ms, finished_before],
     )?;
-    let kept: i64 = c.query_row("SELECT COUNT(*) FROM calls WHERE state <> 'done'", [], |r| r.get(0))?;
+    let kept: i64 = c.query_row(
+        "SELECT COUNT(*) FROM calls WHERE state <> 'done'",
+        [],
+        |r| r.get(0),
+    )?;
     Ok(GcReport {
         removed: removed as u64,
         kept_in_flight: kept as u64,

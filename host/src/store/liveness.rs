@@ -29,9 +29,17 @@ impl OwnerLock {
         std::fs::create_dir_all(&dir)?;
         let id = format!("{}-{}", std::process::id(), random_hex());
         let path = dir.join(format!("{id}.lock"));
-        let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
         file.lock()?;
-        Ok(OwnerLock { id, path, _file: file })
+        Ok(OwnerLock {
+            id,
+            path,
+            _file: file,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -73,7 +81,12 @@ fn random_hex() -> String {
     // RandomState is seeded from the OS per process; mixing in the time and
     // an address makes two stores in one process differ too.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     let local = 0u8;
     h.write_usize(&local as *const u8 as usize);
     format!("{:016x}", h.finish())

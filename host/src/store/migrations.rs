@@ -48,20 +48,40 @@ impl From<rusqlite::Error> for MigrateError {
     }
 }
 
+/// Brings the schema up to date. The version is read inside the write
+/// transaction, so processes opening a new database at once migrate it
+/// exactly once between them.
 pub(crate) fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(MigrateError::TooNew(version));
-    }
-    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let to = from + 1;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {to}; COMMIT;"))
-            .inspect_err(|_| {
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let step = (|| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Err(MigrateError::TooNew(version));
+            }
+            let Some(sql) = MIGRATIONS.get(version as usize) else {
+                return Ok(None);
+            };
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+            Ok(Some(version))
+        })();
+        match step {
+            Ok(done) => {
+                conn.execute_batch("COMMIT")?;
+                match done {
+                    None => return Ok(()),
+                    Some(from) => {
+                        tracing::info!(db = %path.display(), from, to = from + 1, "migrated the database schema");
+                    }
+                }
+            }
+            Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-            })?;
-        tracing::info!(db = %path.display(), from, to, "migrated the database schema");
+                return Err(e);
+            }
+        }
     }
-    Ok(())
 }
 
 /// The DDL of version `v` alone, so tests can build an old database.

@@ -18,7 +18,9 @@ mod liveness;
 mod migrations;
 mod worker;
 
-pub use calls::{CallRecord, CallState, ClaimOutcome, ClaimRequest, GcReport, StoredError, StoredOutcome};
+pub use calls::{
+    CallRecord, CallState, ClaimOutcome, ClaimRequest, GcReport, StoredError, StoredOutcome,
+};
 pub use liveness::OwnerLock;
 pub use migrations::{SCHEMA_VERSION, migration_sql};
 
@@ -63,10 +65,14 @@ impl StoreError {
         let code = e.sqlite_error_code();
         let path = path.to_path_buf();
         match code {
-            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
-                StoreError::Locked { path, timeout, message }
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path,
+                timeout,
+                message,
+            },
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt { path, message }
             }
-            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::Corrupt { path, message },
             Some(ErrorCode::CannotOpen) => StoreError::Open { path, message },
             _ => StoreError::Sqlite { path, message },
         }
@@ -100,7 +106,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -119,9 +127,12 @@ impl Store {
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
         // WAL lets readers run beside the writer; FULL syncs the WAL on every
         // commit, because a lost claim row could repeat a side effect.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sqlite)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sqlite)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite)?;
         migrations::migrate(&conn, path).map_err(|e| match e {
             migrations::MigrateError::Sqlite(e) => sqlite(e),
             migrations::MigrateError::TooNew(found) => StoreError::TooNew {
@@ -133,9 +144,11 @@ impl Store {
             path: path.to_path_buf(),
             message: format!("cannot create the owner lock: {e}"),
         })?;
-        let inner = worker::Handle::start(conn, path.to_path_buf(), options).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            message: format!("cannot start the owner thread: {e}"),
+        let inner = worker::Handle::start(conn, path.to_path_buf(), options).map_err(|e| {
+            StoreError::Open {
+                path: path.to_path_buf(),
+                message: format!("cannot start the owner thread: {e}"),
+            }
         })?;
         Ok(Store {
             inner: Arc::new(inner),
@@ -193,8 +206,14 @@ impl Store {
     }
 
     /// Stores a pure or read-only outcome without a claim.
-    pub async fn put(&self, request: ClaimRequest, outcome: StoredOutcome, expires_at_ms: Option<i64>) -> Result<(), StoreError> {
-        self.run(move |c| calls::put(c, &request, &outcome, expires_at_ms)).await
+    pub async fn put(
+        &self,
+        request: ClaimRequest,
+        outcome: StoredOutcome,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| calls::put(c, &request, &outcome, expires_at_ms))
+            .await
     }
 
     /// Drops this process's claim on `key`: the call may run again.
@@ -206,14 +225,21 @@ impl Store {
     /// Marks a running claim whose owner died as `in_doubt`.
     pub async fn mark_in_doubt(&self, key: &str, dead_owner: &str) -> Result<(), StoreError> {
         let (key, owner) = (key.to_string(), dead_owner.to_string());
-        self.run(move |c| calls::mark_in_doubt(c, &key, &owner)).await
+        self.run(move |c| calls::mark_in_doubt(c, &key, &owner))
+            .await
     }
 
     /// Takes over a claim (a dead owner's, or an `in_doubt` one being
     /// retried): this process owns it and the attempt number goes up.
-    pub async fn take_over(&self, key: &str, from: Option<String>, now_ms: i64) -> Result<Option<u32>, StoreError> {
+    pub async fn take_over(
+        &self,
+        key: &str,
+        from: Option<String>,
+        now_ms: i64,
+    ) -> Result<Option<u32>, StoreError> {
         let (key, owner) = (key.to_string(), self.owner_id().to_string());
-        self.run(move |c| calls::take_over(c, &key, from.as_deref(), &owner, now_ms)).await
+        self.run(move |c| calls::take_over(c, &key, from.as_deref(), &owner, now_ms))
+            .await
     }
 
     /// Looks a key up without claiming it (pure and read-only calls).
@@ -222,10 +248,16 @@ impl Store {
     }
 
     /// Records an operator's decision to give up on an `in_doubt` call.
-    pub async fn abandon(&self, key: &str, outcome: StoredOutcome, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn abandon(
+        &self,
+        key: &str,
+        outcome: StoredOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.run(move |c| {
-            let outcome = serde_json::to_string(&outcome).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let outcome = serde_json::to_string(&outcome)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
             let n = c.execute(
                 "UPDATE calls SET state = 'done', outcome = ?2, completed_at = ?3, owner = NULL
                  WHERE key = ?1 AND state = 'in_doubt'",
@@ -258,7 +290,12 @@ impl Store {
 
     /// Removes finished rows that expired, or that finished before
     /// `older_than_ms` when given. Claims in flight are kept.
-    pub async fn gc(&self, now_ms: i64, finished_before_ms: Option<i64>) -> Result<GcReport, StoreError> {
-        self.run(move |c| calls::gc(c, now_ms, finished_before_ms)).await
+    pub async fn gc(
+        &self,
+        now_ms: i64,
+        finished_before_ms: Option<i64>,
+    ) -> Result<GcReport, StoreError> {
+        self.run(move |c| calls::gc(c, now_ms, finished_before_ms))
+            .await
     }
 }

@@ -38,7 +38,8 @@ where
             path,
             busy_timeout,
         } = *self;
-        let result = in_savepoint(conn, work).map_err(|e| StoreError::from_sqlite(&path, busy_timeout, e));
+        let result =
+            in_savepoint(conn, work).map_err(|e| StoreError::from_sqlite(&path, busy_timeout, e));
         Box::new(move |committed| {
             let _ = reply.send(committed.and(result));
         })
@@ -57,7 +58,11 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    pub(crate) fn start(conn: Connection, path: PathBuf, options: StoreOptions) -> std::io::Result<Handle> {
+    pub(crate) fn start(
+        conn: Connection,
+        path: PathBuf,
+        options: StoreOptions,
+    ) -> std::io::Result<Handle> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let busy_timeout = options.busy_timeout;
         let thread_path = path.clone();
@@ -100,7 +105,10 @@ impl Drop for Handle {
     }
 }
 
-fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> rusqlite::Result<R> {
+fn in_savepoint<R>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+) -> rusqlite::Result<R> {
     conn.execute_batch("SAVEPOINT job")?;
     match work(conn) {
         Ok(r) => {
@@ -114,7 +122,12 @@ fn in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> rusqlite
     }
 }
 
-fn owner_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, path: PathBuf, options: StoreOptions) {
+fn owner_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    path: PathBuf,
+    options: StoreOptions,
+) {
     let sqlite = |e| StoreError::from_sqlite(&path, options.busy_timeout, e);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];

@@ -22,7 +22,9 @@ async fn two_hundred_concurrent_callers_one_effect() {
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let (ex, input) = (ex.clone(), input.clone());
-        tasks.push(tokio::spawn(async move { ex.call("append", &input, keyed("pay-1")).await }));
+        tasks.push(tokio::spawn(async move {
+            ex.call("append", &input, keyed("pay-1")).await
+        }));
     }
     let mut outputs = Vec::new();
     for t in tasks {
@@ -31,9 +33,21 @@ async fn two_hundred_concurrent_callers_one_effect() {
     let lines = world.lines("log.txt");
     assert_eq!(lines.len(), 1, "{lines:?}");
     let key = &outputs[0].key;
-    assert_eq!(lines[0], format!("{key} hello"), "the tool saw the call's key");
-    assert!(outputs.iter().all(|o| &o.key == key && o.output == json!({"appended": true, "attempt": 1})));
-    assert_eq!(outputs.iter().filter(|o| !o.cached).count(), 1, "exactly one caller ran it");
+    assert_eq!(
+        lines[0],
+        format!("{key} hello"),
+        "the tool saw the call's key"
+    );
+    assert!(
+        outputs
+            .iter()
+            .all(|o| &o.key == key && o.output == json!({"appended": true, "attempt": 1}))
+    );
+    assert_eq!(
+        outputs.iter().filter(|o| !o.cached).count(),
+        1,
+        "exactly one caller ran it"
+    );
     assert_eq!(ex.sandbox().runs(), 1);
 }
 
@@ -42,8 +56,14 @@ async fn the_empty_scope_replays_within_the_window() {
     let world = World::new();
     let ex = world.append_executor().await;
     let input = json!({"file": "w.txt", "text": "once"}).to_string();
-    let a = ex.call("append", &input, ExecOptions::default()).await.unwrap();
-    let b = ex.call("append", &input, ExecOptions::default()).await.unwrap();
+    let a = ex
+        .call("append", &input, ExecOptions::default())
+        .await
+        .unwrap();
+    let b = ex
+        .call("append", &input, ExecOptions::default())
+        .await
+        .unwrap();
     assert!(!a.cached && b.cached);
     assert_eq!(world.lines("w.txt").len(), 1);
     let fresh = ExecOptions {
@@ -51,7 +71,11 @@ async fn the_empty_scope_replays_within_the_window() {
         ..ExecOptions::default()
     };
     ex.call("append", &input, fresh).await.unwrap();
-    assert_eq!(world.lines("w.txt").len(), 2, "--no-cache asks for a new call");
+    assert_eq!(
+        world.lines("w.txt").len(),
+        2,
+        "--no-cache asks for a new call"
+    );
 }
 
 #[tokio::test]
@@ -99,23 +123,40 @@ async fn an_abandoned_call_fails_for_good() {
             ..Overrides::default()
         },
     };
-    let key = ex.call("append", &input, opts.clone()).await.unwrap_err().key().unwrap().to_string();
+    let key = ex
+        .call("append", &input, opts.clone())
+        .await
+        .unwrap_err()
+        .key()
+        .unwrap()
+        .to_string();
     ex.abandon_in_doubt(&key).await.unwrap();
     let e = ex.call("append", &input, opts).await.unwrap_err();
     assert_eq!(e.kind(), "tool_failed");
     assert!(e.to_string().contains("abandoned"), "{e}");
     assert_eq!(world.lines("a.txt").len(), 1);
-    assert!(ex.abandon_in_doubt(&key).await.is_err(), "only in_doubt calls can be abandoned");
+    assert!(
+        ex.abandon_in_doubt(&key).await.is_err(),
+        "only in_doubt calls can be abandoned"
+    );
 }
 
 #[tokio::test]
 async fn without_a_grant_the_effect_is_denied_and_recorded() {
     let world = World::new();
-    let ex = world.executor(&super::testkit_dir(), Default::default(), None).await;
+    let ex = world
+        .executor(&super::testkit_dir(), Default::default(), None)
+        .await;
     let input = json!({"file": "x.txt", "text": "nope"}).to_string();
-    let e = ex.call("append", &input, keyed("deny-1")).await.unwrap_err();
+    let e = ex
+        .call("append", &input, keyed("deny-1"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "capability_denied", "{e}");
-    let again = ex.call("append", &input, keyed("deny-1")).await.unwrap_err();
+    let again = ex
+        .call("append", &input, keyed("deny-1"))
+        .await
+        .unwrap_err();
     assert_eq!(again.kind(), "capability_denied");
     assert_eq!(ex.sandbox().runs(), 1);
 }

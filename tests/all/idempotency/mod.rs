@@ -89,7 +89,11 @@ impl World {
         options.policies = policies;
         let sandbox = Sandbox::open(options).await.unwrap();
         let store = Store::open(&self.db(), StoreOptions::default()).unwrap();
-        Executor::with_clock(sandbox, store, clock.unwrap_or_else(|| Arc::new(SystemClock)))
+        Executor::with_clock(
+            sandbox,
+            store,
+            clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        )
     }
 
     /// An executor over the test kit with `append` granted `data/`.

@@ -15,7 +15,13 @@ fn four_processes_one_key_one_effect() {
     let children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(env!("CARGO_BIN_EXE_toolhost"))
-                .args(["--config", config.to_str().unwrap(), "--json", "call", "append"])
+                .args([
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--json",
+                    "call",
+                    "append",
+                ])
                 .args(["--input", &input, "--idempotency-key", "multi-1"])
                 .current_dir(world.dir.path())
                 .stdout(Stdio::piped())

@@ -16,20 +16,36 @@ use crate::support::{examples_dir, hostile_dir};
 async fn a_pure_call_replays_without_instantiating_the_tool() {
     let world = World::new();
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
-    let first = ex.call("calc", r#"{"expr":"6*7"}"#, ExecOptions::default()).await.unwrap();
+    let first = ex
+        .call("calc", r#"{"expr":"6*7"}"#, ExecOptions::default())
+        .await
+        .unwrap();
     assert!(!first.cached);
     assert_eq!(ex.sandbox().runs(), 1);
 
     // Another spelling of the same input is the same call.
-    let second = ex.call("calc", r#"{ "expr" : "6*7" }"#, ExecOptions::default()).await.unwrap();
+    let second = ex
+        .call("calc", r#"{ "expr" : "6*7" }"#, ExecOptions::default())
+        .await
+        .unwrap();
     assert!(second.cached);
     assert_eq!(second.output, json!({"value": 42}));
     assert_eq!(second.key, first.key);
-    assert_eq!(second.duration_us, first.duration_us, "the original duration is replayed");
+    assert_eq!(
+        second.duration_us, first.duration_us,
+        "the original duration is replayed"
+    );
     assert_eq!(second.stored_at, first.stored_at);
-    assert_eq!(ex.sandbox().runs(), 1, "a hit must not instantiate the tool");
+    assert_eq!(
+        ex.sandbox().runs(),
+        1,
+        "a hit must not instantiate the tool"
+    );
 
-    let other = ex.call("calc", r#"{"expr":"6*8"}"#, ExecOptions::default()).await.unwrap();
+    let other = ex
+        .call("calc", r#"{"expr":"6*8"}"#, ExecOptions::default())
+        .await
+        .unwrap();
     assert!(!other.cached);
     assert_ne!(other.key, first.key);
     assert_eq!(ex.sandbox().runs(), 2);
@@ -41,8 +57,14 @@ async fn tool_failures_replay_but_limits_and_transients_do_not() {
     let world = World::new();
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     // A tool-reported failure is the tool's answer: replayed.
-    let e1 = ex.call("calc", r#"{"expr":"1/0"}"#, ExecOptions::default()).await.unwrap_err();
-    let e2 = ex.call("calc", r#"{"expr":"1/0"}"#, ExecOptions::default()).await.unwrap_err();
+    let e1 = ex
+        .call("calc", r#"{"expr":"1/0"}"#, ExecOptions::default())
+        .await
+        .unwrap_err();
+    let e2 = ex
+        .call("calc", r#"{"expr":"1/0"}"#, ExecOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!((e1.kind(), e2.kind()), ("tool_failed", "tool_failed"));
     assert!(matches!(e2, ExecError::Call { cached: true, .. }));
     assert_eq!(ex.sandbox().runs(), 1);
@@ -56,7 +78,10 @@ async fn tool_failures_replay_but_limits_and_transients_do_not() {
         ..ExecOptions::default()
     };
     for _ in 0..2 {
-        let e = ex.call("slow", r#"{"ms":2000}"#, slow.clone()).await.unwrap_err();
+        let e = ex
+            .call("slow", r#"{"ms":2000}"#, slow.clone())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), "timeout");
         assert!(matches!(e, ExecError::Call { cached: false, .. }));
     }
@@ -91,14 +116,29 @@ async fn read_only_results_expire_after_their_ttl() {
         ..effect_policy(EffectName::ReadOnly)
     };
     let policies = BTreeMap::from([("calc".to_string(), policy)]);
-    let ex = world.executor(&examples_dir(), policies, Some(Arc::new(clock.clone()))).await;
+    let ex = world
+        .executor(&examples_dir(), policies, Some(Arc::new(clock.clone())))
+        .await;
     let input = r#"{"expr":"2+2"}"#;
 
-    assert!(!ex.call("calc", input, ExecOptions::default()).await.unwrap().cached);
+    assert!(
+        !ex.call("calc", input, ExecOptions::default())
+            .await
+            .unwrap()
+            .cached
+    );
     clock.advance(59_000);
-    assert!(ex.call("calc", input, ExecOptions::default()).await.unwrap().cached);
+    assert!(
+        ex.call("calc", input, ExecOptions::default())
+            .await
+            .unwrap()
+            .cached
+    );
     clock.advance(2_000);
-    let fresh = ex.call("calc", input, ExecOptions::default()).await.unwrap();
+    let fresh = ex
+        .call("calc", input, ExecOptions::default())
+        .await
+        .unwrap();
     assert!(!fresh.cached, "61 s later the result is stale");
     assert_eq!(ex.sandbox().runs(), 2);
 }
@@ -111,12 +151,20 @@ async fn an_explicit_key_reused_with_another_input_is_a_conflict_and_nothing_run
         scope: Scope::Explicit("order-17".into()),
         ..ExecOptions::default()
     };
-    ex.call("calc", r#"{"expr":"1+1"}"#, keyed.clone()).await.unwrap();
+    ex.call("calc", r#"{"expr":"1+1"}"#, keyed.clone())
+        .await
+        .unwrap();
     // The same input in another spelling is the same call: replayed.
-    let again = ex.call("calc", "{ \"expr\" : \"1+1\" }", keyed.clone()).await.unwrap();
+    let again = ex
+        .call("calc", "{ \"expr\" : \"1+1\" }", keyed.clone())
+        .await
+        .unwrap();
     assert!(again.cached);
     let runs = ex.sandbox().runs();
-    let err = ex.call("calc", r#"{"expr":"9+9"}"#, keyed.clone()).await.unwrap_err();
+    let err = ex
+        .call("calc", r#"{"expr":"9+9"}"#, keyed.clone())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "key_conflict");
     assert!(err.to_string().contains("order-17"), "{err}");
     assert_eq!(ex.sandbox().runs(), runs, "nothing ran");
@@ -130,7 +178,10 @@ async fn no_cache_runs_every_time() {
         scope: Scope::Fresh,
         ..ExecOptions::default()
     };
-    let a = ex.call("echo", r#"{"message":"x"}"#, fresh.clone()).await.unwrap();
+    let a = ex
+        .call("echo", r#"{"message":"x"}"#, fresh.clone())
+        .await
+        .unwrap();
     let b = ex.call("echo", r#"{"message":"x"}"#, fresh).await.unwrap();
     assert!(!a.cached && !b.cached);
     assert_ne!(a.key, b.key);

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use toolhost::store::{ClaimOutcome, ClaimRequest, SCHEMA_VERSION, Store, StoreError, StoreOptions, migration_sql};
+use toolhost::store::{
+    ClaimOutcome, ClaimRequest, SCHEMA_VERSION, Store, StoreError, StoreOptions, migration_sql,
+};
 
 use super::World;
 use crate::support::{stdout_json, toolhost};
@@ -13,15 +15,34 @@ fn a_corrupt_file_is_a_clear_error() {
     std::fs::write(world.db(), vec![0x42u8; 8192]).unwrap();
     let err = Store::open(&world.db(), StoreOptions::default()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    assert!(err.to_string().contains("corrupt or not a SQLite database"), "{err}");
+    assert!(
+        err.to_string().contains("corrupt or not a SQLite database"),
+        "{err}"
+    );
 
     // Through the CLI: exit 1, a named kind, no panic.
     let db = world.db();
-    let out = toolhost(world.dir.path(), &["--db", db.to_str().unwrap(), "--json", "call", "calc", "--input", r#"{"expr":"1"}"#]);
+    let out = toolhost(
+        world.dir.path(),
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--json",
+            "call",
+            "calc",
+            "--input",
+            r#"{"expr":"1"}"#,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["error"]["kind"], "store_unavailable");
-    assert!(v["error"]["message"].as_str().unwrap().contains("toolhost.db"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("toolhost.db")
+    );
 }
 
 #[tokio::test]
@@ -33,7 +54,9 @@ async fn a_locked_database_times_out_clearly_and_recovers() {
     };
     let store = Store::open(&world.db(), options).unwrap();
     let blocker = rusqlite::Connection::open(world.db()).unwrap();
-    blocker.execute_batch("BEGIN EXCLUSIVE; INSERT INTO counters VALUES ('x', 1);").unwrap();
+    blocker
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO counters VALUES ('x', 1);")
+        .unwrap();
 
     let request = ClaimRequest {
         key: "k".into(),
@@ -49,7 +72,10 @@ async fn a_locked_database_times_out_clearly_and_recovers() {
     assert!(err.to_string().contains("locked"), "{err}");
 
     blocker.execute_batch("COMMIT").unwrap();
-    assert_eq!(store.claim(request).await.unwrap(), ClaimOutcome::Acquired { attempt: 1 });
+    assert_eq!(
+        store.claim(request).await.unwrap(),
+        ClaimOutcome::Acquired { attempt: 1 }
+    );
 }
 
 #[tokio::test]
@@ -67,12 +93,18 @@ async fn an_old_schema_is_migrated_with_its_rows() {
         .unwrap();
     }
     let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
-    let version: i64 = store.run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0))).await.unwrap();
+    let version: i64 = store
+        .run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        .await
+        .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     let row = store.get("k1").await.unwrap().unwrap();
     assert_eq!(row.outcome.unwrap().output, Some(serde_json::json!(1)));
     store.bump(vec![("cache_hits", 2)]).await.unwrap();
-    assert_eq!(store.counters().await.unwrap(), vec![("cache_hits".to_string(), 2)]);
+    assert_eq!(
+        store.counters().await.unwrap(),
+        vec![("cache_hits".to_string(), 2)]
+    );
 }
 
 #[test]
@@ -82,7 +114,10 @@ fn a_newer_schema_is_refused() {
     c.execute_batch("PRAGMA user_version = 99").unwrap();
     drop(c);
     let err = Store::open(&world.db(), StoreOptions::default()).unwrap_err();
-    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -105,10 +140,22 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
         fuel_used: 1,
         duration_us: 1,
     };
-    store.put(req("expired", 1_000), outcome.clone(), Some(2_000)).await.unwrap();
-    store.put(req("fresh", 1_000), outcome.clone(), Some(100_000)).await.unwrap();
-    store.put(req("forever", 1_000), outcome, None).await.unwrap();
-    assert_eq!(store.claim(req("running", 1_000)).await.unwrap(), ClaimOutcome::Acquired { attempt: 1 });
+    store
+        .put(req("expired", 1_000), outcome.clone(), Some(2_000))
+        .await
+        .unwrap();
+    store
+        .put(req("fresh", 1_000), outcome.clone(), Some(100_000))
+        .await
+        .unwrap();
+    store
+        .put(req("forever", 1_000), outcome, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(req("running", 1_000)).await.unwrap(),
+        ClaimOutcome::Acquired { attempt: 1 }
+    );
 
     let report = store.gc(50_000, None).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (1, 1));

@@ -37,7 +37,8 @@ pub fn append(input: Input, ctx: &Context) -> Result<Output, ToolError> {
         .append(true)
         .open(&path)
         .map_err(|e| toolhost_sdk::io_error(&path, e))?;
-    writeln!(file, "{} {}", ctx.idempotency_key, input.text).map_err(|e| toolhost_sdk::io_error(&path, e))?;
+    writeln!(file, "{} {}", ctx.idempotency_key, input.text)
+        .map_err(|e| toolhost_sdk::io_error(&path, e))?;
     file.flush().map_err(|e| toolhost_sdk::io_error(&path, e))?;
     std::thread::sleep(std::time::Duration::from_millis(input.sleep_ms));
     Ok(Output {
