@@ -93,7 +93,12 @@ fn store_failure(e: impl std::fmt::Display) -> Failure {
 pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
     match cmd {
         CacheCommand::List { limit } => {
-            let rows = env.store()?.list(limit).await.map_err(store_failure)?;
+            let rows = env
+                .store()
+                .await?
+                .list(limit)
+                .await
+                .map_err(store_failure)?;
             if env.json {
                 let rows: Vec<_> = rows.iter().map(|r| record_json(r, false)).collect();
                 println!("{}", json!({ "calls": rows }));
@@ -116,7 +121,7 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             Ok(())
         }
         CacheCommand::Show { key } => {
-            let row = env.store()?.get(&key).await.map_err(store_failure)?;
+            let row = env.store().await?.get(&key).await.map_err(store_failure)?;
             let row = row.ok_or_else(|| {
                 Failure::new(1, "not_found", format!("no recorded call has key {key}"))
             })?;
@@ -174,7 +179,12 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                 .map(parse_duration_ms)
                 .transpose()?
                 .map(|ms| now - ms);
-            let report = env.store()?.gc(now, before).await.map_err(store_failure)?;
+            let report = env
+                .store()
+                .await?
+                .gc(now, before)
+                .await
+                .map_err(store_failure)?;
             if env.json {
                 println!(
                     "{}",

@@ -72,19 +72,23 @@ impl Env {
             .map_err(|e| Failure::usage(e.to_string()))
     }
 
-    /// Opens the database (`--db`, else the config's `[store] path`).
-    pub fn store(&self) -> Result<Store, Failure> {
+    /// Opens the database (`--db`, else the config's `[store] path`). Opening
+    /// runs SQLite (and maybe migrations), so it runs off the async workers.
+    pub async fn store(&self) -> Result<Store, Failure> {
         let options = StoreOptions {
             busy_timeout: std::time::Duration::from_millis(self.config.store.busy_timeout_ms),
             ..StoreOptions::default()
         };
-        Store::open(&self.config.store.path, options)
+        let path = self.config.store.path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&path, options))
+            .await
+            .map_err(|e| Failure::internal(format!("the database opener died: {e}")))?
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
     /// The sandbox and the store, as one idempotent executor.
     pub async fn executor(&self) -> Result<Executor, Failure> {
-        let store = self.store()?;
+        let store = self.store().await?;
         Ok(Executor::new(self.sandbox().await?, store))
     }
 }

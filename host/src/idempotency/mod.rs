@@ -70,7 +70,7 @@ impl Scope {
         match self {
             Scope::Empty => String::new(),
             Scope::Explicit(k) => format!("key:{k}"),
-            Scope::Fresh => format!("fresh:{}", fresh_token()),
+            Scope::Fresh => format!("fresh:{}", crate::store::random_hex()),
             Scope::Step {
                 run_id,
                 step,
@@ -78,18 +78,6 @@ impl Scope {
             } => format!("run:{run_id}:{step}:{index}"),
         }
     }
-}
-
-fn fresh_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("{:016x}", h.finish())
 }
 
 /// A call's options beyond tool and input.

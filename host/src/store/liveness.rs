@@ -76,7 +76,8 @@ pub(crate) fn is_alive(db: &Path, id: &str) -> bool {
     }
 }
 
-fn random_hex() -> String {
+/// 64 random-enough bits in hex: unique per call, per process.
+pub(crate) fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS per process; mixing in the time and
     // an address makes two stores in one process differ too.

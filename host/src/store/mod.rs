@@ -22,6 +22,7 @@ pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, GcReport, StoredError, StoredOutcome,
 };
 pub use liveness::OwnerLock;
+pub(crate) use liveness::random_hex;
 pub use migrations::{SCHEMA_VERSION, migration_sql};
 
 use std::path::{Path, PathBuf};
