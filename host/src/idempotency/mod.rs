@@ -236,7 +236,43 @@ pub struct Executor {
     /// One lock per key in flight in this process: duplicates wait here,
     /// then find the recorded outcome.
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    memo: Memo,
     counters: Counters,
+}
+
+/// Recorded pure outcomes, kept in memory as well. A pure outcome never
+/// changes once recorded, so replaying it from memory is replaying it from
+/// the database without the round trip to the owner thread. Bounded, oldest
+/// out first.
+#[derive(Default)]
+struct Memo {
+    inner: std::sync::Mutex<(
+        HashMap<String, CallRecord>,
+        std::collections::VecDeque<String>,
+    )>,
+}
+
+/// How many pure outcomes the memo keeps.
+const MEMO_CAPACITY: usize = 4096;
+
+impl Memo {
+    fn get(&self, key: &str) -> Option<CallRecord> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.0.get(key).cloned()
+    }
+
+    fn put(&self, row: &CallRecord) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *inner;
+        if map.insert(row.key.clone(), row.clone()).is_none() {
+            order.push_back(row.key.clone());
+        }
+        while order.len() > MEMO_CAPACITY {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
 }
 
 impl Executor {
@@ -251,6 +287,7 @@ impl Executor {
             store,
             clock,
             flights: std::sync::Mutex::new(HashMap::new()),
+            memo: Memo::default(),
             counters: Counters::default(),
         }
     }
@@ -417,9 +454,17 @@ impl Executor {
         request: ClaimRequest,
     ) -> Result<ExecOutput, ExecError> {
         let key = request.key.clone();
+        let pure = effect == EffectName::Pure;
+        if pure && let Some(row) = self.memo.get(&key) {
+            self.bump(&self.counters.hits);
+            return replay(row);
+        }
         match self.store.lookup(request.clone()).await? {
             ClaimOutcome::Existing(row) => {
                 self.bump(&self.counters.hits);
+                if pure {
+                    self.memo.put(&row);
+                }
                 return replay(*row);
             }
             ClaimOutcome::Conflict {
@@ -441,9 +486,29 @@ impl Executor {
                 now_ms: now,
                 ..request
             };
-            if let Err(e) = self.store.put(request, to_stored(&result), expires).await {
+            let outcome = to_stored(&result);
+            match self
+                .store
+                .put(request.clone(), outcome.clone(), expires)
+                .await
+            {
+                Ok(()) if pure => self.memo.put(&CallRecord {
+                    key: key.clone(),
+                    tool: request.tool,
+                    effect: request.effect,
+                    scope: request.scope,
+                    input: request.input,
+                    state: CallState::Done,
+                    owner: None,
+                    attempt: 1,
+                    outcome: Some(outcome),
+                    created_at: now,
+                    completed_at: Some(now),
+                    expires_at: None,
+                }),
+                Ok(()) => {}
                 // The call succeeded; failing to cache it costs a re-run later.
-                tracing::warn!(%key, error = %e, "cannot record a pure outcome");
+                Err(e) => tracing::warn!(%key, error = %e, "cannot record a pure outcome"),
             }
         }
         fresh(result, &key, 1, recorded.then_some(now))
