@@ -27,6 +27,7 @@ const HOSTILE: &[&str] = &[
     "panic",
     "snoop",
     "sneak",
+    "dialer",
     "otherworld",
 ];
 /// Tools for the end-to-end tests of effects (claims, crashes).

@@ -206,3 +206,20 @@ async fn grants_open_only_what_they_name() {
         .unwrap_err();
     assert_eq!(out.kind(), ErrorKind::CapabilityDenied);
 }
+
+/// Raw sockets are off for every tool: a TCP connect to a listening
+/// loopback port fails, and the listener never sees a connection.
+#[tokio::test]
+async fn raw_sockets_are_off() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let input = json!({ "addr": addr.to_string() }).to_string();
+    let err = call(hostile(), "dialer", &input).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CapabilityDenied, "{err}");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the listener saw a connection: {other:?}"),
+    }
+    still_serves().await;
+}
