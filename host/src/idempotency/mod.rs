@@ -240,6 +240,39 @@ pub struct Executor {
     counters: Counters,
 }
 
+/// Settles a claim whose caller was cancelled (its future dropped) while the
+/// tool ran: a side-effecting call becomes `in_doubt`, because the tool may
+/// have acted; an idempotent one is released. Without this, the claim would
+/// stay `running` under a live owner and every later caller would wait.
+struct ClaimGuard {
+    store: Store,
+    key: String,
+    effect: EffectName,
+    armed: bool,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime: the process is ending; liveness settles it.
+        };
+        let (store, key, effect) = (self.store.clone(), self.key.clone(), self.effect);
+        runtime.spawn(async move {
+            let owner = store.owner_id().to_string();
+            let settled = match effect {
+                EffectName::Idempotent => store.release(&key).await,
+                _ => store.mark_in_doubt(&key, &owner).await,
+            };
+            if let Err(e) = settled {
+                tracing::warn!(%key, error = %e, "cannot settle a cancelled claim");
+            }
+        });
+    }
+}
+
 /// Recorded pure outcomes, kept in memory as well. A pure outcome never
 /// changes once recorded, so replaying it from memory is replaying it from
 /// the database without the round trip to the owner thread. Bounded, oldest
@@ -595,7 +628,16 @@ impl Executor {
         attempt: u32,
     ) -> Result<ExecOutput, ExecError> {
         let key = &request.key;
+        let mut guard = ClaimGuard {
+            store: self.store.clone(),
+            key: key.clone(),
+            effect,
+            armed: true,
+        };
         let result = self.run(prepared, key, attempt).await;
+        // From here on the outcome is recorded below, even if this future
+        // is dropped at an await: the store's jobs run to completion.
+        guard.armed = false;
         let now = self.clock.now_ms();
         let kind = result.as_ref().err().map(CallError::kind);
         match kind {

@@ -80,6 +80,44 @@ impl StoreError {
     }
 }
 
+/// A step that may be retried while SQLite says "busy".
+pub(crate) enum Retry {
+    Sqlite(rusqlite::Error),
+    Final(StoreError),
+}
+
+impl From<rusqlite::Error> for Retry {
+    fn from(e: rusqlite::Error) -> Self {
+        Retry::Sqlite(e)
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `step` until it succeeds, fails with something other than "busy",
+/// or `timeout` has passed, sleeping a little longer each time.
+pub(crate) fn retry_busy<T>(
+    timeout: Duration,
+    mut step: impl FnMut() -> Result<T, Retry>,
+) -> Result<T, Retry> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match step() {
+            Err(Retry::Sqlite(e)) if is_busy(&e) && start.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -128,18 +166,27 @@ impl Store {
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
         // WAL lets readers run beside the writer; FULL syncs the WAL on every
         // commit, because a lost claim row could repeat a side effect.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(sqlite)?;
-        migrations::migrate(&conn, path).map_err(|e| match e {
-            migrations::MigrateError::Sqlite(e) => sqlite(e),
-            migrations::MigrateError::TooNew(found) => StoreError::TooNew {
-                path: path.to_path_buf(),
-                found,
-            },
+        // WAL lets readers run beside the writer; FULL syncs the WAL on every
+        // commit, because a lost claim row could repeat a side effect.
+        // Switching to WAL and migrating can meet SQLITE_BUSY without the
+        // busy handler being consulted (another process is opening or
+        // closing the same new file), so those steps retry until the busy
+        // timeout.
+        retry_busy(options.busy_timeout, || {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            migrations::migrate(&conn, path).map_err(|e| match e {
+                migrations::MigrateError::Sqlite(e) => Retry::Sqlite(e),
+                migrations::MigrateError::TooNew(found) => Retry::Final(StoreError::TooNew {
+                    path: path.to_path_buf(),
+                    found,
+                }),
+            })
+        })
+        .map_err(|e| match e {
+            Retry::Sqlite(e) => sqlite(e),
+            Retry::Final(e) => e,
         })?;
         let owner = OwnerLock::acquire(path).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),

@@ -139,7 +139,14 @@ fn owner_loop(
         }
         // BEGIN IMMEDIATE takes the write lock up front, so a claim's
         // check-then-insert cannot interleave with another process's.
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite) {
+        let begin = super::retry_busy(options.busy_timeout, || {
+            Ok(conn.execute_batch("BEGIN IMMEDIATE")?)
+        });
+        let begin = begin.map_err(|e| match e {
+            super::Retry::Sqlite(e) => sqlite(e),
+            super::Retry::Final(e) => e,
+        });
+        if let Err(e) = begin {
             for job in batch {
                 job.fail(e.clone());
             }

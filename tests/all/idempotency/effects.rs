@@ -160,3 +160,33 @@ async fn without_a_grant_the_effect_is_denied_and_recorded() {
     assert_eq!(again.kind(), "capability_denied");
     assert_eq!(ex.sandbox().runs(), 1);
 }
+
+/// A caller that gives up mid-call (its future is dropped) leaves no claim
+/// stuck in `running`: the side-effecting call becomes `in_doubt`.
+#[tokio::test]
+async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
+    let world = World::new();
+    let ex = world.append_executor().await;
+    let input = json!({"file": "c.txt", "text": "x", "sleep_ms": 2000}).to_string();
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        ex.call("append", &input, keyed("cancel-1")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the caller should have timed out");
+    // The guard settles the claim on a spawned task; give it a moment.
+    let mut kind = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let e = ex
+            .call("append", &input, keyed("cancel-1"))
+            .await
+            .unwrap_err();
+        kind = e.kind().to_string();
+        if kind == "in_doubt" {
+            break;
+        }
+    }
+    assert_eq!(kind, "in_doubt");
+    assert_eq!(ex.sandbox().runs(), 1);
+}
