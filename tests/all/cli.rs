@@ -146,17 +146,11 @@ fn usage_errors_exit_2() {
 #[test]
 fn a_broken_config_names_key_and_line_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    assert_config_error(
+        dir.path(),
         "[sandbox]\nfuel = 10\ntimeout_ms = 0\n",
-    )
-    .unwrap();
-    let out = toolhost(dir.path(), &["tools", "list"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 3") && stderr.contains("sandbox.timeout_ms"),
-        "{stderr}"
+        3,
+        "sandbox.timeout_ms",
     );
 
     std::fs::write(dir.path().join("bad.toml"), "[sandbox\n").unwrap();
@@ -268,17 +262,11 @@ fn inspect_shows_the_effective_grants_and_policy_digest() {
 #[test]
 fn a_malformed_host_pattern_is_a_config_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    assert_config_error(
+        dir.path(),
         "[tools.http_fetch]\ntimeout_ms = 100\nallow_hosts = [\"https://api.example.com/v1\"]\n",
-    )
-    .unwrap();
-    let out = toolhost(dir.path(), &["tools", "list"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 3") && stderr.contains("tools.http_fetch.allow_hosts"),
-        "{stderr}"
+        3,
+        "tools.http_fetch.allow_hosts",
     );
 }
 
@@ -308,4 +296,17 @@ fn shared_cache_config() -> String {
         "[sandbox]\ncache_dir = {:?}\n\n",
         cache.display().to_string()
     )
+}
+
+/// Writes `text` as `./toolhost.toml` and checks that the binary refuses it
+/// with exit 2, naming `key` and `line`.
+fn assert_config_error(dir: &std::path::Path, text: &str, line: usize, key: &str) {
+    std::fs::write(dir.join("toolhost.toml"), text).unwrap();
+    let out = toolhost(dir, &["tools", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("line {line}")) && stderr.contains(key),
+        "{stderr}"
+    );
 }

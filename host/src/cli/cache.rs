@@ -126,14 +126,7 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                 Failure::new(1, "not_found", format!("no recorded call has key {key}"))
             })?;
             let body = record_json(&row, true);
-            if env.json {
-                println!("{body}");
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&body).unwrap_or_default()
-                );
-            }
+            super::output::print_document(env.json, &body);
             Ok(())
         }
         CacheCommand::Resolve(args) => {

@@ -52,3 +52,13 @@ impl Failure {
         ExitCode::from(self.code)
     }
 }
+
+/// Prints a JSON document: compact with `--json` (one line, for machines),
+/// pretty otherwise (nested schemas and outcomes read better indented).
+pub fn print_document(json: bool, body: &serde_json::Value) {
+    if json {
+        println!("{body}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+    }
+}

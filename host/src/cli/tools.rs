@@ -119,14 +119,6 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
         "policy_digest": sandbox.policy_digest(name, &Default::default()).to_string(),
         "grants": grants,
     });
-    if env.json {
-        println!("{body}");
-    } else {
-        // Pretty JSON is the readable form of nested schemas.
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        );
-    }
+    super::output::print_document(env.json, &body);
     Ok(())
 }
