@@ -11,10 +11,14 @@
 //! - [`model`]: model providers (Anthropic, OpenAI-compatible, scripted).
 //! - [`resilience`]: retry, fallback, circuit breakers and error classes
 //!   around any model.
+//! - [`agent`]: agent runs: the tool-calling loop, its journal, resume,
+//!   replay and budgets.
+//! - [`store`]: SQLite: the idempotency cache, the journal, breakers, stats.
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
+pub mod agent;
 pub mod config;
 pub mod idempotency;
 pub mod model;

@@ -1,10 +1,16 @@
 //! The command line. `anyhow` lives here and nowhere else: the library's typed
 //! errors become messages and exit codes at this edge.
 
+mod agent;
 mod cache;
 mod call;
+mod demo;
 mod model;
 mod output;
+mod progress;
+mod replay;
+mod runs;
+mod stats;
 mod tools;
 
 use std::path::PathBuf;
@@ -51,6 +57,18 @@ enum Command {
     /// Call the model chain, or list it.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Run an agent task, or resume one.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// List runs, or show one run's timeline.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Re-run a finished run from its journal, with no live calls.
+    Replay(replay::ReplayArgs),
+    /// Reliability numbers, overall or for one run.
+    Stats(stats::StatsArgs),
+    /// An offline showcase on the scripted model: fallback, a crash, a resume.
+    Demo(demo::DemoArgs),
 }
 
 /// Everything a command needs from the global flags.
@@ -133,6 +151,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Call(args) => call::run(&env, args).await,
             Command::Cache(cmd) => cache::run(&env, cmd).await,
             Command::Model(cmd) => model::run(&env, cmd).await,
+            Command::Agent(cmd) => agent::run(&env, cmd).await,
+            Command::Runs(cmd) => runs::run(&env, cmd).await,
+            Command::Replay(args) => replay::run(&env, args).await,
+            Command::Stats(args) => stats::run(&env, args).await,
+            Command::Demo(args) => demo::run(&env, args).await,
         }
     })
 }

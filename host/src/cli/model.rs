@@ -28,7 +28,10 @@ pub struct CallArgs {
 }
 
 pub async fn run(env: &Env, cmd: ModelCommand) -> Result<(), Failure> {
-    let chain = Chain::from_config(&env.config).map_err(|e| Failure::config(e.to_string()))?;
+    // Breakers live in the store: `list` shows the state every process
+    // shares, and `call` updates it.
+    let store = env.store().await?;
+    let chain = env.chain(&store).await?;
     match cmd {
         ModelCommand::Call(args) => call(env, &chain, args).await,
         ModelCommand::List => {

@@ -260,6 +260,12 @@ impl Default for FallbackConfig {
 pub struct AgentConfig {
     pub max_steps: u32,
     pub time_budget_s: u64,
+    /// Most tokens (input + output, as providers report them) a run may
+    /// spend; unset means no limit. Like the other budgets, counted once
+    /// across crashes and resumes.
+    pub token_budget: Option<u64>,
+    /// The system prompt of every run; unset: a short built-in one.
+    pub system: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -267,6 +273,8 @@ impl Default for AgentConfig {
         AgentConfig {
             max_steps: 20,
             time_budget_s: 300,
+            token_budget: None,
+            system: None,
         }
     }
 }

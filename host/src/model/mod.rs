@@ -24,7 +24,7 @@ mod types;
 pub use anthropic::Anthropic;
 pub use error::{ErrorKind, ModelError};
 pub use openai::OpenAi;
-pub use scripted::{ScriptError, Scripted, ScriptedCall, Turn};
+pub use scripted::{Fault, Mode as ScriptMode, ScriptError, Scripted, ScriptedCall, Turn};
 pub use secret::ApiKey;
 pub use types::*;
 

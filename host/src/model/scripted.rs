@@ -11,8 +11,26 @@
 //!     { "text": "The answer is 42.", "delay_ms": 50 }
 //! ] }
 //! ```
+//!
+//! Three optional keys make it a stand-in for a real model inside an agent
+//! run, where a crashed and resumed process must get the same answer for
+//! the same point of the conversation:
+//!
+//! - `"mode": "conversation"` picks the turn by the conversation instead of
+//!   by the request count: turn `k` answers a request holding `k` assistant
+//!   messages (the last turn answers anything longer). The default,
+//!   `"sequence"`, replays turns in request order.
+//! - `"faults": [{ "at": 3, "count": 2, "kind": "rate_limited",
+//!   "retry_after_ms": 20 }]` fails requests number `at` .. `at + count - 1`
+//!   of this process (1-based) with that kind, whatever the mode: a
+//!   rate-limit burst, or with a large `count` an outage.
+//! - `"log": "requests.log"` appends one line per request received
+//!   (`request N step S`, `S` = assistant messages + 1), resolved against
+//!   the script's directory: how tests and the demo count model requests
+//!   across processes.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -20,7 +38,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError, StopReason, ToolCall, Usage,
+    BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError, Role, StopReason,
+    ToolCall, Usage,
 };
 use crate::resilience::CallContext;
 
@@ -68,10 +87,41 @@ pub struct ScriptedCall {
     pub arguments: Value,
 }
 
+/// How a script picks the turn that answers a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// In request order, starting over at the end.
+    #[default]
+    Sequence,
+    /// By the number of assistant messages in the request.
+    Conversation,
+}
+
+/// Requests `at` .. `at + count - 1` (1-based, per process) fail with `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub at: usize,
+    #[serde(default = "one")]
+    pub count: usize,
+    pub kind: ErrorKind,
+    pub retry_after_ms: Option<u64>,
+}
+
+fn one() -> usize {
+    1
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Script {
     turns: Vec<Turn>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    faults: Vec<Fault>,
+    log: Option<PathBuf>,
 }
 
 /// A model that replays a script.
@@ -79,6 +129,9 @@ struct Script {
 pub struct Scripted {
     name: String,
     turns: Vec<Turn>,
+    mode: Mode,
+    faults: Vec<Fault>,
+    log: Option<PathBuf>,
     next: AtomicUsize,
 }
 
@@ -87,7 +140,46 @@ impl Scripted {
         Scripted {
             name: name.into(),
             turns,
+            mode: Mode::Sequence,
+            faults: Vec::new(),
+            log: None,
             next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks turns by the conversation (see the module docs).
+    pub fn by_conversation(mut self) -> Self {
+        self.mode = Mode::Conversation;
+        self
+    }
+
+    /// Adds injected faults by request number.
+    pub fn with_faults(mut self, faults: Vec<Fault>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Appends a line per request to `path`.
+    pub fn with_log(mut self, path: PathBuf) -> Self {
+        self.log = Some(path);
+        self
+    }
+
+    fn note(&self, n: usize, step: usize) {
+        let Some(path) = &self.log else {
+            return;
+        };
+        // One write per line with O_APPEND: lines from several processes
+        // never interleave. A log that cannot be written is not the model's
+        // failure, so it is only traced.
+        let line = format!("request {n} step {step}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the scripted request log");
         }
     }
 
@@ -105,7 +197,13 @@ impl Scripted {
         if script.turns.is_empty() {
             return Err(ScriptError::Empty { path: shown });
         }
-        Ok(Scripted::new(name, script.turns))
+        let mut model = Scripted::new(name, script.turns).with_faults(script.faults);
+        model.mode = script.mode;
+        if let Some(log) = script.log {
+            let base = path.parent().unwrap_or(Path::new("."));
+            model = model.with_log(base.join(log));
+        }
+        Ok(model)
     }
 }
 
@@ -116,7 +214,7 @@ impl Model for Scripted {
 
     fn chat<'a>(
         &'a self,
-        _req: &'a ChatRequest,
+        req: &'a ChatRequest,
         _cx: &'a CallContext,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
@@ -127,14 +225,35 @@ impl Model for Scripted {
                 ));
             }
             let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let turn = &self.turns[n % self.turns.len()];
+            let said = req
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::Assistant)
+                .count();
+            self.note(n + 1, said + 1);
+            if let Some(f) = self
+                .faults
+                .iter()
+                .find(|f| f.at <= n + 1 && n + 1 < f.at.saturating_add(f.count))
+            {
+                return Err(ModelError::new(
+                    f.kind,
+                    format!("scripted fault at request {}", n + 1),
+                )
+                .with_retry_after(f.retry_after_ms.map(Duration::from_millis)));
+            }
+            let (index, tag) = match self.mode {
+                Mode::Sequence => (n % self.turns.len(), n),
+                Mode::Conversation => (said.min(self.turns.len() - 1), said),
+            };
+            let turn = &self.turns[index];
             if turn.delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(turn.delay_ms)).await;
             }
             if let Some(kind) = turn.fault {
                 return Err(ModelError::new(
                     kind,
-                    format!("scripted fault at turn {}", n % self.turns.len() + 1),
+                    format!("scripted fault at turn {}", index + 1),
                 )
                 .with_retry_after(turn.retry_after_ms.map(Duration::from_millis)));
             }
@@ -143,7 +262,7 @@ impl Model for Scripted {
                 .iter()
                 .enumerate()
                 .map(|(i, c)| ToolCall {
-                    id: format!("call_{n}_{i}"),
+                    id: format!("call_{tag}_{i}"),
                     name: c.name.clone(),
                     arguments: c.arguments.clone(),
                 })

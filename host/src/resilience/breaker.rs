@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::CallContext;
 use super::clock::Clock;
@@ -104,7 +104,7 @@ impl Verdict {
 }
 
 /// A breaker's state, as `model list` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Closed,
@@ -153,6 +153,38 @@ struct Inner {
     reopens: u32,
     opens: u64,
     quota_hits: u64,
+    /// Wall-clock ms of the last change this breaker made or adopted.
+    updated_ms: i64,
+}
+
+/// A breaker's state in a form another process can adopt: wall-clock
+/// times instead of the monotonic clock's. What `store::breakers` keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shared {
+    pub state: State,
+    /// Unix ms until which an open breaker rejects calls.
+    pub open_until_ms: Option<i64>,
+    pub reopens: u32,
+    pub opens: u64,
+    pub quota_hits: u64,
+    pub consecutive_failures: u32,
+    /// The health window, oldest first (`true`: a success).
+    pub window: Vec<bool>,
+    /// Unix ms of the change; the newest state wins.
+    pub updated_ms: i64,
+}
+
+/// Where a breaker publishes its changes so other processes see them.
+/// `publish` is called outside the breaker's lock and must not block.
+pub trait BreakerSink: Send + Sync + std::fmt::Debug {
+    fn publish(&self, name: &str, state: &Shared);
+}
+
+/// Wall-clock now, in Unix ms.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One dependency's breaker.
@@ -162,6 +194,7 @@ pub struct Breaker {
     policy: BreakerPolicy,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
+    sink: Option<Arc<dyn BreakerSink>>,
 }
 
 impl Breaker {
@@ -173,13 +206,94 @@ impl Breaker {
             reopens: 0,
             opens: 0,
             quota_hits: 0,
+            updated_ms: 0,
         };
         Breaker {
             name: name.into(),
             policy,
             clock,
             inner: Mutex::new(inner),
+            sink: None,
         }
+    }
+
+    /// Publishes every change to `sink` (the store, so that every process
+    /// and `model list` see this breaker's state).
+    pub fn with_sink(mut self, sink: Arc<dyn BreakerSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The dependency's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state as another process would adopt it.
+    pub fn share(&self) -> Shared {
+        let s = self.lock();
+        self.shared(&s)
+    }
+
+    fn shared(&self, s: &Inner) -> Shared {
+        let now = self.clock.now();
+        let (state, open_until_ms) = match s.phase {
+            Phase::Closed => (State::Closed, None),
+            Phase::Open { until } => (
+                State::Open,
+                Some(unix_ms() + ms(until.saturating_sub(now)) as i64),
+            ),
+            Phase::HalfOpen { .. } => (State::HalfOpen, None),
+        };
+        Shared {
+            state,
+            open_until_ms,
+            reopens: s.reopens,
+            opens: s.opens,
+            quota_hits: s.quota_hits,
+            consecutive_failures: s.consecutive,
+            window: s.window.iter().copied().collect(),
+            updated_ms: s.updated_ms,
+        }
+    }
+
+    /// Takes `shared` over if it is newer than what this breaker knows: a
+    /// breaker another process opened is open here too. Returns whether it did.
+    pub fn adopt(&self, shared: &Shared) -> bool {
+        let now = self.clock.now();
+        let mut s = self.lock();
+        if shared.updated_ms <= s.updated_ms {
+            return false;
+        }
+        s.phase = match (shared.state, shared.open_until_ms) {
+            (State::Open, Some(until)) => Phase::Open {
+                until: now + Duration::from_millis(until.saturating_sub(unix_ms()).max(0) as u64),
+            },
+            (State::Closed, _) => Phase::Closed,
+            _ => Phase::HalfOpen {
+                in_flight: 0,
+                succeeded: 0,
+            },
+        };
+        s.window = shared.window.iter().copied().collect();
+        s.consecutive = shared.consecutive_failures;
+        s.reopens = shared.reopens;
+        s.opens = s.opens.max(shared.opens);
+        s.quota_hits = s.quota_hits.max(shared.quota_hits);
+        s.updated_ms = shared.updated_ms;
+        true
+    }
+
+    /// Marks a change and hands the new state to the sink, after the lock.
+    fn changed(&self, mut s: MutexGuard<'_, Inner>) {
+        // Strictly increasing, so two changes in one millisecond both win.
+        s.updated_ms = unix_ms().max(s.updated_ms + 1);
+        let Some(sink) = &self.sink else {
+            return;
+        };
+        let shared = self.shared(&s);
+        drop(s);
+        sink.publish(&self.name, &shared);
     }
 
     /// Asks to make a call: a permit, or a rejection saying how long until a
@@ -201,6 +315,8 @@ impl Breaker {
                 in_flight: 0,
                 succeeded: 0,
             };
+            self.changed(s);
+            s = self.lock();
         }
         let probes = self.policy.half_open_probes;
         match &mut s.phase {
@@ -250,6 +366,9 @@ impl Breaker {
     fn settle(&self, probe: bool, verdict: Verdict) {
         let now = self.clock.now();
         let mut s = self.lock();
+        // Plain successes of a healthy breaker change nothing worth sharing.
+        let worth_sharing = verdict != Verdict::Neutral
+            && (verdict != Verdict::Success || probe || s.consecutive > 0);
         if verdict == Verdict::Quota {
             s.quota_hits += 1;
         }
@@ -290,6 +409,9 @@ impl Breaker {
             }
             // A call admitted before the state changed: its verdict is stale.
             _ => {}
+        }
+        if worth_sharing {
+            self.changed(s);
         }
     }
 

@@ -67,6 +67,7 @@ pub struct ChainBuilder {
     clock: Arc<dyn Clock>,
     seed: u64,
     entries: Vec<(EntrySpec, Arc<dyn Model>)>,
+    sink: Option<Arc<dyn breaker::BreakerSink>>,
 }
 
 impl ChainBuilder {
@@ -80,6 +81,7 @@ impl ChainBuilder {
             clock: Arc::new(TokioClock::default()),
             seed: rand::random(),
             entries: Vec::new(),
+            sink: None,
         }
     }
 
@@ -100,6 +102,12 @@ impl ChainBuilder {
         self
     }
 
+    /// Publishes every breaker change to `sink` (the store: shared state).
+    pub fn breaker_sink(mut self, sink: Arc<dyn breaker::BreakerSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// Appends a model to the chain.
     pub fn entry(mut self, spec: EntrySpec, model: Arc<dyn Model>) -> Self {
         self.entries.push((spec, model));
@@ -112,11 +120,15 @@ impl ChainBuilder {
         let mut links = Vec::new();
         let mut entries = Vec::new();
         for (i, (spec, model)) in self.entries.into_iter().enumerate() {
-            let breaker = Arc::new(Breaker::new(
+            let mut breaker = Breaker::new(
                 spec.name.clone(),
                 BreakerPolicy::from_config(&self.breaker),
                 self.clock.clone(),
-            ));
+            );
+            if let Some(sink) = &self.sink {
+                breaker = breaker.with_sink(sink.clone());
+            }
+            let breaker = Arc::new(breaker);
             let wrapped = Retry::new(
                 CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone()),
                 retry.clone(),
@@ -162,6 +174,12 @@ pub struct Chain {
 impl Chain {
     /// The chain `config` describes, on the runtime's clock.
     pub fn from_config(config: &Config) -> Result<Chain, BuildError> {
+        Chain::builder_from_config(config).map(ChainBuilder::build)
+    }
+
+    /// A builder holding the chain `config` describes, for more options
+    /// (a breaker sink, a seed) before [`ChainBuilder::build`].
+    pub fn builder_from_config(config: &Config) -> Result<ChainBuilder, BuildError> {
         let mut b = ChainBuilder::new(config.retry.clone(), config.breaker.clone())
             .alert_after(Duration::from_millis(config.fallback.alert_after_ms));
         for m in &config.models {
@@ -178,7 +196,21 @@ impl Chain {
             };
             b = b.entry(spec, model::provider(m)?);
         }
-        Ok(b.build())
+        Ok(b)
+    }
+
+    /// Adopts breaker states other processes published, by entry name
+    /// (newer states only). Returns how many breakers changed.
+    pub fn adopt_breakers(&self, states: &std::collections::HashMap<String, breaker::Shared>) -> usize {
+        self.entries
+            .iter()
+            .filter(|(spec, b)| states.get(&spec.name).is_some_and(|s| b.adopt(s)))
+            .count()
+    }
+
+    /// The entry names, in chain order.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.iter().map(|(s, _)| s.name.clone()).collect()
     }
 
     pub fn is_empty(&self) -> bool {

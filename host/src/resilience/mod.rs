@@ -29,7 +29,9 @@ mod report;
 pub mod retry;
 mod timeout;
 
-pub use breaker::{Breaker, BreakerPolicy, CircuitBreaker, Rejected, Verdict};
+pub use breaker::{
+    Breaker, BreakerPolicy, BreakerSink, CircuitBreaker, Rejected, Shared, Verdict, unix_ms,
+};
 pub use chain::{Chain, ChainBuilder, EntrySpec, EntryStatus, Served, Unserved};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use context::CallContext;

@@ -31,6 +31,71 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     CREATE INDEX calls_expiry ON calls (expires_at) WHERE expires_at IS NOT NULL;",
+    // v3: the agent journal (runs, steps, content-addressed blobs) and the
+    // persisted circuit breakers (see `journal.rs`, `breakers.rs`).
+    "CREATE TABLE runs (
+        id             TEXT PRIMARY KEY,
+        task           TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'partial')),
+        config_digest  TEXT NOT NULL,
+        config_parts   TEXT NOT NULL,
+        chain          TEXT NOT NULL,
+        chain_digest   TEXT NOT NULL,
+        tools_digest   TEXT NOT NULL,
+        max_steps      INTEGER NOT NULL,
+        time_budget_ms INTEGER NOT NULL,
+        token_budget   INTEGER,
+        spent_ms       INTEGER NOT NULL DEFAULT 0,
+        owner          TEXT,
+        reason         TEXT,
+        answer         TEXT,
+        sessions       INTEGER NOT NULL DEFAULT 1,
+        steps_resumed  INTEGER NOT NULL DEFAULT 0,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        finished_at    INTEGER
+    );
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        body   TEXT NOT NULL
+    );
+    CREATE TABLE steps (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id         TEXT NOT NULL REFERENCES runs (id),
+        step           INTEGER NOT NULL,
+        part           INTEGER NOT NULL,
+        kind           TEXT NOT NULL CHECK (kind IN ('model', 'tool')),
+        final          INTEGER NOT NULL,
+        name           TEXT NOT NULL,
+        request_digest TEXT,
+        body           TEXT NOT NULL REFERENCES blobs (digest),
+        ok             INTEGER NOT NULL,
+        error_kind     TEXT,
+        cached         INTEGER NOT NULL DEFAULT 0,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        retries        INTEGER NOT NULL DEFAULT 0,
+        fallbacks      INTEGER NOT NULL DEFAULT 0,
+        breaker_opens  INTEGER NOT NULL DEFAULT 0,
+        tokens         INTEGER NOT NULL DEFAULT 0,
+        fuel           INTEGER NOT NULL DEFAULT 0,
+        duration_us    INTEGER NOT NULL,
+        report         TEXT,
+        tool_digest    TEXT,
+        policy_digest  TEXT,
+        config_digest  TEXT NOT NULL,
+        chain_digest   TEXT NOT NULL,
+        tools_digest   TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX steps_final ON steps (run_id, step, part) WHERE final = 1;
+    CREATE INDEX steps_run ON steps (run_id, step, part);
+    CREATE TABLE breakers (
+        name       TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -1,5 +1,5 @@
-//! The SQLite store: the idempotency cache (and, later, the agent journal and
-//! metrics), behind one owner thread.
+//! The SQLite store: the idempotency cache, the agent journal, persisted
+//! circuit breakers and the agent metrics, behind one owner thread.
 //!
 //! Why one owner: SQLite calls block, and a blocking call on an async worker
 //! stalls every task scheduled there. So the connection lives on a dedicated
@@ -11,12 +11,23 @@
 //!
 //! Layout: `worker` (the owner thread and batching), `migrations` (schema
 //! versions in `user_version`), `calls` (the idempotency table's SQL),
-//! `liveness` (which claim owners are still alive).
+//! `liveness` (which claim owners are still alive), `journal` (agent runs,
+//! steps, blobs), `breakers` (breaker state shared by processes), `metrics`
+//! (the reliability numbers of `toolhost stats`, read from the journal).
 
+mod breakers;
 mod calls;
+mod journal;
 mod liveness;
+mod metrics;
 mod migrations;
 mod worker;
+
+pub use breakers::{BreakerRow, StoreSink};
+pub use journal::{
+    Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest,
+};
+pub use metrics::{RunStats, Stats};
 
 pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, GcReport, StoredError, StoredOutcome,

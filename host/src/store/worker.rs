@@ -95,6 +95,27 @@ impl Handle {
     }
 }
 
+impl Handle {
+    /// Queues `work` without waiting for it: it commits with a coming batch,
+    /// before any job queued after it. For state whose loss in a crash is
+    /// harmless (breaker snapshots), written from code that cannot await.
+    pub(crate) fn submit<F>(&self, work: F)
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        let (reply, _ignored) = oneshot::channel();
+        let job = Box::new(Call {
+            work,
+            reply,
+            path: self.path.clone(),
+            busy_timeout: self.busy_timeout,
+        });
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(job);
+        }
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         // Closing the channel ends the loop after the jobs already queued.

@@ -1,0 +1,157 @@
+//! The host's overhead per agent step, beside its baseline in the same run:
+//!
+//! - `agent/journaled_step`: `Agent` runs of 10 steps on the scripted model
+//!   (zero latency) calling `echo`, every model turn and tool outcome
+//!   journaled under `synchronous=FULL`, plus the run's own rows;
+//! - `agent/bare_step`: the same loop by hand, with the same chain and the
+//!   same executor (so the same tool call path), but no journal.
+//!
+//! Both report time per step (throughput = steps); the difference is what
+//! the journal, digests and bookkeeping add to a step.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use toolhost::agent::{Agent, AgentOptions};
+use toolhost::config::Config;
+use toolhost::idempotency::{ExecOptions, Executor, Scope};
+use toolhost::model::{ChatRequest, Message, Part, Role, Scripted, ToolSpec, Turn};
+use toolhost::resilience::{Chain, ChainBuilder, EntrySpec};
+use toolhost::sandbox::{EXAMPLES_DIR, Sandbox, SandboxOptions};
+use toolhost::store::{Store, StoreOptions};
+
+const STEPS: usize = 10;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn turns() -> Vec<Turn> {
+    let mut t: Vec<_> = (1..STEPS)
+        .map(|k| json!({"tool_calls": [{"name": "echo", "arguments": {"message": format!("step {k}")}}]}))
+        .collect();
+    t.push(json!({"text": "done"}));
+    serde_json::from_value(serde_json::Value::Array(t)).expect("turns")
+}
+
+fn chain(config: &Config) -> Arc<Chain> {
+    let model = Scripted::new("bench", turns()).by_conversation();
+    let spec = EntrySpec {
+        name: "bench".into(),
+        provider: "scripted".into(),
+        model: "bench".into(),
+        context_window: None,
+    };
+    Arc::new(
+        ChainBuilder::new(config.retry.clone(), config.breaker.clone())
+            .entry(spec, Arc::new(model))
+            .build(),
+    )
+}
+
+/// The loop with no journal: model, tools (through the same executor),
+/// results, until the answer.
+async fn bare_run(chain: &Chain, executor: &Executor, tools: &[ToolSpec], run: u64) {
+    let mut request = ChatRequest {
+        system: Some("bench".into()),
+        messages: vec![Message::user("echo")],
+        tools: tools.to_vec(),
+        max_tokens: None,
+    };
+    for step in 1.. {
+        let served = chain.call(&request).await.expect("the model answers");
+        let response = served.response;
+        request.messages.push(Message::assistant(&response));
+        if response.tool_calls.is_empty() {
+            return;
+        }
+        let mut parts = Vec::new();
+        for (i, call) in response.tool_calls.iter().enumerate() {
+            let options = ExecOptions {
+                scope: Scope::Step {
+                    run_id: format!("bare-{run}"),
+                    step,
+                    index: i as u32,
+                },
+                ..ExecOptions::default()
+            };
+            let out = executor
+                .call(&call.name, &call.arguments.to_string(), options)
+                .await
+                .expect("echo works");
+            parts.push(Part::ToolResult {
+                call_id: call.id.clone(),
+                content: out.output.to_string(),
+                is_error: false,
+            });
+        }
+        request.messages.push(Message {
+            role: Role::User,
+            parts,
+        });
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = runtime();
+    let tools = tempfile::tempdir().expect("a temp dir");
+    std::fs::copy(
+        Path::new(EXAMPLES_DIR).join("echo.wasm"),
+        tools.path().join("echo.wasm"),
+    )
+    .expect("copy echo");
+    let db_dir = tempfile::tempdir().expect("a temp dir");
+    let config = Config::default();
+    let sandbox = rt
+        .block_on(Sandbox::open(SandboxOptions::for_dir(tools.path())))
+        .expect("open the sandbox");
+    let store = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
+        .expect("open the store");
+    let executor = Arc::new(Executor::new(sandbox, store));
+    let specs: Vec<ToolSpec> = executor
+        .sandbox()
+        .tools()
+        .map(|t| ToolSpec {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            input_schema: t.input_schema.clone(),
+        })
+        .collect();
+    let options = AgentOptions::from_config(&config.agent);
+    let n = AtomicU64::new(0);
+
+    let mut group = c.benchmark_group("agent");
+    group.throughput(Throughput::Elements(STEPS as u64));
+    group.measurement_time(Duration::from_secs(5));
+    // The scripted model answers by the conversation, so every run is the
+    // same 10 steps on one chain.
+    let agent = Agent::new(executor.clone(), chain(&config), &config);
+    let bare = chain(&config);
+    group.bench_function("journaled_step", |b| {
+        b.iter(|| {
+            let id = format!("run-{}", n.fetch_add(1, Ordering::Relaxed));
+            let out = rt
+                .block_on(agent.start(Some(id), "echo", &options))
+                .expect("the run");
+            assert_eq!(out.steps as usize, STEPS);
+        })
+    });
+    group.bench_function("bare_step", |b| {
+        b.iter(|| {
+            let run = n.fetch_add(1, Ordering::Relaxed);
+            rt.block_on(bare_run(&bare, &executor, &specs, run));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(agent, benches);
+criterion_main!(agent);

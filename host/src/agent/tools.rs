@@ -1,0 +1,188 @@
+//! The tools a run offers the model, their circuit breakers, and one call
+//! with its graceful degradation.
+//!
+//! Why failures become results: a model can often route around a failed
+//! tool (retry with corrected arguments, use another tool, answer without
+//! it), and a run that crashes on the first tool error wastes everything
+//! done before it. So every tool error reaches the model as an error result
+//! with a caveat saying the text is not the tool's output. Only two things
+//! stop a run: an `in_doubt` call under the default policy (the effect may
+//! or may not have happened, and only an operator can say), and a store
+//! failure (whether the call ran cannot be known).
+//!
+//! Each tool has a breaker (the model chain's `BreakerPolicy`, shared
+//! across processes through the store). Health failures are the ones that
+//! say the tool or its host is in trouble: `timeout`, `trap`, `out_of_fuel`,
+//! `memory_limit`, `tool_transient`. A tool's own answers (`tool_failed`,
+//! `invalid_input`, `capability_denied`) are deterministic and say nothing
+//! about its health. While a tool's breaker is open, calls to it are not
+//! made: the model hears that the tool is unavailable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::idempotency::{ExecError, ExecOptions, Executor, Scope};
+use crate::model::{ToolCall, ToolSpec};
+use crate::resilience::{Breaker, BreakerPolicy, BreakerSink, Shared, TokioClock, Verdict};
+use crate::sandbox::Sandbox;
+
+/// The caveat appended to every error result the model sees.
+pub const CAVEAT: &str = "(caveat: this tool call did not succeed; the text above is an error report, not the tool's output. Correct the arguments and call again if the error is in them, or continue without this result.)";
+
+/// The offered tools and their breakers.
+pub(crate) struct ToolSet {
+    pub specs: Vec<ToolSpec>,
+    breakers: HashMap<String, Arc<Breaker>>,
+}
+
+impl ToolSet {
+    pub fn new(sandbox: &Sandbox, config: &Config, sink: Option<Arc<dyn BreakerSink>>) -> Self {
+        let clock = Arc::new(TokioClock::default());
+        let mut specs = Vec::new();
+        let mut breakers = HashMap::new();
+        for t in sandbox.tools() {
+            specs.push(ToolSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                input_schema: t.input_schema.clone(),
+            });
+            let mut b = Breaker::new(
+                t.name.clone(),
+                BreakerPolicy::from_config(&config.breaker),
+                clock.clone(),
+            );
+            if let Some(sink) = &sink {
+                b = b.with_sink(sink.clone());
+            }
+            breakers.insert(t.name.clone(), Arc::new(b));
+        }
+        ToolSet { specs, breakers }
+    }
+
+    /// Adopts tool-breaker states other processes published.
+    pub fn adopt(&self, states: &HashMap<String, Shared>) {
+        for (name, b) in &self.breakers {
+            if let Some(s) = states.get(name) {
+                b.adopt(s);
+            }
+        }
+    }
+
+    pub fn breaker(&self, tool: &str) -> Option<Arc<Breaker>> {
+        self.breakers.get(tool).cloned()
+    }
+}
+
+/// One tool call's outcome, as the journal keeps it and the model sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolOutcome {
+    /// What the model is given.
+    pub content: String,
+    pub error_kind: Option<String>,
+    pub key: Option<String>,
+    pub cached: bool,
+    pub fuel: u64,
+    pub duration_us: u64,
+    /// Set when the run must stop here (in doubt, store failure): why.
+    pub stop: Option<String>,
+}
+
+fn is_health_failure(kind: &str) -> bool {
+    matches!(
+        kind,
+        "timeout" | "trap" | "out_of_fuel" | "memory_limit" | "tool_transient"
+    )
+}
+
+fn error_result(kind: &str, message: &str) -> String {
+    format!("error: {kind}: {message}\n{CAVEAT}")
+}
+
+/// Runs one call through its breaker and the executor.
+pub(crate) async fn call_one(
+    executor: Arc<Executor>,
+    breaker: Option<Arc<Breaker>>,
+    call: ToolCall,
+    scope: Scope,
+    run_id: String,
+) -> ToolOutcome {
+    let permit = match breaker.as_ref().map(|b| b.admit()) {
+        Some(Err(rejected)) => {
+            let message = format!("tool `{}` is unavailable: {rejected}", call.name);
+            return ToolOutcome {
+                content: error_result("circuit_open", &message),
+                error_kind: Some("circuit_open".into()),
+                key: None,
+                cached: false,
+                fuel: 0,
+                duration_us: 0,
+                stop: None,
+            };
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    let input = call.arguments.to_string();
+    let options = ExecOptions {
+        scope,
+        ..ExecOptions::default()
+    };
+    let result = executor.call(&call.name, &input, options).await;
+    let elapsed = started.elapsed().as_micros() as u64;
+    match result {
+        Ok(out) => {
+            if let Some(p) = permit {
+                // A replayed outcome says nothing about the tool's health now.
+                p.settle(if out.cached {
+                    Verdict::Neutral
+                } else {
+                    Verdict::Success
+                });
+            }
+            ToolOutcome {
+                content: out.output.to_string(),
+                error_kind: None,
+                key: Some(out.key),
+                cached: out.cached,
+                fuel: out.fuel_used,
+                duration_us: if out.cached { elapsed } else { out.duration_us },
+                stop: None,
+            }
+        }
+        Err(e) => {
+            let kind = e.kind();
+            if let Some(p) = permit {
+                p.settle(if is_health_failure(kind) {
+                    Verdict::Failure(None)
+                } else {
+                    Verdict::Neutral
+                });
+            }
+            let stop = match &e {
+                ExecError::InDoubt { key, .. } => Some(format!(
+                    "tool call `{}` (key {key}) is in doubt: it may or may not have taken effect. \
+                     Resolve it with `toolhost cache resolve {key} --retry|--abandon`, then \
+                     `toolhost agent resume {run_id}`",
+                    call.name
+                )),
+                ExecError::Store(err) => Some(format!(
+                    "the store failed during tool call `{}`: {err}; resume with `toolhost agent resume {run_id}`",
+                    call.name
+                )),
+                _ => None,
+            };
+            let cached = matches!(e, ExecError::Call { cached: true, .. });
+            ToolOutcome {
+                content: error_result(kind, &e.to_string()),
+                error_kind: Some(kind.to_string()),
+                key: e.key().map(str::to_string),
+                cached,
+                fuel: 0,
+                duration_us: elapsed,
+                stop,
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `toolhost runs list` and `toolhost runs show RUN`: the journal, read
+//! back as a table of runs and as one run's timeline.
+
+use clap::Subcommand;
+use serde_json::json;
+use toolhost::store::{RunRecord, StepKind, StepRecord};
+
+use super::{Env, Failure};
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The runs, newest first.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One run's timeline: each step with its duration, attempts, serving
+    /// model, cache hits and errors.
+    Show {
+        /// The run id.
+        run: String,
+    },
+}
+
+fn store_failure(e: impl std::fmt::Display) -> Failure {
+    Failure::new(1, "store_unavailable", e.to_string())
+}
+
+pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
+    let store = env.store().await?;
+    match cmd {
+        RunsCommand::List { limit } => {
+            let runs = store.list_runs(limit).await.map_err(store_failure)?;
+            if env.json {
+                println!("{}", json!({"ok": true, "runs": runs}));
+                return Ok(());
+            }
+            if runs.is_empty() {
+                println!("no runs yet: start one with `toolhost agent run \"TASK\"`");
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:<10} {:>9} {:>8} {:>8}  task",
+                "run", "status", "spent ms", "sessions", "resumed"
+            );
+            for r in &runs {
+                let task: String = r.task.chars().take(48).collect();
+                println!(
+                    "{:<20} {:<10} {:>9} {:>8} {:>8}  {task}",
+                    r.id,
+                    r.status.as_str(),
+                    r.spent_ms,
+                    r.sessions,
+                    r.steps_resumed
+                );
+            }
+            Ok(())
+        }
+        RunsCommand::Show { run } => {
+            let record = store
+                .get_run(&run)
+                .await
+                .map_err(store_failure)?
+                .ok_or_else(|| Failure::usage(format!("no run `{run}` (see `toolhost runs list`)")))?;
+            let steps = store.steps(&run).await.map_err(store_failure)?;
+            if env.json {
+                println!("{}", json!({"ok": true, "run": record, "steps": steps}));
+            } else {
+                show(&record, &steps);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn show(r: &RunRecord, steps: &[StepRecord]) {
+    println!("run      {}", r.id);
+    println!("task     {}", r.task);
+    println!(
+        "status   {}{}",
+        r.status.as_str(),
+        r.reason
+            .as_deref()
+            .map(|x| format!(" ({x})"))
+            .unwrap_or_default()
+    );
+    println!("chain    {}", r.chain.join(" -> "));
+    println!(
+        "spent    {} ms live over {} session(s); {} steps served from the journal by resumes",
+        r.spent_ms, r.sessions, r.steps_resumed
+    );
+    println!(
+        "budgets  {} steps, {} ms{}",
+        r.max_steps,
+        r.time_budget_ms,
+        r.token_budget
+            .map(|t| format!(", {t} tokens"))
+            .unwrap_or_default()
+    );
+    println!();
+    println!(
+        "{:<5} {:<6} {:<12} {:>9}  what happened",
+        "step", "part", "who", "ms"
+    );
+    for s in steps {
+        let ms = format!("{:.1}", s.duration_us as f64 / 1000.0);
+        let what = match s.kind {
+            StepKind::Model => model_line(s),
+            StepKind::Tool => tool_line(s),
+        };
+        let part = match s.kind {
+            StepKind::Model => "model".to_string(),
+            StepKind::Tool => format!("tool{}", s.part - 1),
+        };
+        println!("{:<5} {:<6} {:<12} {:>9}  {what}", s.step, part, s.name, ms);
+    }
+    if let Some(a) = &r.answer {
+        println!("\nanswer: {a}");
+    }
+}
+
+fn model_line(s: &StepRecord) -> String {
+    let mut out = format!("{} attempt(s)", s.attempts);
+    if s.retries > 0 {
+        out.push_str(&format!(", {} retr{}", s.retries, if s.retries == 1 { "y" } else { "ies" }));
+    }
+    let report: serde_json::Value = s
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    let errors: Vec<String> = report["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            a["error"]
+                .as_str()
+                .map(|e| format!("{}#{} {e}", a["model"].as_str().unwrap_or("?"), a["n"]))
+        })
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(&format!(" [{}]", errors.join(", ")));
+    }
+    for f in report["fallbacks"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            ", fell back {} -> {} ({})",
+            f["from"].as_str().unwrap_or("?"),
+            f["to"].as_str().unwrap_or("?"),
+            f["reason"].as_str().unwrap_or("?")
+        ));
+    }
+    if s.breaker_opens > 0 {
+        out.push_str(&format!(", {} breaker open(s)", s.breaker_opens));
+    }
+    if !s.is_final {
+        out.push_str(&format!(
+            "; FAILED: {}",
+            s.error_kind.as_deref().unwrap_or("?")
+        ));
+    } else if let Ok(resp) = serde_json::from_str::<serde_json::Value>(&s.body) {
+        let calls = resp["tool_calls"].as_array().map_or(0, Vec::len);
+        if calls == 0 {
+            out.push_str(" -> answer");
+        } else {
+            let names: Vec<&str> = resp["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            out.push_str(&format!(" -> {}", names.join(", ")));
+        }
+    }
+    out
+}
+
+fn tool_line(s: &StepRecord) -> String {
+    let mut out = match &s.error_kind {
+        None => "ok".to_string(),
+        Some(k) => format!("error: {k}"),
+    };
+    if s.cached {
+        out.push_str(" (cache hit)");
+    }
+    if s.fuel > 0 {
+        out.push_str(&format!(", fuel {}", s.fuel));
+    }
+    if !s.is_final {
+        out.push_str(" (stopped the run)");
+    }
+    if let Some(k) = &s.request_digest {
+        out.push_str(&format!(", key {}", &k[..k.len().min(12)]));
+    }
+    out
+}

@@ -1,0 +1,120 @@
+//! Circuit-breaker state shared by every process on the database.
+//!
+//! Each breaker publishes its changes (open, half-open, close, failures,
+//! quota hits) to a row named `model:NAME` or `tool:NAME`; a process adopts
+//! the newer state before it calls the dependency (`Breaker::adopt`), and
+//! `model list` reads the rows, so every process sees one state. The newest
+//! write wins (`updated_at`, a per-breaker increasing wall-clock ms).
+//!
+//! Writes are queued without waiting (`worker::Handle::submit`): a breaker
+//! decides under a lock that must not await, and a breaker snapshot lost in
+//! a crash only means a dependency gets probed again.
+//!
+//! API for readers (`/metrics`, dashboards): [`Store::breaker_states`].
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+use crate::resilience::{BreakerSink, Shared};
+
+/// One persisted breaker.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerRow {
+    /// `model:NAME` (a chain entry) or `tool:NAME`.
+    pub name: String,
+    #[serde(flatten)]
+    pub state: Shared,
+}
+
+fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Result<()> {
+    let body = serde_json::to_string(state)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let label = match state.state {
+        crate::resilience::breaker::State::Closed => "closed",
+        crate::resilience::breaker::State::Open => "open",
+        crate::resilience::breaker::State::HalfOpen => "half_open",
+    };
+    c.execute(
+        "INSERT INTO breakers (name, state, body, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name) DO UPDATE SET state = excluded.state, body = excluded.body,
+            updated_at = excluded.updated_at
+         WHERE excluded.updated_at > breakers.updated_at",
+        params![name, label, body, state.updated_ms],
+    )?;
+    Ok(())
+}
+
+fn load(c: &Connection, prefix: &str) -> rusqlite::Result<Vec<BreakerRow>> {
+    let mut stmt =
+        c.prepare("SELECT name, body FROM breakers WHERE name LIKE ?1 || '%' ORDER BY name")?;
+    let rows = stmt.query_map([prefix], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, body) = row?;
+        // A row this build cannot read is skipped, not fatal: the breaker
+        // then starts closed, which is the safe default.
+        if let Ok(state) = serde_json::from_str(&body) {
+            out.push(BreakerRow { name, state });
+        }
+    }
+    Ok(out)
+}
+
+/// A [`BreakerSink`] writing to the store under `prefix` + the breaker's name.
+#[derive(Debug, Clone)]
+pub struct StoreSink {
+    store: Store,
+    prefix: &'static str,
+}
+
+impl StoreSink {
+    /// Model breakers: rows `model:NAME`.
+    pub fn models(store: Store) -> Arc<StoreSink> {
+        Arc::new(StoreSink {
+            store,
+            prefix: "model:",
+        })
+    }
+
+    /// Tool breakers: rows `tool:NAME`.
+    pub fn tools(store: Store) -> Arc<StoreSink> {
+        Arc::new(StoreSink {
+            store,
+            prefix: "tool:",
+        })
+    }
+}
+
+impl BreakerSink for StoreSink {
+    fn publish(&self, name: &str, state: &Shared) {
+        let (name, state) = (format!("{}{name}", self.prefix), state.clone());
+        self.store.inner.submit(move |c| save(c, &name, &state));
+    }
+}
+
+impl Store {
+    /// Every persisted breaker whose name starts with `prefix` (`""` for
+    /// all, `"model:"`, `"tool:"`), by name.
+    pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
+        let prefix = prefix.to_string();
+        self.run(move |c| load(c, &prefix)).await
+    }
+
+    /// The persisted states under `prefix`, keyed by the name after it.
+    pub async fn breaker_map(
+        &self,
+        prefix: &str,
+    ) -> Result<std::collections::HashMap<String, Shared>, StoreError> {
+        Ok(self
+            .breaker_states(prefix)
+            .await?
+            .into_iter()
+            .map(|r| (r.name[prefix.len()..].to_string(), r.state))
+            .collect())
+    }
+}

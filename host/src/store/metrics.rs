@@ -1,0 +1,194 @@
+//! The reliability numbers of `toolhost stats`, overall or for one run.
+//!
+//! Why they are read from the journal rather than kept as counters: every
+//! model turn and tool outcome is already a durable row with its attempts,
+//! retries, fallbacks, breaker opens, cache hit and error kind, written by
+//! whichever process ran it. Aggregating those rows gives numbers that every
+//! process shares, that survive crashes, and that cannot drift from what
+//! `runs show` prints. Counting them a second time in a counters table would
+//! add a write per step and a second truth.
+//!
+//! API for readers (`/metrics`, dashboards): [`Store::stats`].
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// The numbers over a set of runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub runs: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub partial: u64,
+    pub running: u64,
+    /// Completed runs per finished run (completed, failed or partial).
+    pub completion_rate: f64,
+    /// Live time of completed runs, over all their sessions.
+    pub mean_time_to_completion_ms: f64,
+    pub p95_time_to_completion_ms: u64,
+    /// Model turns asked for (served or not).
+    pub model_turns: u64,
+    /// Attempts that reached a provider.
+    pub model_attempts: u64,
+    pub retries: u64,
+    /// Retries per provider attempt.
+    pub retry_rate: f64,
+    /// Model turns that moved down the chain at least once.
+    pub fell_back: u64,
+    /// Model turns that fell back, per model turn.
+    pub fallback_rate: f64,
+    /// Breaker openings seen during the runs' model turns.
+    pub breaker_opens: u64,
+    /// Tool calls made live (not served from the journal).
+    pub tool_calls: u64,
+    /// Of those, answered from the idempotency cache.
+    pub cache_hits: u64,
+    pub cache_hit_rate: f64,
+    /// Failed model attempts and tool calls by error kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Journaled steps (model turns that were served).
+    pub steps: u64,
+    /// Steps served from the journal by resumes.
+    pub steps_resumed: u64,
+    /// Bytes the journal holds for these runs (rows and their blobs).
+    pub journal_bytes: u64,
+    pub journal_bytes_per_step: f64,
+}
+
+/// The numbers of one run.
+pub type RunStats = Stats;
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Attempt error kinds out of a model turn's report (`Report` as JSON).
+fn attempt_errors(report: &str, into: &mut BTreeMap<String, u64>) -> (u64, u64) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(report) else {
+        return (0, 0);
+    };
+    let mut network = 0;
+    let mut all = 0;
+    for a in v["attempts"].as_array().into_iter().flatten() {
+        all += 1;
+        match a["error"].as_str() {
+            Some(kind) => {
+                *into.entry(kind.to_string()).or_default() += 1;
+                if kind != "circuit_open" {
+                    network += 1;
+                }
+            }
+            None => network += 1,
+        }
+    }
+    (network, all)
+}
+
+pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Stats> {
+    let mut s = Stats::default();
+    let mut times = Vec::new();
+    {
+        let mut stmt = c.prepare(
+            "SELECT status, spent_ms, steps_resumed FROM runs WHERE ?1 IS NULL OR id = ?1",
+        )?;
+        let mut rows = stmt.query(params![run])?;
+        while let Some(r) = rows.next()? {
+            let status: String = r.get(0)?;
+            s.runs += 1;
+            s.steps_resumed += r.get::<_, i64>(2)? as u64;
+            match status.as_str() {
+                "completed" => {
+                    s.completed += 1;
+                    times.push(r.get::<_, i64>(1)? as u64);
+                }
+                "failed" => s.failed += 1,
+                "partial" => s.partial += 1,
+                _ => s.running += 1,
+            }
+        }
+    }
+    times.sort_unstable();
+    s.completion_rate = ratio(s.completed, s.completed + s.failed + s.partial);
+    if !times.is_empty() {
+        s.mean_time_to_completion_ms = times.iter().sum::<u64>() as f64 / times.len() as f64;
+    }
+    s.p95_time_to_completion_ms = percentile(&times, 0.95);
+
+    let mut stmt = c.prepare(
+        "SELECT kind, final, ok, error_kind, cached, retries, fallbacks, breaker_opens, report
+         FROM steps WHERE ?1 IS NULL OR run_id = ?1",
+    )?;
+    let mut rows = stmt.query(params![run])?;
+    while let Some(r) = rows.next()? {
+        let kind: String = r.get(0)?;
+        let is_final: bool = r.get(1)?;
+        let error_kind: Option<String> = r.get(3)?;
+        if kind == "model" {
+            s.model_turns += 1;
+            if is_final {
+                s.steps += 1;
+            }
+            s.retries += r.get::<_, i64>(5)? as u64;
+            if r.get::<_, i64>(6)? > 0 {
+                s.fell_back += 1;
+            }
+            s.breaker_opens += r.get::<_, i64>(7)? as u64;
+            let report: Option<String> = r.get(8)?;
+            let (network, _) = report
+                .as_deref()
+                .map(|rep| attempt_errors(rep, &mut s.errors_by_kind))
+                .unwrap_or_default();
+            s.model_attempts += network;
+        } else {
+            s.tool_calls += 1;
+            if r.get::<_, bool>(4)? {
+                s.cache_hits += 1;
+            }
+            if let Some(k) = error_kind {
+                *s.errors_by_kind.entry(k).or_default() += 1;
+            }
+        }
+    }
+    s.retry_rate = ratio(s.retries, s.model_attempts);
+    s.fallback_rate = ratio(s.fell_back, s.model_turns);
+    s.cache_hit_rate = ratio(s.cache_hits, s.tool_calls);
+    s.journal_bytes = match run {
+        Some(id) => super::journal::bytes_by_step(c, id)?
+            .iter()
+            .map(|(_, b)| b)
+            .sum(),
+        None => c.query_row(
+            "SELECT (SELECT coalesce(SUM(length(body)), 0) FROM blobs)
+                  + (SELECT coalesce(SUM(length(name) + length(body)
+                        + length(coalesce(request_digest, '')) + length(coalesce(report, ''))
+                        + length(coalesce(error_kind, '')) + length(coalesce(tool_digest, ''))
+                        + length(coalesce(policy_digest, '')) + length(config_digest)
+                        + length(chain_digest) + length(tools_digest) + 13 * 8), 0) FROM steps)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
+    };
+    s.journal_bytes_per_step = ratio(s.journal_bytes, s.steps);
+    Ok(s)
+}
+
+impl Store {
+    /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
+    pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
+        let run = run.map(str::to_string);
+        self.run(move |c| compute(c, run.as_deref())).await
+    }
+}

@@ -1,0 +1,128 @@
+//! A run has one owner at a time; an `in_doubt` call stops a run `failed`,
+//! names its key, and resume goes on once an operator resolves it. Both
+//! with real child processes killed with SIGKILL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use toolhost::agent::{AgentError, ResumeOptions};
+use toolhost::store::RunStatus;
+
+use super::{World, call, scripted, scripted_entry};
+use crate::support::{stdout_json, toolhost};
+
+fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_toolhost"))
+        .args(["--config", config.to_str().unwrap(), "agent", "run", "go", "--run-id", id])
+        .current_dir(world.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `ready` every 10 ms for at most 30 s, failing if the child exits.
+fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(child.try_wait().unwrap().is_none(), "the child exited before {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether run `id` exists with an owner, read with plain SQLite (the
+/// database may not exist yet).
+pub fn run_owned(db: &std::path::Path, id: &str) -> bool {
+    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return false;
+    };
+    c.query_row("SELECT owner IS NOT NULL FROM runs WHERE id = ?1", [id], |r| r.get::<_, bool>(0))
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_second_resume_of_a_live_run_is_refused() {
+    let world = World::new();
+    // The child's first model turn takes 30 s: it is alive and owns the run.
+    let script = world.script(
+        "slow.json",
+        &json!({"mode": "conversation", "turns": [{"text": "late", "delay_ms": 30_000}]}),
+    );
+    let config_path = world.write_config(&scripted_entry("m", &script));
+    let mut child = spawn(&world, &config_path, "owned");
+    let db = world.db();
+    wait_until(&mut child, "the run to start", || run_owned(&db, "owned"));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+    let config = toolhost::config::Config::load(Some(&config_path)).unwrap();
+    let (model, m) = scripted("m", json!([{"text": "resumed"}]));
+    let agent = world.agent(&config, vec![m]).await;
+    let err = agent.resume("owned", &ResumeOptions::default()).await.unwrap_err();
+    assert!(matches!(err, AgentError::Busy { .. }), "{err:?}");
+    assert_eq!(model.requests(), 0);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = agent.resume("owned", &ResumeOptions::default()).await.unwrap();
+    assert_eq!(out.status, RunStatus::Completed, "{out:?}");
+    assert_eq!(out.answer.as_deref(), Some("resumed"));
+    });
+}
+
+#[test]
+fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve() {
+    let mut world = World::new();
+    let tools = world.path().join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let testkit = std::path::PathBuf::from(toolhost::sandbox::TESTKIT_DIR);
+    std::fs::copy(testkit.join("append.wasm"), tools.join("append.wasm")).unwrap();
+    world.tools = tools;
+    world.extra = format!(
+        "[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n",
+        world.data()
+    );
+    let script = world.script(
+        "pay.json",
+        &json!({"mode": "conversation", "turns": [
+            {"tool_calls": [call("append", json!({"file": "pay.txt", "text": "charge", "sleep_ms": 20_000}))]},
+            {"text": "paid"}
+        ]}),
+    );
+    let config = world.write_config(&scripted_entry("m", &script));
+    let config = config.to_str().unwrap();
+
+    // Kill the child once the effect has happened (the tool then sleeps).
+    let mut child = spawn(&world, std::path::Path::new(config), "pay");
+    wait_until(&mut child, "the effect", || !world.lines("pay.txt").is_empty());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let resume = ["--config", config, "--json", "agent", "resume", "pay"];
+    let out = toolhost(world.path(), &resume);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["status"], "failed", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("in doubt") && reason.contains("toolhost cache resolve"), "{reason}");
+    let key = reason.split("(key ").nth(1).unwrap().split(')').next().unwrap().to_string();
+    assert_eq!(world.lines("pay.txt").len(), 1, "the effect did not repeat");
+
+    // Resuming again without a decision stops again, still without a repeat.
+    let out = toolhost(world.path(), &resume);
+    assert_eq!(stdout_json(&out)["status"], "failed");
+    assert_eq!(world.lines("pay.txt").len(), 1);
+
+    // The operator sees the line (it carries the key) and abandons the
+    // retry: the effect happened. The run then goes on and completes.
+    assert!(world.lines("pay.txt")[0].starts_with(&key));
+    let out = toolhost(world.path(), &["--config", config, "--json", "cache", "resolve", &key, "--abandon"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = toolhost(world.path(), &resume);
+    let v = stdout_json(&out);
+    assert_eq!(v["status"], "completed", "{v}");
+    assert_eq!(v["answer"], "paid");
+    assert_eq!(world.lines("pay.txt").len(), 1);
+}
