@@ -88,6 +88,11 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
             let out = toolhost(world.path(), &["--config", config, "--json", "agent", "run", "task", "--run-id", &id]);
             v = stdout_json(&out);
         }
+        if v["error"]["kind"] == "run_completed" {
+            // The kill came after the run completed: read it back.
+            let out = toolhost(world.path(), &["--config", config, "--json", "runs", "show", &id]);
+            v = stdout_json(&out)["run"].clone();
+        }
         match v["status"].as_str() {
             Some("completed") => return (v, resolutions),
             Some("failed") => {
