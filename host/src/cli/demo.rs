@@ -221,6 +221,7 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     println!("-> {} : {}\n", first.status.as_str(), first.answer.clone().unwrap_or_default());
     let store = agent.store().clone();
     drop(agent);
+    let primary_before = log_count(&dir.join("primary.log"));
 
     // 2. A crash and a resume.
     println!("== 2. A second task in a child process, killed with SIGKILL midway, then resumed ==");
@@ -269,7 +270,8 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     println!("-> {} : {}\n", second.status.as_str(), second.answer.clone().unwrap_or_default());
     drop(agent);
 
-    summary(&store, &dir, t0, &first, &second).await
+    let primary_during = log_count(&dir.join("primary.log")) - primary_before;
+    summary(&store, &dir, t0, &first, &second, primary_during).await
 }
 
 fn log_count(path: &Path) -> usize {
@@ -282,6 +284,7 @@ async fn summary(
     t0: Instant,
     first: &toolhost::agent::RunOutcome,
     second: &toolhost::agent::RunOutcome,
+    primary_during: usize,
 ) -> Result<(), Failure> {
     let failure = |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
     let overall = store.stats(None).await.map_err(failure)?;
@@ -334,8 +337,8 @@ async fn summary(
         second.steps - second.steps_resumed
     );
     println!(
-        "  model requests   primary {}, backup {} (the child adopted the open breaker: no primary call)",
-        log_count(&dir.join("primary.log")),
+        "  model requests   {primary_during} to the primary (its breaker, opened by task 1 and persisted, \
+         was open in the child and in the resume too), {} to the backup over both tasks",
         log_count(&dir.join("backup.log"))
     );
     let exactly_once = orders.len() == 2
