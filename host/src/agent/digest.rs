@@ -100,7 +100,10 @@ pub fn change_list(run: &RunRecord, steps: &[StepRecord], now: &Digests) -> Vec<
         changes.push("the tool list offered to the model changed".to_string());
     }
     let mut seen = BTreeMap::new();
-    for s in steps.iter().filter(|s| s.kind == StepKind::Tool && s.is_final) {
+    for s in steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Tool && s.is_final)
+    {
         if let Some(d) = &s.tool_digest {
             seen.insert(s.name.clone(), (d.clone(), s.policy_digest.clone()));
         }

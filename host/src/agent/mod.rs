@@ -50,7 +50,9 @@ pub enum AgentError {
     #[error("no run `{0}` (see `toolhost runs list`)")]
     NoSuchRun(String),
     /// Another live process owns the run.
-    #[error("run `{id}` is being run by another live process (owner {owner}); a run has one owner at a time")]
+    #[error(
+        "run `{id}` is being run by another live process (owner {owner}); a run has one owner at a time"
+    )]
     Busy { id: String, owner: String },
     /// The run already completed; nothing to resume.
     #[error("run `{0}` already completed; `toolhost replay {0}` re-runs it from the journal")]

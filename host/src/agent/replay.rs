@@ -12,9 +12,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::AgentError;
 use super::digest::change_list;
 use super::run::{Agent, request_digest};
-use super::AgentError;
 use crate::model::{ChatRequest, ChatResponse, Message, Part, Role};
 use crate::store::{RunRecord, RunStatus, StepKind, StepRecord};
 
@@ -114,14 +114,20 @@ impl Agent {
                     // The run stopped inside this step (in doubt, a crash
                     // before a failure was recorded): nothing more to replay.
                     if run.status == RunStatus::Completed {
-                        return Err(unreadable(&run, step, format!("tool result {i} is missing")));
+                        return Err(unreadable(
+                            &run,
+                            step,
+                            format!("tool result {i} is missing"),
+                        ));
                     }
                     break;
                 };
                 debug_assert_eq!(t.kind, StepKind::Tool);
                 tool_results += 1;
                 match (self.digests.per_tool.get(&t.name), &t.tool_digest) {
-                    (None, Some(_)) => reasons.push(format!("tool `{}` is no longer loaded", t.name)),
+                    (None, Some(_)) => {
+                        reasons.push(format!("tool `{}` is no longer loaded", t.name))
+                    }
                     (Some((now, policy)), Some(was)) => {
                         if now != was {
                             reasons.push(format!("tool `{}` was rebuilt", t.name));

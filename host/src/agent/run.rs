@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::AgentError;
 use super::digest::{Digests, change_list, hex};
 use super::event::{Event, Observer, Silent};
 use super::tools::{ToolOutcome, ToolSet, call_one};
-use super::AgentError;
 use crate::config::{AgentConfig, Config};
 use crate::idempotency::{Executor, Scope};
 use crate::model::{ChatRequest, ChatResponse, Message, Part, Role};
@@ -266,7 +266,10 @@ impl Agent {
         let budget = options
             .time_budget
             .map_or(run.time_budget_ms, |d| d.as_millis() as u64);
-        let run = match store.claim_run(run_id, max_steps, budget, unix_ms()).await? {
+        let run = match store
+            .claim_run(run_id, max_steps, budget, unix_ms())
+            .await?
+        {
             Claim::Taken(run) => run,
             Claim::Missing => return Err(AgentError::NoSuchRun(run_id.to_string())),
             Claim::Busy { owner } => {
@@ -445,7 +448,11 @@ impl Agent {
             ))));
         };
         let duration_us = started.elapsed().as_micros() as u64;
-        let opens = self.chain.metrics().breaker_opens.saturating_sub(opens_before) as u32;
+        let opens = self
+            .chain
+            .metrics()
+            .breaker_opens
+            .saturating_sub(opens_before) as u32;
         let (report, served) = match &result {
             Ok(served) => (&served.report, Some(&served.response)),
             Err(unserved) => (&unserved.report, None),
@@ -662,9 +669,7 @@ impl Agent {
         let answer = end.answer.or(s.last_text);
         let store = self.store();
         if s.resumed > 0 {
-            store
-                .add_steps_resumed(&s.run.id, s.resumed as u64)
-                .await?;
+            store.add_steps_resumed(&s.run.id, s.resumed as u64).await?;
         }
         store
             .finish_run(

@@ -177,11 +177,7 @@ pub fn report(json: bool, o: &RunOutcome) -> Result<(), Failure> {
             return Ok(());
         }
     }
-    let mut failure = Failure::new(
-        1,
-        o.status.as_str(),
-        o.reason.clone().unwrap_or_default(),
-    );
+    let mut failure = Failure::new(1, o.status.as_str(), o.reason.clone().unwrap_or_default());
     failure.json = Some(body);
     if !json {
         // Already printed above; the exit code carries the rest.

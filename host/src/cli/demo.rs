@@ -80,7 +80,9 @@ fn packing_turns() -> Value {
             }))]})
         })
         .collect();
-    turns.push(json!({"text": format!("All {CRASH_LINES} boxes are packed and logged in packing.txt.")}));
+    turns.push(
+        json!({"text": format!("All {CRASH_LINES} boxes are packed and logged in packing.txt.")}),
+    );
     Value::Array(turns)
 }
 
@@ -93,7 +95,12 @@ fn toml_str(p: &Path) -> String {
 }
 
 /// Writes a config whose backup answers with `backup_script`.
-fn write_config(dir: &Path, name: &str, backup_script: &str, tools_dir: &Path) -> Result<PathBuf, Failure> {
+fn write_config(
+    dir: &Path,
+    name: &str,
+    backup_script: &str,
+    tools_dir: &Path,
+) -> Result<PathBuf, Failure> {
     let path = dir.join(name);
     let text = format!(
         r#"# Written by `toolhost demo`.
@@ -184,10 +191,10 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     write_json(
         &dir.join("primary.json"),
         &json!({"mode": "conversation", "log": "primary.log", "turns": order_turns(),
-                "faults": [
-                    {"at": 1, "count": 2, "kind": "rate_limited", "retry_after_ms": 30},
-                    {"at": 5, "count": 1_000_000, "kind": "server_error"}
-                ]}),
+        "faults": [
+            {"at": 1, "count": 2, "kind": "rate_limited", "retry_after_ms": 30},
+            {"at": 5, "count": 1_000_000, "kind": "server_error"}
+        ]}),
     )?;
     write_json(
         &dir.join("backup.json"),
@@ -206,9 +213,7 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     // 1. Rate limits, an outage, fallback.
     println!("== 1. A task on a chain whose primary is rate limited, then goes down ==");
     let order_env = env_for(&order_config)?;
-    let agent = order_env
-        .agent(Some(Arc::new(Progress::stdout())))
-        .await?;
+    let agent = order_env.agent(Some(Arc::new(Progress::stdout()))).await?;
     let options = AgentOptions::from_config(&order_env.config.agent);
     let first = agent
         .start(
@@ -218,7 +223,11 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         )
         .await
         .map_err(super::agent::agent_failure)?;
-    println!("-> {} : {}\n", first.status.as_str(), first.answer.clone().unwrap_or_default());
+    println!(
+        "-> {} : {}\n",
+        first.status.as_str(),
+        first.answer.clone().unwrap_or_default()
+    );
     let store = agent.store().clone();
     drop(agent);
     let primary_before = log_count(&dir.join("primary.log"));
@@ -229,7 +238,13 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     let mut child = std::process::Command::new(exe)
         .arg("--config")
         .arg(&crash_config)
-        .args(["agent", "run", "Pack the six boxes, logging each one to packing.txt.", "--run-id", CRASH_RUN])
+        .args([
+            "agent",
+            "run",
+            "Pack the six boxes, logging each one to packing.txt.",
+            "--run-id",
+            CRASH_RUN,
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -241,16 +256,24 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Failure::internal("demo: the child made no progress in 20 s"));
+            return Err(Failure::internal(
+                "demo: the child made no progress in 20 s",
+            ));
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Failure::internal(format!("demo: the child exited early ({status})")));
+            return Err(Failure::internal(format!(
+                "demo: the child exited early ({status})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         journaled = store
             .steps(CRASH_RUN)
             .await
-            .map(|s| s.iter().filter(|s| s.kind == StepKind::Model && s.is_final).count())
+            .map(|s| {
+                s.iter()
+                    .filter(|s| s.kind == StepKind::Model && s.is_final)
+                    .count()
+            })
             .unwrap_or(0);
     }
     child.kill().map_err(io)?; // SIGKILL
@@ -260,14 +283,16 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         "child pid {pid} killed with SIGKILL after {journaled} journaled model turns ({before} lines in packing.txt)"
     );
     let crash_env = env_for(&crash_config)?;
-    let agent = crash_env
-        .agent(Some(Arc::new(Progress::stdout())))
-        .await?;
+    let agent = crash_env.agent(Some(Arc::new(Progress::stdout()))).await?;
     let second = agent
         .resume(CRASH_RUN, &ResumeOptions::default())
         .await
         .map_err(super::agent::agent_failure)?;
-    println!("-> {} : {}\n", second.status.as_str(), second.answer.clone().unwrap_or_default());
+    println!(
+        "-> {} : {}\n",
+        second.status.as_str(),
+        second.answer.clone().unwrap_or_default()
+    );
     drop(agent);
 
     let primary_during = log_count(&dir.join("primary.log")) - primary_before;
@@ -286,7 +311,8 @@ async fn summary(
     second: &toolhost::agent::RunOutcome,
     primary_during: usize,
 ) -> Result<(), Failure> {
-    let failure = |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
+    let failure =
+        |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
     let overall = store.stats(None).await.map_err(failure)?;
     let one = store.stats(Some(FALLBACK_RUN)).await.map_err(failure)?;
     let two = store.stats(Some(CRASH_RUN)).await.map_err(failure)?;
@@ -294,8 +320,10 @@ async fn summary(
     let orders = lines(&dir.join("data/orders.txt"));
     let packing = lines(&dir.join("data/packing.txt"));
     let unique = |ls: &[String]| {
-        let texts: std::collections::BTreeSet<&str> =
-            ls.iter().filter_map(|l| l.split_once(' ').map(|(_, t)| t)).collect();
+        let texts: std::collections::BTreeSet<&str> = ls
+            .iter()
+            .filter_map(|l| l.split_once(' ').map(|(_, t)| t))
+            .collect();
         texts.len()
     };
 
@@ -365,8 +393,13 @@ async fn summary(
         "\nlook closer:\n  toolhost --config {0} runs show {FALLBACK_RUN}\n  toolhost --config {0} runs show {CRASH_RUN}\n  toolhost --config {0} stats\n  toolhost --config {0} replay {FALLBACK_RUN}",
         config.display()
     );
-    if first.status != RunStatus::Completed || second.status != RunStatus::Completed || !exactly_once {
-        return Err(Failure::internal("demo: the story did not end as it should (see above)"));
+    if first.status != RunStatus::Completed
+        || second.status != RunStatus::Completed
+        || !exactly_once
+    {
+        return Err(Failure::internal(
+            "demo: the story did not end as it should (see above)",
+        ));
     }
     Ok(())
 }

@@ -62,7 +62,9 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 .get_run(&run)
                 .await
                 .map_err(store_failure)?
-                .ok_or_else(|| Failure::usage(format!("no run `{run}` (see `toolhost runs list`)")))?;
+                .ok_or_else(|| {
+                    Failure::usage(format!("no run `{run}` (see `toolhost runs list`)"))
+                })?;
             let steps = store.steps(&run).await.map_err(store_failure)?;
             if env.json {
                 println!("{}", json!({"ok": true, "run": record, "steps": steps}));
@@ -123,7 +125,11 @@ fn show(r: &RunRecord, steps: &[StepRecord]) {
 fn model_line(s: &StepRecord) -> String {
     let mut out = format!("{} attempt(s)", s.attempts);
     if s.retries > 0 {
-        out.push_str(&format!(", {} retr{}", s.retries, if s.retries == 1 { "y" } else { "ies" }));
+        out.push_str(&format!(
+            ", {} retr{}",
+            s.retries,
+            if s.retries == 1 { "y" } else { "ies" }
+        ));
     }
     let report: serde_json::Value = s
         .report

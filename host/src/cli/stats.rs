@@ -16,11 +16,14 @@ pub struct StatsArgs {
 
 pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     let store = env.store().await?;
-    let failure = |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
+    let failure =
+        |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
     if let Some(id) = &args.run
         && store.get_run(id).await.map_err(failure)?.is_none()
     {
-        return Err(Failure::usage(format!("no run `{id}` (see `toolhost runs list`)")));
+        return Err(Failure::usage(format!(
+            "no run `{id}` (see `toolhost runs list`)"
+        )));
     }
     let stats = store.stats(args.run.as_deref()).await.map_err(failure)?;
     let breakers = if args.run.is_none() {
@@ -66,7 +69,11 @@ pub fn print(s: &Stats, breakers: &[BreakerRow], run: Option<&str>) {
         "  model turns         {} ({} provider attempts)",
         s.model_turns, s.model_attempts
     );
-    println!("  retries             {} (retry rate {})", s.retries, pct(s.retry_rate));
+    println!(
+        "  retries             {} (retry rate {})",
+        s.retries,
+        pct(s.retry_rate)
+    );
     println!(
         "  fallbacks           {} turns (fallback rate {})",
         s.fell_back,
@@ -86,7 +93,11 @@ pub fn print(s: &Stats, breakers: &[BreakerRow], run: Option<&str>) {
         .collect();
     println!(
         "  errors by kind      {}",
-        if errors.is_empty() { "none".to_string() } else { errors.join(", ") }
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(", ")
+        }
     );
     println!(
         "  steps               {} journaled, {} served from the journal by resumes",

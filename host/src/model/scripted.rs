@@ -38,8 +38,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError, Role, StopReason,
-    ToolCall, Usage,
+    BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError, Role, StopReason, ToolCall,
+    Usage,
 };
 use crate::resilience::CallContext;
 
@@ -251,11 +251,10 @@ impl Model for Scripted {
                 tokio::time::sleep(Duration::from_millis(turn.delay_ms)).await;
             }
             if let Some(kind) = turn.fault {
-                return Err(ModelError::new(
-                    kind,
-                    format!("scripted fault at turn {}", index + 1),
-                )
-                .with_retry_after(turn.retry_after_ms.map(Duration::from_millis)));
+                return Err(
+                    ModelError::new(kind, format!("scripted fault at turn {}", index + 1))
+                        .with_retry_after(turn.retry_after_ms.map(Duration::from_millis)),
+                );
             }
             let tool_calls: Vec<ToolCall> = turn
                 .tool_calls

@@ -201,7 +201,10 @@ impl Chain {
 
     /// Adopts breaker states other processes published, by entry name
     /// (newer states only). Returns how many breakers changed.
-    pub fn adopt_breakers(&self, states: &std::collections::HashMap<String, breaker::Shared>) -> usize {
+    pub fn adopt_breakers(
+        &self,
+        states: &std::collections::HashMap<String, breaker::Shared>,
+    ) -> usize {
         self.entries
             .iter()
             .filter(|(spec, b)| states.get(&spec.name).is_some_and(|s| b.adopt(s)))

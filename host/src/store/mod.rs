@@ -24,9 +24,7 @@ mod migrations;
 mod worker;
 
 pub use breakers::{BreakerRow, StoreSink};
-pub use journal::{
-    Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest,
-};
+pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
 pub use metrics::{RunStats, Stats};
 
 pub use calls::{

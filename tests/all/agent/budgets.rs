@@ -28,10 +28,19 @@ async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_
         max_steps: 3,
         ..options()
     };
-    let out = agent.start(Some("r1".into()), "sum squares", &limited).await.unwrap();
+    let out = agent
+        .start(Some("r1".into()), "sum squares", &limited)
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Partial, "{out:?}");
     assert_eq!(out.steps, 3);
-    assert!(out.reason.as_deref().unwrap().contains("max_steps (3) reached after 3 steps"), "{out:?}");
+    assert!(
+        out.reason
+            .as_deref()
+            .unwrap()
+            .contains("max_steps (3) reached after 3 steps"),
+        "{out:?}"
+    );
     // The last answer-like text is kept.
     assert_eq!(out.answer.as_deref(), Some("working on 3"));
     assert_eq!(model.requests(), 3);
@@ -45,10 +54,23 @@ async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_
         ..ResumeOptions::default()
     };
     let out = agent.resume("r1", &resume).await.unwrap();
-    assert_eq!((out.status, out.steps, out.steps_resumed), (RunStatus::Partial, 5, 3), "{out:?}");
+    assert_eq!(
+        (out.status, out.steps, out.steps_resumed),
+        (RunStatus::Partial, 5, 3),
+        "{out:?}"
+    );
     assert_eq!(model.requests(), 5, "journaled steps were not asked again");
 
-    let out = agent.resume("r1", &ResumeOptions { max_steps: Some(20), ..ResumeOptions::default() }).await.unwrap();
+    let out = agent
+        .resume(
+            "r1",
+            &ResumeOptions {
+                max_steps: Some(20),
+                ..ResumeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Completed, "{out:?}");
     assert_eq!(out.answer.as_deref(), Some("done: 91"));
     assert_eq!((out.steps, out.steps_resumed), (7, 5));
@@ -70,7 +92,10 @@ async fn a_spent_time_budget_gives_partial_and_the_time_is_not_spent_again() {
         time_budget: Duration::from_millis(150),
         ..options()
     };
-    let out = agent.start(Some("t1".into()), "slowly", &budget).await.unwrap();
+    let out = agent
+        .start(Some("t1".into()), "slowly", &budget)
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Partial, "{out:?}");
     let reason = out.reason.clone().unwrap();
     assert!(reason.contains("time budget (150 ms) spent"), "{reason}");

@@ -55,7 +55,8 @@ fn script(i: usize) -> Value {
 
 /// Model requests by step, from the scripted model's log.
 fn requests_by_step(world: &World, i: usize) -> BTreeMap<usize, usize> {
-    let text = std::fs::read_to_string(world.path().join(format!("requests-{i}.log"))).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(world.path().join(format!("requests-{i}.log"))).unwrap_or_default();
     let mut by = BTreeMap::new();
     for line in text.lines() {
         let step: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
@@ -65,7 +66,9 @@ fn requests_by_step(world: &World, i: usize) -> BTreeMap<usize, usize> {
 }
 
 fn journaled_turns(db: &Path, id: &str) -> usize {
-    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return 0;
     };
     c.query_row(
@@ -82,15 +85,26 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
     let id = format!("it{i}");
     let mut resolutions = 0;
     for _ in 0..(STEPS * CALLS + 2) {
-        let out = toolhost(world.path(), &["--config", config, "--json", "agent", "resume", &id]);
+        let out = toolhost(
+            world.path(),
+            &["--config", config, "--json", "agent", "resume", &id],
+        );
         let mut v = stdout_json(&out);
         if v["error"]["kind"] == "not_found" {
-            let out = toolhost(world.path(), &["--config", config, "--json", "agent", "run", "task", "--run-id", &id]);
+            let out = toolhost(
+                world.path(),
+                &[
+                    "--config", config, "--json", "agent", "run", "task", "--run-id", &id,
+                ],
+            );
             v = stdout_json(&out);
         }
         if v["error"]["kind"] == "run_completed" {
             // The kill came after the run completed: read it back.
-            let out = toolhost(world.path(), &["--config", config, "--json", "runs", "show", &id]);
+            let out = toolhost(
+                world.path(),
+                &["--config", config, "--json", "runs", "show", &id],
+            );
             v = stdout_json(&out)["run"].clone();
         }
         match v["status"].as_str() {
@@ -98,11 +112,28 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
             Some("failed") => {
                 let reason = v["reason"].as_str().unwrap();
                 assert!(reason.contains("in doubt"), "iteration {i}: {v}");
-                let key = reason.split("(key ").nth(1).unwrap().split(')').next().unwrap();
-                let done = world.lines(&format!("notes-{i}.txt")).iter().any(|l| l.starts_with(key));
+                let key = reason
+                    .split("(key ")
+                    .nth(1)
+                    .unwrap()
+                    .split(')')
+                    .next()
+                    .unwrap();
+                let done = world
+                    .lines(&format!("notes-{i}.txt"))
+                    .iter()
+                    .any(|l| l.starts_with(key));
                 let decision = if done { "--abandon" } else { "--retry" };
-                let out = toolhost(world.path(), &["--config", config, "--json", "cache", "resolve", key, decision]);
-                assert!(out.status.success(), "iteration {i}: resolve {decision}: {out:?}");
+                let out = toolhost(
+                    world.path(),
+                    &[
+                        "--config", config, "--json", "cache", "resolve", key, decision,
+                    ],
+                );
+                assert!(
+                    out.status.success(),
+                    "iteration {i}: resolve {decision}: {out:?}"
+                );
                 resolutions += 1;
             }
             _ => panic!("iteration {i}: unexpected outcome {v}"),
@@ -126,7 +157,9 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
     std::fs::write(&script_path, script(0).to_string()).unwrap();
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
-        .args(["--config", &config, "agent", "run", "task", "--run-id", "it0"])
+        .args([
+            "--config", &config, "agent", "run", "task", "--run-id", "it0",
+        ])
         .current_dir(world.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -134,7 +167,10 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
         .unwrap();
     let mut started = None;
     loop {
-        assert!(start.elapsed() < Duration::from_secs(60), "calibration run hung");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "calibration run hung"
+        );
         if started.is_none() && run_owned(&db, "it0") {
             started = Some(start.elapsed());
         }
@@ -157,7 +193,15 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
         let hi = (total.as_micros() as u64).max(lo + 1);
         let kill_at = Duration::from_micros(rng.random_range(lo..hi));
         let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
-            .args(["--config", &config, "agent", "run", "task", "--run-id", &format!("it{i}")])
+            .args([
+                "--config",
+                &config,
+                "agent",
+                "run",
+                "task",
+                "--run-id",
+                &format!("it{i}"),
+            ])
             .current_dir(world.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -186,14 +230,20 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
         texts.sort();
         let mut want = intended(i);
         want.sort();
-        assert_eq!(texts, want, "iteration {i} (killed at {kill_at:?}): each line exactly once");
+        assert_eq!(
+            texts, want,
+            "iteration {i} (killed at {kill_at:?}): each line exactly once"
+        );
 
         // Model requests: every step asked, and at most one asked twice
         // (the request the kill interrupted before it was journaled).
         let by_step = requests_by_step(&world, i);
         assert_eq!(by_step.len(), STEPS + 1, "iteration {i}: {by_step:?}");
         let repeats: usize = by_step.values().map(|n| n - 1).sum();
-        assert!(repeats <= 1, "iteration {i}: a journaled step was asked again: {by_step:?}");
+        assert!(
+            repeats <= 1,
+            "iteration {i}: a journaled step was asked again: {by_step:?}"
+        );
         assert_eq!(journaled_turns(&db, &format!("it{i}")), STEPS + 1);
     }
     eprintln!(
@@ -201,5 +251,8 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
          {before_run} killed before the run started, {mid_run} mid-run, {after_run} after it ended; \
          {in_doubt} in-doubt calls resolved"
     );
-    assert!(mid_run * 4 >= iterations, "too few kills landed mid-run ({mid_run} of {iterations}) to prove anything");
+    assert!(
+        mid_run * 4 >= iterations,
+        "too few kills landed mid-run ({mid_run} of {iterations}) to prove anything"
+    );
 }

@@ -16,7 +16,9 @@ fn results(model: &Counting, n: usize) -> Vec<(String, bool)> {
         .parts
         .iter()
         .filter_map(|p| match p {
-            Part::ToolResult { content, is_error, .. } => Some((content.clone(), *is_error)),
+            Part::ToolResult {
+                content, is_error, ..
+            } => Some((content.clone(), *is_error)),
             _ => None,
         })
         .collect()
@@ -58,15 +60,27 @@ async fn invalid_tool_arguments_are_corrected_on_the_next_turn() {
         ]),
     );
     let agent = world.agent(&config, vec![m]).await;
-    let out = agent.start(None, "six times seven", &options()).await.unwrap();
+    let out = agent
+        .start(None, "six times seven", &options())
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Completed, "{out:?}");
     let first = results(&model, 1);
-    assert!(first[0].1 && first[0].0.contains("invalid_input"), "{first:?}");
+    assert!(
+        first[0].1 && first[0].0.contains("invalid_input"),
+        "{first:?}"
+    );
     assert!(first[0].0.contains("/expr"), "names the path: {first:?}");
-    assert_eq!(results(&model, 2), vec![("{\"value\":42}".to_string(), false)]);
+    assert_eq!(
+        results(&model, 2),
+        vec![("{\"value\":42}".to_string(), false)]
+    );
     let steps = agent.store().steps(&out.run_id).await.unwrap();
     let kinds: Vec<_> = steps.iter().map(|s| s.error_kind.clone()).collect();
-    assert_eq!(kinds, vec![None, Some("invalid_input".into()), None, None, None]);
+    assert_eq!(
+        kinds,
+        vec![None, Some("invalid_input".into()), None, None, None]
+    );
 }
 
 #[tokio::test]
@@ -90,10 +104,18 @@ async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run() {
     assert!(results(&model, 1)[0].0.contains("error: timeout"));
     assert!(results(&model, 2)[0].0.contains("error: timeout"));
     let third = results(&model, 3);
-    assert!(third[0].0.starts_with("error: circuit_open: tool `slow` is unavailable"), "{third:?}");
+    assert!(
+        third[0]
+            .0
+            .starts_with("error: circuit_open: tool `slow` is unavailable"),
+        "{third:?}"
+    );
     // Two executions only: the third call never reached the sandbox.
     let steps = agent.store().steps(&out.run_id).await.unwrap();
-    let timed_out = steps.iter().filter(|s| s.error_kind.as_deref() == Some("timeout")).count();
+    let timed_out = steps
+        .iter()
+        .filter(|s| s.error_kind.as_deref() == Some("timeout"))
+        .count();
     assert_eq!(timed_out, 2);
     // The open breaker is in the store for every process.
     let states = agent.store().breaker_states("tool:").await.unwrap();
@@ -114,16 +136,26 @@ async fn an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_sh
     // The primary answers its first request, then is down (server_error).
     let primary = Scripted::new("primary", turns(script.clone()))
         .by_conversation()
-        .with_faults(serde_json::from_value(json!([{"at": 2, "count": 1000, "kind": "server_error"}])).unwrap());
+        .with_faults(
+            serde_json::from_value(json!([{"at": 2, "count": 1000, "kind": "server_error"}]))
+                .unwrap(),
+        );
     let primary = std::sync::Arc::new(Counting::new(primary));
     let (backup, b) = scripted("backup", script);
     let agent = world.agent(&config, vec![primary.clone(), b]).await;
-    let out = agent.start(Some("outage".into()), "add", &options()).await.unwrap();
+    let out = agent
+        .start(Some("outage".into()), "add", &options())
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Completed, "{out:?}");
     assert_eq!(out.answer.as_deref(), Some("3 and 7"));
     assert_eq!(backup.requests(), 2, "steps 2 and 3 served by the backup");
     let steps = agent.store().steps("outage").await.unwrap();
-    let served: Vec<_> = steps.iter().filter(|s| s.part == 0).map(|s| s.name.as_str()).collect();
+    let served: Vec<_> = steps
+        .iter()
+        .filter(|s| s.part == 0)
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(served, ["primary", "backup", "backup"]);
 
     let stats = agent.store().stats(Some("outage")).await.unwrap();
@@ -138,15 +170,24 @@ async fn a_chain_with_nothing_left_fails_the_run_with_the_reason() {
     let config = world.config("");
     let down = |name: &str| -> std::sync::Arc<dyn toolhost::model::Model> {
         std::sync::Arc::new(
-            Scripted::new(name, turns(json!([{"text": "unused"}])))
-                .with_faults(serde_json::from_value(json!([{"at": 1, "count": 1000, "kind": "overloaded"}])).unwrap()),
+            Scripted::new(name, turns(json!([{"text": "unused"}]))).with_faults(
+                serde_json::from_value(json!([{"at": 1, "count": 1000, "kind": "overloaded"}]))
+                    .unwrap(),
+            ),
         )
     };
     let agent = world.agent(&config, vec![down("a"), down("b")]).await;
-    let out = agent.start(Some("dead".into()), "anything", &options()).await.unwrap();
+    let out = agent
+        .start(Some("dead".into()), "anything", &options())
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Failed, "{out:?}");
     let reason = out.reason.unwrap();
-    assert!(reason.starts_with("no model could answer step 1: all_models_unavailable") || reason.contains("overloaded"), "{reason}");
+    assert!(
+        reason.starts_with("no model could answer step 1: all_models_unavailable")
+            || reason.contains("overloaded"),
+        "{reason}"
+    );
     let run = agent.store().get_run("dead").await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.reason.as_deref(), Some(reason.as_str()));

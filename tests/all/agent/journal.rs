@@ -21,8 +21,15 @@ async fn a_50_step_journal_grows_linearly_not_quadratically() {
     let agent = world.agent(&config, vec![m]).await;
     let mut opts = options();
     opts.max_steps = 50;
-    let out = agent.start(Some("long".into()), "echo a lot", &opts).await.unwrap();
-    assert_eq!((out.status, out.steps), (RunStatus::Completed, 50), "{out:?}");
+    let out = agent
+        .start(Some("long".into()), "echo a lot", &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.status, out.steps),
+        (RunStatus::Completed, 50),
+        "{out:?}"
+    );
 
     let bytes = agent.store().journal_bytes_by_step("long").await.unwrap();
     assert_eq!(bytes.len(), 50);
@@ -31,8 +38,14 @@ async fn a_50_step_journal_grows_linearly_not_quadratically() {
     let (early, late) = (mean(&per_step[1..11]), mean(&per_step[38..48]));
     // Each step holds its response and its echo (about 2 KiB plus digests),
     // whatever its position in the conversation.
-    assert!(late < early * 1.2, "per-step bytes grew: early {early}, late {late}: {per_step:?}");
-    assert!(late < 4096.0, "a step stores more than its own output: {late}");
+    assert!(
+        late < early * 1.2,
+        "per-step bytes grew: early {early}, late {late}: {per_step:?}"
+    );
+    assert!(
+        late < 4096.0,
+        "a step stores more than its own output: {late}"
+    );
     let total: u64 = per_step.iter().sum();
     let stats = agent.store().stats(Some("long")).await.unwrap();
     assert_eq!(stats.journal_bytes, total);

@@ -155,7 +155,9 @@ pub fn turns(v: Value) -> Vec<Turn> {
 
 /// A scripted model answering by the conversation, and its request count.
 pub fn scripted(name: &str, v: Value) -> (Arc<Counting>, Arc<dyn Model>) {
-    let counting = Arc::new(Counting::new(Scripted::new(name, turns(v)).by_conversation()));
+    let counting = Arc::new(Counting::new(
+        Scripted::new(name, turns(v)).by_conversation(),
+    ));
     (counting.clone(), counting)
 }
 
@@ -207,5 +209,7 @@ impl Model for Counting {
 
 /// A `[[models]]` entry for a scripted model.
 pub fn scripted_entry(name: &str, script: &Path) -> String {
-    format!("[[models]]\nname = {name:?}\nprovider = \"scripted\"\nmodel = {name:?}\nscript = {script:?}\n")
+    format!(
+        "[[models]]\nname = {name:?}\nprovider = \"scripted\"\nmodel = {name:?}\nscript = {script:?}\n"
+    )
 }

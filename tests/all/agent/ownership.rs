@@ -14,7 +14,15 @@ use crate::support::{stdout_json, toolhost};
 
 fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_toolhost"))
-        .args(["--config", config.to_str().unwrap(), "agent", "run", "go", "--run-id", id])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "agent",
+            "run",
+            "go",
+            "--run-id",
+            id,
+        ])
         .current_dir(world.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -26,8 +34,14 @@ fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
 fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        assert!(child.try_wait().unwrap().is_none(), "the child exited before {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited before {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -35,11 +49,17 @@ fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
 /// Whether run `id` exists with an owner, read with plain SQLite (the
 /// database may not exist yet).
 pub fn run_owned(db: &std::path::Path, id: &str) -> bool {
-    let Ok(c) = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
         return false;
     };
-    c.query_row("SELECT owner IS NOT NULL FROM runs WHERE id = ?1", [id], |r| r.get::<_, bool>(0))
-        .unwrap_or(false)
+    c.query_row(
+        "SELECT owner IS NOT NULL FROM runs WHERE id = ?1",
+        [id],
+        |r| r.get::<_, bool>(0),
+    )
+    .unwrap_or(false)
 }
 
 #[test]
@@ -57,18 +77,24 @@ fn a_second_resume_of_a_live_run_is_refused() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-    let config = toolhost::config::Config::load(Some(&config_path)).unwrap();
-    let (model, m) = scripted("m", json!([{"text": "resumed"}]));
-    let agent = world.agent(&config, vec![m]).await;
-    let err = agent.resume("owned", &ResumeOptions::default()).await.unwrap_err();
-    assert!(matches!(err, AgentError::Busy { .. }), "{err:?}");
-    assert_eq!(model.requests(), 0);
+        let config = toolhost::config::Config::load(Some(&config_path)).unwrap();
+        let (model, m) = scripted("m", json!([{"text": "resumed"}]));
+        let agent = world.agent(&config, vec![m]).await;
+        let err = agent
+            .resume("owned", &ResumeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AgentError::Busy { .. }), "{err:?}");
+        assert_eq!(model.requests(), 0);
 
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let out = agent.resume("owned", &ResumeOptions::default()).await.unwrap();
-    assert_eq!(out.status, RunStatus::Completed, "{out:?}");
-    assert_eq!(out.answer.as_deref(), Some("resumed"));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = agent
+            .resume("owned", &ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(out.status, RunStatus::Completed, "{out:?}");
+        assert_eq!(out.answer.as_deref(), Some("resumed"));
     });
 }
 
@@ -96,7 +122,9 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
 
     // Kill the child once the effect has happened (the tool then sleeps).
     let mut child = spawn(&world, std::path::Path::new(config), "pay");
-    wait_until(&mut child, "the effect", || !world.lines("pay.txt").is_empty());
+    wait_until(&mut child, "the effect", || {
+        !world.lines("pay.txt").is_empty()
+    });
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -106,8 +134,18 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
     let v = stdout_json(&out);
     assert_eq!(v["status"], "failed", "{v}");
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("in doubt") && reason.contains("toolhost cache resolve"), "{reason}");
-    let key = reason.split("(key ").nth(1).unwrap().split(')').next().unwrap().to_string();
+    assert!(
+        reason.contains("in doubt") && reason.contains("toolhost cache resolve"),
+        "{reason}"
+    );
+    let key = reason
+        .split("(key ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(world.lines("pay.txt").len(), 1, "the effect did not repeat");
 
     // Resuming again without a decision stops again, still without a repeat.
@@ -118,7 +156,18 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
     // The operator sees the line (it carries the key) and abandons the
     // retry: the effect happened. The run then goes on and completes.
     assert!(world.lines("pay.txt")[0].starts_with(&key));
-    let out = toolhost(world.path(), &["--config", config, "--json", "cache", "resolve", &key, "--abandon"]);
+    let out = toolhost(
+        world.path(),
+        &[
+            "--config",
+            config,
+            "--json",
+            "cache",
+            "resolve",
+            &key,
+            "--abandon",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     let out = toolhost(world.path(), &resume);
     let v = stdout_json(&out);

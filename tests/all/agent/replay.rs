@@ -37,7 +37,10 @@ async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_t
     let config = world.config("");
     let (model, m) = scripted("m", script());
     let agent = world.agent(&config, vec![m]).await;
-    let out = agent.start(Some("r".into()), "compute", &options()).await.unwrap();
+    let out = agent
+        .start(Some("r".into()), "compute", &options())
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Completed);
     let (asked, ran) = (model.requests(), agent_runs(&agent));
 
@@ -59,11 +62,17 @@ async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_t
     let steps: Vec<u32> = report.divergences.iter().map(|d| d.step).collect();
     assert_eq!(steps, [1, 2, 3], "{report:?}");
     assert!(
-        report.divergences[0].reasons.iter().any(|r| r == "tool `calc` was rebuilt"),
+        report.divergences[0]
+            .reasons
+            .iter()
+            .any(|r| r == "tool `calc` was rebuilt"),
         "{report:?}"
     );
     assert!(
-        report.divergences[0].reasons.iter().any(|r| r.contains("tool list")),
+        report.divergences[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("tool list")),
         "{report:?}"
     );
 }
@@ -84,17 +93,28 @@ async fn resume_refuses_a_rebuilt_tool_unless_allowed() {
         max_steps: 1,
         ..options()
     };
-    let out = agent.start(Some("c".into()), "compute", &one).await.unwrap();
+    let out = agent
+        .start(Some("c".into()), "compute", &one)
+        .await
+        .unwrap();
     assert_eq!(out.status, RunStatus::Partial);
     drop(agent);
 
     rebuild(&world.tools.join("calc.wasm"));
     let (model, m) = scripted("m", script());
     let agent = world.agent(&config, vec![m]).await;
-    let err = agent.resume("c", &ResumeOptions::default()).await.unwrap_err();
+    let err = agent
+        .resume("c", &ResumeOptions::default())
+        .await
+        .unwrap_err();
     match &err {
         AgentError::Changed { changes, .. } => {
-            assert!(changes.iter().any(|c| c.starts_with("tool `calc` was rebuilt")), "{changes:?}");
+            assert!(
+                changes
+                    .iter()
+                    .any(|c| c.starts_with("tool `calc` was rebuilt")),
+                "{changes:?}"
+            );
         }
         other => panic!("expected Changed, got {other:?}"),
     }

@@ -16,7 +16,12 @@ fn two_turns() -> serde_json::Value {
 
 fn run(world: &World, config: &std::path::Path, id: &str) -> std::process::Output {
     let config = config.to_str().unwrap();
-    toolhost(world.path(), &["--config", config, "--json", "agent", "run", "add", "--run-id", id])
+    toolhost(
+        world.path(),
+        &[
+            "--config", config, "--json", "agent", "run", "add", "--run-id", id,
+        ],
+    )
 }
 
 #[test]
@@ -24,7 +29,10 @@ fn stats_json_reports_exactly_the_scripted_rates() {
     let mut world = World::new();
     // Two attempts per model; breakers that never open in this test.
     world.extra = "[breaker]\nconsecutive_failures = 100\nmin_calls = 100\nwindow = 100\n".into();
-    let healthy = world.script("healthy.json", &json!({"mode": "conversation", "turns": two_turns()}));
+    let healthy = world.script(
+        "healthy.json",
+        &json!({"mode": "conversation", "turns": two_turns()}),
+    );
     let limited = world.script(
         "limited.json",
         &json!({"mode": "conversation", "turns": two_turns(),
@@ -43,10 +51,10 @@ fn stats_json_reports_exactly_the_scripted_rates() {
         )
     };
     let configs = [
-        ("a", chain(&healthy, &healthy)),  // 2 turns, 2 attempts
-        ("b", chain(&limited, &healthy)),  // 2 turns, 3 attempts, 1 retry
-        ("c", chain(&down, &healthy)),     // 2 turns, each 2 + 1 attempts, 1 retry, 1 fallback
-        ("d", chain(&down, &down)),        // 1 turn, 2 + 2 attempts, 2 retries, 1 fallback; failed
+        ("a", chain(&healthy, &healthy)), // 2 turns, 2 attempts
+        ("b", chain(&limited, &healthy)), // 2 turns, 3 attempts, 1 retry
+        ("c", chain(&down, &healthy)),    // 2 turns, each 2 + 1 attempts, 1 retry, 1 fallback
+        ("d", chain(&down, &down)),       // 1 turn, 2 + 2 attempts, 2 retries, 1 fallback; failed
     ];
     for (id, models) in configs {
         let path = world.write_config(&models);
@@ -61,10 +69,21 @@ fn stats_json_reports_exactly_the_scripted_rates() {
         assert_eq!(v["status"], expected, "run {id}: {v}");
     }
     let config = world.path().join("toolhost.toml");
-    let out = toolhost(world.path(), &["--config", config.to_str().unwrap(), "--json", "stats"]);
+    let out = toolhost(
+        world.path(),
+        &["--config", config.to_str().unwrap(), "--json", "stats"],
+    );
     assert!(out.status.success(), "{out:?}");
     let s = stdout_json(&out);
-    assert_eq!((s["runs"].clone(), s["completed"].clone(), s["failed"].clone()), (json!(4), json!(3), json!(1)), "{s}");
+    assert_eq!(
+        (
+            s["runs"].clone(),
+            s["completed"].clone(),
+            s["failed"].clone()
+        ),
+        (json!(4), json!(3), json!(1)),
+        "{s}"
+    );
     let close = |k: &str, want: f64| {
         let got = s[k].as_f64().unwrap();
         assert!((got - want).abs() < 1e-9, "{k}: {got} != {want}: {s}");
@@ -83,7 +102,25 @@ fn stats_json_reports_exactly_the_scripted_rates() {
     assert_eq!(s["tool_calls"], 3);
 
     // Per run: only that run's numbers.
-    let out = toolhost(world.path(), &["--config", config.to_str().unwrap(), "--json", "stats", "--run", "c"]);
+    let out = toolhost(
+        world.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+            "stats",
+            "--run",
+            "c",
+        ],
+    );
     let c = stdout_json(&out);
-    assert_eq!((c["runs"].clone(), c["fell_back"].clone(), c["retries"].clone()), (json!(1), json!(2), json!(2)), "{c}");
+    assert_eq!(
+        (
+            c["runs"].clone(),
+            c["fell_back"].clone(),
+            c["retries"].clone()
+        ),
+        (json!(1), json!(2), json!(2)),
+        "{c}"
+    );
 }

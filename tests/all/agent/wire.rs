@@ -29,11 +29,18 @@ async fn a_tool_using_run_completes_over_both_wire_formats() {
         ]);
         let model = provider(wire, &server, "remote", Some("sk-test-key"));
         let agent = world.agent(&config, vec![model]).await;
-        let out = agent.start(None, "What is 6*7? Note it.", &options()).await.unwrap();
+        let out = agent
+            .start(None, "What is 6*7? Note it.", &options())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Completed, "{wire:?}: {out:?}");
         assert_eq!(out.answer.as_deref(), Some("It is 42, and it is noted."));
         assert_eq!(server.requests(), 4, "{wire:?}");
-        assert!(server.violations().is_empty(), "{wire:?}: {:?}", server.violations());
+        assert!(
+            server.violations().is_empty(),
+            "{wire:?}: {:?}",
+            server.violations()
+        );
         assert_eq!(world.lines("wire.txt").len(), 1);
 
         let seen = server.seen();
@@ -47,7 +54,10 @@ async fn a_tool_using_run_completes_over_both_wire_formats() {
                     .iter()
                     .map(|t| t["function"]["name"].as_str().unwrap().to_string())
                     .collect();
-                assert!(names.contains(&"calc".to_string()) && names.contains(&"notes".to_string()), "{names:?}");
+                assert!(
+                    names.contains(&"calc".to_string()) && names.contains(&"notes".to_string()),
+                    "{names:?}"
+                );
                 let tool_msgs: Vec<_> = last["messages"]
                     .as_array()
                     .unwrap()
@@ -58,7 +68,13 @@ async fn a_tool_using_run_completes_over_both_wire_formats() {
                 assert_eq!(tool_msgs[0]["content"], "{\"value\":42}");
             }
             Wire::Anthropic => {
-                assert!(first["tools"].as_array().unwrap().iter().any(|t| t["name"] == "calc"));
+                assert!(
+                    first["tools"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|t| t["name"] == "calc")
+                );
                 let results: Vec<_> = last["messages"]
                     .as_array()
                     .unwrap()
