@@ -325,7 +325,7 @@ impl Agent {
         let end = loop {
             let response = match s.journal.get(&(step, 0)) {
                 Some(row) => {
-                    let response = self.from_journal(&s.run.id, row)?;
+                    let response = self.served_turn(&s.run.id, row)?;
                     s.tokens += row.tokens;
                     s.resumed += 1;
                     response
@@ -360,7 +360,7 @@ impl Agent {
         self.finish(s, end).await
     }
 
-    fn from_journal(&self, run_id: &str, row: &StepRecord) -> Result<ChatResponse, AgentError> {
+    fn served_turn(&self, run_id: &str, row: &StepRecord) -> Result<ChatResponse, AgentError> {
         let response: ChatResponse =
             serde_json::from_str(&row.body).map_err(|e| AgentError::Journal {
                 id: run_id.to_string(),
@@ -537,7 +537,7 @@ impl Agent {
         let calls = &response.tool_calls;
         let mut results: Vec<Option<ToolOutcome>> = vec![None; calls.len()];
         let mut live = Vec::new();
-        for i in 0..calls.len() {
+        for (i, slot) in results.iter_mut().enumerate() {
             let part = i as u32 + 1;
             match s.journal.get(&(step, part)) {
                 Some(row) => {
@@ -550,7 +550,7 @@ impl Agent {
                         from_journal: true,
                         duration_us: row.duration_us,
                     });
-                    results[i] = Some(ToolOutcome {
+                    *slot = Some(ToolOutcome {
                         content: row.body.clone(),
                         error_kind: row.error_kind.clone(),
                         key: row.request_digest.clone(),

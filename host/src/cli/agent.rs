@@ -101,10 +101,15 @@ pub async fn run(env: &Env, cmd: AgentCommand) -> Result<(), Failure> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let agent = env.agent(observer).await?.cancel_on(rx);
     // Ctrl-C: stop between steps (or during a model call), journaled and
-    // resumable. A second Ctrl-C is the default: the process ends.
+    // resumable. A second Ctrl-C ends the process at once (the journal is
+    // still consistent: every row is its own commit).
     let watcher = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the calls in flight (Ctrl-C again to quit now)");
             let _ = tx.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
         }
     });
     let outcome = match cmd {

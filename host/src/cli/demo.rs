@@ -223,11 +223,7 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         )
         .await
         .map_err(super::agent::agent_failure)?;
-    println!(
-        "-> {} : {}\n",
-        first.status.as_str(),
-        first.answer.clone().unwrap_or_default()
-    );
+    print_outcome(&first);
     let store = agent.store().clone();
     drop(agent);
     let primary_before = log_count(&dir.join("primary.log"));
@@ -288,15 +284,19 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         .resume(CRASH_RUN, &ResumeOptions::default())
         .await
         .map_err(super::agent::agent_failure)?;
-    println!(
-        "-> {} : {}\n",
-        second.status.as_str(),
-        second.answer.clone().unwrap_or_default()
-    );
+    print_outcome(&second);
     drop(agent);
 
     let primary_during = log_count(&dir.join("primary.log")) - primary_before;
     summary(&store, &dir, t0, &first, &second, primary_during).await
+}
+
+fn print_outcome(o: &toolhost::agent::RunOutcome) {
+    println!(
+        "-> {}: {}\n",
+        o.status.as_str(),
+        o.answer.as_deref().unwrap_or_default()
+    );
 }
 
 fn log_count(path: &Path) -> usize {

@@ -20,7 +20,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 use super::ownership::run_owned;
-use super::{World, call, scripted_entry};
+use super::{World, call, in_doubt_key, scripted_entry};
 use crate::support::{stdout_json, toolhost};
 
 const STEPS: usize = 6;
@@ -112,13 +112,7 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
             Some("failed") => {
                 let reason = v["reason"].as_str().unwrap();
                 assert!(reason.contains("in doubt"), "iteration {i}: {v}");
-                let key = reason
-                    .split("(key ")
-                    .nth(1)
-                    .unwrap()
-                    .split(')')
-                    .next()
-                    .unwrap();
+                let key = &in_doubt_key(reason);
                 let done = world
                     .lines(&format!("notes-{i}.txt"))
                     .iter()

@@ -3,6 +3,7 @@
 //! loopback fault server; crashes are real child processes killed with
 //! SIGKILL.
 
+mod breakers;
 mod budgets;
 mod crash;
 mod degradation;
@@ -212,4 +213,13 @@ pub fn scripted_entry(name: &str, script: &Path) -> String {
     format!(
         "[[models]]\nname = {name:?}\nprovider = \"scripted\"\nmodel = {name:?}\nscript = {script:?}\n"
     )
+}
+
+/// The key an `in_doubt` stop names in its reason ("... (key KEY) is in doubt ...").
+pub fn in_doubt_key(reason: &str) -> String {
+    let after = reason
+        .split("(key ")
+        .nth(1)
+        .expect("the reason names a key");
+    after.split(')').next().unwrap_or_default().to_string()
 }

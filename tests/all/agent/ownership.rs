@@ -9,7 +9,7 @@ use serde_json::json;
 use toolhost::agent::{AgentError, ResumeOptions};
 use toolhost::store::RunStatus;
 
-use super::{World, call, scripted, scripted_entry};
+use super::{World, call, in_doubt_key, scripted, scripted_entry};
 use crate::support::{stdout_json, toolhost};
 
 fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
@@ -138,14 +138,7 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
         reason.contains("in doubt") && reason.contains("toolhost cache resolve"),
         "{reason}"
     );
-    let key = reason
-        .split("(key ")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .to_string();
+    let key = in_doubt_key(reason);
     assert_eq!(world.lines("pay.txt").len(), 1, "the effect did not repeat");
 
     // Resuming again without a decision stops again, still without a repeat.
