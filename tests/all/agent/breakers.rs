@@ -10,7 +10,7 @@ use crate::support::{stdout_json, toolhost};
 #[test]
 fn a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list() {
     let mut world = World::new();
-    world.extra = "[breaker]\nconsecutive_failures = 2\nopen_ms = 600000\n".into();
+    world.extra = "[breaker]\nconsecutive_failures = 2\nopen_ms = 120000\n".into();
     let turns = json!([
         {"tool_calls": [call("calc", json!({"expr": "2+2"}))]},
         {"text": "4"}
