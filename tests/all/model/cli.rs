@@ -75,7 +75,22 @@ async fn model_call_reports_the_serving_model_retries_and_fallbacks() {
         assert!(stdout.contains(line), "no `{line}` in:\n{stdout}");
     }
 
-    let out = toolhost(dir.path(), &["model", "call", "--json", "--message", "hi"]).await;
+    // Breakers are shared through the store: the first call left the
+    // primary's open in this database, so the JSON call uses a fresh one
+    // to see the same six attempts.
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--db",
+            "fresh.db",
+            "model",
+            "call",
+            "--json",
+            "--message",
+            "hi",
+        ],
+    )
+    .await;
     let v = stdout_json(&out);
     assert_eq!(
         (v["ok"].as_bool(), v["served_by"].as_str()),
