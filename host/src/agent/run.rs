@@ -97,7 +97,14 @@ pub struct Agent {
     pub(crate) system: String,
     observer: Arc<dyn Observer>,
     cancel: Option<watch::Receiver<bool>>,
+    /// When stored breaker states were last adopted (models, tools).
+    adopted: std::sync::Mutex<(Option<Instant>, Option<Instant>)>,
 }
+
+/// How often stored breaker states are read: often enough that a breaker
+/// another process opened takes effect within a fraction of a second, rarely
+/// enough that a fast loop does not pay a store round trip per step.
+const ADOPT_EVERY: Duration = Duration::from_millis(200);
 
 /// Where the loop stopped.
 struct End {
@@ -169,7 +176,35 @@ impl Agent {
                 .unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
             observer: Arc::new(Silent),
             cancel: None,
+            adopted: std::sync::Mutex::new((None, None)),
         }
+    }
+
+    /// Whether stored breaker states are due to be read again (models when
+    /// `models`, else tools), marking them read if so.
+    fn adopt_due(&self, models: bool) -> bool {
+        let mut at = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = if models { &mut at.0 } else { &mut at.1 };
+        let due = slot.is_none_or(|t| t.elapsed() >= ADOPT_EVERY);
+        if due {
+            *slot = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Whether a call of `tool` can have no effect: only then may the turn
+    /// that asked for it run ahead of its row's commit.
+    fn is_pure(&self, tool: &str) -> bool {
+        let sandbox = self.executor.sandbox();
+        let Some(t) = sandbox.tool(tool) else {
+            // An unknown tool runs nothing.
+            return true;
+        };
+        let effect = sandbox
+            .policy(tool)
+            .and_then(|p| p.effect)
+            .map_or(t.effect, |e| e.max(t.effect));
+        effect == crate::config::EffectName::Pure
     }
 
     /// Reports progress to `observer`.
@@ -424,8 +459,10 @@ impl Agent {
         }
         let store = self.store();
         // Breakers other processes opened are open here too.
-        self.chain
-            .adopt_breakers(&store.breaker_map("model:").await?);
+        if self.adopt_due(true) {
+            self.chain
+                .adopt_breakers(&store.breaker_map("model:").await?);
+        }
         let opens_before = self.chain.metrics().breaker_opens;
         self.observer.event(&Event::ModelCalling { step });
         let remaining = Duration::from_millis(s.run.time_budget_ms.saturating_sub(s.spent_ms()));
@@ -504,7 +541,19 @@ impl Agent {
             from_journal: false,
             tool_calls: served.map_or(0, |r| r.tool_calls.len()),
         };
-        store.record_step(&s.run.id, row, s.spent_ms()).await?;
+        // The turn must be durable before any call with an effect starts: a
+        // model asked again after a crash may ask for different calls, and
+        // an effect must never be orphaned from its step. A turn that asks
+        // only for pure calls (or answers) is committed with the step's
+        // next awaited row instead: one fsync per step, and a crash before
+        // it costs only this request, asked again.
+        let durable_now =
+            served.is_none_or(|r| r.tool_calls.iter().any(|c| !self.is_pure(&c.name)));
+        if durable_now {
+            store.record_step(&s.run.id, row, s.spent_ms()).await?;
+        } else {
+            store.queue_step(&s.run.id, row, s.spent_ms());
+        }
         match result {
             Ok(served) => {
                 s.tokens += usage;
@@ -566,7 +615,9 @@ impl Agent {
         let mut stops = Vec::new();
         if !live.is_empty() {
             let store = self.store();
-            self.tools.adopt(&store.breaker_map("tool:").await?);
+            if self.adopt_due(false) {
+                self.tools.adopt(&store.breaker_map("tool:").await?);
+            }
             self.observer.event(&Event::ToolsCalling {
                 step,
                 tools: live.iter().map(|&i| calls[i].name.clone()).collect(),

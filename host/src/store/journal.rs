@@ -499,6 +499,21 @@ impl Store {
             .await
     }
 
+    /// Queues a step row without waiting for its commit: it commits with
+    /// (or before) the next awaited job, in order. For a model turn whose
+    /// tool calls are all pure, where losing the row in a crash costs only
+    /// asking the model again (see `agent::run`). A failed write is traced.
+    pub fn queue_step(&self, run_id: &str, step: StepRecord, spent_ms: u64) {
+        let run_id = run_id.to_string();
+        self.inner.submit(move |c| {
+            let written = record_step(c, &run_id, &step, spent_ms);
+            if let Err(e) = &written {
+                tracing::warn!(run = %run_id, step = step.step, error = %e, "a queued journal row was not written");
+            }
+            written
+        });
+    }
+
     /// Every row of a run's journal, in order, with the blobs.
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
