@@ -7,7 +7,9 @@
 //!   same executor (so the same tool call path), but no journal.
 //!
 //! Both report time per step (throughput = steps); the difference is what
-//! the journal, digests and bookkeeping add to a step.
+//! the journal, digests and bookkeeping add to a step. `agent/commit` is
+//! the floor under it: one durable (`synchronous=FULL`) store commit, as a
+//! journaled step of pure calls costs one, plus the run's own two per run.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -148,6 +150,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let run = n.fetch_add(1, Ordering::Relaxed);
             rt.block_on(bare_run(&bare, &executor, &specs, run));
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+    let store = executor.store().clone();
+    group.bench_function("commit", |b| {
+        b.iter(|| {
+            rt.block_on(store.bump(vec![("bench_commit", 1)]))
+                .expect("a durable commit")
         })
     });
     group.finish();
