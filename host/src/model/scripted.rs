@@ -76,6 +76,9 @@ pub struct Turn {
     pub retry_after_ms: Option<u64>,
     #[serde(default)]
     pub delay_ms: u64,
+    /// The token usage the turn reports (none by default).
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// A tool call a scripted turn makes.
@@ -274,7 +277,7 @@ impl Model for Scripted {
                     StopReason::ToolUse
                 },
                 tool_calls,
-                usage: Usage::default(),
+                usage: turn.usage,
                 model: format!("scripted:{}", self.name),
             })
         })

@@ -123,3 +123,42 @@ async fn a_spent_time_budget_gives_partial_and_the_time_is_not_spent_again() {
     let cut = usize::from(reason.contains("during the model call"));
     assert_eq!(model.requests(), 7 + cut, "{reason}");
 }
+
+#[tokio::test]
+async fn a_spent_token_budget_gives_partial_and_journaled_tokens_count_once() {
+    let world = World::new();
+    let config = world.config("");
+    // Every turn reports 100 tokens; the budget is 250.
+    let mut script = six_steps();
+    for t in script.as_array_mut().unwrap() {
+        t["usage"] = json!({"input_tokens": 80, "output_tokens": 20});
+    }
+    let (model, m) = scripted("m", script);
+    let agent = world.agent(&config, vec![m]).await;
+    let budget = AgentOptions {
+        token_budget: Some(250),
+        ..options()
+    };
+    let out = agent
+        .start(Some("k".into()), "count", &budget)
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.status, out.steps, out.tokens),
+        (RunStatus::Partial, 3, 300),
+        "{out:?}"
+    );
+    assert!(
+        out.reason
+            .unwrap()
+            .contains("token budget (250) spent after 3 steps")
+    );
+    // Resuming: the 300 journaled tokens count once, so the budget is still
+    // spent and nothing runs live.
+    let out = agent.resume("k", &ResumeOptions::default()).await.unwrap();
+    assert_eq!(
+        (out.status, out.tokens, out.steps_resumed),
+        (RunStatus::Partial, 300, 3)
+    );
+    assert_eq!(model.requests(), 3);
+}

@@ -168,3 +168,86 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
     assert_eq!(v["answer"], "paid");
     assert_eq!(world.lines("pay.txt").len(), 1);
 }
+
+#[test]
+fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable() {
+    let world = World::new();
+    // A first turn that asks for a tool, then a slow one: Ctrl-C lands
+    // while the model is thinking about step 2.
+    let script = world.script(
+        "two.json",
+        &json!({"mode": "conversation", "turns": [
+            {"tool_calls": [call("calc", json!({"expr": "1+1"}))]},
+            {"text": "2", "delay_ms": 30_000}
+        ]}),
+    );
+    let config = world.write_config(&scripted_entry("m", &script));
+    let mut child = spawn(&world, &config, "int");
+    let db = world.db();
+    let steps = |db: &std::path::Path| {
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM steps WHERE run_id = 'int' AND kind = 'tool'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    wait_until(&mut child, "step 1's tool call", || steps(&db) == 1);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // The child stops on its own, promptly, as partial (exit 1).
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Ctrl-C did not stop the run"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    let config = config.to_str().unwrap();
+    let out = toolhost(
+        world.path(),
+        &["--config", config, "--json", "runs", "show", "int"],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["run"]["status"], "partial", "{v}");
+    assert!(
+        v["run"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted during step 2"),
+        "{v}"
+    );
+
+    // Resumable: step 1 from the journal, step 2 live (the slow turn again,
+    // so the resume gets a script whose step 2 is quick).
+    std::fs::write(
+        &script,
+        json!({"mode": "conversation", "turns": [
+            {"tool_calls": [call("calc", json!({"expr": "1+1"}))]},
+            {"text": "2"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = toolhost(
+        world.path(),
+        &["--config", config, "--json", "agent", "resume", "int"],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(
+        (v["status"].clone(), v["steps_resumed"].clone()),
+        (json!("completed"), json!(1)),
+        "{v}"
+    );
+}
