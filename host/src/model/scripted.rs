@@ -28,6 +28,9 @@
 //!   (`request N step S`, `S` = assistant messages + 1), resolved against
 //!   the script's directory: how tests and the demo count model requests
 //!   across processes.
+//!
+//! A turn may also report `"usage": {"input_tokens": 80, "output_tokens": 20}`
+//! (none by default), for token budgets.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
