@@ -29,6 +29,7 @@ const HOSTILE: &[&str] = &[
     "sneak",
     "dialer",
     "otherworld",
+    "misbehave",
 ];
 /// Tools for the end-to-end tests of effects (claims, crashes).
 const TESTKIT: &[&str] = &["append"];

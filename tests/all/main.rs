@@ -1,6 +1,7 @@
 //! toolhost's end-to-end suite: real components built from source by the
 //! build, real files, the real binary. One binary, a module per area.
 
+mod audit;
 mod capabilities;
 mod cli;
 mod hostile;

@@ -113,11 +113,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let mut config =
-        Config::load(cli.config.as_deref()).map_err(|e| Failure::config(e.to_string()))?;
-    if let Some(db) = &cli.db {
-        config.store.path = db.clone();
-    }
+    // Overrides go in before validation: a grant reaching the `--db` store
+    // or the `--tools-dir` directory is refused like a configured one.
+    let config = Config::load_adjusted(cli.config.as_deref(), |config| {
+        if let Some(db) = &cli.db {
+            config.store.path = db.clone();
+        }
+        if let Some(dir) = &cli.tools_dir {
+            config.sandbox.tools_dir = Some(dir.clone());
+        }
+    })
+    .map_err(|e| Failure::config(e.to_string()))?;
     let env = Env {
         config,
         json: cli.json,

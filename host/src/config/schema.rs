@@ -49,6 +49,20 @@ pub struct SandboxConfig {
     /// Where compiled components are cached; default: `artifacts/` beside the
     /// database.
     pub cache_dir: Option<PathBuf>,
+    /// Where the per-user key that authenticates cached artifacts lives
+    /// (a 0700 directory of this user); default: `$XDG_STATE_HOME/toolhost`,
+    /// else `~/.local/state/toolhost`.
+    pub key_dir: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// The artifact cache: `cache_dir`, else `artifacts/` beside the database.
+    pub fn effective_cache_dir(&self, store: &StoreConfig) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            let db_dir = store.path.parent().unwrap_or(std::path::Path::new("."));
+            db_dir.join("artifacts")
+        })
+    }
 }
 
 impl Default for SandboxConfig {
@@ -63,6 +77,7 @@ impl Default for SandboxConfig {
             max_response_bytes: 10 << 20,
             max_concurrent_calls: 128,
             cache_dir: None,
+            key_dir: None,
         }
     }
 }
@@ -182,6 +197,10 @@ pub struct ModelConfig {
     pub max_tokens: Option<u32>,
     /// The `scripted` provider's file of turns and faults.
     pub script: Option<PathBuf>,
+    /// Send the API key over plain `http://` to a host that is not loopback.
+    /// Default false: such a `base_url` with an `api_key_env` is refused.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 /// `[retry]`: which model errors are retried, and how long we wait.
@@ -364,6 +383,18 @@ impl Config {
                     format!("`{url}` is not an http(s) URL"),
                 ));
             }
+            if let Some(url) = &m.base_url
+                && m.api_key_env.is_some()
+                && !m.allow_insecure
+                && crate::model::is_plain_remote(url)
+            {
+                return Err(Invalid::new(
+                    format!("{key}.base_url"),
+                    format!(
+                        "`{url}` is plain http:// to a host that is not loopback: the API key would cross the network readable; use https:// or set allow_insecure = true"
+                    ),
+                ));
+            }
         }
         let r = &self.retry;
         positive("retry.max_attempts", r.max_attempts.into())?;
@@ -420,16 +451,16 @@ impl ToolPolicy {
             memory(&format!("{key}.memory_mb"), mb)?;
         }
         let mut guests = std::collections::HashSet::new();
-        for grant in &self.dirs {
+        for (i, grant) in self.dirs.iter().enumerate() {
             if !grant.host.is_dir() {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.host"),
                     format!("`{}` is not a directory", grant.host.display()),
                 ));
             }
             if !grant.guest.starts_with('/') || grant.guest.split('/').any(|c| c == "..") {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.guest"),
                     format!(
                         "guest path `{}` must be absolute, without `..`",
                         grant.guest
@@ -440,7 +471,7 @@ impl ToolPolicy {
             // which one wins would depend on their order.
             if !guests.insert(grant.guest.trim_end_matches('/')) {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.guest"),
                     format!("guest path `{}` is granted twice", grant.guest),
                 ));
             }

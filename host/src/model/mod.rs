@@ -16,6 +16,7 @@
 mod anthropic;
 mod error;
 mod http;
+pub(crate) use http::is_plain_remote;
 mod openai;
 mod scripted;
 mod secret;
@@ -103,6 +104,8 @@ pub struct Endpoint {
     configured_max_tokens: Option<u32>,
     max_tokens: u32,
     client: reqwest::Client,
+    /// Whether the key may go over plain `http://` to a remote host.
+    allow_insecure: bool,
 }
 
 impl Endpoint {
@@ -122,7 +125,15 @@ impl Endpoint {
             configured_max_tokens: None,
             max_tokens: DEFAULT_MAX_TOKENS,
             client,
+            allow_insecure: false,
         })
+    }
+
+    /// This endpoint, allowed (or not) to send its key over plain `http://`
+    /// to a host that is not loopback. Off by default.
+    pub fn allow_insecure(mut self, allow: bool) -> Self {
+        self.allow_insecure = allow;
+        self
     }
 
     /// An endpoint from a config entry, reading the key's variable now. An
@@ -141,11 +152,27 @@ impl Endpoint {
             configured_max_tokens: m.max_tokens,
             max_tokens: m.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             client: http::client(m.base_url.as_deref())?,
+            allow_insecure: m.allow_insecure,
         })
     }
 
+    /// The key to send, if any. A key never goes over plain `http://` to a
+    /// host that is not loopback (anyone on the path could read it) unless
+    /// the entry says `allow_insecure = true`.
     fn key(&self) -> Result<Option<&ApiKey>, ModelError> {
         match &self.key {
+            Ok(Some(_))
+                if !self.allow_insecure
+                    && self.base_url.as_deref().is_some_and(http::is_plain_remote) =>
+            {
+                Err(ModelError::new(
+                    ErrorKind::Auth,
+                    format!(
+                        "refusing to send the API key of `{}` over plain http:// to a host that is not loopback; use https:// or set allow_insecure = true",
+                        self.name
+                    ),
+                ))
+            }
             Ok(k) => Ok(k.as_ref()),
             Err(var) => Err(ModelError::new(
                 ErrorKind::Auth,
