@@ -11,3 +11,4 @@ mod model;
 mod sandbox;
 mod support;
 mod support_http;
+mod trust;

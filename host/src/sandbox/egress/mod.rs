@@ -56,12 +56,11 @@ pub enum EgressError {
     /// an internal one needs an exact `host:port` entry, a link-local or
     /// metadata one the address literal itself.
     #[error(
-        "{host}:{port} resolves to the {} address {addr}; {}",
-        if *link_local { "link-local or metadata" } else { "internal" },
+        "{host}:{port} resolves to the internal address {addr}{}",
         if *link_local {
-            "only a request to that address literal, listed in allow_hosts, reaches it"
+            " (link-local or cloud metadata); no host name reaches it, only a request to that address literal listed in allow_hosts"
         } else {
-            "only an exact `host:port` entry in allow_hosts opens it"
+            "; only an exact `host:port` entry in allow_hosts opens it"
         }
     )]
     InternalAddress {
