@@ -8,6 +8,7 @@ mod hostile;
 mod idempotency;
 mod loading;
 mod model;
+mod robustness;
 mod sandbox;
 mod support;
 mod support_http;

@@ -28,7 +28,7 @@ fn refused(text: &str, origin: &Path) -> toolhost::config::ConfigError {
 fn a_grant_reaching_the_hosts_own_files_is_refused_with_key_and_line() {
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("state");
-    std::fs::create_dir_all(state.join("artifacts")).unwrap();
+    std::fs::create_dir_all(state.join("artifacts").join("engine")).unwrap();
     std::fs::create_dir_all(state.join("app.db.owners")).unwrap();
     let tools = root.path().join("tools");
     let keys = root.path().join("keys");
@@ -47,13 +47,14 @@ fn a_grant_reaching_the_hosts_own_files_is_refused_with_key_and_line() {
 
     let cases: &[(&Path, &str)] = &[
         (&state, "contains the store"),
-        (&state.join("artifacts"), "lies inside the artifact cache"),
+        (&state.join("artifacts"), "is the artifact cache"),
         (
-            &state.join("app.db.owners"),
-            "lies inside the store's owner locks",
+            &state.join("artifacts").join("engine"),
+            "lies inside the artifact cache",
         ),
-        (&tools, "lies inside the tools directory"),
-        (&keys, "lies inside the artifact key directory"),
+        (&state.join("app.db.owners"), "is the store's owner locks"),
+        (&tools, "is the tools directory"),
+        (&keys, "is the artifact key directory"),
         (root.path(), "contains the store"),
         (origin.parent().unwrap(), "contains the config file"),
     ];
@@ -119,7 +120,7 @@ fn the_cli_refuses_a_grant_over_the_db_given_on_the_command_line() {
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 1"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
     assert!(stderr.contains("tools.notes.dirs.0.host"), "{stderr}");
     assert!(stderr.contains("contains the store"), "{stderr}");
 }

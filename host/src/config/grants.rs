@@ -113,7 +113,9 @@ pub(super) fn check(config: &Config, origin: Option<&Path>) -> Result<(), Invali
         for (i, grant) in policy.dirs.iter().enumerate() {
             let granted = resolve(&grant.host);
             for (what, real, configured) in &own {
-                let relation = if real.starts_with(&granted) {
+                let relation = if *real == granted {
+                    "is"
+                } else if real.starts_with(&granted) {
                     "contains"
                 } else if granted.starts_with(real) {
                     "lies inside"

@@ -75,3 +75,64 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// TOML-shaped text from arbitrary JSON: every key and value kind, at
+    /// the config's real table names and at random ones.
+    fn toml_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(toml::Value::Integer),
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<f64>().prop_map(toml::Value::Float),
+            "\\PC{0,12}".prop_map(toml::Value::String),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+                prop::collection::btree_map(
+                    "fuel|timeout_ms|memory_mb|dirs|host|guest|mode|name|provider|\\PC{1,8}",
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+            ]
+        });
+        prop::collection::btree_map(
+            "sandbox|tools|models|retry|breaker|agent|store|fallback|\\PC{1,8}",
+            value,
+            0..4,
+        )
+        .prop_filter_map("not representable as a TOML document", |m| {
+            toml::to_string(&toml::Table::from_iter(m)).ok()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes: a config or a typed error with a line, never a
+        /// panic.
+        #[test]
+        fn arbitrary_bytes_parse_or_fail_typed(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = Config::parse(&text, Path::new("t.toml")) {
+                prop_assert!(!e.message.is_empty());
+                prop_assert!(e.line.is_some(), "{}", e);
+            }
+        }
+
+        /// Well-formed TOML of any shape: a config, or an error that names
+        /// both the key and the line.
+        #[test]
+        fn arbitrary_documents_fail_with_key_and_line(text in toml_text()) {
+            if let Err(e) = Config::parse(&text, Path::new("t.toml")) {
+                prop_assert!(e.key.is_some(), "no key: {} in\n{}", e, text);
+                prop_assert!(e.line.is_some(), "no line: {} in\n{}", e, text);
+            }
+        }
+    }
+}

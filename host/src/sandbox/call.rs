@@ -287,6 +287,31 @@ fn panic_message(stderr: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever a tool wrote to stderr, reading a panic out of it never
+        /// panics.
+        #[test]
+        fn arbitrary_stderr_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = panic_message(&text);
+            let _ = panic_message(&format!("x panicked at {text}"));
+        }
+
+        /// Whatever error a tool returned, it maps to its kind.
+        #[test]
+        fn arbitrary_tool_errors_map_to_their_kind(text in proptest::prelude::any::<String>(), which in 0u8..3) {
+            let (e, want) = match which {
+                0 => (ToolError::InvalidInput(text.clone()), super::super::ErrorKind::InvalidInput),
+                1 => (ToolError::Transient(text.clone()), super::super::ErrorKind::ToolTransient),
+                _ => (ToolError::Failed(text.clone()), if text.starts_with(CAPABILITY_DENIED_PREFIX) {
+                    super::super::ErrorKind::CapabilityDenied
+                } else {
+                    super::super::ErrorKind::ToolFailed
+                }),
+            };
+            proptest::prop_assert_eq!(tool_error(e).kind(), want);
+        }
+    }
+
     #[test]
     fn panic_messages_are_extracted() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";

@@ -388,12 +388,7 @@ impl Sandbox {
         )
         .await?;
 
-        let output: Value = serde_json::from_str(&done.value)
-            .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
-        if let Some(v) = &t.output_validator {
-            check(v, &output)
-                .map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
-        }
+        let output = parse_output(&done.value, t.output_validator.as_ref())?;
         Ok(CallOutput {
             output,
             fuel_used: done.fuel_used,
@@ -419,6 +414,17 @@ pub struct Prepared {
     text: String,
     /// The limits the call will run under (defaults, policy, overrides).
     pub limits: Limits,
+}
+
+/// A tool's result text, which the tool chose: JSON that satisfies its
+/// output schema, or `tool_failed` saying why not.
+fn parse_output(text: &str, validator: Option<&jsonschema::Validator>) -> Result<Value, CallError> {
+    let output: Value = serde_json::from_str(text)
+        .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
+    if let Some(v) = validator {
+        check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+    }
+    Ok(output)
 }
 
 /// Checks `value` against a schema; the error names the failing JSON path.
@@ -453,4 +459,72 @@ async fn describe_one(
             reason: format!("describe failed: {} ({e})", e.kind()),
         })?;
     loader::finish(path, pre, digest, source, meta)
+}
+
+/// Generators shared by the sandbox's property tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// Arbitrary JSON: scalars of every kind, nested arrays and objects.
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-z$#/]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "type|properties|required|items|enum|const|\\$ref|pattern|minimum|anyOf|\\$defs".prop_map(String::from),
+                        any::<String>()
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A tool's result is whatever bytes it chose: never a panic, and
+        /// anything unusable is `tool_failed`.
+        #[test]
+        fn arbitrary_output_text_is_json_or_tool_failed(text in any::<String>()) {
+            if let Err(e) = parse_output(&text, None) {
+                prop_assert_eq!(e.kind(), ErrorKind::ToolFailed);
+            }
+        }
+
+        #[test]
+        fn arbitrary_output_json_is_checked_against_the_schema(
+            value in tests_support::json_value(),
+        ) {
+            let schema = serde_json::json!({
+                "type": "object",
+                "properties": {"n": {"type": "integer"}},
+                "required": ["n"],
+            });
+            let validator = jsonschema::draft202012::new(&schema).unwrap();
+            match parse_output(&value.to_string(), Some(&validator)) {
+                Ok(v) => prop_assert!(v["n"].is_i64() || v["n"].is_u64()),
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::ToolFailed),
+            }
+        }
+    }
 }
