@@ -122,3 +122,25 @@ async fn no_hostile_tool_ends_in_internal() {
         readable(&err);
     }
 }
+
+/// `memory_mb` bounds the sum of a call's memories: `twomem` grows each of
+/// its two memories by 40 MiB, which a per-memory limit of 64 MiB would let
+/// through twice.
+#[tokio::test]
+async fn two_memories_share_one_limit() {
+    let limit = |mb| Overrides {
+        memory_mb: Some(mb),
+        ..Overrides::default()
+    };
+    let err = call_with(hostile(), "twomem", "{}", limit(64))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MemoryLimit, "{err}");
+    assert!(err.to_string().contains("64 MiB"), "{err}");
+    // With room for both, the same component runs: the limit, not the
+    // component, stopped it.
+    let out = call_with(hostile(), "twomem", "{}", limit(128))
+        .await
+        .unwrap();
+    assert_eq!(out.output["grown_mb"], 80);
+}
