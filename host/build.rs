@@ -33,9 +33,11 @@ const HOSTILE: &[&str] = &[
 ];
 /// Hostile tools no Rust toolchain can emit, written in the component text
 /// format by their own crates: installed beside the built hostile tools.
-const HANDWRITTEN: &[(&str, fn() -> Result<Vec<u8>, String>)] = &[("twomem", || {
+const HANDWRITTEN: &[(&str, Assemble)] = &[("twomem", || {
     hostile_twomem::component().map_err(|e| e.to_string())
 })];
+/// Assembles one hand-written component.
+type Assemble = fn() -> Result<Vec<u8>, String>;
 /// Tools for the end-to-end tests of effects (claims, crashes).
 const TESTKIT: &[&str] = &["append"];
 const TARGET: &str = "wasm32-wasip2";

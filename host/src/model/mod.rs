@@ -214,3 +214,37 @@ pub fn provider(m: &ModelConfig) -> Result<Arc<dyn Model>, BuildError> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal comes from `key()`, which both providers call before
+    /// building a request: nothing is sent anywhere.
+    #[test]
+    fn a_key_never_goes_over_plain_http_to_a_remote_host() {
+        let key = || Some(ApiKey::new("sk-test-0123456789"));
+        // TEST-NET-1: documentation only; never contacted by this test.
+        let remote = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), key()).unwrap();
+        let e = remote.key().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("allow_insecure"), "{e}");
+        assert!(!e.message.contains("sk-test"), "{e}");
+
+        let allowed = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), key())
+            .unwrap()
+            .allow_insecure(true);
+        assert!(allowed.key().unwrap().is_some());
+        for url in [
+            "https://192.0.2.1/v1",
+            "http://127.0.0.1:9/v1",
+            "http://localhost:9",
+        ] {
+            let ok = Endpoint::new("m", "x", Some(url.into()), key()).unwrap();
+            assert!(ok.key().unwrap().is_some(), "{url}");
+        }
+        // No key, nothing to protect.
+        let keyless = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), None).unwrap();
+        assert!(keyless.key().unwrap().is_none());
+    }
+}

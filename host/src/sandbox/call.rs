@@ -24,6 +24,13 @@ pub(crate) struct Finished<T> {
     pub stderr: String,
 }
 
+/// What a call may touch: its tool's policy and the directories that
+/// policy grants, opened when the sandbox opened.
+pub(crate) struct Grants<'a> {
+    pub policy: Option<&'a ToolPolicy>,
+    pub dirs: &'a OpenedDirs,
+}
+
 /// Runs `describe` under `limits`.
 pub(crate) async fn describe(
     engine: &Engine,
@@ -32,7 +39,11 @@ pub(crate) async fn describe(
     egress: &EgressOptions,
 ) -> Result<Metadata, CallError> {
     let no_dirs = OpenedDirs::open(None);
-    match execute(engine, pre, limits, None, &no_dirs, egress, Op::Describe)
+    let nothing = Grants {
+        policy: None,
+        dirs: &no_dirs,
+    };
+    match execute(engine, pre, limits, &nothing, egress, Op::Describe)
         .await?
         .value
     {
@@ -47,8 +58,7 @@ pub(crate) async fn call(
     engine: &Engine,
     pre: &ToolPre<HostState>,
     limits: &Limits,
-    policy: Option<&ToolPolicy>,
-    dirs: &OpenedDirs,
+    grants: &Grants<'_>,
     egress: &EgressOptions,
     ctx: CallContext,
     input: &str,
@@ -57,7 +67,7 @@ pub(crate) async fn call(
         ctx,
         input: input.to_string(),
     };
-    let finished = execute(engine, pre, limits, policy, dirs, egress, op).await?;
+    let finished = execute(engine, pre, limits, grants, egress, op).await?;
     let value = match finished.value {
         Done::Call(Ok(output)) => output,
         Done::Call(Err(e)) => return Err(tool_error(e)),
@@ -109,13 +119,12 @@ async fn execute(
     engine: &Engine,
     pre: &ToolPre<HostState>,
     limits: &Limits,
-    policy: Option<&ToolPolicy>,
-    dirs: &OpenedDirs,
+    grants: &Grants<'_>,
     egress: &EgressOptions,
     op: Op,
 ) -> Result<Finished<Done>, CallError> {
-    let state =
-        HostState::new(limits, policy, dirs, egress).map_err(CallError::CapabilityDenied)?;
+    let state = HostState::new(limits, grants.policy, grants.dirs, egress)
+        .map_err(CallError::CapabilityDenied)?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     // Fails only on an engine without fuel, which `engine::build` never makes.

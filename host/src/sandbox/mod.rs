@@ -376,12 +376,15 @@ impl Sandbox {
                 &no_dirs
             }
         };
+        let grants = call::Grants {
+            policy: self.policy(&t.name),
+            dirs,
+        };
         let done = call::call(
             &self.inner.engine,
             &t.pre,
             &limits,
-            self.policy(&t.name),
-            dirs,
+            &grants,
             &self.inner.egress,
             ctx,
             &prepared.text,
