@@ -146,8 +146,9 @@ async fn granted_directories_are_pinned_when_the_sandbox_opens() {
         ..ToolPolicy::default()
     };
     let mut options = SandboxOptions::for_dir(hostile_dir());
-    options.cache_dir =
-        Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"));
+    let shared = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    options.key_dir = Some(shared.with_extension("key"));
+    options.cache_dir = Some(shared);
     options.policies = BTreeMap::from([("snoop".to_string(), policy)]);
     let sandbox = Sandbox::open(options).await.unwrap();
 
@@ -167,8 +168,9 @@ async fn granted_directories_are_pinned_when_the_sandbox_opens() {
 async fn the_epoch_ticker_sleeps_when_no_call_runs() {
     // A sandbox of its own: no other test's calls keep its ticker awake.
     let mut options = SandboxOptions::for_dir(crate::support::examples_dir());
-    options.cache_dir =
-        Some(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"));
+    let shared = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    options.key_dir = Some(shared.with_extension("key"));
+    options.cache_dir = Some(shared);
     let sandbox = &Sandbox::open(options).await.unwrap();
     let wait_idle = || {
         let deadline = Instant::now() + Duration::from_secs(5);
