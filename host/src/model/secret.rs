@@ -31,15 +31,16 @@ impl ApiKey {
     /// query string or a form body; the strict and the RFC 3986 encode sets,
     /// either hex case); and base64, standard and URL-safe (a basic-auth
     /// header `Basic base64(user:key)`, at any of the three alignments a
-    /// prefix can give it). A key shorter than 8 bytes is not scrubbed: its
-    /// forms would match ordinary text, and no provider issues one.
+    /// prefix can give it). A key shorter than 4 bytes is not scrubbed, and
+    /// an encoded fragment shorter than 8 characters is not either: either
+    /// would match ordinary text, and no provider issues such keys.
     pub fn scrub(&self, text: &str) -> String {
-        if self.0.len() < MIN_SCRUBBED {
+        if self.0.len() < 4 {
             return text.to_string();
         }
         let mut out = text.to_string();
         for form in self.forms() {
-            if form.len() >= MIN_SCRUBBED && out.contains(&form) {
+            if (form == self.0 || form.len() >= MIN_SCRUBBED) && out.contains(&form) {
                 out = out.replace(&form, "[redacted]");
             }
         }
@@ -87,7 +88,7 @@ impl ApiKey {
     }
 }
 
-/// Shortest key [`ApiKey::scrub`] acts on, and shortest form it removes.
+/// Shortest encoded form [`ApiKey::scrub`] removes.
 const MIN_SCRUBBED: usize = 8;
 
 /// `%2D` -> `%2d`: encoders differ in hex case.
