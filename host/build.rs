@@ -29,7 +29,15 @@ const HOSTILE: &[&str] = &[
     "sneak",
     "dialer",
     "otherworld",
+    "misbehave",
 ];
+/// Hostile tools no Rust toolchain can emit, written in the component text
+/// format by their own crates: installed beside the built hostile tools.
+const HANDWRITTEN: &[(&str, Assemble)] = &[("twomem", || {
+    hostile_twomem::component().map_err(|e| e.to_string())
+})];
+/// Assembles one hand-written component.
+type Assemble = fn() -> Result<Vec<u8>, String>;
 /// Tools for the end-to-end tests of effects (claims, crashes).
 const TESTKIT: &[&str] = &["append"];
 const TARGET: &str = "wasm32-wasip2";
@@ -109,6 +117,10 @@ fn main() {
             .iter()
             .map(|n| (format!("hostile_{n}"), n.to_string())),
     );
+    for (name, assemble) in HANDWRITTEN {
+        let bytes = assemble().unwrap_or_else(|e| panic!("assemble {name}: {e}"));
+        write_if_changed(&hostile.join(format!("{name}.wasm")), &bytes);
+    }
     let testkit = out.join("testkit");
     install(
         &built,
@@ -125,6 +137,21 @@ fn main() {
     println!("cargo:rustc-env=TOOLHOST_HOSTILE_DIR={}", hostile.display());
 }
 
+/// Writes `bytes` to `to` through a temporary file and a rename, unless it
+/// already holds them.
+fn write_if_changed(to: &Path, bytes: &[u8]) {
+    if std::fs::read(to).ok().as_deref() != Some(bytes) {
+        let dir = to.parent().expect("a tool path has a directory");
+        let name = to
+            .file_name()
+            .expect("a tool path has a name")
+            .to_string_lossy();
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&tmp, bytes).expect("write a tool");
+        std::fs::rename(&tmp, to).expect("install a tool");
+    }
+}
+
 /// Copies `<built>/<artifact>.wasm` to `<dir>/<name>.wasm` through a
 /// temporary file and a rename, so a test reading the directory while another
 /// build installs never sees half a file; then removes `.wasm` files that are
@@ -136,11 +163,7 @@ fn install(built: &Path, dir: &Path, tools: impl Iterator<Item = (String, String
         let from = built.join(format!("{artifact}.wasm"));
         let to = dir.join(format!("{name}.wasm"));
         let bytes = std::fs::read(&from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
-        if std::fs::read(&to).ok().as_deref() != Some(&bytes[..]) {
-            let tmp = dir.join(format!(".{name}.wasm.{}", std::process::id()));
-            std::fs::write(&tmp, &bytes).expect("write a tool");
-            std::fs::rename(&tmp, &to).expect("install a tool");
-        }
+        write_if_changed(&to, &bytes);
         keep.push(to);
     }
     for entry in std::fs::read_dir(dir)

@@ -102,8 +102,16 @@ async fn metadata_and_digests_are_loaded() {
 }
 
 async fn open_cached(tools: &Path, cache: &Path) -> Sandbox {
+    // The key beside the cache (in its own 0700 directory), so every test
+    // has its own and the user's real key is never touched.
+    let key_dir = cache.with_extension("key");
+    open_keyed(tools, cache, &key_dir).await
+}
+
+async fn open_keyed(tools: &Path, cache: &Path, key_dir: &Path) -> Sandbox {
     let mut options = SandboxOptions::for_dir(tools);
     options.cache_dir = Some(cache.to_path_buf());
+    options.key_dir = Some(key_dir.to_path_buf());
     Sandbox::open(options).await.unwrap()
 }
 
@@ -155,4 +163,145 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     assert_eq!(fourth.tool("calc").unwrap().source, LoadSource::Compiled);
     let fifth = open_cached(tools.path(), cache.path()).await;
     assert_eq!(fifth.tool("calc").unwrap().source, LoadSource::Cached);
+}
+
+/// A header whose checksum is right but whose MAC is not: what anyone who can
+/// write the cache (but not read the key) could make. Never deserialised.
+#[tokio::test]
+async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
+    let tools = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let key = root.path().join("key");
+    copy_example(tools.path(), "calc.wasm");
+    copy_example(tools.path(), "echo.wasm");
+
+    let first = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    let artifacts = cached_artifacts(&cache);
+    assert_eq!(artifacts.len(), 2);
+    let calc_digest = &first.tool("calc").unwrap().digest;
+    let calc_path = artifacts
+        .iter()
+        .find(|p| p.file_stem().unwrap().to_str() == Some(calc_digest))
+        .unwrap()
+        .clone();
+    let echo_path = artifacts.iter().find(|p| **p != calc_path).unwrap().clone();
+    let genuine = std::fs::read(&calc_path).unwrap();
+
+    // 1. Forged: a payload change with a recomputed plain checksum (the old
+    //    format's protection) in the MAC's place.
+    let mut forged = genuine.clone();
+    let payload_at = 16 + 32;
+    forged[payload_at + 100] ^= 0x01;
+    let sum = blake3::hash(&forged[payload_at..]);
+    forged[16..payload_at].copy_from_slice(sum.as_bytes());
+    std::fs::write(&calc_path, &forged).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(
+        std::fs::read(&calc_path).unwrap(),
+        genuine,
+        "rewritten, authentic"
+    );
+
+    // 2. Foreign: a genuine artifact made under another user's key.
+    let other_key = root.path().join("other-key");
+    let other_cache = root.path().join("other-cache");
+    open_keyed(tools.path(), &other_cache, &other_key).await;
+    let foreign = cached_artifacts(&other_cache)
+        .into_iter()
+        .find(|p| p.file_name() == calc_path.file_name())
+        .unwrap();
+    std::fs::copy(&foreign, &calc_path).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+
+    // 3. Swapped: echo's genuine artifact under calc's name (the MAC binds
+    //    the wasm digest, so it is not calc's).
+    std::fs::copy(&echo_path, &calc_path).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    let out = crate::support::call(&s, "calc", r#"{"expr":"6*7"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["value"], 42);
+
+    // 4. Unreadable: a directory where the file should be (root reads any
+    //    file, so permissions would prove nothing here).
+    std::fs::remove_file(&calc_path).unwrap();
+    std::fs::create_dir(&calc_path).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_key_is_private_and_an_open_key_dir_turns_the_cache_off() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let tools = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (cache, key) = (root.path().join("cache"), root.path().join("key"));
+    copy_example(tools.path(), "echo.wasm");
+    open_keyed(tools.path(), &cache, &key).await;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o700);
+    assert_eq!(mode(&key.join("artifact.key")), 0o600);
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+
+    // Readable by others: no longer a secret, so nothing is trusted.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Compiled);
+}
+
+/// Compiling runs on a blocking thread: on a single-threaded runtime, a
+/// heartbeat task keeps beating while `Sandbox::open` compiles examples
+/// without a cache.
+#[test]
+fn compilation_runs_off_the_async_workers() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let beats = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let theirs = beats.clone();
+        let heart = tokio::spawn(async move {
+            loop {
+                theirs.lock().unwrap().push(std::time::Instant::now());
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        // Three mid-sized examples, uncached: enough compiling to see a
+        // stall, little enough to keep the suite fast.
+        let tools = tempfile::tempdir().unwrap();
+        for name in ["calc.wasm", "markdown.wasm", "echo.wasm"] {
+            copy_example(tools.path(), name);
+        }
+        let started = std::time::Instant::now();
+        let sandbox = Sandbox::open(SandboxOptions::for_dir(tools.path()))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        heart.abort();
+        assert_eq!(sandbox.tools().count(), 3);
+        let beats = beats.lock().unwrap();
+        // The share of the open during which the executor answered within
+        // 100 ms. Compiling one example takes longer than that, so a
+        // compiler on the executor would leave most of the open uncovered.
+        let responsive: std::time::Duration = beats
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|gap| *gap < std::time::Duration::from_millis(100))
+            .sum();
+        assert!(
+            responsive * 2 > took,
+            "the executor answered for only {responsive:?} of the {took:?} open"
+        );
+        assert!(beats.len() > 5, "only {} beats in {took:?}", beats.len());
+    });
 }

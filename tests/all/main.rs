@@ -2,12 +2,15 @@
 //! build, real files, the real binary. One binary, a module per area.
 
 mod agent;
+mod audit;
 mod capabilities;
 mod cli;
 mod hostile;
 mod idempotency;
 mod loading;
 mod model;
+mod robustness;
 mod sandbox;
 mod support;
 mod support_http;
+mod trust;

@@ -33,16 +33,19 @@ pub struct CallArgs {
     memory_mb: Option<u64>,
 }
 
-fn read_input(arg: &str) -> Result<String, Failure> {
+/// The `--input` text: the argument itself, a file (`@FILE`) or stdin (`@-`).
+/// I/O failures carry their context through `anyhow`, the CLI's error type.
+fn read_input(arg: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
     let Some(path) = arg.strip_prefix('@') else {
         return Ok(arg.to_string());
     };
-    let read = if path == "-" {
-        std::io::read_to_string(std::io::stdin())
+    if path == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the input from stdin")
     } else {
         std::fs::read_to_string(Path::new(path))
-    };
-    read.map_err(|e| Failure::usage(format!("cannot read input file {path}: {e}")))
+            .with_context(|| format!("cannot read input file {path}"))
+    }
 }
 
 fn check_override(name: &str, v: Option<u64>, max: u64) -> Result<(), Failure> {
@@ -64,7 +67,7 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
     {
         return Err(Failure::usage("--idempotency-key must be 1-256 characters"));
     }
-    let input = read_input(&args.input)?;
+    let input = read_input(&args.input).map_err(|e| Failure::usage_from(&e))?;
     let executor = env.executor().await?;
     let scope = match (&args.idempotency_key, args.no_cache) {
         (Some(k), _) => Scope::Explicit(k.clone()),

@@ -1,5 +1,7 @@
-//! The command line. `anyhow` lives here and nowhere else: the library's typed
-//! errors become messages and exit codes at this edge.
+//! The command line. `anyhow` lives here and nowhere else: the CLI's own
+//! failures (reading files, starting the runtime, joining threads) carry
+//! their context as `anyhow` chains, and those and the library's typed
+//! errors become messages and exit codes at this edge ([`Failure`]).
 
 mod agent;
 mod cache;
@@ -16,6 +18,7 @@ mod tools;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use toolhost::config::Config;
 use toolhost::idempotency::Executor;
@@ -100,7 +103,8 @@ impl Env {
         let path = self.config.store.path.clone();
         tokio::task::spawn_blocking(move || Store::open(&path, options))
             .await
-            .map_err(|e| Failure::internal(format!("the database opener died: {e}")))?
+            .context("the database opener died")
+            .map_err(|e| Failure::internal_from(&e))?
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
@@ -131,11 +135,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let mut config =
-        Config::load(cli.config.as_deref()).map_err(|e| Failure::config(e.to_string()))?;
-    if let Some(db) = &cli.db {
-        config.store.path = db.clone();
-    }
+    // Overrides go in before validation: a grant reaching the `--db` store
+    // or the `--tools-dir` directory is refused like a configured one.
+    let config = Config::load_adjusted(cli.config.as_deref(), |config| {
+        if let Some(db) = &cli.db {
+            config.store.path = db.clone();
+        }
+        if let Some(dir) = &cli.tools_dir {
+            config.sandbox.tools_dir = Some(dir.clone());
+        }
+    })
+    .map_err(|e| Failure::config(e.to_string()))?;
     let env = Env {
         config,
         json: cli.json,
@@ -144,7 +154,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
+        .context("cannot start the async runtime")
+        .map_err(|e| Failure::internal_from(&e))?;
     runtime.block_on(async move {
         match cli.command {
             Command::Tools(cmd) => tools::run(&env, cmd).await,

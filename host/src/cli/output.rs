@@ -29,6 +29,16 @@ impl Failure {
         Failure::new(1, "internal", message)
     }
 
+    /// A usage error from an `anyhow` chain, every cause on one line.
+    pub fn usage_from(e: &anyhow::Error) -> Self {
+        Failure::usage(format!("{e:#}"))
+    }
+
+    /// A host failure from an `anyhow` chain, every cause on one line.
+    pub fn internal_from(e: &anyhow::Error) -> Self {
+        Failure::internal(format!("{e:#}"))
+    }
+
     pub fn new(code: u8, kind: impl Into<String>, message: impl Into<String>) -> Self {
         Failure {
             code,

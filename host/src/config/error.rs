@@ -1,6 +1,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::spans::Spans;
+
 /// A config that cannot be used, with where it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -28,12 +30,14 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn from_toml(e: &toml::de::Error, text: &str, file: &Path) -> Self {
-        let line = e.span().map(|s| line_of(text, s.start));
+    /// A deserialisation error, placed by its span: the key that holds the
+    /// offending text, and its line.
+    pub(super) fn from_toml(e: &toml::de::Error, spans: &Spans<'_>, file: &Path) -> Self {
+        let span = e.span();
         ConfigError {
             file: file.to_path_buf(),
-            line,
-            key: None,
+            line: span.as_ref().map(|s| spans.line(s.start)),
+            key: span.as_ref().and_then(|s| spans.key_at(s)),
             message: e.message().trim().to_string(),
         }
     }
@@ -46,15 +50,6 @@ impl ConfigError {
             message: format!("cannot read it: {e}"),
         }
     }
-}
-
-/// 1-based line number of a byte offset.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 /// A validation failure before it knows its line: the dotted key and message.
@@ -72,10 +67,10 @@ impl Invalid {
         }
     }
 
-    pub fn locate(self, text: &str, file: &Path) -> ConfigError {
+    pub fn locate(self, spans: &Spans<'_>, file: &Path) -> ConfigError {
         ConfigError {
             file: file.to_path_buf(),
-            line: super::locate::line_of_key(text, &self.key),
+            line: spans.line_of(&self.key),
             key: Some(self.key),
             message: self.message,
         }

@@ -308,4 +308,22 @@ mod tests {
         assert!(!p("*.example.org").is_exactly(&name("a.example.org"), 443));
         assert!(p("internal.test:9000").is_exactly(&name("internal.test"), 9000));
     }
+
+    proptest::proptest! {
+        /// Any text is a pattern or a reason, never a panic; a pattern
+        /// survives its own printing.
+        #[test]
+        fn arbitrary_patterns_parse_or_explain(text in "\\PC{0,40}|[a-z0-9.*:\\[\\]-]{0,40}") {
+            match HostPattern::parse(&text) {
+                Ok(p) => proptest::prop_assert_eq!(HostPattern::parse(&p.to_string()), Ok(p)),
+                Err(why) => proptest::prop_assert!(why.contains("not a host pattern")),
+            }
+        }
+
+        /// Any request host normalises without a panic.
+        #[test]
+        fn arbitrary_request_hosts_normalise(text in "\\PC{0,40}") {
+            let _ = RequestHost::parse(&text).to_string();
+        }
+    }
 }

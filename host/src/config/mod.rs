@@ -7,9 +7,10 @@
 //! that silently means "10 s" is worse than a refusal to start.
 
 mod error;
+mod grants;
 mod host_pattern;
-mod locate;
 mod schema;
+mod spans;
 
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
@@ -21,26 +22,117 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_PATH: &str = "toolhost.toml";
 
 impl Config {
-    /// Parses and validates a config text. `origin` names the file in errors.
+    /// Parses and validates a config text. `origin` names the file in errors
+    /// (and is one of the host's own files no grant may reach).
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, text, origin))?;
-        config.validate().map_err(|v| v.locate(text, origin))?;
+        Config::parse_adjusted(text, origin, |_| {})
+    }
+
+    /// Parses a config text, lets `adjust` apply command-line overrides
+    /// (`--db`, `--tools-dir`), then validates the result, so a grant that
+    /// reaches an overridden store is refused like one that reaches the
+    /// configured store, naming the grant's key and line.
+    pub fn parse_adjusted(
+        text: &str,
+        origin: &Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Config, ConfigError> {
+        let spans = spans::Spans::parse(text);
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, &spans, origin))?;
+        adjust(&mut config);
+        config.validate().map_err(|v| v.locate(&spans, origin))?;
+        grants::check(&config, Some(origin)).map_err(|v| v.locate(&spans, origin))?;
         Ok(config)
     }
 
     /// Loads `path`; `None` reads `./toolhost.toml` if present, else defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_adjusted(path, |_| {})
+    }
+
+    /// [`Config::load`] with command-line overrides applied before
+    /// validation (see [`Config::parse_adjusted`]).
+    pub fn load_adjusted(
+        path: Option<&Path>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Config, ConfigError> {
         let (path, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
         match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path),
+            Ok(text) => Config::parse_adjusted(&text, &path, adjust),
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Config::default())
+                let mut config = Config::default();
+                adjust(&mut config);
+                let spans = spans::Spans::parse("");
+                config.validate().map_err(|v| v.locate(&spans, &path))?;
+                grants::check(&config, None).map_err(|v| v.locate(&spans, &path))?;
+                Ok(config)
             }
             Err(e) => Err(ConfigError::unreadable(&path, &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// TOML-shaped text from arbitrary JSON: every key and value kind, at
+    /// the config's real table names and at random ones.
+    fn toml_text() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(toml::Value::Integer),
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<f64>().prop_map(toml::Value::Float),
+            "\\PC{0,12}".prop_map(toml::Value::String),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+                prop::collection::btree_map(
+                    "fuel|timeout_ms|memory_mb|dirs|host|guest|mode|name|provider|\\PC{1,8}",
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+            ]
+        });
+        prop::collection::btree_map(
+            "sandbox|tools|models|retry|breaker|agent|store|fallback|\\PC{1,8}",
+            value,
+            0..4,
+        )
+        .prop_filter_map("not representable as a TOML document", |m| {
+            toml::to_string(&toml::Table::from_iter(m)).ok()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes: a config or a typed error with a line, never a
+        /// panic.
+        #[test]
+        fn arbitrary_bytes_parse_or_fail_typed(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Err(e) = Config::parse(&text, Path::new("t.toml")) {
+                prop_assert!(!e.message.is_empty());
+                prop_assert!(e.line.is_some(), "{}", e);
+            }
+        }
+
+        /// Well-formed TOML of any shape: a config, or an error that names
+        /// both the key and the line.
+        #[test]
+        fn arbitrary_documents_fail_with_key_and_line(text in toml_text()) {
+            if let Err(e) = Config::parse(&text, Path::new("t.toml")) {
+                prop_assert!(e.key.is_some(), "no key: {} in\n{}", e, text);
+                prop_assert!(e.line.is_some(), "no line: {} in\n{}", e, text);
+            }
         }
     }
 }

@@ -49,6 +49,20 @@ pub struct SandboxConfig {
     /// Where compiled components are cached; default: `artifacts/` beside the
     /// database.
     pub cache_dir: Option<PathBuf>,
+    /// Where the per-user key that authenticates cached artifacts lives
+    /// (a 0700 directory of this user); default: `$XDG_STATE_HOME/toolhost`,
+    /// else `~/.local/state/toolhost`.
+    pub key_dir: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// The artifact cache: `cache_dir`, else `artifacts/` beside the database.
+    pub fn effective_cache_dir(&self, store: &StoreConfig) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            let db_dir = store.path.parent().unwrap_or(std::path::Path::new("."));
+            db_dir.join("artifacts")
+        })
+    }
 }
 
 impl Default for SandboxConfig {
@@ -63,6 +77,7 @@ impl Default for SandboxConfig {
             max_response_bytes: 10 << 20,
             max_concurrent_calls: 128,
             cache_dir: None,
+            key_dir: None,
         }
     }
 }
@@ -182,6 +197,10 @@ pub struct ModelConfig {
     pub max_tokens: Option<u32>,
     /// The `scripted` provider's file of turns and faults.
     pub script: Option<PathBuf>,
+    /// Send the API key over plain `http://` to a host that is not loopback.
+    /// Default false: such a `base_url` with an `api_key_env` is refused.
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 /// `[retry]`: which model errors are retried, and how long we wait.
@@ -372,6 +391,18 @@ impl Config {
                     format!("`{url}` is not an http(s) URL"),
                 ));
             }
+            if let Some(url) = &m.base_url
+                && m.api_key_env.is_some()
+                && !m.allow_insecure
+                && crate::model::is_plain_remote(url)
+            {
+                return Err(Invalid::new(
+                    format!("{key}.base_url"),
+                    format!(
+                        "`{url}` is plain http:// to a host that is not loopback: the API key would cross the network readable; use https:// or set allow_insecure = true"
+                    ),
+                ));
+            }
         }
         let r = &self.retry;
         positive("retry.max_attempts", r.max_attempts.into())?;
@@ -428,16 +459,16 @@ impl ToolPolicy {
             memory(&format!("{key}.memory_mb"), mb)?;
         }
         let mut guests = std::collections::HashSet::new();
-        for grant in &self.dirs {
+        for (i, grant) in self.dirs.iter().enumerate() {
             if !grant.host.is_dir() {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.host"),
                     format!("`{}` is not a directory", grant.host.display()),
                 ));
             }
             if !grant.guest.starts_with('/') || grant.guest.split('/').any(|c| c == "..") {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.guest"),
                     format!(
                         "guest path `{}` must be absolute, without `..`",
                         grant.guest
@@ -448,7 +479,7 @@ impl ToolPolicy {
             // which one wins would depend on their order.
             if !guests.insert(grant.guest.trim_end_matches('/')) {
                 return Err(Invalid::new(
-                    format!("{key}.dirs"),
+                    format!("{key}.dirs.{i}.guest"),
                     format!("guest path `{}` is granted twice", grant.guest),
                 ));
             }
@@ -549,6 +580,89 @@ path = ".toolhost/toolhost.db"
     fn wrong_types_name_the_line() {
         let e = parse("[sandbox]\n\ntimeout_ms = \"soon\"\n").unwrap_err();
         assert_eq!(e.line, Some(3));
+        assert_eq!(e.key.as_deref(), Some("sandbox.timeout_ms"), "{e}");
+    }
+
+    /// Every way TOML can spell a key, and every kind of error: each names
+    /// the key and its line.
+    #[test]
+    fn every_error_names_key_and_line_in_every_key_spelling() {
+        let cases: &[(&str, &str, usize)] = &[
+            // Dotted keys.
+            ("sandbox.fuel = \"lots\"\n", "sandbox.fuel", 1),
+            ("\n\nsandbox.fuell = 5\n", "sandbox.fuell", 3),
+            ("sandbox.memory_mb = 0\n", "sandbox.memory_mb", 1),
+            (
+                "[tools]\nnotes.timeout_ms = 0\n",
+                "tools.notes.timeout_ms",
+                2,
+            ),
+            // Inline tables.
+            ("retry = { max_attempts = 0 }\n", "retry.max_attempts", 1),
+            (
+                "\nretry = { max_attempts = \"x\" }\n",
+                "retry.max_attempts",
+                2,
+            ),
+            ("sandbox = { fuel = 1, bogus = 2 }\n", "sandbox.bogus", 1),
+            (
+                "[tools.x]\ndirs = [\n  { host = 5, guest = \"/d\" },\n]\n",
+                "tools.x.dirs.0.host",
+                3,
+            ),
+            // Quoted keys.
+            ("[\"sandbox\"]\n\"fuel\" = 0\n", "sandbox.fuel", 2),
+            (
+                "[tools.\"my-tool\"]\n\n'timeout_ms' = 0\n",
+                "tools.my-tool.timeout_ms",
+                3,
+            ),
+            ("[tools.\"a.b\"]\nfuel = true\n", "tools.\"a.b\".fuel", 2),
+            // Wrong types, in tables and arrays of tables.
+            ("[breaker]\nwindow = -1\n", "breaker.window", 2),
+            (
+                "[[models]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\n[[models]]\nname = 7\n",
+                "models.1.name",
+                6,
+            ),
+            (
+                "[[models]]\nname = \"a\"\nprovider = \"nobody\"\n",
+                "models.0.provider",
+                3,
+            ),
+            ("[agent]\nmax_steps = 1.5\n", "agent.max_steps", 2),
+        ];
+        for (text, key, line) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(*key), "{text:?}: {e}");
+            assert_eq!(e.line, Some(*line), "{text:?}: {e}");
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("line {line}")), "{shown}");
+        }
+    }
+
+    #[test]
+    fn plain_http_keys_to_remote_hosts_need_allow_insecure() {
+        let entry = |url: &str, extra: &str| {
+            format!(
+                "[[models]]\nname = \"m\"\nprovider = \"openai\"\nmodel = \"x\"\nbase_url = \"{url}\"\napi_key_env = \"K\"\n{extra}"
+            )
+        };
+        let e = parse(&entry("http://models.example.com/v1", "")).unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("models.0.base_url"), Some(5))
+        );
+        assert!(e.message.contains("allow_insecure"), "{e}");
+        parse(&entry(
+            "http://models.example.com/v1",
+            "allow_insecure = true\n",
+        ))
+        .unwrap();
+        parse(&entry("https://models.example.com/v1", "")).unwrap();
+        parse(&entry("http://127.0.0.1:8000/v1", "")).unwrap();
+        // Without a key there is nothing to leak.
+        parse("[[models]]\nname = \"m\"\nprovider = \"openai\"\nmodel = \"x\"\nbase_url = \"http://10.0.0.5/v1\"\n").unwrap();
     }
 
     #[test]

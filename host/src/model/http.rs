@@ -33,6 +33,12 @@ pub(crate) fn client(base_url: Option<&str>) -> Result<reqwest::Client, ModelErr
     })
 }
 
+/// Whether `url` is plain `http://` to a host that is not loopback: where an
+/// API key must not go unless the config allows it.
+pub(crate) fn is_plain_remote(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http") && !is_loopback(url)
+}
+
 fn is_loopback(url: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else {
         return false;
@@ -152,5 +158,15 @@ mod tests {
         ] {
             assert!(!is_loopback(url), "{url}");
         }
+    }
+
+    #[test]
+    fn plain_http_to_a_remote_host_is_flagged() {
+        assert!(is_plain_remote("http://10.0.0.5:8000/v1"));
+        assert!(is_plain_remote("http://models.example.com/v1"));
+        assert!(!is_plain_remote("https://models.example.com/v1"));
+        assert!(!is_plain_remote("http://127.0.0.1:11434/v1"));
+        assert!(!is_plain_remote("http://localhost:8000"));
+        assert!(!is_plain_remote("http://[::1]:8000"));
     }
 }

@@ -16,6 +16,7 @@
 mod anthropic;
 mod error;
 mod http;
+pub(crate) use http::is_plain_remote;
 mod openai;
 mod scripted;
 mod secret;
@@ -103,6 +104,8 @@ pub struct Endpoint {
     configured_max_tokens: Option<u32>,
     max_tokens: u32,
     client: reqwest::Client,
+    /// Whether the key may go over plain `http://` to a remote host.
+    allow_insecure: bool,
 }
 
 impl Endpoint {
@@ -122,7 +125,15 @@ impl Endpoint {
             configured_max_tokens: None,
             max_tokens: DEFAULT_MAX_TOKENS,
             client,
+            allow_insecure: false,
         })
+    }
+
+    /// This endpoint, allowed (or not) to send its key over plain `http://`
+    /// to a host that is not loopback. Off by default.
+    pub fn allow_insecure(mut self, allow: bool) -> Self {
+        self.allow_insecure = allow;
+        self
     }
 
     /// An endpoint from a config entry, reading the key's variable now. An
@@ -141,11 +152,27 @@ impl Endpoint {
             configured_max_tokens: m.max_tokens,
             max_tokens: m.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             client: http::client(m.base_url.as_deref())?,
+            allow_insecure: m.allow_insecure,
         })
     }
 
+    /// The key to send, if any. A key never goes over plain `http://` to a
+    /// host that is not loopback (anyone on the path could read it) unless
+    /// the entry says `allow_insecure = true`.
     fn key(&self) -> Result<Option<&ApiKey>, ModelError> {
         match &self.key {
+            Ok(Some(_))
+                if !self.allow_insecure
+                    && self.base_url.as_deref().is_some_and(http::is_plain_remote) =>
+            {
+                Err(ModelError::new(
+                    ErrorKind::Auth,
+                    format!(
+                        "refusing to send the API key of `{}` over plain http:// to a host that is not loopback; use https:// or set allow_insecure = true",
+                        self.name
+                    ),
+                ))
+            }
             Ok(k) => Ok(k.as_ref()),
             Err(var) => Err(ModelError::new(
                 ErrorKind::Auth,
@@ -186,4 +213,38 @@ pub fn provider(m: &ModelConfig) -> Result<Arc<dyn Model>, BuildError> {
             Arc::new(Scripted::load(m.name.clone(), path)?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal comes from `key()`, which both providers call before
+    /// building a request: nothing is sent anywhere.
+    #[test]
+    fn a_key_never_goes_over_plain_http_to_a_remote_host() {
+        let key = || Some(ApiKey::new("sk-test-0123456789"));
+        // TEST-NET-1: documentation only; never contacted by this test.
+        let remote = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), key()).unwrap();
+        let e = remote.key().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("allow_insecure"), "{e}");
+        assert!(!e.message.contains("sk-test"), "{e}");
+
+        let allowed = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), key())
+            .unwrap()
+            .allow_insecure(true);
+        assert!(allowed.key().unwrap().is_some());
+        for url in [
+            "https://192.0.2.1/v1",
+            "http://127.0.0.1:9/v1",
+            "http://localhost:9",
+        ] {
+            let ok = Endpoint::new("m", "x", Some(url.into()), key()).unwrap();
+            assert!(ok.key().unwrap().is_some(), "{url}");
+        }
+        // No key, nothing to protect.
+        let keyless = Endpoint::new("m", "x", Some("http://192.0.2.1/v1".into()), None).unwrap();
+        assert!(keyless.key().unwrap().is_none());
+    }
 }

@@ -9,7 +9,7 @@
 //! "prompt is too long", OpenAI `context_length_exceeded`, and 413) or
 //! `content_policy`; 401/403 `auth`; 404 `not_found`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -143,9 +143,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return (secs.is_finite() && secs >= 0.0)
             .then(|| Duration::from_millis((secs * 1000.0) as u64));
     }
-    let at = http_date(value)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)))
+    // IMF-fixdate, RFC 850 and asctime, as RFC 9110 requires readers to take.
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// `x-should-retry: true|false`.
@@ -155,34 +158,6 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
         "false" => Some(false),
         _ => None,
     }
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) -> Unix seconds.
-fn http_date(s: &str) -> Option<u64> {
-    let mut it = s.split_whitespace().skip(1);
-    let day: u64 = it.next()?.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| Some(*m) == it.clone().next())? as u64
-        + 1;
-    it.next();
-    let year: u64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    // Days from civil (Howard Hinnant), for years >= 1970.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    Some(days * 86_400 + h * 3_600 + m * 60 + sec)
 }
 
 /// A transport failure (no usable response) -> a model error.
@@ -292,10 +267,6 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert("retry-after-ms", HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
-        assert_eq!(
-            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
         let mut h = HeaderMap::new();
         h.insert(
             "retry-after",
@@ -308,5 +279,49 @@ mod tests {
         );
         h.insert("x-should-retry", HeaderValue::from_static("false"));
         assert_eq!(should_retry(&h), Some(false));
+    }
+
+    #[test]
+    fn retry_after_reads_every_http_date_form() {
+        // A date about a minute ahead, in each of RFC 9110's three forms.
+        let at = SystemTime::now() + Duration::from_secs(61);
+        let imf = httpdate::fmt_http_date(at);
+        let (rfc850, asctime) = other_forms(&imf);
+        for form in [imf.clone(), rfc850, asctime] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_str(&form).unwrap());
+            let wait = retry_after(&h).unwrap_or_else(|| panic!("`{form}` not read"));
+            assert!(
+                wait > Duration::from_secs(55) && wait <= Duration::from_secs(61),
+                "`{form}`: {wait:?}"
+            );
+        }
+        for junk in ["soon", "Sun, 06 Nov", "-5", "NaN"] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_str(junk).unwrap());
+            assert_eq!(retry_after(&h), None, "{junk}");
+        }
+    }
+
+    /// `Sun, 06 Nov 1994 08:49:37 GMT` -> (`Sunday, 06-Nov-94 08:49:37 GMT`,
+    /// `Sun Nov  6 08:49:37 1994`).
+    fn other_forms(imf: &str) -> (String, String) {
+        let p: Vec<&str> = imf.split_whitespace().collect();
+        let (day, date, month, year, time) = (p[0].trim_end_matches(','), p[1], p[2], p[3], p[4]);
+        let long = match day {
+            "Mon" => "Monday",
+            "Tue" => "Tuesday",
+            "Wed" => "Wednesday",
+            "Thu" => "Thursday",
+            "Fri" => "Friday",
+            "Sat" => "Saturday",
+            _ => "Sunday",
+        };
+        let rfc850 = format!("{long}, {date}-{month}-{} {time} GMT", &year[2..]);
+        let asctime = format!(
+            "{day} {month} {:>2} {time} {year}",
+            date.trim_start_matches('0')
+        );
+        (rfc850, asctime)
     }
 }

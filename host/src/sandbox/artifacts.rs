@@ -1,11 +1,22 @@
-//! Compiled components cached on disk, so a restart does not recompile.
+//! Compiled components cached on disk, so a restart does not recompile, and
+//! authenticated, so the cache cannot be turned into code execution.
 //!
 //! An artifact lives at `<dir>/<engine fingerprint>/<wasm digest>.cwasm`. The
 //! engine fingerprint hashes wasmtime's own compatibility hash (its version
 //! and every setting that changes compiled code), so another wasmtime or
-//! another config never reads this one's artifacts. Deserialising runs native
-//! code without verification, so a file is trusted only if its blake3 checksum
-//! (stored in a header) matches; anything else is recompiled and rewritten.
+//! another config never reads this one's artifacts.
+//!
+//! Deserialising maps the payload as native code and runs it, with no
+//! verification by wasmtime. So a file is deserialised only if its header
+//! carries the right MAC: blake3 in keyed mode, under the user's secret key
+//! ([`super::artifact_key`]), over a domain string, the engine fingerprint,
+//! the wasm digest the file is named for, and the payload. Whoever can write
+//! the cache directory but cannot read the key (a tool with a grant, another
+//! user) can neither forge an artifact nor move a genuine one to another
+//! tool's name. Anything that fails the check (forged, foreign, truncated,
+//! unreadable) is recompiled from the wasm and rewritten, never deserialised.
+//! Without a usable key the cache is off and every start compiles.
+//!
 //! Writes go to a temporary file and are renamed into place, so a crash or a
 //! concurrent writer never leaves half an artifact under the real name.
 
@@ -16,28 +27,66 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-const MAGIC: &[u8; 16] = b"toolhost-cwasm1\n";
+use super::artifact_key::{self, ArtifactKey};
+
+const MAGIC: &[u8; 16] = b"toolhost-cwasm2\n";
 const HEADER: usize = MAGIC.len() + blake3::OUT_LEN;
+/// Changes whenever what the MAC covers does.
+const DOMAIN: &[u8] = b"toolhost/artifact-mac/v1";
 
 /// Where a loaded component came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadSource {
     /// Compiled from the wasm bytes now (and cached, when there is a cache).
     Compiled,
-    /// Read from the on-disk cache.
+    /// Read from the on-disk cache, its MAC verified.
     Cached,
 }
 
-/// The on-disk cache; `None` compiles every time.
+/// The on-disk cache; without a directory or a key it compiles every time.
 #[derive(Clone, Debug)]
 pub(crate) struct ArtifactCache {
-    dir: Option<PathBuf>,
+    store: Option<Store>,
+}
+
+#[derive(Clone, Debug)]
+struct Store {
+    dir: PathBuf,
+    fingerprint: String,
+    key: ArtifactKey,
 }
 
 impl ArtifactCache {
-    pub(crate) fn new(engine: &Engine, root: Option<&Path>) -> Self {
-        let dir = root.map(|r| r.join(fingerprint(engine)));
-        ArtifactCache { dir }
+    /// A cache under `root` (none: no cache), authenticated with the key in
+    /// `key_dir` (none: the user's default key directory).
+    pub(crate) fn new(engine: &Engine, root: Option<&Path>, key_dir: Option<&Path>) -> Self {
+        let Some(root) = root else {
+            return ArtifactCache { store: None };
+        };
+        let key_dir = key_dir
+            .map(Path::to_path_buf)
+            .or_else(artifact_key::default_key_dir);
+        let key = match key_dir.as_deref().map(artifact_key::load_or_create) {
+            Some(Ok(key)) => key,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no artifact key: compiled components are not cached");
+                return ArtifactCache { store: None };
+            }
+            None => {
+                tracing::warn!(
+                    "no home directory for the artifact key: compiled components are not cached"
+                );
+                return ArtifactCache { store: None };
+            }
+        };
+        let fingerprint = fingerprint(engine);
+        ArtifactCache {
+            store: Some(Store {
+                dir: root.join(&fingerprint),
+                fingerprint,
+                key,
+            }),
+        }
     }
 
     /// The cached component for `digest`, or a fresh compile of `wasm`.
@@ -47,24 +96,20 @@ impl ArtifactCache {
         wasm: &[u8],
         digest: &str,
     ) -> Result<(Component, LoadSource), String> {
-        if let Some(path) = self.path(digest)
-            && let Some(component) = read(engine, &path)
+        if let Some(store) = &self.store
+            && let Some(component) = store.read(engine, digest)
         {
             return Ok((component, LoadSource::Cached));
         }
         let component =
             Component::new(engine, wasm).map_err(|e| format!("does not compile: {e:#}"))?;
-        if let Some(path) = self.path(digest)
-            && let Err(e) = write(&component, &path)
+        if let Some(store) = &self.store
+            && let Err(e) = store.write(&component, digest)
         {
             // A read-only or full disk costs a recompile next time, nothing more.
-            tracing::warn!(path = %path.display(), error = %e, "cannot cache a compiled component");
+            tracing::warn!(dir = %store.dir.display(), error = %e, "cannot cache a compiled component");
         }
         Ok((component, LoadSource::Compiled))
-    }
-
-    fn path(&self, digest: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{digest}.cwasm")))
     }
 }
 
@@ -74,50 +119,75 @@ fn fingerprint(engine: &Engine) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// A cached component, or `None` if absent, corrupt or incompatible.
-fn read(engine: &Engine, path: &Path) -> Option<Component> {
-    let bytes = std::fs::read(path).ok()?;
-    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-        tracing::warn!(path = %path.display(), "ignoring a cached artifact without our header");
-        return None;
+impl Store {
+    fn path(&self, digest: &str) -> PathBuf {
+        self.dir.join(format!("{digest}.cwasm"))
     }
-    let (sum, payload) = bytes[MAGIC.len()..].split_at(blake3::OUT_LEN);
-    if blake3::hash(payload).as_bytes() != sum {
-        tracing::warn!(path = %path.display(), "ignoring a corrupt cached artifact");
-        return None;
+
+    /// The MAC of `payload` stored under `digest`.
+    fn mac(&self, digest: &str, payload: &[u8]) -> blake3::Hash {
+        let mut h = blake3::Hasher::new_keyed(self.key.as_bytes());
+        for field in [DOMAIN, self.fingerprint.as_bytes(), digest.as_bytes()] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
+        h.update(payload);
+        h.finalize()
     }
-    // SAFETY: the payload is exactly what `Component::serialize` wrote for an
-    // engine with this fingerprint (the checksum rules out corruption and
-    // truncation), and wasmtime rejects artifacts of other engine configs.
-    match unsafe { Component::deserialize(engine, payload) } {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an incompatible cached artifact");
-            None
+
+    /// A cached component, or `None` if absent, unreadable, unauthentic or
+    /// incompatible.
+    fn read(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let path = self.path(digest);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cached artifact");
+                return None;
+            }
+        };
+        if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+            tracing::warn!(path = %path.display(), "ignoring a cached artifact without our header");
+            return None;
+        }
+        let (mac, payload) = bytes[MAGIC.len()..].split_at(blake3::OUT_LEN);
+        // blake3::Hash compares in constant time.
+        let mac = blake3::Hash::from_bytes(mac.try_into().ok()?);
+        if mac != self.mac(digest, payload) {
+            tracing::warn!(path = %path.display(), "ignoring a cached artifact that fails authentication");
+            return None;
+        }
+        // SAFETY: the MAC proves this payload is exactly what
+        // `Component::serialize` produced, in a process holding this user's
+        // key, for this engine fingerprint and this wasm digest; wasmtime
+        // also rejects artifacts of other engine configs.
+        match unsafe { Component::deserialize(engine, payload) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an incompatible cached artifact");
+                None
+            }
         }
     }
-}
 
-fn write(component: &Component, path: &Path) -> std::io::Result<()> {
-    let payload = component
-        .serialize()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let dir = path.parent().expect("artifact paths have a parent");
-    std::fs::create_dir_all(dir)?;
-    let mut bytes = Vec::with_capacity(HEADER + payload.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(blake3::hash(&payload).as_bytes());
-    bytes.extend_from_slice(&payload);
-    // Unique per process and per write, so concurrent writers never share it.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("artifact"),
-        std::process::id(),
-        WRITES.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)
+    fn write(&self, component: &Component, digest: &str) -> std::io::Result<()> {
+        let payload = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::create_dir_all(&self.dir)?;
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(self.mac(digest, &payload).as_bytes());
+        bytes.extend_from_slice(&payload);
+        // Unique per process and per write, so concurrent writers never share it.
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            ".{digest}.{}.{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&tmp, &bytes)?;
+        std::fs::rename(&tmp, self.path(digest))
+    }
 }

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
 
 use super::bindings::ToolPre;
 use super::bindings::toolhost::tool::types::{CallContext, Metadata, ToolError};
-use super::capabilities::HostState;
+use super::capabilities::{HostState, OpenedDirs};
 use super::egress::EgressOptions;
 use super::error::CallError;
 use super::limits::Limits;
@@ -23,6 +24,13 @@ pub(crate) struct Finished<T> {
     pub stderr: String,
 }
 
+/// What a call may touch: its tool's policy and the directories that
+/// policy grants, opened when the sandbox opened.
+pub(crate) struct Grants<'a> {
+    pub policy: Option<&'a ToolPolicy>,
+    pub dirs: &'a OpenedDirs,
+}
+
 /// Runs `describe` under `limits`.
 pub(crate) async fn describe(
     engine: &Engine,
@@ -30,7 +38,12 @@ pub(crate) async fn describe(
     limits: &Limits,
     egress: &EgressOptions,
 ) -> Result<Metadata, CallError> {
-    match execute(engine, pre, limits, None, egress, Op::Describe)
+    let no_dirs = OpenedDirs::open(None);
+    let nothing = Grants {
+        policy: None,
+        dirs: &no_dirs,
+    };
+    match execute(engine, pre, limits, &nothing, egress, Op::Describe)
         .await?
         .value
     {
@@ -45,7 +58,7 @@ pub(crate) async fn call(
     engine: &Engine,
     pre: &ToolPre<HostState>,
     limits: &Limits,
-    policy: Option<&ToolPolicy>,
+    grants: &Grants<'_>,
     egress: &EgressOptions,
     ctx: CallContext,
     input: &str,
@@ -54,7 +67,7 @@ pub(crate) async fn call(
         ctx,
         input: input.to_string(),
     };
-    let finished = execute(engine, pre, limits, policy, egress, op).await?;
+    let finished = execute(engine, pre, limits, grants, egress, op).await?;
     let value = match finished.value {
         Done::Call(Ok(output)) => output,
         Done::Call(Err(e)) => return Err(tool_error(e)),
@@ -106,13 +119,15 @@ async fn execute(
     engine: &Engine,
     pre: &ToolPre<HostState>,
     limits: &Limits,
-    policy: Option<&ToolPolicy>,
+    grants: &Grants<'_>,
     egress: &EgressOptions,
     op: Op,
 ) -> Result<Finished<Done>, CallError> {
-    let state = HostState::new(limits, policy, egress).map_err(CallError::CapabilityDenied)?;
+    let state = HostState::new(limits, grants.policy, grants.dirs, egress)
+        .map_err(CallError::CapabilityDenied)?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
+    // Fails only on an engine without fuel, which `engine::build` never makes.
     store
         .set_fuel(limits.fuel)
         .map_err(|e| CallError::Internal(format!("set fuel: {e}")))?;
@@ -174,29 +189,67 @@ fn timeout(limits: &Limits) -> CallError {
     }
 }
 
-/// Names what stopped a call. The flags the host set while the call ran are
-/// more precise than the trap they caused (a refused `memory.grow` surfaces
-/// as Rust's abort), so they come first.
+/// Names what stopped a call: the audit of every error wasmtime and WASI can
+/// raise while a guest runs. Each maps to a design kind with a readable
+/// message; the wasm backtrace, if any, goes to the debug log, never into
+/// the message. `internal` is left for what only a host bug can cause.
+///
+/// | what happened | kind |
+/// |---|---|
+/// | the epoch callback saw the deadline pass | `timeout` |
+/// | the limiter refused a memory or table (growth or initial size) | `memory_limit` |
+/// | `Trap::OutOfFuel` | `out_of_fuel` |
+/// | `Trap::Interrupt` (an epoch deadline without our flag) | `timeout` |
+/// | any other [`Trap`] (unreachable, stack overflow, out-of-bounds access, integer overflow, division by zero, a bad indirect call, a component entered twice...) | `trap` |
+/// | `wasi:cli/exit` ([`I32Exit`]) | `tool_failed`, "the tool exited with status n" |
+/// | the pool is out of slots ([`PoolConcurrencyLimitError`]): the semaphore should make this impossible | `internal` |
+/// | anything else raised while lifting the guest's values or serving its host calls: invalid UTF-8, a pointer or length outside its memory, a bad variant discriminant, an unknown or misused resource handle | `trap`, "the tool broke the component ABI: ..." |
+///
+/// The flags the host set while the call ran are more precise than the trap
+/// they caused (a refused `memory.grow` surfaces as Rust's abort), so they
+/// come first.
 fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallError {
+    tracing::debug!(error = ?e, "a call stopped");
     if state.timed_out {
         return timeout(limits);
     }
-    if state.memory.hit {
+    if state.memory.hit() {
         return CallError::MemoryLimit {
             limit_mb: limits.memory_bytes >> 20,
         };
     }
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return CallError::ToolFailed(format!(
+            "the tool exited with status {} instead of returning a result",
+            exit.0
+        ));
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::OutOfFuel { limit: limits.fuel },
+        Some(Trap::Interrupt) => timeout(limits),
         Some(trap) => {
-            let mut msg = trap.to_string();
+            let mut msg = match trap {
+                Trap::StackOverflow => format!(
+                    "wasm trap: call stack exhausted (the stack is limited to {} KiB)",
+                    super::limits::MAX_WASM_STACK >> 10
+                ),
+                other => other.to_string(),
+            };
             if let Some(panic) = panic_message(&state.stderr.text()) {
                 msg = format!("{msg}; the tool panicked: {panic}");
             }
             CallError::Trap(msg)
         }
-        // Not a trap: the host failed (instantiation, a resource table).
-        None => CallError::Internal(format!("{e:#}")),
+        None if e.is::<PoolConcurrencyLimitError>() => {
+            CallError::Internal(format!("the instance pool is exhausted: {e}"))
+        }
+        // Not a trap, yet raised while the guest ran: the canonical ABI or a
+        // host call refused what the guest handed it. The root cause is the
+        // readable part; the context chain holds the backtrace.
+        None => CallError::Trap(format!(
+            "the tool broke the component ABI: {}",
+            e.root_cause()
+        )),
     }
 }
 
@@ -242,6 +295,31 @@ fn panic_message(stderr: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Whatever a tool wrote to stderr, reading a panic out of it never
+        /// panics.
+        #[test]
+        fn arbitrary_stderr_never_panics(text in proptest::prelude::any::<String>()) {
+            let _ = panic_message(&text);
+            let _ = panic_message(&format!("x panicked at {text}"));
+        }
+
+        /// Whatever error a tool returned, it maps to its kind.
+        #[test]
+        fn arbitrary_tool_errors_map_to_their_kind(text in proptest::prelude::any::<String>(), which in 0u8..3) {
+            let (e, want) = match which {
+                0 => (ToolError::InvalidInput(text.clone()), super::super::ErrorKind::InvalidInput),
+                1 => (ToolError::Transient(text.clone()), super::super::ErrorKind::ToolTransient),
+                _ => (ToolError::Failed(text.clone()), if text.starts_with(CAPABILITY_DENIED_PREFIX) {
+                    super::super::ErrorKind::CapabilityDenied
+                } else {
+                    super::super::ErrorKind::ToolFailed
+                }),
+            };
+            proptest::prop_assert_eq!(tool_error(e).kind(), want);
+        }
+    }
 
     #[test]
     fn panic_messages_are_extracted() {

@@ -56,10 +56,12 @@ impl WasiHttpView for HostState {
 }
 
 impl HostState {
-    /// A fresh state for one call under `limits`, granted what `policy` says.
+    /// A fresh state for one call under `limits`, granted what `policy` says
+    /// (its directories already opened, in `dirs`).
     pub(crate) fn new(
         limits: &Limits,
         policy: Option<&ToolPolicy>,
+        dirs: &OpenedDirs,
         egress: &EgressOptions,
     ) -> Result<Self, String> {
         let stdout = CappedLog::new(limits.max_log_bytes);
@@ -70,8 +72,9 @@ impl HostState {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        dirs.grant(&mut wasi)?;
         if let Some(policy) = policy {
-            grant(&mut wasi, policy)?;
+            grant_env(&mut wasi, policy);
         }
         let allow = policy.map(ToolPolicy::host_patterns).unwrap_or_default();
         Ok(HostState {
@@ -79,10 +82,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             egress: Egress::new(allow, egress.clone(), limits.max_response_bytes),
             table: ResourceTable::new(),
-            memory: MemoryLimiter {
-                max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
-                hit: false,
-            },
+            memory: MemoryLimiter::new(limits.memory_bytes),
             deadline: Instant::now() + limits.timeout,
             timed_out: false,
             stdout,
@@ -91,56 +91,216 @@ impl HostState {
     }
 }
 
-fn grant(wasi: &mut WasiCtxBuilder, policy: &ToolPolicy) -> Result<(), String> {
-    for dir in &policy.dirs {
-        let perms = match dir.mode {
-            DirMode::Ro => FsPerms::ReadOnly,
-            DirMode::Rw => FsPerms::ReadWrite,
+/// A tool's granted directories, opened once when the sandbox opens.
+///
+/// wasmtime-wasi's builder takes a path, not an open directory, so each call
+/// still hands it one; but the path is `/proc/self/fd/N` of the directory
+/// opened here (on Linux), so every call sees the directory the config named
+/// when the sandbox opened, even if that path is later renamed or swapped for
+/// a symlink, and no call walks the configured path again. Elsewhere the
+/// configured path is used as is.
+#[derive(Debug)]
+pub(crate) struct OpenedDirs {
+    dirs: Result<Vec<OpenedDir>, String>,
+}
+
+#[derive(Debug)]
+struct OpenedDir {
+    /// Held open for the sandbox's life; its fd names the directory.
+    handle: std::fs::File,
+    host: std::path::PathBuf,
+    guest: String,
+    perms: FsPerms,
+}
+
+impl OpenedDirs {
+    /// Opens every directory `policy` grants. A failure is kept, not
+    /// returned: it fails that tool's calls (as before any call could run),
+    /// not the whole sandbox.
+    pub(crate) fn open(policy: Option<&ToolPolicy>) -> OpenedDirs {
+        let Some(policy) = policy else {
+            return OpenedDirs {
+                dirs: Ok(Vec::new()),
+            };
         };
-        wasi.preopened_dir(&dir.host, &dir.guest, perms)
-            .map_err(|e| format!("cannot open granted directory {}: {e}", dir.host.display()))?;
+        let dirs = policy
+            .dirs
+            .iter()
+            .map(|d| {
+                let handle = std::fs::File::open(&d.host).map_err(|e| {
+                    format!("cannot open granted directory {}: {e}", d.host.display())
+                })?;
+                Ok(OpenedDir {
+                    handle,
+                    host: d.host.clone(),
+                    guest: d.guest.clone(),
+                    perms: match d.mode {
+                        DirMode::Ro => FsPerms::ReadOnly,
+                        DirMode::Rw => FsPerms::ReadWrite,
+                    },
+                })
+            })
+            .collect();
+        OpenedDirs { dirs }
     }
+
+    /// Preopens each directory in one call's context.
+    fn grant(&self, wasi: &mut WasiCtxBuilder) -> Result<(), String> {
+        let dirs = self.dirs.as_ref().map_err(Clone::clone)?;
+        for dir in dirs {
+            wasi.preopened_dir(dir.path(), &dir.guest, dir.perms)
+                .map_err(|e| {
+                    format!("cannot open granted directory {}: {e}", dir.host.display())
+                })?;
+        }
+        Ok(())
+    }
+}
+
+impl OpenedDir {
+    #[cfg(target_os = "linux")]
+    fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.handle.as_raw_fd()))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn path(&self) -> std::path::PathBuf {
+        let _ = &self.handle;
+        self.host.clone()
+    }
+}
+
+fn grant_env(wasi: &mut WasiCtxBuilder, policy: &ToolPolicy) {
     for name in &policy.env {
         // A granted variable the host does not have is simply absent.
         if let Ok(value) = std::env::var(name) {
             wasi.env(name, value);
         }
     }
-    Ok(())
 }
 
-/// Refuses memory growth past the call's limit, and remembers that it did,
-/// so the resulting trap (Rust aborts on allocation failure) is reported as
+/// Bounds the *total* of a call's linear memories and tables by the call's
+/// `memory_mb`, and remembers that it refused, so the resulting trap (Rust
+/// aborts on allocation failure) or failed instantiation is reported as
 /// `memory_limit` rather than as a bare trap.
+///
+/// wasmtime asks per memory and per table; a component may have several of
+/// each (the pool admits two memories per component), so a per-memory
+/// check would let a call use the limit once per memory. The limiter keeps
+/// the running sum instead: every approved growth (initial sizes included)
+/// adds `desired - current`. Table elements count as pointer-sized, which is
+/// what wasmtime stores.
+///
+/// A growth past the memory's or table's own declared maximum is approved
+/// here but not counted: wasmtime refuses it right after asking us. Any other
+/// failure after our approval (the OS refusing to map pages) stays counted:
+/// the sum can only err on the strict side, and a failure notice is never
+/// used to subtract, because wasmtime also sends one for growths it refused
+/// before asking us, and subtracting then would let a guest shrink the sum
+/// at will.
 pub(crate) struct MemoryLimiter {
-    max_bytes: usize,
-    pub(crate) hit: bool,
+    max_bytes: u64,
+    total_bytes: u64,
+    hit: bool,
 }
 
-/// Table elements a call may have; Rust tools use a few hundred.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Bytes one table element takes in the host.
+const TABLE_ELEMENT_BYTES: u64 = size_of::<usize>() as u64;
+
+impl MemoryLimiter {
+    fn new(max_bytes: u64) -> Self {
+        MemoryLimiter {
+            max_bytes,
+            total_bytes: 0,
+            hit: false,
+        }
+    }
+
+    /// Whether a growth was refused.
+    pub(crate) fn hit(&self) -> bool {
+        self.hit
+    }
+
+    /// The bytes of memory and table the call holds now.
+    #[cfg(test)]
+    fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    fn grow(&mut self, current: u64, desired: u64, maximum: Option<u64>) -> bool {
+        if maximum.is_some_and(|max| desired > max) {
+            // wasmtime fails this growth itself, after asking; nothing grows.
+            return true;
+        }
+        let delta = desired.saturating_sub(current);
+        match self.total_bytes.checked_add(delta) {
+            Some(total) if total <= self.max_bytes => {
+                self.total_bytes = total;
+                true
+            }
+            _ => {
+                self.hit = true;
+                false
+            }
+        }
+    }
+}
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current as u64, desired as u64, maximum.map(|m| m as u64)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let bytes = |n: usize| (n as u64).saturating_mul(TABLE_ELEMENT_BYTES);
+        Ok(self.grow(bytes(current), bytes(desired), maximum.map(bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_a_total_over_every_memory_and_table() {
+        let mut l = MemoryLimiter::new(10 << 20);
+        // Two memories of 4 MiB each fit; a third 4 MiB does not.
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(!l.hit());
+        assert!(!l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.hit());
+        // Growing one of them by what is left fits exactly.
+        assert!(l.memory_growing(4 << 20, 6 << 20, None).unwrap());
+        assert_eq!(l.total_bytes(), 10 << 20);
+        // Tables count too.
+        assert!(!l.table_growing(0, 1, None).unwrap());
+    }
+
+    #[test]
+    fn growth_past_a_declared_maximum_is_not_counted() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        // wasmtime refuses this one itself; it must not eat the budget.
+        assert!(l.memory_growing(0, 2 << 20, Some(1 << 16)).unwrap());
+        assert_eq!(l.total_bytes(), 0);
+        assert!(l.table_growing(0, 100, Some(1_000)).unwrap());
+        assert_eq!(l.total_bytes(), 100 * TABLE_ELEMENT_BYTES);
+        // A failure notice changes nothing.
+        l.memory_grow_failed(wasmtime::Error::msg("refused"))
+            .unwrap();
+        assert_eq!(l.total_bytes(), 100 * TABLE_ELEMENT_BYTES);
+        assert!(!l.hit());
     }
 }
 

@@ -4,14 +4,15 @@
 //! - **Fuel** bounds compute deterministically: the same call burns the same
 //!   fuel on any machine, so `out_of_fuel` is reproducible.
 //! - **Epoch interruption** bounds wall-clock time inside wasm: a ticker thread
-//!   bumps the epoch every [`TICK`]; each store's deadline callback either
+//!   bumps the epoch every [`TICK`] while a call runs (and sleeps while none
+//!   does); each store's deadline callback either
 //!   yields to tokio (so a spinning guest never monopolises an executor
 //!   thread) or, past the call's deadline, stops it.
 //! - **The pooling allocator** pre-reserves instance, memory, table and stack
 //!   slots, so a fresh instance per call costs microseconds, not mmaps.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -58,37 +59,143 @@ pub(crate) fn build(max_concurrent_calls: u32) -> wasmtime::Result<Engine> {
     Engine::new(&config)
 }
 
-/// Advances an engine's epoch every [`TICK`] until dropped.
+/// Advances an engine's epoch every [`TICK`] while at least one call runs,
+/// and sleeps (parked on a condition variable, no wake-ups) while none does:
+/// an idle host costs no CPU. Stops when dropped.
+///
+/// Why not tick forever: a 1 ms ticker wakes the CPU a thousand times a
+/// second for nothing on a host that mostly waits for a model.
 pub(crate) struct Ticker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<TickState>,
+    wake: Condvar,
+    /// Epochs advanced so far (for tests and diagnostics).
+    ticks: AtomicU64,
+}
+
+#[derive(Default)]
+struct TickState {
+    /// Calls running now.
+    active: usize,
+    /// Whether the thread is parked, waiting for a call.
+    parked: bool,
+    stop: bool,
+}
+
+/// Keeps the ticker running while held: one per running call.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
 }
 
 impl Ticker {
     pub(crate) fn start(engine: &Engine) -> std::io::Result<Ticker> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(TickState::default()),
+            wake: Condvar::new(),
+            ticks: AtomicU64::new(0),
+        });
         let engine = engine.clone();
-        let flag = stop.clone();
+        let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("toolhost-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                loop {
+                    {
+                        let mut state = lock(&theirs.state);
+                        while state.active == 0 && !state.stop {
+                            state.parked = true;
+                            state = theirs.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                        }
+                        state.parked = false;
+                        if state.stop {
+                            return;
+                        }
+                    }
                     std::thread::sleep(TICK);
                     engine.increment_epoch();
+                    theirs.ticks.fetch_add(1, Ordering::Relaxed);
                 }
             })?;
         Ok(Ticker {
-            stop,
+            shared,
             thread: Some(thread),
         })
+    }
+
+    /// Marks a call as running until the guard drops.
+    pub(crate) fn enter(&self) -> Running {
+        lock(&self.shared.state).active += 1;
+        self.shared.wake.notify_one();
+        Running {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Whether the thread is parked (no call runs, nothing ticks).
+    pub(crate) fn is_parked(&self) -> bool {
+        lock(&self.shared.state).parked
+    }
+
+    /// Epochs advanced so far.
+    pub(crate) fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.shared.state).active -= 1;
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        lock(&self.shared.state).stop = true;
+        self.shared.wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+fn lock(m: &Mutex<TickState>) -> std::sync::MutexGuard<'_, TickState> {
+    // Plain counters: a panic while held leaves them usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn ticks_only_while_a_call_runs() {
+        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
+        let ticker = Ticker::start(&engine).unwrap();
+        wait_until("the idle ticker parks", || ticker.is_parked());
+        let before = ticker.ticks();
+        let running = ticker.enter();
+        wait_until("a running call makes it tick", || {
+            ticker.ticks() >= before + 3
+        });
+        drop(running);
+        wait_until("it parks again", || ticker.is_parked());
+        // Parked means blocked on the condition variable: nothing ticks.
+        let parked_at = ticker.ticks();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(ticker.is_parked());
+        assert_eq!(ticker.ticks(), parked_at);
     }
 }

@@ -97,34 +97,60 @@ pub(crate) fn finish(
     source: LoadSource,
     meta: super::bindings::toolhost::tool::types::Metadata,
 ) -> Result<Tool, LoadError> {
-    let fail = |reason: String| LoadError {
+    let checked = check_metadata(&meta).map_err(|reason| LoadError {
         path: path.to_path_buf(),
         reason,
-    };
-    if !valid_name(&meta.name) {
-        return Err(fail(format!(
-            "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
-            meta.name
-        )));
-    }
-    let input_schema: Value = serde_json::from_str(&meta.input_schema)
-        .map_err(|e| fail(format!("input schema is not JSON: {e}")))?;
-    let input_validator = jsonschema::draft202012::new(&input_schema)
-        .map_err(|e| fail(format!("input schema is not a valid JSON Schema: {e}")))?;
-    let (output_schema, output_validator) = match &meta.output_schema {
-        None => (None, None),
-        Some(text) => {
-            let schema: Value = serde_json::from_str(text)
-                .map_err(|e| fail(format!("output schema is not JSON: {e}")))?;
-            let validator = jsonschema::draft202012::new(&schema)
-                .map_err(|e| fail(format!("output schema is not a valid JSON Schema: {e}")))?;
-            (Some(schema), Some(validator))
-        }
-    };
+    })?;
     Ok(Tool {
         name: meta.name,
         description: meta.description,
         version: meta.version,
+        effect: checked.effect,
+        input_schema: checked.input_schema,
+        output_schema: checked.output.as_ref().map(|(schema, _)| schema.clone()),
+        path: path.to_path_buf(),
+        digest,
+        source,
+        pre,
+        input_validator: checked.input_validator,
+        output_validator: checked.output.map(|(_, v)| v),
+    })
+}
+
+/// Metadata that passed [`check_metadata`].
+pub(crate) struct CheckedMetadata {
+    effect: EffectName,
+    input_schema: Value,
+    input_validator: jsonschema::Validator,
+    output: Option<(Value, jsonschema::Validator)>,
+}
+
+/// Whatever a tool's `describe` returns (it is the tool's to choose): a
+/// usable name and JSON Schemas that compile, or the reason they are not.
+pub(crate) fn check_metadata(
+    meta: &super::bindings::toolhost::tool::types::Metadata,
+) -> Result<CheckedMetadata, String> {
+    if !valid_name(&meta.name) {
+        return Err(format!(
+            "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
+            meta.name
+        ));
+    }
+    let input_schema: Value = serde_json::from_str(&meta.input_schema)
+        .map_err(|e| format!("input schema is not JSON: {e}"))?;
+    let input_validator = jsonschema::draft202012::new(&input_schema)
+        .map_err(|e| format!("input schema is not a valid JSON Schema: {e}"))?;
+    let output = match &meta.output_schema {
+        None => None,
+        Some(text) => {
+            let schema: Value = serde_json::from_str(text)
+                .map_err(|e| format!("output schema is not JSON: {e}"))?;
+            let validator = jsonschema::draft202012::new(&schema)
+                .map_err(|e| format!("output schema is not a valid JSON Schema: {e}"))?;
+            Some((schema, validator))
+        }
+    };
+    Ok(CheckedMetadata {
         effect: match meta.effect {
             Effect::Pure => EffectName::Pure,
             Effect::ReadOnly => EffectName::ReadOnly,
@@ -132,13 +158,8 @@ pub(crate) fn finish(
             Effect::SideEffecting => EffectName::SideEffecting,
         },
         input_schema,
-        output_schema,
-        path: path.to_path_buf(),
-        digest,
-        source,
-        pre,
         input_validator,
-        output_validator,
+        output,
     })
 }
 
@@ -177,6 +198,44 @@ mod tests {
                 .contains("not a WebAssembly")
         );
         assert!(check_header(b"").is_err());
+    }
+
+    use proptest::prelude::*;
+
+    use super::super::bindings::toolhost::tool::types::Metadata;
+
+    fn json_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            crate::sandbox::tests_support::json_value().prop_map(|v| v.to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever `describe` returns, checking it never panics: it is a
+        /// usable tool or a reason.
+        #[test]
+        fn arbitrary_metadata_is_checked_without_panicking(
+            name in prop_oneof![any::<String>(), "[a-z_-]{1,70}"],
+            input_schema in json_text(),
+            output_schema in proptest::option::of(json_text()),
+            effect in 0u8..4,
+        ) {
+            let meta = Metadata {
+                name: name.clone(),
+                description: String::new(),
+                version: String::new(),
+                input_schema,
+                output_schema,
+                effect: [Effect::Pure, Effect::ReadOnly, Effect::Idempotent, Effect::SideEffecting][effect as usize],
+            };
+            match check_metadata(&meta) {
+                Ok(_) => prop_assert!(valid_name(&name)),
+                Err(reason) => prop_assert!(!reason.is_empty()),
+            }
+        }
     }
 
     #[test]

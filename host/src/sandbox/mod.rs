@@ -8,6 +8,7 @@
 //! `call` runs one call and names what stopped it, `limits` and `error` are
 //! the vocabulary.
 
+mod artifact_key;
 mod artifacts;
 mod bindings;
 mod call;
@@ -19,6 +20,7 @@ mod limits;
 mod loader;
 pub mod policy;
 
+pub use artifact_key::{KeyError, default_key_dir};
 pub use artifacts::LoadSource;
 pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
@@ -39,7 +41,7 @@ use wasmtime::component::Linker;
 
 use crate::config::{Config, ToolPolicy};
 use artifacts::ArtifactCache;
-use capabilities::HostState;
+use capabilities::{HostState, OpenedDirs};
 
 /// Where the build put the example tools: the default tools directory.
 pub const EXAMPLES_DIR: &str = env!("TOOLHOST_EXAMPLES_DIR");
@@ -55,6 +57,9 @@ pub struct SandboxOptions {
     pub tools_dir: PathBuf,
     /// Where compiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
+    /// Where the per-user key that authenticates cached artifacts lives;
+    /// `None`: [`default_key_dir`].
+    pub key_dir: Option<PathBuf>,
     /// Limits for tools without overrides.
     pub limits: Limits,
     /// Per-tool policies (grants and limit overrides).
@@ -74,13 +79,11 @@ impl SandboxOptions {
             .tools_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(EXAMPLES_DIR));
-        let cache_dir = config.sandbox.cache_dir.clone().or_else(|| {
-            let db_dir = config.store.path.parent().unwrap_or(Path::new("."));
-            Some(db_dir.join("artifacts"))
-        });
+        let cache_dir = Some(config.sandbox.effective_cache_dir(&config.store));
         SandboxOptions {
             tools_dir,
             cache_dir,
+            key_dir: config.sandbox.key_dir.clone(),
             limits: Limits::from_config(&config.sandbox),
             policies: config.tools.clone(),
             max_concurrent_calls: config.sandbox.max_concurrent_calls,
@@ -93,6 +96,7 @@ impl SandboxOptions {
         SandboxOptions {
             tools_dir: tools_dir.into(),
             cache_dir: None,
+            key_dir: None,
             limits: Limits::default(),
             policies: BTreeMap::new(),
             max_concurrent_calls: crate::config::SandboxConfig::default().max_concurrent_calls,
@@ -154,10 +158,12 @@ struct Inner {
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
     egress: EgressOptions,
+    /// Each policy's granted directories, opened once (by tool name).
+    dirs: BTreeMap<String, OpenedDirs>,
     slots: Semaphore,
     runs: AtomicU64,
     // Declared last: dropped after everything that might still run wasm.
-    _ticker: engine::Ticker,
+    ticker: engine::Ticker,
 }
 
 impl Sandbox {
@@ -180,21 +186,37 @@ impl Sandbox {
         // wasi:http, sent through the egress checks (capabilities::HostState).
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let cache = ArtifactCache::new(&engine, options.cache_dir.as_deref());
+        let cache = ArtifactCache::new(
+            &engine,
+            options.cache_dir.as_deref(),
+            options.key_dir.as_deref(),
+        );
+
+        // Compiling (or authenticating and deserialising) is seconds of CPU:
+        // it runs on a blocking thread, never on an async worker.
+        let prepared = {
+            let (engine, linker) = (engine.clone(), linker.clone());
+            tokio::task::spawn_blocking(move || {
+                files
+                    .into_iter()
+                    .map(|path| {
+                        let result = loader::prepare(&engine, &linker, &cache, &path);
+                        (path, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| OpenError::Engine(format!("the compiler thread died: {e}")))?
+        };
 
         let mut tools = BTreeMap::new();
         let mut load_errors = Vec::new();
-        for path in files {
-            match load_one(
-                &engine,
-                &linker,
-                &cache,
-                &path,
-                &options.limits,
-                &options.egress,
-            )
-            .await
-            {
+        for (path, prepared) in prepared {
+            let loaded = match prepared {
+                Ok(p) => describe_one(&engine, &ticker, p, &path, &options).await,
+                Err(e) => Err(e),
+            };
+            match loaded {
                 Ok(tool) if tools.contains_key(&tool.name) => {
                     let first: &Arc<Tool> = &tools[&tool.name];
                     load_errors.push(LoadError {
@@ -215,6 +237,11 @@ impl Sandbox {
                 }
             }
         }
+        let dirs = options
+            .policies
+            .iter()
+            .map(|(name, policy)| (name.clone(), OpenedDirs::open(Some(policy))))
+            .collect();
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
@@ -223,11 +250,23 @@ impl Sandbox {
                 limits: options.limits,
                 policies: options.policies,
                 egress: options.egress,
+                dirs,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
                 runs: AtomicU64::new(0),
-                _ticker: ticker,
+                ticker,
             }),
         })
+    }
+
+    /// Whether the epoch ticker is asleep: true whenever no call runs (an
+    /// idle host spends no CPU on it).
+    pub fn ticker_idle(&self) -> bool {
+        self.inner.ticker.is_parked()
+    }
+
+    /// How many times the epoch ticker has advanced the engine's epoch.
+    pub fn ticks(&self) -> u64 {
+        self.inner.ticker.ticks()
     }
 
     /// The loaded tools, by name.
@@ -328,23 +367,31 @@ impl Sandbox {
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
         self.inner.runs.fetch_add(1, Ordering::Relaxed);
+        let _running = self.inner.ticker.enter();
+        let no_dirs;
+        let dirs = match self.inner.dirs.get(&t.name) {
+            Some(d) => d,
+            None => {
+                no_dirs = OpenedDirs::open(None);
+                &no_dirs
+            }
+        };
+        let grants = call::Grants {
+            policy: self.policy(&t.name),
+            dirs,
+        };
         let done = call::call(
             &self.inner.engine,
             &t.pre,
             &limits,
-            self.policy(&t.name),
+            &grants,
             &self.inner.egress,
             ctx,
             &prepared.text,
         )
         .await?;
 
-        let output: Value = serde_json::from_str(&done.value)
-            .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
-        if let Some(v) = &t.output_validator {
-            check(v, &output)
-                .map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
-        }
+        let output = parse_output(&done.value, t.output_validator.as_ref())?;
         Ok(CallOutput {
             output,
             fuel_used: done.fuel_used,
@@ -372,6 +419,17 @@ pub struct Prepared {
     pub limits: Limits,
 }
 
+/// A tool's result text, which the tool chose: JSON that satisfies its
+/// output schema, or `tool_failed` saying why not.
+fn parse_output(text: &str, validator: Option<&jsonschema::Validator>) -> Result<Value, CallError> {
+    let output: Value = serde_json::from_str(text)
+        .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
+    if let Some(v) = validator {
+        check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
+    }
+    Ok(output)
+}
+
 /// Checks `value` against a schema; the error names the failing JSON path.
 fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
     match validator.iter_errors(value).next() {
@@ -388,20 +446,88 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
     }
 }
 
-async fn load_one(
+/// Runs `describe` on a prepared component and checks what it says.
+async fn describe_one(
     engine: &Engine,
-    linker: &Linker<HostState>,
-    cache: &ArtifactCache,
+    ticker: &engine::Ticker,
+    (pre, digest, source): (bindings::ToolPre<HostState>, String, LoadSource),
     path: &Path,
-    limits: &Limits,
-    egress: &EgressOptions,
+    options: &SandboxOptions,
 ) -> Result<Tool, LoadError> {
-    let (pre, digest, source) = loader::prepare(engine, linker, cache, path)?;
-    let meta = call::describe(engine, &pre, limits, egress)
+    let _running = ticker.enter();
+    let meta = call::describe(engine, &pre, &options.limits, &options.egress)
         .await
         .map_err(|e| LoadError {
             path: path.to_path_buf(),
             reason: format!("describe failed: {} ({e})", e.kind()),
         })?;
     loader::finish(path, pre, digest, source, meta)
+}
+
+/// Generators shared by the sandbox's property tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// Arbitrary JSON: scalars of every kind, nested arrays and objects.
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-z$#/]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "type|properties|required|items|enum|const|\\$ref|pattern|minimum|anyOf|\\$defs".prop_map(String::from),
+                        any::<String>()
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A tool's result is whatever bytes it chose: never a panic, and
+        /// anything unusable is `tool_failed`.
+        #[test]
+        fn arbitrary_output_text_is_json_or_tool_failed(text in any::<String>()) {
+            if let Err(e) = parse_output(&text, None) {
+                prop_assert_eq!(e.kind(), ErrorKind::ToolFailed);
+            }
+        }
+
+        #[test]
+        fn arbitrary_output_json_is_checked_against_the_schema(
+            value in tests_support::json_value(),
+        ) {
+            let schema = serde_json::json!({
+                "type": "object",
+                "properties": {"n": {"type": "integer"}},
+                "required": ["n"],
+            });
+            let validator = jsonschema::draft202012::new(&schema).unwrap();
+            match parse_output(&value.to_string(), Some(&validator)) {
+                Ok(v) => prop_assert!(v["n"].is_i64() || v["n"].is_u64()),
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::ToolFailed),
+            }
+        }
+    }
 }

@@ -76,21 +76,10 @@ pub(crate) fn is_alive(db: &Path, id: &str) -> bool {
     }
 }
 
-/// 64 random-enough bits in hex: unique per call, per process.
+/// 64 random bits in hex (the OS-seeded thread RNG): unique per call, per
+/// process, and unguessable, so no caller can predict another's lock or scope.
 pub(crate) fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per process; mixing in the time and
-    // an address makes two stores in one process differ too.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let local = 0u8;
-    h.write_usize(&local as *const u8 as usize);
-    format!("{:016x}", h.finish())
+    format!("{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ fn shared_cache() -> PathBuf {
 fn open_shared(dir: PathBuf) -> Sandbox {
     let mut options = SandboxOptions::for_dir(dir);
     options.cache_dir = Some(shared_cache());
+    // The key that authenticates the cache, beside it: tests never touch
+    // the user's own key.
+    options.key_dir = Some(shared_cache().with_extension("key"));
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

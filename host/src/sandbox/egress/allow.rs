@@ -11,12 +11,13 @@
 //! resolved address is checked, not just the first, so a mixed answer
 //! cannot sneak one through.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use http::Uri;
 use http::uri::Scheme;
 
 use super::EgressError;
+use super::special::{Reach, reach};
 use crate::config::{HostPattern, RequestHost};
 
 /// Where a request goes, as the policy sees it.
@@ -35,13 +36,21 @@ pub fn check_uri(allow: &[HostPattern], uri: &Uri) -> Result<Target, EgressError
     let tls = match uri.scheme() {
         Some(s) if *s == Scheme::HTTPS => true,
         Some(s) if *s == Scheme::HTTP => false,
-        _ => return Err(EgressError::BadUri(format!("`{uri}` is not http(s)"))),
+        _ => {
+            return Err(EgressError::BadUri(format!(
+                "`{}` is not http(s)",
+                super::shown(uri)
+            )));
+        }
     };
     let authority = uri
         .authority()
-        .ok_or_else(|| EgressError::BadUri(format!("`{uri}` has no host")))?;
+        .ok_or_else(|| EgressError::BadUri(format!("`{}` has no host", super::shown(uri))))?;
     if authority.as_str().contains('@') {
-        return Err(EgressError::BadUri(format!("`{uri}` carries credentials")));
+        return Err(EgressError::BadUri(format!(
+            "`{}` carries credentials",
+            super::shown(uri)
+        )));
     }
     let default_port = if tls { 443 } else { 80 };
     let port = authority.port_u16().unwrap_or(default_port);
@@ -57,6 +66,11 @@ pub fn check_uri(allow: &[HostPattern], uri: &Uri) -> Result<Target, EgressError
 }
 
 /// Checks every resolved address of `target`; all must pass, or none is used.
+///
+/// A public address always passes. An internal one (see [`Reach`]) passes
+/// only under an exact `host:port` grant. A link-local or metadata address
+/// passes only when the URL names that very address literal (which the URL
+/// check admitted, so a literal pattern lists it): never through a name.
 pub fn check_addrs(
     allow: &[HostPattern],
     target: &Target,
@@ -68,63 +82,30 @@ pub fn check_addrs(
     let exact = allow
         .iter()
         .any(|p| p.is_exactly(&target.host, target.port));
-    match addrs.iter().find(|a| is_internal(a.ip())) {
-        Some(addr) if !exact => Err(EgressError::InternalAddress {
-            host: target.host.to_string(),
-            port: target.port,
-            addr: *addr,
-        }),
-        _ => Ok(()),
+    for addr in addrs {
+        let refused = match reach(addr.ip()) {
+            Reach::Public => false,
+            Reach::Internal => !exact,
+            Reach::LinkLocal => target.host != RequestHost::Ip(addr.ip()),
+        };
+        if refused {
+            return Err(EgressError::InternalAddress {
+                host: target.host.to_string(),
+                port: target.port,
+                addr: *addr,
+                link_local: reach(addr.ip()) == Reach::LinkLocal,
+            });
+        }
     }
+    Ok(())
 }
 
-/// Whether an address belongs to the host's own network rather than the
-/// public internet: loopback, private, link-local (cloud metadata lives at
-/// 169.254.169.254 and fd00:ec2::254), carrier-grade NAT, unspecified,
-/// multicast, broadcast and reserved ranges, and any IPv6 form embedding
-/// such an IPv4 address (mapped, compatible, NAT64, 6to4).
+/// Whether an address is anything but the public internet: every entry of
+/// the IANA special-purpose registries that is not globally reachable,
+/// multicast, link-local and metadata addresses, and IPv6 forms embedding
+/// such an IPv4 address (see [`super::special`]).
 pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => internal_v4(v4),
-        IpAddr::V6(v6) => internal_v6(v6),
-    }
-}
-
-fn internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || a == 0 // "this network"
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || a >= 240 // reserved
-}
-
-fn internal_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    let embedded = |hi: u16, lo: u16| {
-        internal_v4(Ipv4Addr::new(
-            (hi >> 8) as u8,
-            hi as u8,
-            (lo >> 8) as u8,
-            lo as u8,
-        ))
-    };
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local (fc00::/7)
-        || (s[0] & 0xffc0) == 0xfe80 // link-local (fe80::/10)
-        || (s[0] & 0xffc0) == 0xfec0 // site-local, deprecated (fec0::/10)
-        || ip.to_ipv4_mapped().is_some_and(internal_v4) // ::ffff:a.b.c.d
-        || (s[..6] == [0; 6] && embedded(s[6], s[7])) // ::a.b.c.d (compatible)
-        || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(s[6], s[7])) // NAT64
-        || (s[0] == 0x2002 && embedded(s[1], s[2])) // 6to4
+    reach(ip) != Reach::Public
 }
 
 #[cfg(test)]
@@ -143,6 +124,21 @@ mod tests {
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_ranges_the_old_rules_missed_are_internal() {
+        for ip in [
+            "64:ff9b:1::a00:1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::ffff:0:7f00:1",
+            "0.1.2.3",
+            "192.0.0.192",
+            "100.100.100.200",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]
@@ -227,6 +223,42 @@ mod tests {
             check_addrs(&a, &t, &[]),
             Err(EgressError::NoAddress(_))
         ));
+    }
+
+    #[test]
+    fn a_name_never_reaches_link_local_or_metadata_addresses() {
+        // Even an exact host:port grant of a name does not open metadata.
+        let a = allow(&["meta.example.org:80", "169.254.169.254", "[fe80::1]:8080"]);
+        let t = check_uri(&a, &uri("http://meta.example.org/")).unwrap();
+        for bad in [
+            "169.254.169.254:80",
+            "[fd00:ec2::254]:80",
+            "[fe80::1]:80",
+            "[::ffff:169.254.169.254]:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[2002:a9fe:a9fe::]:80",
+            "100.100.100.200:80",
+        ] {
+            let e = check_addrs(&a, &t, &addrs(&[bad])).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    EgressError::InternalAddress {
+                        link_local: true,
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+        // The same name may still reach a private address: that is internal,
+        // not link-local, and the grant is exact.
+        check_addrs(&a, &t, &addrs(&["10.0.0.7:80"])).unwrap();
+        // The literal address, listed as a literal, is the one way in.
+        let t = check_uri(&a, &uri("http://169.254.169.254/latest/meta-data/")).unwrap();
+        check_addrs(&a, &t, &addrs(&["169.254.169.254:80"])).unwrap();
+        let t = check_uri(&a, &uri("http://[fe80::1]:8080/")).unwrap();
+        check_addrs(&a, &t, &addrs(&["[fe80::1]:8080"])).unwrap();
     }
 
     #[test]

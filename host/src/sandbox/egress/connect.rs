@@ -46,7 +46,8 @@ pub(super) async fn send(
     out: Outgoing,
     mut request: Request<WasiBody>,
 ) -> Result<Sent, EgressError> {
-    let url = request.uri().to_string();
+    // Error text and logs never carry the query string: it may hold a token.
+    let url = super::shown(request.uri());
     let addrs = resolve(&out).await?;
     check_addrs(&out.allow, &out.target, &addrs)?;
     let tcp = connect(&addrs, out.connect_timeout).await?;
@@ -99,19 +100,24 @@ async fn resolve(out: &Outgoing) -> Result<Vec<SocketAddr>, EgressError> {
     }
 }
 
-/// Tries the checked addresses in order; the first that answers wins.
+/// Tries the checked addresses in order, each with its own `timeout`; the
+/// first that answers wins. A refused or silent address moves on to the
+/// next (a name with a dead IPv6 and a live IPv4 address still works); only
+/// when every one failed does the request fail, as a timeout if the last
+/// failure was one. The call's deadline bounds the whole loop.
 async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, EgressError> {
-    let mut last = None;
+    let mut last = EgressError::Connect(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "no address to connect to",
+    ));
     for addr in addrs {
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => return Ok(stream),
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => return Err(EgressError::ConnectTimeout(*addr)),
+            Ok(Err(e)) => last = EgressError::Connect(e),
+            Err(_) => last = EgressError::ConnectTimeout(*addr),
         }
     }
-    Err(EgressError::Connect(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
-    })))
+    Err(last)
 }
 
 fn server_name(host: &RequestHost) -> Result<ServerName<'static>, EgressError> {
@@ -162,4 +168,62 @@ where
     };
     let (parts, body) = response.into_parts();
     Ok((parts, body, Box::new(io)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A loopback listener whose accept queue is full: a further connect's
+    /// SYN is dropped, so the connect hangs until its timeout.
+    fn silent_listener(ip: &str) -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Fill the backlog; nobody accepts these.
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                held.push(s);
+            }
+        }
+        (listener, held)
+    }
+
+    #[tokio::test]
+    async fn a_silent_address_moves_on_to_the_next() {
+        let (silent, _held) = silent_listener("127.0.0.1");
+        let port = silent.local_addr().unwrap().port();
+        // A live server on another loopback address, same port.
+        let live = match tokio::net::TcpListener::bind(("127.0.0.2", port)).await {
+            Ok(l) => l,
+            // The port is taken on 127.0.0.2 by chance: nothing to prove here.
+            Err(_) => return,
+        };
+        let addrs: Vec<SocketAddr> = vec![silent.local_addr().unwrap(), live.local_addr().unwrap()];
+        let start = Instant::now();
+        let stream = connect(&addrs, Duration::from_millis(300))
+            .await
+            .expect("the second address answers");
+        assert_eq!(stream.peer_addr().unwrap(), addrs[1]);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        // Every address silent: the failure says it timed out.
+        let e = connect(&addrs[..1], Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EgressError::ConnectTimeout(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_moves_on_to_the_next() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = vec![closed_addr, live.local_addr().unwrap()];
+        let stream = connect(&addrs, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), addrs[1]);
+    }
 }

@@ -26,9 +26,11 @@ mod allow;
 mod body;
 mod connect;
 mod resolve;
+mod special;
 
 pub use allow::{Target, check_addrs, check_uri, is_internal};
 pub use resolve::{Resolve, Resolving, StaticResolver, SystemResolver};
+pub use special::{Reach, reach};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -50,14 +52,23 @@ pub enum EgressError {
     /// The URL's host and port match no `allow_hosts` pattern.
     #[error("{host}:{port} is not in this tool's allow_hosts")]
     NotAllowed { host: String, port: u16 },
-    /// The name resolved to an internal address the policy does not name exactly.
+    /// The name resolved to an internal address the policy does not open:
+    /// an internal one needs an exact `host:port` entry, a link-local or
+    /// metadata one the address literal itself.
     #[error(
-        "{host}:{port} resolves to the internal address {addr}; only an exact `host:port` entry in allow_hosts opens it"
+        "{host}:{port} resolves to the internal address {addr}{}",
+        if *link_local {
+            " (link-local or cloud metadata); no host name reaches it, only a request to that address literal listed in allow_hosts"
+        } else {
+            "; only an exact `host:port` entry in allow_hosts opens it"
+        }
     )]
     InternalAddress {
         host: String,
         port: u16,
         addr: SocketAddr,
+        /// Link-local or metadata, not merely internal.
+        link_local: bool,
     },
     /// Not an absolute http(s) URL, or one we refuse to send (credentials).
     #[error("invalid request URL: {0}")]
@@ -125,6 +136,25 @@ impl EgressError {
             EgressError::BodyTooLarge { cap } => HttpError::HttpResponseBodySize(Some(*cap)),
         }
     }
+}
+
+/// A URL as error text and logs show it: scheme, host, port and path, never
+/// the user info or the query string (either may carry a token).
+pub(crate) fn shown(uri: &http::Uri) -> String {
+    let mut out = String::new();
+    if let Some(scheme) = uri.scheme_str() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    if let Some(authority) = uri.authority() {
+        let host_port = authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, hp)| hp);
+        out.push_str(host_port);
+    }
+    out.push_str(uri.path());
+    out
 }
 
 /// Host-wide egress settings, shared by every call of a sandbox.
@@ -329,6 +359,20 @@ mod tests {
         // The same host over http on 443 is not the default http port.
         let uri = "http://api.example.com:443/".parse().unwrap();
         assert!(check_uri(&allow, &uri).is_err());
+    }
+
+    #[test]
+    fn shown_urls_drop_credentials_and_queries() {
+        let uri: http::Uri = "https://user:pw@api.example.com:8443/v1/x?token=s3cret#frag"
+            .parse()
+            .unwrap();
+        assert_eq!(shown(&uri), "https://api.example.com:8443/v1/x");
+        let allow = vec![HostPattern::parse("api.example.com").unwrap()];
+        let e = check_uri(&allow, &uri).unwrap_err().to_string();
+        assert!(!e.contains("pw") && !e.contains("s3cret"), "{e}");
+        let uri: http::Uri = "ftp://h/p?key=s3cret".parse().unwrap();
+        let e = check_uri(&allow, &uri).unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 
     #[test]
