@@ -31,7 +31,7 @@ const HOSTILE: &[&str] = &[
     "otherworld",
 ];
 /// Tools for the end-to-end tests of effects (claims, crashes).
-const TESTKIT: &[&str] = &["append"];
+const TESTKIT: &[&str] = &["append", "tally"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-tools";
 

@@ -23,7 +23,7 @@ fn four_processes_one_key_one_effect() {
                     "append",
                 ])
                 .args(["--input", &input, "--idempotency-key", "multi-1"])
-                .current_dir(world.dir.path())
+                .current_dir(world.path())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -23,7 +23,7 @@ fn a_corrupt_file_is_a_clear_error() {
     // Through the CLI: exit 1, a named kind, no panic.
     let db = world.db();
     let out = toolhost(
-        world.dir.path(),
+        world.path(),
         &[
             "--db",
             db.to_str().unwrap(),
