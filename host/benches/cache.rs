@@ -95,6 +95,9 @@ fn benches(c: &mut Criterion) {
                                 input: "{}".into(),
                                 owner: store.owner_id().into(),
                                 now_ms: 1,
+                                component_digest: "bench".into(),
+                                policy_digest: "bench".into(),
+                                limits: "{}".into(),
                             };
                             store.claim(claim).await.expect("claim");
                             let outcome = StoredOutcome {

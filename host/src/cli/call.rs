@@ -93,6 +93,9 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
 }
 
 fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
+    if out.digest_changed {
+        eprintln!("{}", digest_warning(tool));
+    }
     if env.json {
         let body = json!({
             "ok": true,
@@ -110,9 +113,6 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
     } else {
         if out.cached {
             eprintln!("(replayed from cache: key {})", out.key);
-        }
-        if out.digest_changed {
-            eprintln!("{}", digest_warning(tool));
         }
         println!(
             "{}",

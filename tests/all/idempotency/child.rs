@@ -34,6 +34,13 @@ pub struct Role {
     pub barrier: Option<(PathBuf, usize)>,
 }
 
+/// The `--exact` name of test `f` in module `module` (`module_path!()`,
+/// whose first segment is the test binary's crate).
+pub fn test_path(module: &str, f: &str) -> String {
+    let inside = module.split_once("::").map_or("", |(_, rest)| rest);
+    format!("{inside}::{f}")
+}
+
 /// Starts a child playing `role` in the test `test`.
 pub fn spawn(test: &str, role: &Role) -> Child {
     Command::new(std::env::current_exe().expect("the test binary"))

@@ -39,7 +39,10 @@ pub fn tally(input: Input, ctx: &Context) -> Result<Output, ToolError> {
         .append(true)
         .open(&path)
         .map_err(|e| toolhost_sdk::io_error(&path, e))?;
-    writeln!(file, "{} {}", ctx.idempotency_key, input.text)
+    // One write, so a host killed mid-call never leaves half a line that
+    // the next line would be glued to.
+    let line = format!("{} {}\n", ctx.idempotency_key, input.text);
+    file.write_all(line.as_bytes())
         .map_err(|e| toolhost_sdk::io_error(&path, e))?;
     file.flush().map_err(|e| toolhost_sdk::io_error(&path, e))?;
     std::thread::sleep(std::time::Duration::from_millis(input.sleep_ms));
