@@ -264,10 +264,13 @@ impl Executor {
         match self.store.lookup(request.clone()).await? {
             ClaimOutcome::Existing(row) => {
                 self.counters.hits.fetch_add(1, Relaxed);
-                if pure && row.key == key {
+                // Another key under the same explicit key, tool and input:
+                // the operation was recorded under another build or grants.
+                let other_build = row.key != key;
+                if pure && !other_build {
                     self.memo.put(&row);
                 }
-                return replay(*row, false);
+                return replay(*row, other_build);
             }
             ClaimOutcome::Conflict {
                 existing_key,
