@@ -197,7 +197,10 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             } else {
                 println!(
                     "removed {} recorded calls; {} claims of dead owners are now in_doubt; kept {} in flight or in doubt; removed {} dead owners' lock files",
-                    report.removed, report.swept_in_doubt, report.kept_in_flight, report.locks_removed
+                    report.removed,
+                    report.swept_in_doubt,
+                    report.kept_in_flight,
+                    report.locks_removed
                 );
             }
             Ok(())

@@ -243,7 +243,9 @@ impl Executor {
                     self.counters.in_doubt.fetch_add(1, Relaxed);
                     return Err(ExecError::in_doubt(
                         key,
-                        format!("it ran, but its claim was no longer this process's ({found}), so its outcome was not recorded"),
+                        format!(
+                            "it ran, but its claim was no longer this process's ({found}), so its outcome was not recorded"
+                        ),
                     ));
                 }
                 Err(e) => {
@@ -255,7 +257,9 @@ impl Executor {
         let last = last.map(|e| e.to_string()).unwrap_or_default();
         match self.store.mark_in_doubt_fresh(key).await {
             Ok(_) => {}
-            Err(e) => tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; it stays running until this process exits"),
+            Err(e) => {
+                tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; it stays running until this process exits")
+            }
         }
         self.counters.in_doubt.fetch_add(1, Relaxed);
         Err(ExecError::in_doubt(

@@ -160,7 +160,13 @@ impl Executor {
     /// The row a call would write: its key, and the digests and limits it
     /// runs under. The policy digest is the tool's configured policy (not
     /// this call's overrides), so only a config edit reads as a change.
-    pub(crate) fn claim_request(&self, prepared: &Prepared, effect: EffectName, key: String, scope: String) -> ClaimRequest {
+    pub(crate) fn claim_request(
+        &self,
+        prepared: &Prepared,
+        effect: EffectName,
+        key: String,
+        scope: String,
+    ) -> ClaimRequest {
         let tool = &prepared.tool;
         ClaimRequest {
             key,
@@ -187,7 +193,9 @@ impl Executor {
     /// not a change.
     pub(crate) fn digest_changed(row: &CallRecord, request: &ClaimRequest) -> bool {
         let differs = |recorded: &Option<String>, now: &str| {
-            recorded.as_deref().is_some_and(|r| !r.is_empty() && r != now)
+            recorded
+                .as_deref()
+                .is_some_and(|r| !r.is_empty() && r != now)
         };
         differs(&row.component_digest, &request.component_digest)
             || differs(&row.policy_digest, &request.policy_digest)

@@ -53,7 +53,10 @@ impl Drop for Ticket<'_> {
         let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
         drop(self.lock.take());
         // Only the map's own reference left: nobody holds or waits.
-        if map.get(&self.key).is_some_and(|l| Arc::strong_count(l) == 1) {
+        if map
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
             map.remove(&self.key);
         }
     }

@@ -144,9 +144,9 @@ impl Parser<'_> {
             let name = self.string()?;
             self.path.push(name.clone());
             if map.contains_key(&name) {
-                return Err(self.err(
-                    "duplicate member name (which one counts is undefined; send it once)",
-                ));
+                return Err(
+                    self.err("duplicate member name (which one counts is undefined; send it once)")
+                );
             }
             self.ws();
             self.expect(b':')?;
@@ -316,9 +316,7 @@ impl Parser<'_> {
             };
         }
         // Rust's float parser rounds correctly (to nearest, ties to even).
-        let f: f64 = text
-            .parse()
-            .map_err(|_| self.err("a malformed number"))?;
+        let f: f64 = text.parse().map_err(|_| self.err("a malformed number"))?;
         if !f.is_finite() {
             return Err(self.err(format!(
                 "the number {text} is out of the range of an IEEE double; pass it as a string"
@@ -397,7 +395,10 @@ mod tests {
             assert_eq!(parse_ijson(text).unwrap(), want, "{text}");
         }
         // serde_json reads `-0` as a float; both are canonically `0`.
-        assert_eq!(crate::idempotency::canonical_json(&parse_ijson("-0").unwrap()), "0");
+        assert_eq!(
+            crate::idempotency::canonical_json(&parse_ijson("-0").unwrap()),
+            "0"
+        );
     }
 
     #[test]
@@ -417,8 +418,16 @@ mod tests {
         assert!(refused("-9007199254740993").reason.contains("2^53"));
         assert!(refused("18446744073709551616").reason.contains("2^53"));
         assert!(refused("1e400").reason.contains("range"));
-        assert!(refused("1.00000000000000000001").reason.contains("precision"));
-        assert!(refused("0.30000000000000000001").reason.contains("precision"));
+        assert!(
+            refused("1.00000000000000000001")
+                .reason
+                .contains("precision")
+        );
+        assert!(
+            refused("0.30000000000000000001")
+                .reason
+                .contains("precision")
+        );
         // Spellings of representable values are fine.
         assert_eq!(parse_ijson("1.50e1").unwrap(), json!(15.0));
         assert_eq!(parse_ijson("0.000100").unwrap(), json!(0.0001));
@@ -436,8 +445,20 @@ mod tests {
     #[test]
     fn malformed_text_is_refused() {
         for text in [
-            "", "{", "[1,]", "01", "1.", ".5", "-", "1e", "tru", r#"{"a" 1}"#, "[1] x",
-            "\"a\u{1}\"", r#""\x""#, "{1:2}",
+            "",
+            "{",
+            "[1,]",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "tru",
+            r#"{"a" 1}"#,
+            "[1] x",
+            "\"a\u{1}\"",
+            r#""\x""#,
+            "{1:2}",
         ] {
             refused(text);
         }

@@ -268,7 +268,13 @@ mod tests {
             })
         );
         // An effect's key leaves the build out, and differs from any build's.
-        assert_ne!(k, derive_key(&KeyParts { build: None, ..base }));
+        assert_ne!(
+            k,
+            derive_key(&KeyParts {
+                build: None,
+                ..base
+            })
+        );
         // Length prefixes: moving a boundary changes the key.
         assert_ne!(
             derive_key(&KeyParts {

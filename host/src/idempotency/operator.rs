@@ -35,14 +35,21 @@ impl Executor {
         if matches!(effect, EffectName::Pure | EffectName::ReadOnly) {
             return Err(refused(
                 key,
-                format!("`{}` is {} now; it is not claimed, so it cannot be retried as a claim", row.tool, effect.as_str()),
+                format!(
+                    "`{}` is {} now; it is not claimed, so it cannot be retried as a claim",
+                    row.tool,
+                    effect.as_str()
+                ),
             ));
         }
         let (now_key, _) = self.key_of(&prepared, effect, &scope_of(&row.scope));
         if now_key != key && !row.scope.starts_with("fresh:") {
             return Err(refused(
                 key,
-                format!("call {key} no longer matches its tool `{}` and input; abandon it instead", row.tool),
+                format!(
+                    "call {key} no longer matches its tool `{}` and input; abandon it instead",
+                    row.tool
+                ),
             ));
         }
         let mut request = self.claim_request(&prepared, effect, key.to_string(), row.scope.clone());
@@ -51,7 +58,10 @@ impl Executor {
         if digest_changed {
             tracing::warn!(%key, tool = %row.tool, "retrying under another build or policy than the claim's (digest_changed)");
         }
-        let build = (request.component_digest.clone(), request.policy_digest.clone());
+        let build = (
+            request.component_digest.clone(),
+            request.policy_digest.clone(),
+        );
         let attempt = self
             .store
             .take_over(key, None, request.now_ms, build)
@@ -104,7 +114,10 @@ fn scope_of(rendered: &str) -> Scope {
     if rendered.starts_with("fresh:") {
         return Scope::Fresh;
     }
-    let mut parts = rendered.strip_prefix("run:").unwrap_or(rendered).rsplitn(3, ':');
+    let mut parts = rendered
+        .strip_prefix("run:")
+        .unwrap_or(rendered)
+        .rsplitn(3, ':');
     let index = parts.next().and_then(|i| i.parse().ok());
     let step = parts.next().and_then(|s| s.parse().ok());
     match (parts.next(), step, index) {

@@ -158,6 +158,8 @@ impl RecordedLimits {
 
     /// The limits recorded in a row (`None` for rows from before they were).
     pub fn from_row(row: &CallRecord) -> Option<RecordedLimits> {
-        row.limits.as_deref().and_then(|l| serde_json::from_str(l).ok())
+        row.limits
+            .as_deref()
+            .and_then(|l| serde_json::from_str(l).ok())
     }
 }

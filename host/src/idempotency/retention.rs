@@ -70,12 +70,30 @@ mod tests {
             index: 0,
         };
         assert_eq!(expiry(EffectName::ReadOnly, &key, p, 0), Some(60_000));
-        assert_eq!(expiry(EffectName::ReadOnly, &Scope::Empty, None, 0), Some(300_000));
-        assert_eq!(expiry(EffectName::Pure, &Scope::Empty, p, 0), Some(30 * day));
-        assert_eq!(expiry(EffectName::SideEffecting, &key, p, 0), Some(30 * day));
-        assert_eq!(expiry(EffectName::Idempotent, &Scope::Fresh, p, 0), Some(day));
-        assert_eq!(expiry(EffectName::SideEffecting, &Scope::Empty, p, 0), Some(3_600_000));
-        assert_eq!(expiry(EffectName::Idempotent, &Scope::Empty, None, 0), Some(day));
+        assert_eq!(
+            expiry(EffectName::ReadOnly, &Scope::Empty, None, 0),
+            Some(300_000)
+        );
+        assert_eq!(
+            expiry(EffectName::Pure, &Scope::Empty, p, 0),
+            Some(30 * day)
+        );
+        assert_eq!(
+            expiry(EffectName::SideEffecting, &key, p, 0),
+            Some(30 * day)
+        );
+        assert_eq!(
+            expiry(EffectName::Idempotent, &Scope::Fresh, p, 0),
+            Some(day)
+        );
+        assert_eq!(
+            expiry(EffectName::SideEffecting, &Scope::Empty, p, 0),
+            Some(3_600_000)
+        );
+        assert_eq!(
+            expiry(EffectName::Idempotent, &Scope::Empty, None, 0),
+            Some(day)
+        );
         assert_eq!(expiry(EffectName::SideEffecting, &step, p, 0), None);
     }
 }

@@ -26,8 +26,8 @@ pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport,
     StoredError, StoredOutcome,
 };
-pub use liveness::{Liveness, OwnerLock};
 pub(crate) use liveness::random_hex;
+pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
 
 use std::path::{Path, PathBuf};
@@ -64,7 +64,9 @@ pub enum StoreError {
     Closed,
     /// A write that needs this process's `running` claim found something
     /// else: the outcome was not recorded.
-    #[error("the claim on {key} is no longer this process's (the row is {found}); its outcome was not recorded")]
+    #[error(
+        "the claim on {key} is no longer this process's (the row is {found}); its outcome was not recorded"
+    )]
     NotOwner { key: String, found: String },
     /// A test armed a fault on the recording path (`Store::inject_write_failures`).
     #[error("injected write failure on {}", path.display())]
@@ -426,7 +428,14 @@ impl Store {
     ) -> Result<Option<u32>, StoreError> {
         let (key, owner) = (key.to_string(), self.owner_id().to_string());
         self.run(move |c| {
-            calls::take_over(c, &key, from.as_deref(), &owner, now_ms, (&build.0, &build.1))
+            calls::take_over(
+                c,
+                &key,
+                from.as_deref(),
+                &owner,
+                now_ms,
+                (&build.0, &build.1),
+            )
         })
         .await
     }

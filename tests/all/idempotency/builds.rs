@@ -37,39 +37,63 @@ async fn a_rebuilt_tool_replays_a_recorded_effect_and_says_so() {
     let world = World::new();
     let input = json!({"file": "pay.txt", "text": "charge"}).to_string();
     let before = world.append_executor().await;
-    let first = within(20, "the first call", before.call("append", &input, keyed("pay-9")))
-        .await
-        .unwrap();
+    let first = within(
+        20,
+        "the first call",
+        before.call("append", &input, keyed("pay-9")),
+    )
+    .await
+    .unwrap();
     assert!(!first.digest_changed);
     drop(before);
 
     let dir = rebuilt(&world, &testkit_dir(), "rebuilt");
     let after = world.executor(&dir, world.testkit_policies(), None).await;
-    let original = toolhost::sandbox::Sandbox::open(toolhost::sandbox::SandboxOptions::for_dir(testkit_dir()))
-        .await
-        .unwrap();
+    let original =
+        toolhost::sandbox::Sandbox::open(toolhost::sandbox::SandboxOptions::for_dir(testkit_dir()))
+            .await
+            .unwrap();
     assert_ne!(
         after.sandbox().tool("append").unwrap().digest,
         original.tool("append").unwrap().digest,
         "the rebuild has another digest"
     );
-    let replay = within(20, "the replay", after.call("append", &input, keyed("pay-9")))
-        .await
-        .unwrap();
+    let replay = within(
+        20,
+        "the replay",
+        after.call("append", &input, keyed("pay-9")),
+    )
+    .await
+    .unwrap();
     assert!(replay.cached && replay.digest_changed, "{replay:?}");
-    assert_eq!(replay.key, first.key, "the key names the effect, not the build");
-    assert_eq!(world.lines("pay.txt").len(), 1, "the payment did not repeat");
+    assert_eq!(
+        replay.key, first.key,
+        "the key names the effect, not the build"
+    );
+    assert_eq!(
+        world.lines("pay.txt").len(),
+        1,
+        "the payment did not repeat"
+    );
     assert_eq!(after.sandbox().runs(), 0);
 
     // The empty scope too (within its window).
     let plain = json!({"file": "pay.txt", "text": "plain"}).to_string();
     let dir_exec = world.append_executor().await;
-    within(20, "a plain call", dir_exec.call("append", &plain, Default::default()))
-        .await
-        .unwrap();
-    let again = within(20, "its replay", after.call("append", &plain, Default::default()))
-        .await
-        .unwrap();
+    within(
+        20,
+        "a plain call",
+        dir_exec.call("append", &plain, Default::default()),
+    )
+    .await
+    .unwrap();
+    let again = within(
+        20,
+        "its replay",
+        after.call("append", &plain, Default::default()),
+    )
+    .await
+    .unwrap();
     assert!(again.cached && again.digest_changed);
     assert_eq!(world.lines("pay.txt").len(), 2);
 }
@@ -85,9 +109,13 @@ async fn an_edited_policy_replays_a_recorded_effect_and_says_so() {
     let mut policies = world.testkit_policies();
     policies.get_mut("append").unwrap().timeout_ms = Some(5_000);
     let edited = world.executor(&testkit_dir(), policies, None).await;
-    let out = within(20, "the replay", edited.call("append", &input, keyed("edit-1")))
-        .await
-        .unwrap();
+    let out = within(
+        20,
+        "the replay",
+        edited.call("append", &input, keyed("edit-1")),
+    )
+    .await
+    .unwrap();
     assert!(out.cached && out.digest_changed);
     // A per-call override is not a config edit.
     let overridden = toolhost::idempotency::ExecOptions {
@@ -159,9 +187,13 @@ async fn a_retry_after_a_rebuild_says_the_tool_changed() {
     let input = json!({"file": "d.txt", "text": "x"}).to_string();
     let before = world.append_executor().await;
     before.store().inject_write_failures(RECORD_ATTEMPTS);
-    let e = within(20, "the call", before.call("append", &input, keyed("doubt-1")))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "the call",
+        before.call("append", &input, keyed("doubt-1")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "in_doubt");
     let key = e.key().unwrap().to_string();
     drop(before);
@@ -217,7 +249,11 @@ fn the_cli_reports_digest_changed() {
     let second = run(dir.to_str().unwrap());
     assert!(second.status.success(), "{second:?}");
     let v = stdout_json(&second);
-    assert_eq!((v["cached"].clone(), v["digest_changed"].clone()), (json!(true), json!(true)), "{v}");
+    assert_eq!(
+        (v["cached"].clone(), v["digest_changed"].clone()),
+        (json!(true), json!(true)),
+        "{v}"
+    );
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("digest_changed"), "{stderr}");
     assert_eq!(world.lines("cli.txt").len(), 1);

@@ -116,13 +116,18 @@ async fn play(role: Role) {
         std::fs::write(dir.join(format!("{}", std::process::id())), b"").expect("join the barrier");
         let start = Instant::now();
         while std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0) < *parties {
-            assert!(start.elapsed() < Duration::from_secs(30), "the barrier never filled");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the barrier never filled"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     report(json!({"event": "ready", "pid": std::process::id()}));
     let started = now_ms();
-    let result = ex.call(&role.tool, &role.input, super::keyed(&role.key)).await;
+    let result = ex
+        .call(&role.tool, &role.input, super::keyed(&role.key))
+        .await;
     let ended = now_ms();
     let body = match result {
         Ok(out) => json!({"event": "done", "ok": true, "cached": out.cached, "key": out.key,

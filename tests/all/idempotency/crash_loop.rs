@@ -33,7 +33,10 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
     let iters: usize = env_or("TOOLHOST_CRASH_ITERS", DEFAULT_ITERS);
     let seed: u64 = env_or("TOOLHOST_CRASH_SEED", DEFAULT_SEED);
     let world = World::new();
-    let test = child::test_path(module_path!(), "a_seeded_crash_loop_never_repeats_a_side_effect");
+    let test = child::test_path(
+        module_path!(),
+        "a_seeded_crash_loop_never_repeats_a_side_effect",
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,7 +47,8 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
     let role = |tool: &str, key: String, sleep_ms: u64| Role {
         world: world.path().to_path_buf(),
         tool: tool.into(),
-        input: json!({"file": format!("{tool}.txt"), "text": "x", "sleep_ms": sleep_ms}).to_string(),
+        input: json!({"file": format!("{tool}.txt"), "text": "x", "sleep_ms": sleep_ms})
+            .to_string(),
         key,
         barrier: None,
     };
@@ -79,7 +83,11 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
         c.kill().unwrap(); // SIGKILL
         c.wait().unwrap();
 
-        let next = runtime.block_on(within(30, "the next caller", ex.call(tool, &r.input, keyed(&key))));
+        let next = runtime.block_on(within(
+            30,
+            "the next caller",
+            ex.call(tool, &r.input, keyed(&key)),
+        ));
         let file = format!("{tool}.txt");
         let out_key = match &next {
             Ok(o) => o.key.clone(),
@@ -91,9 +99,14 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
             Ok(o) if o.attempt == 1 => "ran (no claim had landed)",
             Ok(_) => "re-ran (idempotent)",
             Err(e) if e.kind() == "in_doubt" => "in_doubt",
-            Err(e) => panic!("seed {seed:#x}, iteration {i}: unexpected {} ({e})", e.kind()),
+            Err(e) => panic!(
+                "seed {seed:#x}, iteration {i}: unexpected {} ({e})",
+                e.kind()
+            ),
         };
-        let ctx = format!("seed {seed:#x}, iteration {i}, {tool}, killed after {delay:?}: {outcome}, {runs} executions");
+        let ctx = format!(
+            "seed {seed:#x}, iteration {i}, {tool}, killed after {delay:?}: {outcome}, {runs} executions"
+        );
         if side {
             assert!(outcome != "re-ran (idempotent)", "{ctx}");
             assert!(runs <= 1, "a side effect ran twice: {ctx}");
@@ -101,19 +114,33 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
                 assert_eq!(runs, 1, "{ctx}");
             }
         } else {
-            assert!(outcome != "in_doubt", "an idempotent call must re-run, not stop: {ctx}");
+            assert!(
+                outcome != "in_doubt",
+                "an idempotent call must re-run, not stop: {ctx}"
+            );
             assert!(runs >= 1, "{ctx}");
         }
-        *outcomes.entry(tool).or_default().entry(outcome).or_default() += 1;
+        *outcomes
+            .entry(tool)
+            .or_default()
+            .entry(outcome)
+            .or_default() += 1;
     }
-    println!("crash loop: {iters} iterations, seed {seed:#x}, kills within {window_us} us: {outcomes:?}");
+    println!(
+        "crash loop: {iters} iterations, seed {seed:#x}, kills within {window_us} us: {outcomes:?}"
+    );
     // Across everything: every side-effecting key ran at most once.
     let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
     for line in world.lines("append.txt") {
-        *per_key.entry(line.split(' ').next().unwrap().to_string()).or_default() += 1;
+        *per_key
+            .entry(line.split(' ').next().unwrap().to_string())
+            .or_default() += 1;
     }
     assert!(per_key.values().all(|n| *n == 1), "{per_key:?}");
     // The kills landed in different windows, not all after the record.
     let side = &outcomes["append"];
-    assert!(side.get("in_doubt").is_some() && side.get("recorded").is_some(), "{outcomes:?}");
+    assert!(
+        side.get("in_doubt").is_some() && side.get("recorded").is_some(),
+        "{outcomes:?}"
+    );
 }

@@ -47,7 +47,11 @@ async fn two_hundred_concurrent_callers_one_effect() {
         "exactly one caller ran it"
     );
     assert_eq!(ex.sandbox().runs(), 1);
-    assert_eq!(ex.flights_in_progress(), 0, "no flight entry is left behind");
+    assert_eq!(
+        ex.flights_in_progress(),
+        0,
+        "no flight entry is left behind"
+    );
 }
 
 #[tokio::test]
@@ -56,8 +60,12 @@ async fn the_empty_scope_replays_within_the_window() {
     let ex = world.append_executor().await;
     let input = json!({"file": "w.txt", "text": "once"}).to_string();
     let call = |opts| ex.call("append", &input, opts);
-    let a = within(20, "first call", call(ExecOptions::default())).await.unwrap();
-    let b = within(20, "second call", call(ExecOptions::default())).await.unwrap();
+    let a = within(20, "first call", call(ExecOptions::default()))
+        .await
+        .unwrap();
+    let b = within(20, "second call", call(ExecOptions::default()))
+        .await
+        .unwrap();
     assert!(!a.cached && b.cached);
     assert_eq!(world.lines("w.txt").len(), 1);
     let fresh = ExecOptions {
@@ -87,9 +95,13 @@ async fn a_timed_out_side_effect_is_in_doubt_and_retried_under_its_recorded_limi
             ..Overrides::default()
         },
     };
-    let first = within(20, "the first call", ex.call("append", &input, opts.clone()))
-        .await
-        .unwrap_err();
+    let first = within(
+        20,
+        "the first call",
+        ex.call("append", &input, opts.clone()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(first.kind(), "timeout");
     // The line was written before the timeout: the effect happened, so the
     // call must not run again by itself, whatever limits the caller brings.
@@ -182,9 +194,13 @@ async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
     )
     .await;
     assert!(gave_up.is_err(), "the caller should have timed out");
-    let e = within(20, "the next caller", ex.call("append", &input, keyed("cancel-1")))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "the next caller",
+        ex.call("append", &input, keyed("cancel-1")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "in_doubt", "{e}");
     assert_eq!(ex.sandbox().runs(), 1);
     assert_eq!(ex.flights_in_progress(), 0);
@@ -203,11 +219,19 @@ async fn a_cancelled_idempotent_call_is_released_and_runs_again() {
     )
     .await;
     assert!(gave_up.is_err());
-    let out = within(20, "the next caller", ex.call("tally", &input, keyed("idem-1")))
-        .await
-        .unwrap();
+    let out = within(
+        20,
+        "the next caller",
+        ex.call("tally", &input, keyed("idem-1")),
+    )
+    .await
+    .unwrap();
     assert!(!out.cached);
-    assert_eq!(world.lines("i.txt").len(), 2, "an idempotent effect may repeat");
+    assert_eq!(
+        world.lines("i.txt").len(),
+        2,
+        "an idempotent effect may repeat"
+    );
 }
 
 /// A waiter whose own limit passes while another caller holds the claim

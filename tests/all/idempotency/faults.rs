@@ -50,13 +50,21 @@ async fn an_unprobeable_owner_counts_as_alive() {
         },
         ..keyed("probe-1")
     };
-    let e = within(20, "the waiter", ex.call("append", &input, impatient.clone()))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "the waiter",
+        ex.call("append", &input, impatient.clone()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "still_running", "{e}");
     let row = ex.store().get(&key).await.unwrap().unwrap();
     assert_eq!(row.state, CallState::Running);
-    assert_eq!(row.owner.as_deref(), Some(ghost), "the claim stayed its owner's");
+    assert_eq!(
+        row.owner.as_deref(),
+        Some(ghost),
+        "the claim stayed its owner's"
+    );
     assert!(world.lines("p.txt").is_empty());
 
     // Now the probe can tell: a lock file nobody holds means a dead owner.
@@ -66,7 +74,10 @@ async fn an_unprobeable_owner_counts_as_alive() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "in_doubt", "{e}");
-    assert!(world.lines("p.txt").is_empty(), "in_doubt never re-runs on its own");
+    assert!(
+        world.lines("p.txt").is_empty(),
+        "in_doubt never re-runs on its own"
+    );
 }
 
 /// A store write that fails after the run is retried; one failure costs
@@ -77,14 +88,22 @@ async fn a_failed_outcome_write_is_retried() {
     let ex = world.append_executor().await;
     let input = json!({"file": "r.txt", "text": "x"}).to_string();
     ex.store().inject_write_failures(1);
-    let out = within(20, "the call", ex.call("append", &input, keyed("retry-write")))
-        .await
-        .unwrap();
+    let out = within(
+        20,
+        "the call",
+        ex.call("append", &input, keyed("retry-write")),
+    )
+    .await
+    .unwrap();
     let row = ex.store().get(&out.key).await.unwrap().unwrap();
     assert_eq!(row.state, CallState::Done);
-    let again = within(20, "the replay", ex.call("append", &input, keyed("retry-write")))
-        .await
-        .unwrap();
+    let again = within(
+        20,
+        "the replay",
+        ex.call("append", &input, keyed("retry-write")),
+    )
+    .await
+    .unwrap();
     assert!(again.cached);
     assert_eq!(world.lines("r.txt").len(), 1);
 }
@@ -98,9 +117,13 @@ async fn an_outcome_that_cannot_be_recorded_is_in_doubt_not_running() {
     let ex = world.append_executor().await;
     let input = json!({"file": "f.txt", "text": "x"}).to_string();
     ex.store().inject_write_failures(RECORD_ATTEMPTS);
-    let e = within(20, "the call", ex.call("append", &input, keyed("lost-write")))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "the call",
+        ex.call("append", &input, keyed("lost-write")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "in_doubt", "{e}");
     assert!(e.to_string().contains("could not be recorded"), "{e}");
     let key = e.key().unwrap().to_string();
@@ -108,9 +131,13 @@ async fn an_outcome_that_cannot_be_recorded_is_in_doubt_not_running() {
     assert_eq!(row.state, CallState::InDoubt);
     assert_eq!(world.lines("f.txt").len(), 1, "it ran once");
     // The next caller is told at once, and nothing runs again.
-    let e = within(20, "the next caller", ex.call("append", &input, keyed("lost-write")))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "the next caller",
+        ex.call("append", &input, keyed("lost-write")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "in_doubt");
     assert_eq!(world.lines("f.txt").len(), 1);
     assert_eq!(ex.sandbox().runs(), 1);

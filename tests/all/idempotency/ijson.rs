@@ -20,25 +20,57 @@ async fn spellings_that_share_a_key_reach_the_tool_as_the_same_text() {
         scope: toolhost::idempotency::Scope::Fresh,
         ..ExecOptions::default()
     };
-    let a = within(20, "jq", ex.call("jq", r#"{"filter":"tostring","input":1.0}"#, fresh()))
-        .await
-        .unwrap();
-    let b = within(20, "jq", ex.call("jq", r#"{ "input" : 1 , "filter":"tostring"}"#, fresh()))
-        .await
-        .unwrap();
+    let a = within(
+        20,
+        "jq",
+        ex.call("jq", r#"{"filter":"tostring","input":1.0}"#, fresh()),
+    )
+    .await
+    .unwrap();
+    let b = within(
+        20,
+        "jq",
+        ex.call("jq", r#"{ "input" : 1 , "filter":"tostring"}"#, fresh()),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.output, json!({"results": ["1"]}));
     assert_eq!(b.output, a.output);
-    let c = within(20, "jq", ex.call("jq", r#"{"filter":"tostring","input":{"b":1e2,"a":"\u00e9"}}"#, fresh()))
-        .await
-        .unwrap();
+    let c = within(
+        20,
+        "jq",
+        ex.call(
+            "jq",
+            r#"{"filter":"tostring","input":{"b":1e2,"a":"\u00e9"}}"#,
+            fresh(),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(c.output, json!({"results": [r#"{"a":"é","b":100}"#]}));
     // And with the default scope, the two spellings are one call.
-    let d = within(20, "jq", ex.call("jq", r#"{"filter":"tostring","input":1.0}"#, Default::default()))
-        .await
-        .unwrap();
-    let e = within(20, "jq", ex.call("jq", r#"{"filter":"tostring","input":1}"#, Default::default()))
-        .await
-        .unwrap();
+    let d = within(
+        20,
+        "jq",
+        ex.call(
+            "jq",
+            r#"{"filter":"tostring","input":1.0}"#,
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let e = within(
+        20,
+        "jq",
+        ex.call(
+            "jq",
+            r#"{"filter":"tostring","input":1}"#,
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
     assert!(!d.cached && e.cached && d.key == e.key);
 }
 
@@ -49,18 +81,29 @@ async fn spellings_that_share_a_key_reach_the_tool_as_the_same_text() {
 async fn a_duplicate_member_is_refused_and_never_poisons_the_valid_input() {
     let world = World::new();
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
-    let e = within(20, "calc", ex.call("calc", r#"{"expr":"1+1","expr":"2+2"}"#, Default::default()))
-        .await
-        .unwrap_err();
+    let e = within(
+        20,
+        "calc",
+        ex.call("calc", r#"{"expr":"1+1","expr":"2+2"}"#, Default::default()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), "invalid_input");
     assert!(e.to_string().contains("at /expr"), "{e}");
     assert!(e.to_string().contains("duplicate"), "{e}");
     assert_eq!(e.key(), None, "refused before a key exists");
     assert_eq!(ex.sandbox().runs(), 0);
-    assert!(ex.store().list(10).await.unwrap().is_empty(), "nothing recorded");
-    let ok = within(20, "calc", ex.call("calc", r#"{"expr":"2+2"}"#, Default::default()))
-        .await
-        .unwrap();
+    assert!(
+        ex.store().list(10).await.unwrap().is_empty(),
+        "nothing recorded"
+    );
+    let ok = within(
+        20,
+        "calc",
+        ex.call("calc", r#"{"expr":"2+2"}"#, Default::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(ok.output, json!({"value": 4}));
 }
 
@@ -69,9 +112,17 @@ async fn numbers_a_double_cannot_hold_and_lone_surrogates_are_refused_with_their
     let world = World::new();
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     let cases = [
-        (r#"{"filter":".","input":{"id":9007199254740993}}"#, "/input/id", "pass it as a string"),
+        (
+            r#"{"filter":".","input":{"id":9007199254740993}}"#,
+            "/input/id",
+            "pass it as a string",
+        ),
         (r#"{"filter":".","input":[1e400]}"#, "/input/0", "range"),
-        (r#"{"filter":".","input":0.10000000000000000001}"#, "/input", "precision"),
+        (
+            r#"{"filter":".","input":0.10000000000000000001}"#,
+            "/input",
+            "precision",
+        ),
         (r#"{"filter":".","input":"\ud800"}"#, "/input", "surrogate"),
     ];
     for (input, path, says) in cases {
@@ -80,12 +131,23 @@ async fn numbers_a_double_cannot_hold_and_lone_surrogates_are_refused_with_their
             .unwrap_err();
         assert_eq!(e.kind(), "invalid_input", "{input}");
         let m = e.to_string();
-        assert!(m.contains(&format!("at {path}:")) && m.contains(says), "{input}: {m}");
+        assert!(
+            m.contains(&format!("at {path}:")) && m.contains(says),
+            "{input}: {m}"
+        );
     }
     assert_eq!(ex.sandbox().runs(), 0);
     // As a string, a big id passes through exactly.
-    let out = within(20, "jq", ex.call("jq", r#"{"filter":".id","input":{"id":"9007199254740993"}}"#, Default::default()))
-        .await
-        .unwrap();
+    let out = within(
+        20,
+        "jq",
+        ex.call(
+            "jq",
+            r#"{"filter":".id","input":{"id":"9007199254740993"}}"#,
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.output, json!({"results": ["9007199254740993"]}));
 }

@@ -34,9 +34,7 @@ fn processes_released_by_a_barrier_share_one_execution() {
         key: "multi-1".into(),
         barrier: Some((barrier, PARTIES)),
     };
-    let mut children: Vec<_> = (0..PARTIES)
-        .map(|_| child::spawn(&test, &role))
-        .collect();
+    let mut children: Vec<_> = (0..PARTIES).map(|_| child::spawn(&test, &role)).collect();
     let reports: Vec<Reports> = children
         .iter_mut()
         .map(|c| Reports::of(c.stdout.take().unwrap()))
@@ -62,7 +60,11 @@ fn processes_released_by_a_barrier_share_one_execution() {
         assert_eq!(d["output"], json!({"appended": true, "attempt": 1}));
     }
     let runner: Vec<_> = done.iter().filter(|d| d["cached"] == false).collect();
-    assert_eq!(runner.len(), 1, "exactly one process ran the tool: {done:?}");
+    assert_eq!(
+        runner.len(),
+        1,
+        "exactly one process ran the tool: {done:?}"
+    );
     let ran_until = runner[0]["ended_ms"].as_i64().unwrap();
     for d in &done {
         assert!(

@@ -108,7 +108,8 @@ async fn an_old_schema_is_migrated_and_its_effects_rekeyed() {
         let old = rusqlite::Connection::open(world.db()).unwrap();
         old.execute_batch(migration_sql(0).unwrap()).unwrap();
         old.execute_batch("PRAGMA user_version = 1").unwrap();
-        let done = r#"{"ok":true,"output":{"appended":true,"attempt":1},"fuel_used":1,"duration_us":1}"#;
+        let done =
+            r#"{"ok":true,"output":{"appended":true,"attempt":1},"fuel_used":1,"duration_us":1}"#;
         old.execute(
             "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at, completed_at)
              VALUES ('old-effect', 'append', 'side-effecting', 'key:pay-1', ?1, 'done', 1, ?2, 5, 5),
@@ -145,7 +146,10 @@ async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
     let own = store.owner_id().to_string();
     for key in ["gone", "moved"] {
         assert_eq!(
-            store.claim(claim_request(&store, key, "side-effecting", 1)).await.unwrap(),
+            store
+                .claim(claim_request(&store, key, "side-effecting", 1))
+                .await
+                .unwrap(),
             ClaimOutcome::Acquired { attempt: 1 }
         );
     }
@@ -156,7 +160,10 @@ async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
         .complete("gone", CallState::Done, outcome(), 2, None)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotOwner { ref found, .. } if found.starts_with("in_doubt")), "{err:?}");
+    assert!(
+        matches!(err, StoreError::NotOwner { ref found, .. } if found.starts_with("in_doubt")),
+        "{err:?}"
+    );
     let err = store.release("moved").await.unwrap_err();
     assert!(matches!(err, StoreError::NotOwner { .. }), "{err:?}");
     let err = store
@@ -164,7 +171,10 @@ async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no row"), "{err}");
-    assert_eq!(store.get("gone").await.unwrap().unwrap().state, CallState::InDoubt);
+    assert_eq!(
+        store.get("gone").await.unwrap().unwrap().state,
+        CallState::InDoubt
+    );
 }
 
 /// A `running` row whose owner died becomes `in_doubt` when a store opens
@@ -178,7 +188,10 @@ async fn dead_owners_claims_are_swept_on_open_and_by_gc() {
     };
     {
         let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
-        store.claim(ghost_claim(&store, "before-open")).await.unwrap();
+        store
+            .claim(ghost_claim(&store, "before-open"))
+            .await
+            .unwrap();
     }
     let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
     assert_eq!(
@@ -187,7 +200,10 @@ async fn dead_owners_claims_are_swept_on_open_and_by_gc() {
         "swept when the store opened"
     );
 
-    store.claim(ghost_claim(&store, "while-open")).await.unwrap();
+    store
+        .claim(ghost_claim(&store, "while-open"))
+        .await
+        .unwrap();
     let owners = world.path().join("toolhost.db.owners");
     std::fs::write(owners.join("2-0000dead.lock"), b"").unwrap();
     let report = store.gc(10, None).await.unwrap();
@@ -248,4 +264,45 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
     let report = store.gc(50_000, Some(1_001)).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (2, 1));
     assert!(store.get("running").await.unwrap().is_some());
+}
+
+/// `toolhost cache gc --json` reports what the sweep did.
+#[test]
+fn cache_gc_on_the_cli_sweeps_dead_owners() {
+    let world = World::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+        let ghost = ClaimRequest {
+            owner: "7-0000dead".into(),
+            ..claim_request(&store, "ghost", "side-effecting", 1)
+        };
+        store.claim(ghost).await.unwrap();
+        std::fs::write(world.path().join("toolhost.db.owners/8-0000dead.lock"), b"").unwrap();
+        let db = world.db();
+        let out = toolhost(
+            world.path(),
+            &["--db", db.to_str().unwrap(), "--json", "cache", "gc"],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let v = stdout_json(&out);
+        // Opening the store already sweeps; the report counts what was left.
+        assert!(
+            !world
+                .path()
+                .join("toolhost.db.owners/8-0000dead.lock")
+                .exists(),
+            "{v}"
+        );
+        assert_eq!(
+            store.get("ghost").await.unwrap().unwrap().state,
+            CallState::InDoubt
+        );
+        // Swept by the CLI's store as it opened, or by its gc: either way
+        // the report counts the row as kept for an operator.
+        assert_eq!(v["kept_in_flight"], 1, "{v}");
+    });
 }
