@@ -1,9 +1,13 @@
 //! The `calls` table: one row per idempotency key.
 //!
 //! A row is `running` from its claim until its outcome is recorded (`done`),
-//! or until its owner is found dead (`in_doubt`). Every function here runs on
-//! the owner thread inside a transaction begun with `BEGIN IMMEDIATE`, so a
-//! read-then-write is atomic across processes.
+//! or until its owner is found dead, its run hit a limit mid-effect, or its
+//! outcome could not be written (`in_doubt`). Every function that writes
+//! runs on the owner thread inside a transaction begun with `BEGIN
+//! IMMEDIATE`, so a read-then-write is atomic across processes; `get`,
+//! `lookup`, `list` and `running_owners` also serve the read-only connection.
+//! Writes on a claim (`complete`, `release`, `mark_in_doubt`) change the row
+//! only while it is that owner's `running` claim, and say whether it was.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
