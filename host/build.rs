@@ -39,7 +39,7 @@ const HANDWRITTEN: &[(&str, Assemble)] = &[("twomem", || {
 /// Assembles one hand-written component.
 type Assemble = fn() -> Result<Vec<u8>, String>;
 /// Tools for the end-to-end tests of effects (claims, crashes).
-const TESTKIT: &[&str] = &["append"];
+const TESTKIT: &[&str] = &["append", "tally"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-tools";
 

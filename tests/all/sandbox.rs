@@ -60,7 +60,7 @@ async fn bad_json_is_invalid_input() {
     for bad in ["", "{", "not json", r#"{"expr": "1"} trailing"#] {
         let err = call(examples(), "calc", bad).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}: {err}");
-        assert!(err.to_string().contains("not JSON"), "{err}");
+        assert!(err.to_string().contains("not I-JSON"), "{err}");
     }
 }
 

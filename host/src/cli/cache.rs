@@ -2,7 +2,7 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
-use toolhost::idempotency::{Clock, SystemClock};
+use toolhost::idempotency::{Clock, RecordedLimits, SystemClock};
 use toolhost::store::CallRecord;
 
 use super::{Env, Failure};
@@ -17,9 +17,9 @@ pub enum CacheCommand {
     },
     /// One recorded call, with its input and outcome.
     Show { key: String },
-    /// Decide an `in_doubt` call: run it again once, or give it up.
+    /// Decide an `in_doubt` call: run it again once (under its recorded limits), or give it up.
     Resolve(ResolveArgs),
-    /// Remove expired outcomes (and, with --older-than, old ones); claims in flight stay.
+    /// Remove expired outcomes (and, with --older-than, old ones); dead owners' claims become in_doubt.
     Gc {
         /// Also remove outcomes recorded longer ago than this (30s, 15m, 12h, 7d).
         #[arg(long, value_name = "DUR")]
@@ -56,6 +56,9 @@ fn record_json(r: &CallRecord, full: bool) -> Value {
         v["input"] = serde_json::from_str(&r.input).unwrap_or(Value::String(r.input.clone()));
         v["owner"] = json!(r.owner);
         v["outcome"] = json!(r.outcome);
+        v["component_digest"] = json!(r.component_digest);
+        v["policy_digest"] = json!(r.policy_digest);
+        v["limits"] = json!(RecordedLimits::from_row(r));
     }
     v
 }
@@ -150,9 +153,16 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             let _ = executor.flush_stats().await;
             match result {
                 Ok(out) => {
+                    if out.digest_changed {
+                        eprintln!(
+                            "note: the tool or its policy changed since {} was claimed (digest_changed); it was retried under its recorded limits with the current build",
+                            out.key
+                        );
+                    }
                     if env.json {
                         let body = json!({"ok": true, "key": out.key, "resolved": "retried",
-                            "attempt": out.attempt, "output": out.output});
+                            "attempt": out.attempt, "output": out.output,
+                            "digest_changed": out.digest_changed});
                         println!("{body}");
                     } else {
                         println!(
@@ -181,12 +191,16 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             if env.json {
                 println!(
                     "{}",
-                    json!({"removed": report.removed, "kept_in_flight": report.kept_in_flight})
+                    json!({"removed": report.removed, "kept_in_flight": report.kept_in_flight,
+                        "swept_in_doubt": report.swept_in_doubt, "locks_removed": report.locks_removed})
                 );
             } else {
                 println!(
-                    "removed {} recorded calls; kept {} in flight",
-                    report.removed, report.kept_in_flight
+                    "removed {} recorded calls; {} claims of dead owners are now in_doubt; kept {} in flight or in doubt; removed {} dead owners' lock files",
+                    report.removed,
+                    report.swept_in_doubt,
+                    report.kept_in_flight,
+                    report.locks_removed
                 );
             }
             Ok(())

@@ -96,6 +96,9 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
 }
 
 fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
+    if out.digest_changed {
+        eprintln!("{}", digest_warning(tool));
+    }
     if env.json {
         let body = json!({
             "ok": true,
@@ -107,6 +110,7 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
             "key": out.key,
             "stored_at_ms": out.stored_at,
             "attempt": out.attempt,
+            "digest_changed": out.digest_changed,
         });
         println!("{body}");
     } else {
@@ -126,12 +130,23 @@ fn call_failure(tool: &str, e: &ExecError) -> Failure {
         matches!(e, ExecError::Call { error, .. } if error.kind() == ErrorKind::UnknownTool);
     let mut failure = Failure::new(if usage { 2 } else { 1 }, e.kind(), e.to_string());
     let cached = matches!(e, ExecError::Call { cached: true, .. });
+    if e.digest_changed() {
+        eprintln!("{}", digest_warning(tool));
+    }
     failure.json = Some(json!({
         "ok": false,
         "tool": tool,
         "cached": cached,
         "key": e.key(),
+        "digest_changed": e.digest_changed(),
         "error": {"kind": e.kind(), "message": e.to_string()},
     }));
     failure
+}
+
+/// The warning for a replay recorded under another build or policy.
+pub fn digest_warning(tool: &str) -> String {
+    format!(
+        "warning: this outcome was recorded under another build or policy of `{tool}` (digest_changed); it replays because the key names the effect, not the build"
+    )
 }

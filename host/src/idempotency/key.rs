@@ -4,40 +4,65 @@
 //! The input enters as RFC 8785 canonical JSON (object keys sorted by UTF-16
 //! code units, no insignificant whitespace, numbers as ECMAScript prints
 //! IEEE-754 doubles), so `{"a":1.0, "b":2}` and `{ "b": 2, "a": 1 }` are one
-//! call. Every field is prefixed with its length, so no two field lists can
-//! encode to the same bytes, and the hash is keyed by a context string, so a
-//! key can never collide with another blake3 use in the system.
+//! call. The guest is handed this same canonical text (see `ijson`), so two
+//! inputs share a key only if the tool sees the same bytes. Every field is
+//! prefixed with its length, so no two field lists can encode to the same
+//! bytes, and the hash is keyed by a context string, so a key can never
+//! collide with another blake3 use in the system.
+//!
+//! What a key covers depends on the effect (the contract's rule):
+//!
+//! - every key: the tool's name, the canonical input, the scope;
+//! - `pure` and `read-only` keys also: the component digest and the grants
+//!   digest ([`Build`]), because what they return depends on both;
+//! - `idempotent` and `side-effecting` keys name the *effect*, not the build:
+//!   a rebuilt tool or an edited config must not repeat a payment.
+//!
+//! Limits never enter a key: they decide only whether a call finishes, and a
+//! call cut short by a limit is never stored as a success.
 
 use serde_json::Value;
 
-const KEY_CONTEXT: &str = "toolhost 2026-11-28 idempotency key v1";
+const KEY_CONTEXT: &str = "toolhost 2026-11-28 idempotency key v2";
+
+/// What a pure or read-only result depends on besides its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Build<'a> {
+    /// blake3 of the component's wasm bytes, hex.
+    pub component_digest: &'a str,
+    /// `sandbox::policy::grants_digest` of the tool's dirs, env and hosts.
+    pub grants_digest: &'a str,
+}
 
 /// What identifies a call.
 #[derive(Clone, Copy, Debug)]
 pub struct KeyParts<'a> {
     pub tool: &'a str,
-    /// blake3 of the component's wasm bytes, hex.
-    pub component_digest: &'a str,
-    /// `sandbox::policy::digest` of the limits and grants the call runs under.
-    pub policy_digest: &'a str,
     /// The input as [`canonical_json`].
     pub canonical_input: &'a str,
     /// The scope: an explicit key, an agent step, or empty.
     pub scope: &'a str,
+    /// `Some` for pure and read-only tools, `None` for effects.
+    pub build: Option<Build<'a>>,
 }
 
 /// The idempotency key of a call, 64 hex digits.
 pub fn derive_key(parts: &KeyParts<'_>) -> String {
     let mut h = blake3::Hasher::new_derive_key(KEY_CONTEXT);
-    for field in [
-        parts.tool,
-        parts.component_digest,
-        parts.policy_digest,
-        parts.canonical_input,
-        parts.scope,
-    ] {
-        h.update(&(field.len() as u64).to_le_bytes());
-        h.update(field.as_bytes());
+    let mut field = |f: &str| {
+        h.update(&(f.len() as u64).to_le_bytes());
+        h.update(f.as_bytes());
+    };
+    field(parts.tool);
+    field(parts.canonical_input);
+    field(parts.scope);
+    match parts.build {
+        None => field("effect"),
+        Some(b) => {
+            field("build");
+            field(b.component_digest);
+            field(b.grants_digest);
+        }
     }
     h.finalize().to_hex().to_string()
 }
@@ -188,14 +213,18 @@ mod tests {
         );
     }
 
+    const BUILD: Build<'static> = Build {
+        component_digest: "c0",
+        grants_digest: "g0",
+    };
+
     fn key(input: &str, scope: &str) -> String {
         let canonical = canon(input);
         derive_key(&KeyParts {
             tool: "calc",
-            component_digest: "c0",
-            policy_digest: "p0",
             canonical_input: &canonical,
             scope,
+            build: Some(BUILD),
         })
     }
 
@@ -210,24 +239,39 @@ mod tests {
         assert_ne!(key(r#"{"a":1}"#, ""), key(r#"{"a":1}"#, "explicit:k"));
         let base = KeyParts {
             tool: "calc",
-            component_digest: "c0",
-            policy_digest: "p0",
             canonical_input: "{}",
             scope: "",
+            build: Some(BUILD),
         };
         let k = derive_key(&base);
         assert_ne!(k, derive_key(&KeyParts { tool: "jq", ..base }));
+        let rebuilt = Build {
+            component_digest: "c1",
+            ..BUILD
+        };
         assert_ne!(
             k,
             derive_key(&KeyParts {
-                component_digest: "c1",
+                build: Some(rebuilt),
                 ..base
             })
         );
+        let regranted = Build {
+            grants_digest: "g1",
+            ..BUILD
+        };
         assert_ne!(
             k,
             derive_key(&KeyParts {
-                policy_digest: "p1",
+                build: Some(regranted),
+                ..base
+            })
+        );
+        // An effect's key leaves the build out, and differs from any build's.
+        assert_ne!(
+            k,
+            derive_key(&KeyParts {
+                build: None,
                 ..base
             })
         );
@@ -235,12 +279,12 @@ mod tests {
         assert_ne!(
             derive_key(&KeyParts {
                 tool: "ab",
-                component_digest: "c",
+                canonical_input: "c",
                 ..base
             }),
             derive_key(&KeyParts {
                 tool: "a",
-                component_digest: "bc",
+                canonical_input: "bc",
                 ..base
             })
         );

@@ -299,7 +299,7 @@ impl Sandbox {
 
     /// The digest of everything in `tool`'s effective policy that can change
     /// a result under a call's `overrides`: its limits and grants (see
-    /// [`policy`]). Part of every idempotency key.
+    /// [`policy`]). Recorded with every cached call.
     pub fn policy_digest(&self, tool: &str, overrides: &Overrides) -> PolicyDigest {
         let limits = self.limits_for(tool).with_overrides(overrides);
         policy::digest(&limits, self.policy(tool))
@@ -334,14 +334,16 @@ impl Sandbox {
                 known: self.inner.tools.keys().cloned().collect(),
             });
         };
-        let parsed: Value = serde_json::from_str(input)
-            .map_err(|e| CallError::InvalidInput(format!("input is not JSON: {e}")))?;
+        // Parsed once, as I-JSON; the guest gets the canonical text, which
+        // is exactly what the idempotency key hashes.
+        let parsed = crate::idempotency::parse_ijson(input)
+            .map_err(|e| CallError::InvalidInput(e.to_string()))?;
         check(&t.input_validator, &parsed)
             .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
         Ok(Prepared {
             tool: t.clone(),
+            text: crate::idempotency::canonical_json(&parsed),
             input: parsed,
-            text: input.to_string(),
             limits: self.limits_for(tool).with_overrides(overrides),
         })
     }
@@ -414,9 +416,17 @@ pub struct Prepared {
     pub tool: Arc<Tool>,
     /// The parsed input.
     pub input: Value,
+    /// The input as RFC 8785 canonical JSON: what the guest is handed.
     text: String,
     /// The limits the call will run under (defaults, policy, overrides).
     pub limits: Limits,
+}
+
+impl Prepared {
+    /// The canonical input text the guest will see (and the key hashes).
+    pub fn canonical_input(&self) -> &str {
+        &self.text
+    }
 }
 
 /// A tool's result text, which the tool chose: JSON that satisfies its

@@ -1,10 +1,10 @@
 //! The policy digest: one hash of everything in a tool's effective policy
 //! that can change what a call returns.
 //!
-//! The idempotency key includes it, so a cached outcome is replayed only
-//! under the same limits and grants it was produced under: raise the fuel
-//! and an `out_of_fuel` answer is not replayed; grant a directory and a
-//! `capability_denied` answer is not either.
+//! It is recorded with every cached call, so a replay under another policy
+//! says so (`digest_changed`). Idempotency keys never include limits: pure
+//! and read-only keys cover [`grants_digest`] (the grants alone), and effect
+//! keys cover neither (see `idempotency::key`).
 //!
 //! What goes in: every limit (fuel, timeout, memory, result, log and response
 //! caps: each decides whether a call succeeds), the granted directories
@@ -75,6 +75,25 @@ pub fn digest(limits: &Limits, policy: Option<&ToolPolicy>) -> PolicyDigest {
     enc.u64("max_log_bytes", limits.max_log_bytes);
     enc.u64("max_response_bytes", limits.max_response_bytes);
 
+    encode_grants(&mut enc, policy);
+    PolicyDigest(*enc.0.finalize().as_bytes())
+}
+
+/// Domain of [`grants_digest`]: grants alone, without limits.
+const GRANTS_DOMAIN: &[u8] = b"toolhost/grants-digest/v1";
+
+/// blake3 of a tool's grants alone (dirs, env names, hosts), without its
+/// limits: what a pure or read-only result can depend on besides its input
+/// and build, so their idempotency keys cover it. Limits never enter a key.
+pub fn grants_digest(policy: Option<&ToolPolicy>) -> PolicyDigest {
+    let empty = ToolPolicy::default();
+    let mut enc = Encoder(blake3::Hasher::new());
+    enc.bytes(GRANTS_DOMAIN);
+    encode_grants(&mut enc, policy.unwrap_or(&empty));
+    PolicyDigest(*enc.0.finalize().as_bytes())
+}
+
+fn encode_grants(enc: &mut Encoder, policy: &ToolPolicy) {
     let mut dirs: Vec<(String, Vec<u8>, &str)> = policy
         .dirs
         .iter()
@@ -105,7 +124,6 @@ pub fn digest(limits: &Limits, policy: Option<&ToolPolicy>) -> PolicyDigest {
     for host in hosts {
         enc.bytes(host.to_string().as_bytes());
     }
-    PolicyDigest(*enc.0.finalize().as_bytes())
 }
 
 fn absolute(path: &Path) -> Vec<u8> {

@@ -1,9 +1,13 @@
 //! The `calls` table: one row per idempotency key.
 //!
 //! A row is `running` from its claim until its outcome is recorded (`done`),
-//! or until its owner is found dead (`in_doubt`). Every function here runs on
-//! the owner thread inside a transaction begun with `BEGIN IMMEDIATE`, so a
-//! read-then-write is atomic across processes.
+//! or until its owner is found dead, its run hit a limit mid-effect, or its
+//! outcome could not be written (`in_doubt`). Every function that writes
+//! runs on the owner thread inside a transaction begun with `BEGIN
+//! IMMEDIATE`, so a read-then-write is atomic across processes; `get`,
+//! `lookup`, `list` and `running_owners` also serve the read-only connection.
+//! Writes on a claim (`complete`, `release`, `mark_in_doubt`) change the row
+//! only while it is that owner's `running` claim, and say whether it was.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -77,6 +81,13 @@ pub struct CallRecord {
     pub created_at: i64,
     pub completed_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// blake3 of the wasm that ran (or is running) the call; `None` on rows
+    /// recorded before digests were kept.
+    pub component_digest: Option<String>,
+    /// The policy digest (limits and grants) it ran under.
+    pub policy_digest: Option<String>,
+    /// The limits it ran under, as JSON (see `idempotency::RecordedLimits`).
+    pub limits: Option<String>,
 }
 
 impl CallRecord {
@@ -95,6 +106,13 @@ pub struct ClaimRequest {
     pub input: String,
     pub owner: String,
     pub now_ms: i64,
+    /// Recorded with the row: blake3 of the component's wasm, hex.
+    pub component_digest: String,
+    /// Recorded with the row: the policy digest (limits and grants), hex.
+    pub policy_digest: String,
+    /// Recorded with the row: the call's limits as JSON, so `cache resolve
+    /// --retry` re-runs under them.
+    pub limits: String,
 }
 
 /// What a claim found.
@@ -114,11 +132,34 @@ pub enum ClaimOutcome {
 /// What `cache gc` did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
+    /// Finished rows removed (expired, or older than asked).
     pub removed: u64,
+    /// Rows left `running` (live owners) or `in_doubt` (for an operator).
     pub kept_in_flight: u64,
+    /// `running` rows of dead owners moved to `in_doubt`.
+    pub swept_in_doubt: u64,
+    /// Lock files of dead owners removed.
+    pub locks_removed: u64,
 }
 
-const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at";
+/// Whether a write that needs this owner's `running` claim found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The row was this owner's running claim, and is now written.
+    Yes,
+    /// It was not: what the row says instead (`done`, `in_doubt`, another
+    /// owner, or no row at all).
+    No(String),
+}
+
+/// The scope prefix of an explicit `--idempotency-key`: the only scope that
+/// can conflict.
+pub const EXPLICIT_SCOPE_PREFIX: &str = "key:";
+
+/// The version of the key derivation new rows are written with.
+const KEY_VERSION: i64 = 2;
+
+const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at, component_digest, policy_digest, limits";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
     let outcome: Option<String> = row.get(8)?;
@@ -138,6 +179,9 @@ fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         created_at: row.get(9)?,
         completed_at: row.get(10)?,
         expires_at: row.get(11)?,
+        component_digest: row.get(12)?,
+        policy_digest: row.get(13)?,
+        limits: row.get(14)?,
     })
 }
 
@@ -150,61 +194,86 @@ pub(crate) fn get(c: &Connection, key: &str) -> rusqlite::Result<Option<CallReco
     .optional()
 }
 
-fn scope_conflict(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<ClaimOutcome>> {
-    if req.scope.is_empty() {
+/// An explicit key names one operation: the row already recorded under the
+/// request's explicit scope, if any. A different tool or input there is a
+/// conflict; the same tool and input under another key (a pure tool rebuilt
+/// since) is that same operation, and its row answers.
+fn explicit_scope(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option<ClaimOutcome>> {
+    if !req.scope.starts_with(EXPLICIT_SCOPE_PREFIX) {
         return Ok(None);
     }
-    let found: Option<(String, String)> = c
+    let found = c
         .query_row(
-            "SELECT key, tool FROM calls WHERE scope = ?1",
+            // The GLOB term lets SQLite use the partial unique index.
+            &format!("SELECT {COLUMNS} FROM calls WHERE scope = ?1 AND scope GLOB 'key:*'"),
             [&req.scope],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            record,
         )
         .optional()?;
-    Ok(found
-        .filter(|(key, _)| key != &req.key)
-        .map(|(existing_key, existing_tool)| ClaimOutcome::Conflict {
-            existing_key,
-            existing_tool,
-        }))
+    Ok(found.and_then(|row| {
+        if row.tool != req.tool || row.input != req.input {
+            Some(ClaimOutcome::Conflict {
+                existing_key: row.key,
+                existing_tool: row.tool,
+            })
+        } else if row.key != req.key {
+            Some(ClaimOutcome::Existing(Box::new(row)))
+        } else {
+            None
+        }
+    }))
+}
+
+fn insert_running(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO calls (key, tool, effect, scope, input, state, owner, attempt, created_at,
+                            component_digest, policy_digest, limits, key_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, 1, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            req.key,
+            req.tool,
+            req.effect,
+            req.scope,
+            req.input,
+            req.owner,
+            req.now_ms,
+            req.component_digest,
+            req.policy_digest,
+            req.limits,
+            KEY_VERSION
+        ],
+    )?;
+    Ok(())
 }
 
 /// Claims `req.key` for `req.owner`, unless it is already claimed, recorded
-/// and fresh, or its scope belongs to another call. An expired record is
-/// replaced by a new claim.
+/// and fresh, or its explicit scope belongs to another call. An expired
+/// record is replaced by a new claim.
 pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<ClaimOutcome> {
-    if let Some(conflict) = scope_conflict(c, req)? {
-        return Ok(conflict);
+    if let Some(found) = explicit_scope(c, req)? {
+        return Ok(found);
     }
     match get(c, &req.key)? {
         Some(row) if !(row.state == CallState::Done && row.expired(req.now_ms)) => {
             Ok(ClaimOutcome::Existing(Box::new(row)))
         }
         Some(_expired) => {
-            c.execute(
-                "UPDATE calls SET state = 'running', owner = ?2, attempt = 1, outcome = NULL,
-                     created_at = ?3, completed_at = NULL, expires_at = NULL
-                 WHERE key = ?1",
-                params![req.key, req.owner, req.now_ms],
-            )?;
+            c.execute("DELETE FROM calls WHERE key = ?1", [&req.key])?;
+            insert_running(c, req)?;
             Ok(ClaimOutcome::Acquired { attempt: 1 })
         }
         None => {
-            c.execute(
-                "INSERT INTO calls (key, tool, effect, scope, input, state, owner, attempt, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, 1, ?7)",
-                params![req.key, req.tool, req.effect, req.scope, req.input, req.owner, req.now_ms],
-            )?;
+            insert_running(c, req)?;
             Ok(ClaimOutcome::Acquired { attempt: 1 })
         }
     }
 }
 
 /// Looks `req.key` up without claiming: a fresh record, a scope conflict,
-/// or nothing (a miss; expired records are misses).
+/// or nothing (a miss; expired records are misses). Read-only.
 pub(crate) fn lookup(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<ClaimOutcome> {
-    if let Some(conflict) = scope_conflict(c, req)? {
-        return Ok(conflict);
+    if let Some(found) = explicit_scope(c, req)? {
+        return Ok(found);
     }
     match get(c, &req.key)? {
         Some(row)
@@ -219,31 +288,66 @@ pub(crate) fn lookup(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Cla
 }
 
 /// Records an unclaimed (pure or read-only) outcome. A running claim on the
-/// key is never overwritten.
+/// key is never overwritten, nor another call's explicit key.
 pub(crate) fn put(
     c: &Connection,
     req: &ClaimRequest,
     outcome: &StoredOutcome,
     expires_at: Option<i64>,
 ) -> rusqlite::Result<()> {
-    if scope_conflict(c, req)?.is_some() {
+    if explicit_scope(c, req)?.is_some() {
         return Ok(());
     }
     let outcome = serde_json::to_string(outcome)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     c.execute(
-        "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at, completed_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'done', 1, ?6, ?7, ?7, ?8)
+        "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at,
+                            completed_at, expires_at, component_digest, policy_digest, limits, key_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'done', 1, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (key) DO UPDATE SET
              state = 'done', outcome = excluded.outcome, created_at = excluded.created_at,
-             completed_at = excluded.completed_at, expires_at = excluded.expires_at
+             completed_at = excluded.completed_at, expires_at = excluded.expires_at,
+             policy_digest = excluded.policy_digest, limits = excluded.limits
          WHERE calls.state = 'done'",
-        params![req.key, req.tool, req.effect, req.scope, req.input, outcome, req.now_ms, expires_at],
+        params![
+            req.key,
+            req.tool,
+            req.effect,
+            req.scope,
+            req.input,
+            outcome,
+            req.now_ms,
+            expires_at,
+            req.component_digest,
+            req.policy_digest,
+            req.limits,
+            KEY_VERSION
+        ],
     )?;
     Ok(())
 }
 
-/// Records the outcome of a claimed call; only its owner may.
+/// What a row says, for an error message when a claim was not held.
+fn describe(c: &Connection, key: &str) -> rusqlite::Result<String> {
+    Ok(match get(c, key)? {
+        None => "no row".to_string(),
+        Some(row) => match row.owner {
+            Some(o) => format!("{} (owner {o})", row.state.as_str()),
+            None => row.state.as_str().to_string(),
+        },
+    })
+}
+
+fn held(c: &Connection, key: &str, changed: usize) -> rusqlite::Result<Held> {
+    if changed > 0 {
+        Ok(Held::Yes)
+    } else {
+        Ok(Held::No(describe(c, key)?))
+    }
+}
+
+/// Records the outcome of a claimed call; only its owner may, and only
+/// while the row is still its `running` claim.
 pub(crate) fn complete(
     c: &Connection,
     key: &str,
@@ -252,53 +356,116 @@ pub(crate) fn complete(
     outcome: &StoredOutcome,
     now_ms: i64,
     expires_at: Option<i64>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Held> {
     let outcome = serde_json::to_string(outcome)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    c.execute(
+    let changed = c.execute(
         "UPDATE calls SET state = ?3, outcome = ?4, completed_at = ?5, expires_at = ?6, owner = NULL
          WHERE key = ?1 AND owner = ?2 AND state = 'running'",
         params![key, owner, state.as_str(), outcome, now_ms, expires_at],
     )?;
-    Ok(())
+    held(c, key, changed)
 }
 
-pub(crate) fn release(c: &Connection, key: &str, owner: &str) -> rusqlite::Result<()> {
-    c.execute(
+/// Drops `owner`'s running claim: the call may run again.
+pub(crate) fn release(c: &Connection, key: &str, owner: &str) -> rusqlite::Result<Held> {
+    let changed = c.execute(
         "DELETE FROM calls WHERE key = ?1 AND owner = ?2 AND state = 'running'",
         params![key, owner],
     )?;
-    Ok(())
+    held(c, key, changed)
 }
 
-pub(crate) fn mark_in_doubt(c: &Connection, key: &str, dead_owner: &str) -> rusqlite::Result<()> {
-    c.execute(
+/// Moves `owner`'s running claim to `in_doubt`; false if it was not that.
+pub(crate) fn mark_in_doubt(c: &Connection, key: &str, owner: &str) -> rusqlite::Result<bool> {
+    let changed = c.execute(
         "UPDATE calls SET state = 'in_doubt' WHERE key = ?1 AND owner = ?2 AND state = 'running'",
-        params![key, dead_owner],
+        params![key, owner],
     )?;
-    Ok(())
+    Ok(changed > 0)
+}
+
+/// The distinct owners of `running` rows.
+pub(crate) fn running_owners(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare(
+        "SELECT DISTINCT owner FROM calls WHERE state = 'running' AND owner IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Moves every running claim of the `dead` owners to `in_doubt`.
+pub(crate) fn sweep_dead(c: &Connection, dead: &[String]) -> rusqlite::Result<u64> {
+    let mut n = 0;
+    for owner in dead {
+        n += c.execute(
+            "UPDATE calls SET state = 'in_doubt' WHERE owner = ?1 AND state = 'running'",
+            [owner],
+        )?;
+    }
+    Ok(n as u64)
+}
+
+/// Rows of `idempotent` and `side-effecting` calls recorded before keys
+/// named the effect rather than the build get the key they would get now,
+/// so an upgrade never re-runs an effect a user already paid for. (Pure and
+/// read-only rows of that era are dropped by the migration: they re-compute.)
+/// A row whose new key is taken (the same call recorded under two builds)
+/// keeps its old key: it still shows in `cache list`, and the newer row
+/// answers callers.
+pub(crate) fn rekey_legacy_effects(
+    c: &Connection,
+    key_of: impl Fn(&str, &str, &str) -> String,
+) -> rusqlite::Result<u64> {
+    let legacy: Vec<(String, String, String, String)> = {
+        let mut stmt = c.prepare(
+            "SELECT key, tool, input, scope FROM calls
+             WHERE key_version < ?1 AND effect IN ('idempotent', 'side-effecting')",
+        )?;
+        let rows = stmt.query_map([KEY_VERSION], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut n = 0;
+    for (old, tool, input, scope) in legacy {
+        let new = key_of(&tool, &input, &scope);
+        n += c.execute(
+            "UPDATE OR IGNORE calls SET key = ?2, key_version = ?3 WHERE key = ?1",
+            params![old, new, KEY_VERSION],
+        )?;
+        c.execute(
+            "UPDATE calls SET key_version = ?2 WHERE key = ?1",
+            params![old, KEY_VERSION],
+        )?;
+    }
+    Ok(n as u64)
 }
 
 /// Moves a claim to `owner` with the next attempt number: from a dead
-/// owner's running claim (`from`), or from `in_doubt` (`from` = None).
+/// owner's running claim (`from`), or from `in_doubt` (`from` = None). The
+/// row then records `build` (component digest, policy digest), the build
+/// the new attempt runs.
 pub(crate) fn take_over(
     c: &Connection,
     key: &str,
     from: Option<&str>,
     owner: &str,
     now_ms: i64,
+    build: (&str, &str),
 ) -> rusqlite::Result<Option<u32>> {
     let changed = match from {
         Some(dead) => c.execute(
-            "UPDATE calls SET owner = ?3, attempt = attempt + 1, created_at = ?4
+            "UPDATE calls SET owner = ?3, attempt = attempt + 1, created_at = ?4,
+                 component_digest = ?5, policy_digest = ?6
              WHERE key = ?1 AND owner = ?2 AND state = 'running'",
-            params![key, dead, owner, now_ms],
+            params![key, dead, owner, now_ms, build.0, build.1],
         )?,
         None => c.execute(
             "UPDATE calls SET state = 'running', owner = ?2, attempt = attempt + 1, outcome = NULL,
-                 created_at = ?3, completed_at = NULL
+                 created_at = ?3, completed_at = NULL, component_digest = ?4, policy_digest = ?5
              WHERE key = ?1 AND state = 'in_doubt'",
-            params![key, owner, now_ms],
+            params![key, owner, now_ms, build.0, build.1],
         )?,
     };
     if changed == 0 {
@@ -337,6 +504,7 @@ pub(crate) fn gc(
     Ok(GcReport {
         removed: removed as u64,
         kept_in_flight: kept as u64,
+        ..GcReport::default()
     })
 }
 

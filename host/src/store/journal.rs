@@ -455,7 +455,7 @@ impl Store {
                 return Ok(Claim::Completed(run));
             }
             if let Some(owner) = &run.owner
-                && self.owner_alive(owner)
+                && self.owner_alive(owner).await.counts_as_alive()
             {
                 return Ok(Claim::Busy {
                     owner: owner.clone(),

@@ -31,7 +31,21 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     CREATE INDEX calls_expiry ON calls (expires_at) WHERE expires_at IS NOT NULL;",
-    // v3: the agent journal (runs, steps, content-addressed blobs) and the
+    // v3 (issue 8): keys name the effect, not the build. Each row records
+    // the component digest, policy digest and limits it ran under, and the
+    // version of the key derivation it was written with (`Store::open`
+    // re-keys older effect rows; older pure and read-only rows are a cache
+    // and go). Only explicit keys (`key:` scopes) must be unique; a `running`
+    // index serves the dead-owner sweep.
+    "ALTER TABLE calls ADD COLUMN component_digest TEXT;
+    ALTER TABLE calls ADD COLUMN policy_digest TEXT;
+    ALTER TABLE calls ADD COLUMN limits TEXT;
+    ALTER TABLE calls ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1;
+    DELETE FROM calls WHERE effect IN ('pure', 'read-only');
+    DROP INDEX calls_scope;
+    CREATE UNIQUE INDEX calls_explicit_scope ON calls (scope) WHERE scope GLOB 'key:*';
+    CREATE INDEX calls_running ON calls (owner) WHERE state = 'running';",
+    // v4: the agent journal (runs, steps, content-addressed blobs) and the
     // persisted circuit breakers (see `journal.rs`, `breakers.rs`).
     "CREATE TABLE runs (
         id             TEXT PRIMARY KEY,

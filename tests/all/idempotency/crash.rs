@@ -30,7 +30,7 @@ fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
 
     let mut victim = Command::new(env!("CARGO_BIN_EXE_toolhost"))
         .args(args)
-        .current_dir(world.dir.path())
+        .current_dir(world.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -52,7 +52,7 @@ fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
     victim.wait().unwrap();
 
     // The next caller with the key: in_doubt, and nothing runs again.
-    let out = toolhost(world.dir.path(), &args);
+    let out = toolhost(world.path(), &args);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["error"]["kind"], "in_doubt", "{v}");
@@ -61,17 +61,17 @@ fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
 
     // It stays in doubt; `cache show` says so.
     let out = toolhost(
-        world.dir.path(),
+        world.path(),
         &["--config", config, "--json", "cache", "show", &key],
     );
     assert_eq!(stdout_json(&out)["state"], "in_doubt");
-    let out = toolhost(world.dir.path(), &args);
+    let out = toolhost(world.path(), &args);
     assert_eq!(stdout_json(&out)["error"]["kind"], "in_doubt");
     assert_eq!(world.lines("crash.txt").len(), 1);
 
     // The operator retries: it runs once, as attempt 2, with the same key.
     let out = toolhost(
-        world.dir.path(),
+        world.path(),
         &[
             "--config", config, "--json", "cache", "resolve", &key, "--retry",
         ],
@@ -86,7 +86,7 @@ fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
     );
 
     // From now on the key replays the recorded outcome.
-    let out = toolhost(world.dir.path(), &args);
+    let out = toolhost(world.path(), &args);
     let v = stdout_json(&out);
     assert_eq!(
         (v["ok"].clone(), v["cached"].clone()),

@@ -1,34 +1,32 @@
 //! Side-effecting calls inside one process: claimed before they run, run
-//! exactly once per key, the key and attempt handed to the tool.
+//! exactly once per key, the key and attempt handed to the tool. Every wait
+//! is bounded (`within`): a regression fails in seconds, never hangs.
+
+use std::sync::Arc;
 
 use serde_json::json;
 use toolhost::idempotency::{ExecOptions, Scope};
 use toolhost::sandbox::Overrides;
 
-use super::World;
-
-fn keyed(key: &str) -> ExecOptions {
-    ExecOptions {
-        scope: Scope::Explicit(key.into()),
-        ..ExecOptions::default()
-    }
-}
+use super::{World, keyed, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_callers_one_effect() {
     let world = World::new();
-    let ex = std::sync::Arc::new(world.append_executor().await);
-    let input = json!({"file": "log.txt", "text": "hello"}).to_string();
+    let ex = Arc::new(world.append_executor().await);
+    let input = json!({"file": "log.txt", "text": "hello", "sleep_ms": 50}).to_string();
+    let barrier = Arc::new(tokio::sync::Barrier::new(200));
     let mut tasks = Vec::new();
     for _ in 0..200 {
-        let (ex, input) = (ex.clone(), input.clone());
+        let (ex, input, barrier) = (ex.clone(), input.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
             ex.call("append", &input, keyed("pay-1")).await
         }));
     }
     let mut outputs = Vec::new();
     for t in tasks {
-        outputs.push(t.await.unwrap().unwrap());
+        outputs.push(within(30, "a caller", t).await.unwrap().unwrap());
     }
     let lines = world.lines("log.txt");
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -49,6 +47,11 @@ async fn two_hundred_concurrent_callers_one_effect() {
         "exactly one caller ran it"
     );
     assert_eq!(ex.sandbox().runs(), 1);
+    assert_eq!(
+        ex.flights_in_progress(),
+        0,
+        "no flight entry is left behind"
+    );
 }
 
 #[tokio::test]
@@ -56,12 +59,11 @@ async fn the_empty_scope_replays_within_the_window() {
     let world = World::new();
     let ex = world.append_executor().await;
     let input = json!({"file": "w.txt", "text": "once"}).to_string();
-    let a = ex
-        .call("append", &input, ExecOptions::default())
+    let call = |opts| ex.call("append", &input, opts);
+    let a = within(20, "first call", call(ExecOptions::default()))
         .await
         .unwrap();
-    let b = ex
-        .call("append", &input, ExecOptions::default())
+    let b = within(20, "second call", call(ExecOptions::default()))
         .await
         .unwrap();
     assert!(!a.cached && b.cached);
@@ -70,7 +72,7 @@ async fn the_empty_scope_replays_within_the_window() {
         scope: Scope::Fresh,
         ..ExecOptions::default()
     };
-    ex.call("append", &input, fresh).await.unwrap();
+    within(20, "a fresh call", call(fresh)).await.unwrap();
     assert_eq!(
         world.lines("w.txt").len(),
         2,
@@ -78,11 +80,14 @@ async fn the_empty_scope_replays_within_the_window() {
     );
 }
 
+/// A call that went in doubt under `--timeout-ms` is retried under the
+/// limits recorded with its claim (it used to be retried under the
+/// config's, or refused because the key had changed).
 #[tokio::test]
-async fn a_side_effecting_call_that_times_out_is_in_doubt() {
+async fn a_timed_out_side_effect_is_in_doubt_and_retried_under_its_recorded_limits() {
     let world = World::new();
     let ex = world.append_executor().await;
-    let input = json!({"file": "t.txt", "text": "x", "sleep_ms": 3000}).to_string();
+    let input = json!({"file": "t.txt", "text": "x", "sleep_ms": 1500}).to_string();
     let opts = ExecOptions {
         scope: Scope::Explicit("slow-1".into()),
         overrides: Overrides {
@@ -90,22 +95,36 @@ async fn a_side_effecting_call_that_times_out_is_in_doubt() {
             ..Overrides::default()
         },
     };
-    let first = ex.call("append", &input, opts.clone()).await.unwrap_err();
+    let first = within(
+        20,
+        "the first call",
+        ex.call("append", &input, opts.clone()),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(first.kind(), "timeout");
     // The line was written before the timeout: the effect happened, so the
-    // call must not run again by itself.
-    let second = ex.call("append", &input, opts).await.unwrap_err();
+    // call must not run again by itself, whatever limits the caller brings.
+    let roomy = ExecOptions {
+        overrides: Overrides::default(),
+        ..opts.clone()
+    };
+    let second = within(20, "the second call", ex.call("append", &input, roomy))
+        .await
+        .unwrap_err();
     assert_eq!(second.kind(), "in_doubt", "{second}");
+    assert_eq!(second.key(), first.key(), "limits never enter a key");
     assert_eq!(world.lines("t.txt").len(), 1);
     assert_eq!(ex.sandbox().runs(), 1);
 
-    // An operator decides: retry runs it once more, with attempt 2.
+    // An operator retries: attempt 2, under the recorded 100 ms, so it times
+    // out again and stays in doubt.
     let key = first.key().unwrap().to_string();
-    let out = ex.retry_in_doubt(&key).await;
-    // The stored input still sleeps 3 s and the policy allows 20 s.
-    let out = out.unwrap();
-    assert_eq!(out.attempt, 2);
-    assert_eq!(out.output["attempt"], 2);
+    let retried = within(20, "the retry", ex.retry_in_doubt(&key)).await;
+    let e = retried.unwrap_err();
+    assert_eq!(e.kind(), "timeout", "{e}");
+    let row = ex.store().get(&key).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.attempt), ("in_doubt", 2));
     let lines = world.lines("t.txt");
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l.starts_with(&key)));
@@ -123,15 +142,16 @@ async fn an_abandoned_call_fails_for_good() {
             ..Overrides::default()
         },
     };
-    let key = ex
-        .call("append", &input, opts.clone())
+    let key = within(20, "the call", ex.call("append", &input, opts.clone()))
         .await
         .unwrap_err()
         .key()
         .unwrap()
         .to_string();
     ex.abandon_in_doubt(&key).await.unwrap();
-    let e = ex.call("append", &input, opts).await.unwrap_err();
+    let e = within(20, "the replay", ex.call("append", &input, opts))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "tool_failed");
     assert!(e.to_string().contains("abandoned"), "{e}");
     assert_eq!(world.lines("a.txt").len(), 1);
@@ -148,13 +168,11 @@ async fn without_a_grant_the_effect_is_denied_and_recorded() {
         .executor(&super::testkit_dir(), Default::default(), None)
         .await;
     let input = json!({"file": "x.txt", "text": "nope"}).to_string();
-    let e = ex
-        .call("append", &input, keyed("deny-1"))
+    let e = within(20, "the call", ex.call("append", &input, keyed("deny-1")))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), "capability_denied", "{e}");
-    let again = ex
-        .call("append", &input, keyed("deny-1"))
+    let again = within(20, "the replay", ex.call("append", &input, keyed("deny-1")))
         .await
         .unwrap_err();
     assert_eq!(again.kind(), "capability_denied");
@@ -162,7 +180,9 @@ async fn without_a_grant_the_effect_is_denied_and_recorded() {
 }
 
 /// A caller that gives up mid-call (its future is dropped) leaves no claim
-/// stuck in `running`: the side-effecting call becomes `in_doubt`.
+/// stuck in `running`: the side-effecting call becomes `in_doubt`, and the
+/// next caller learns it as soon as the guard has settled it (it wakes on
+/// the store's settle signal; no polling, no sleep).
 #[tokio::test]
 async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
     let world = World::new();
@@ -174,19 +194,84 @@ async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
     )
     .await;
     assert!(gave_up.is_err(), "the caller should have timed out");
-    // The guard settles the claim on a spawned task; give it a moment.
-    let mut kind = String::new();
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        let e = ex
-            .call("append", &input, keyed("cancel-1"))
-            .await
-            .unwrap_err();
-        kind = e.kind().to_string();
-        if kind == "in_doubt" {
-            break;
-        }
-    }
-    assert_eq!(kind, "in_doubt");
+    let e = within(
+        20,
+        "the next caller",
+        ex.call("append", &input, keyed("cancel-1")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), "in_doubt", "{e}");
     assert_eq!(ex.sandbox().runs(), 1);
+    assert_eq!(ex.flights_in_progress(), 0);
+}
+
+/// An idempotent call whose caller was cancelled is released, and the next
+/// caller runs it again (attempt 1 of a new claim: re-running is allowed).
+#[tokio::test]
+async fn a_cancelled_idempotent_call_is_released_and_runs_again() {
+    let world = World::new();
+    let ex = world.append_executor().await;
+    let input = json!({"file": "i.txt", "text": "x", "sleep_ms": 1000}).to_string();
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        ex.call("tally", &input, keyed("idem-1")),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    let out = within(
+        20,
+        "the next caller",
+        ex.call("tally", &input, keyed("idem-1")),
+    )
+    .await
+    .unwrap();
+    assert!(!out.cached);
+    assert_eq!(
+        world.lines("i.txt").len(),
+        2,
+        "an idempotent effect may repeat"
+    );
+}
+
+/// A waiter whose own limit passes while another caller holds the claim
+/// gets `still_running` (not `timeout`: nothing of its own timed out), and
+/// its flight entry does not leak.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_past_its_limit_gets_still_running() {
+    let world = World::new();
+    let ex = Arc::new(world.append_executor().await);
+    let input = json!({"file": "s.txt", "text": "x", "sleep_ms": 2500}).to_string();
+    let holder = {
+        let (ex, input) = (ex.clone(), input.clone());
+        tokio::spawn(async move { ex.call("append", &input, keyed("hold-1")).await })
+    };
+    // Wait (bounded) until the holder's claim is in the store.
+    let key = toolhost::idempotency::effect_key("append", &canonical(&input), "key:hold-1");
+    within(20, "the holder's claim", async {
+        while ex.store().get(&key).await.unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let impatient = ExecOptions {
+        overrides: Overrides {
+            timeout_ms: Some(100),
+            ..Overrides::default()
+        },
+        ..keyed("hold-1")
+    };
+    let e = within(20, "the waiter", ex.call("append", &input, impatient))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "still_running", "{e}");
+    assert_eq!(e.key(), Some(key.as_str()));
+    let out = within(20, "the holder", holder).await.unwrap().unwrap();
+    assert!(!out.cached);
+    assert_eq!(world.lines("s.txt").len(), 1);
+    assert_eq!(ex.flights_in_progress(), 0);
+}
+
+fn canonical(input: &str) -> String {
+    toolhost::idempotency::canonical_json(&serde_json::from_str(input).unwrap())
 }

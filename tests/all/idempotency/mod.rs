@@ -1,8 +1,13 @@
 //! Idempotent execution over real SQLite files: keys, replays, claims,
 //! exactly-once side effects across tasks and processes, crashes.
 
+mod builds;
+mod child;
 mod crash;
+mod crash_loop;
 mod effects;
+mod faults;
+mod ijson;
 mod processes;
 mod replay;
 mod store;
@@ -23,22 +28,36 @@ pub fn testkit_dir() -> PathBuf {
 /// A temp directory with `data/` (granted to `append` at `/data`) and a
 /// database file.
 pub struct World {
-    pub dir: tempfile::TempDir,
+    root: PathBuf,
+    /// Removes the directory at the end, in the process that made it.
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl World {
     pub fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
-        World { dir }
+        World {
+            root: dir.path().to_path_buf(),
+            _owned: Some(dir),
+        }
+    }
+
+    /// Another process's world (a child's view of its parent's).
+    pub fn at(root: PathBuf) -> World {
+        World { root, _owned: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
     }
 
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.root.join("data")
     }
 
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("toolhost.db")
+        self.root.join("toolhost.db")
     }
 
     /// The lines of `data/<file>` (none if it does not exist).
@@ -61,10 +80,18 @@ impl World {
         }
     }
 
+    /// The test kit's policies: `append` and `tally` granted `data/`.
+    pub fn testkit_policies(&self) -> BTreeMap<String, ToolPolicy> {
+        BTreeMap::from([
+            ("append".to_string(), self.append_policy()),
+            ("tally".to_string(), self.append_policy()),
+        ])
+    }
+
     /// A `toolhost.toml` for the CLI: the test kit's tools, `data/`
     /// granted to `append`, this world's database.
     pub fn write_config(&self) -> PathBuf {
-        let path = self.dir.path().join("toolhost.toml");
+        let path = self.root.join("toolhost.toml");
         let text = format!(
             "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\npath = {:?}\n",
             testkit_dir(),
@@ -96,10 +123,18 @@ impl World {
         )
     }
 
-    /// An executor over the test kit with `append` granted `data/`.
+    /// An executor over the test kit with `append` and `tally` granted `data/`.
     pub async fn append_executor(&self) -> Executor {
-        let policies = BTreeMap::from([("append".to_string(), self.append_policy())]);
-        self.executor(&testkit_dir(), policies, None).await
+        self.executor(&testkit_dir(), self.testkit_policies(), None)
+            .await
+    }
+
+    /// How many lines of `data/<file>` start with `key`.
+    pub fn executions(&self, file: &str, key: &str) -> usize {
+        self.lines(file)
+            .iter()
+            .filter(|l| l.split(' ').next() == Some(key))
+            .count()
     }
 }
 
@@ -108,5 +143,22 @@ pub fn effect_policy(effect: EffectName) -> ToolPolicy {
     ToolPolicy {
         effect: Some(effect),
         ..ToolPolicy::default()
+    }
+}
+
+/// Fails the test (instead of hanging it) when `fut` takes longer than
+/// `secs` seconds: every wait in these tests is bounded.
+pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not finish within {secs} s"),
+    }
+}
+
+/// Explicit-key options.
+pub fn keyed(key: &str) -> toolhost::idempotency::ExecOptions {
+    toolhost::idempotency::ExecOptions {
+        scope: toolhost::idempotency::Scope::Explicit(key.into()),
+        ..Default::default()
     }
 }

@@ -187,3 +187,52 @@ async fn no_cache_runs_every_time() {
     assert_ne!(a.key, b.key);
     assert_eq!(ex.sandbox().runs(), 2);
 }
+
+/// Every row gets the expiry the README documents (see `retention`).
+#[tokio::test]
+async fn recorded_rows_expire_by_the_documented_policy() {
+    let world = World::new();
+    let clock = ManualClock::new(1_000_000);
+    let ex = world
+        .executor(
+            &examples_dir(),
+            BTreeMap::new(),
+            Some(Arc::new(clock.clone())),
+        )
+        .await;
+    let day = 86_400_000;
+    let pure = ex
+        .call("calc", r#"{"expr":"1+2"}"#, ExecOptions::default())
+        .await
+        .unwrap();
+    let row = ex.store().get(&pure.key).await.unwrap().unwrap();
+    assert_eq!(row.expires_at, Some(1_000_000 + 30 * day));
+    let effects = world
+        .executor(
+            &super::testkit_dir(),
+            world.testkit_policies(),
+            Some(Arc::new(clock.clone())),
+        )
+        .await;
+    let input = r#"{"file":"x.txt","text":"x"}"#;
+    for (scope, kept) in [
+        (Scope::Fresh, day),
+        (Scope::Explicit("exp-1".into()), 30 * day),
+        (Scope::Empty, day),
+    ] {
+        let opts = ExecOptions {
+            scope: scope.clone(),
+            ..ExecOptions::default()
+        };
+        let out = effects.call("append", input, opts).await.unwrap();
+        let row = ex.store().get(&out.key).await.unwrap().unwrap();
+        assert_eq!(row.expires_at, Some(1_000_000 + kept), "{scope:?}");
+    }
+    // Past its expiry a pure row is a miss, and runs again.
+    clock.advance(30 * day + 1);
+    let again = ex
+        .call("calc", r#"{"expr":"1+2"}"#, ExecOptions::default())
+        .await
+        .unwrap();
+    assert!(!again.cached, "an expired pure row is a miss");
+}

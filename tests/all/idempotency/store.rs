@@ -3,11 +3,38 @@
 use std::time::Duration;
 
 use toolhost::store::{
-    ClaimOutcome, ClaimRequest, SCHEMA_VERSION, Store, StoreError, StoreOptions, migration_sql,
+    CallState, ClaimOutcome, ClaimRequest, SCHEMA_VERSION, Store, StoreError, StoreOptions,
+    StoredOutcome, migration_sql,
 };
 
 use super::World;
 use crate::support::{stdout_json, toolhost};
+
+/// A claim request for `key` by this store's owner.
+pub fn claim_request(store: &Store, key: &str, effect: &str, now_ms: i64) -> ClaimRequest {
+    ClaimRequest {
+        key: key.into(),
+        tool: "t".into(),
+        effect: effect.into(),
+        scope: String::new(),
+        input: "{}".into(),
+        owner: store.owner_id().into(),
+        now_ms,
+        component_digest: "c".into(),
+        policy_digest: "p".into(),
+        limits: "{}".into(),
+    }
+}
+
+fn outcome() -> StoredOutcome {
+    StoredOutcome {
+        ok: true,
+        output: Some(serde_json::json!(1)),
+        error: None,
+        fuel_used: 1,
+        duration_us: 1,
+    }
+}
 
 #[test]
 fn a_corrupt_file_is_a_clear_error() {
@@ -23,7 +50,7 @@ fn a_corrupt_file_is_a_clear_error() {
     // Through the CLI: exit 1, a named kind, no panic.
     let db = world.db();
     let out = toolhost(
-        world.dir.path(),
+        world.path(),
         &[
             "--db",
             db.to_str().unwrap(),
@@ -58,15 +85,7 @@ async fn a_locked_database_times_out_clearly_and_recovers() {
         .execute_batch("BEGIN EXCLUSIVE; INSERT INTO counters VALUES ('x', 1);")
         .unwrap();
 
-    let request = ClaimRequest {
-        key: "k".into(),
-        tool: "t".into(),
-        effect: "side-effecting".into(),
-        scope: String::new(),
-        input: "{}".into(),
-        owner: store.owner_id().into(),
-        now_ms: 1,
-    };
+    let request = claim_request(&store, "k", "side-effecting", 1);
     let err = store.claim(request.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
     assert!(err.to_string().contains("locked"), "{err}");
@@ -78,17 +97,24 @@ async fn a_locked_database_times_out_clearly_and_recovers() {
     );
 }
 
+/// A v1 database: its side-effecting rows get today's keys (an upgrade
+/// never re-runs a recorded effect); its pure rows, a cache keyed by the old
+/// rule, are dropped and re-computed.
 #[tokio::test]
-async fn an_old_schema_is_migrated_with_its_rows() {
+async fn an_old_schema_is_migrated_and_its_effects_rekeyed() {
     let world = World::new();
+    let input = r#"{"file":"f","text":"t"}"#;
     {
         let old = rusqlite::Connection::open(world.db()).unwrap();
         old.execute_batch(migration_sql(0).unwrap()).unwrap();
         old.execute_batch("PRAGMA user_version = 1").unwrap();
+        let done =
+            r#"{"ok":true,"output":{"appended":true,"attempt":1},"fuel_used":1,"duration_us":1}"#;
         old.execute(
             "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at, completed_at)
-             VALUES ('k1', 'calc', 'pure', '', '{}', 'done', 1, '{\"ok\":true,\"output\":1,\"fuel_used\":1,\"duration_us\":1}', 5, 5)",
-            [],
+             VALUES ('old-effect', 'append', 'side-effecting', 'key:pay-1', ?1, 'done', 1, ?2, 5, 5),
+                    ('old-pure', 'calc', 'pure', '', '{}', 'done', 1, ?2, 5, 5)",
+            [input, done],
         )
         .unwrap();
     }
@@ -98,12 +124,96 @@ async fn an_old_schema_is_migrated_with_its_rows() {
         .await
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    let row = store.get("k1").await.unwrap().unwrap();
-    assert_eq!(row.outcome.unwrap().output, Some(serde_json::json!(1)));
+    assert!(store.get("old-effect").await.unwrap().is_none());
+    assert!(store.get("old-pure").await.unwrap().is_none());
+    let key = toolhost::idempotency::effect_key("append", input, "key:pay-1");
+    let row = store.get(&key).await.unwrap().expect("re-keyed");
+    assert_eq!(row.state, CallState::Done);
+    assert_eq!(row.outcome.unwrap().output.unwrap()["appended"], true);
     store.bump(vec![("cache_hits", 2)]).await.unwrap();
     assert_eq!(
         store.counters().await.unwrap(),
         vec![("cache_hits".to_string(), 2)]
+    );
+}
+
+/// `complete` and `release` used to update zero rows and return `Ok` when
+/// the claim was no longer theirs; now the caller hears about it.
+#[tokio::test]
+async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
+    let world = World::new();
+    let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+    let own = store.owner_id().to_string();
+    for key in ["gone", "moved"] {
+        assert_eq!(
+            store
+                .claim(claim_request(&store, key, "side-effecting", 1))
+                .await
+                .unwrap(),
+            ClaimOutcome::Acquired { attempt: 1 }
+        );
+    }
+    // An operator's sweep (or another process) settled them meanwhile.
+    assert!(store.mark_in_doubt("gone", &own).await.unwrap());
+    assert!(store.mark_in_doubt("moved", &own).await.unwrap());
+    let err = store
+        .complete("gone", CallState::Done, outcome(), 2, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotOwner { ref found, .. } if found.starts_with("in_doubt")),
+        "{err:?}"
+    );
+    let err = store.release("moved").await.unwrap_err();
+    assert!(matches!(err, StoreError::NotOwner { .. }), "{err:?}");
+    let err = store
+        .complete("never-claimed", CallState::Done, outcome(), 2, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no row"), "{err}");
+    assert_eq!(
+        store.get("gone").await.unwrap().unwrap().state,
+        CallState::InDoubt
+    );
+}
+
+/// A `running` row whose owner died becomes `in_doubt` when a store opens
+/// and on `cache gc`, and the dead owner's lock file goes.
+#[tokio::test]
+async fn dead_owners_claims_are_swept_on_open_and_by_gc() {
+    let world = World::new();
+    let ghost_claim = |store: &Store, key: &str| ClaimRequest {
+        owner: "1-0000dead".into(),
+        ..claim_request(store, key, "side-effecting", 1)
+    };
+    {
+        let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+        store
+            .claim(ghost_claim(&store, "before-open"))
+            .await
+            .unwrap();
+    }
+    let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.get("before-open").await.unwrap().unwrap().state,
+        CallState::InDoubt,
+        "swept when the store opened"
+    );
+
+    store
+        .claim(ghost_claim(&store, "while-open"))
+        .await
+        .unwrap();
+    let owners = world.path().join("toolhost.db.owners");
+    std::fs::write(owners.join("2-0000dead.lock"), b"").unwrap();
+    let report = store.gc(10, None).await.unwrap();
+    assert_eq!(report.swept_in_doubt, 1, "{report:?}");
+    assert_eq!(report.locks_removed, 1, "{report:?}");
+    assert!(!owners.join("2-0000dead.lock").exists());
+    assert!(owners.join(format!("{}.lock", store.owner_id())).exists());
+    assert_eq!(
+        store.get("while-open").await.unwrap().unwrap().state,
+        CallState::InDoubt
     );
 }
 
@@ -124,22 +234,8 @@ fn a_newer_schema_is_refused() {
 async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
     let world = World::new();
     let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
-    let req = |key: &str, now_ms| ClaimRequest {
-        key: key.into(),
-        tool: "t".into(),
-        effect: "read-only".into(),
-        scope: String::new(),
-        input: "{}".into(),
-        owner: store.owner_id().into(),
-        now_ms,
-    };
-    let outcome = toolhost::store::StoredOutcome {
-        ok: true,
-        output: Some(serde_json::json!(1)),
-        error: None,
-        fuel_used: 1,
-        duration_us: 1,
-    };
+    let req = |key: &str, now_ms| claim_request(&store, key, "read-only", now_ms);
+    let outcome = outcome();
     store
         .put(req("expired", 1_000), outcome.clone(), Some(2_000))
         .await
@@ -159,6 +255,7 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
 
     let report = store.gc(50_000, None).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (1, 1));
+    assert_eq!(report.swept_in_doubt, 0, "this store's own claim is alive");
     assert!(store.get("expired").await.unwrap().is_none());
     assert!(store.get("fresh").await.unwrap().is_some());
     assert!(store.get("running").await.unwrap().is_some());
@@ -167,4 +264,45 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
     let report = store.gc(50_000, Some(1_001)).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (2, 1));
     assert!(store.get("running").await.unwrap().is_some());
+}
+
+/// `toolhost cache gc --json` reports what the sweep did.
+#[test]
+fn cache_gc_on_the_cli_sweeps_dead_owners() {
+    let world = World::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+        let ghost = ClaimRequest {
+            owner: "7-0000dead".into(),
+            ..claim_request(&store, "ghost", "side-effecting", 1)
+        };
+        store.claim(ghost).await.unwrap();
+        std::fs::write(world.path().join("toolhost.db.owners/8-0000dead.lock"), b"").unwrap();
+        let db = world.db();
+        let out = toolhost(
+            world.path(),
+            &["--db", db.to_str().unwrap(), "--json", "cache", "gc"],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let v = stdout_json(&out);
+        // Opening the store already sweeps; the report counts what was left.
+        assert!(
+            !world
+                .path()
+                .join("toolhost.db.owners/8-0000dead.lock")
+                .exists(),
+            "{v}"
+        );
+        assert_eq!(
+            store.get("ghost").await.unwrap().unwrap().state,
+            CallState::InDoubt
+        );
+        // Swept by the CLI's store as it opened, or by its gc: either way
+        // the report counts the row as kept for an operator.
+        assert_eq!(v["kept_in_flight"], 1, "{v}");
+    });
 }

@@ -5,20 +5,11 @@
 //! Built by the build into its own directory (`sandbox::TESTKIT_DIR`); it
 //! needs a `dirs` grant for `/data`.
 
-use std::io::Write;
+#[path = "../../common.rs"]
+mod common;
 
-use toolhost_sdk::{Context, Deserialize, JsonSchema, Serialize, ToolError};
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    /// A file name inside `/data` (no `/`, no `..`).
-    pub file: String,
-    pub text: String,
-    /// Milliseconds to wait after appending.
-    #[serde(default)]
-    pub sleep_ms: u64,
-}
+pub use common::Input;
+use toolhost_sdk::{Context, JsonSchema, Serialize, ToolError};
 
 #[derive(Serialize, JsonSchema)]
 pub struct Output {
@@ -28,19 +19,7 @@ pub struct Output {
 }
 
 pub fn append(input: Input, ctx: &Context) -> Result<Output, ToolError> {
-    if input.file.is_empty() || input.file.contains('/') || input.file.contains("..") {
-        return Err(ToolError::InvalidInput("file: a plain file name".into()));
-    }
-    let path = std::path::PathBuf::from("/data").join(&input.file);
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| toolhost_sdk::io_error(&path, e))?;
-    writeln!(file, "{} {}", ctx.idempotency_key, input.text)
-        .map_err(|e| toolhost_sdk::io_error(&path, e))?;
-    file.flush().map_err(|e| toolhost_sdk::io_error(&path, e))?;
-    std::thread::sleep(std::time::Duration::from_millis(input.sleep_ms));
+    common::record_execution(&input, ctx)?;
     Ok(Output {
         appended: true,
         attempt: ctx.attempt,

@@ -1,0 +1,270 @@
+//! Claimed calls (idempotent, side-effecting): claim, wait, run once, record.
+//!
+//! The claim is a `running` row written in a `BEGIN IMMEDIATE` batch; the
+//! caller who wrote it runs the tool, everyone else waits for its outcome:
+//!
+//! - in this process, on the key's flight lock (see `flight`), or, for a
+//!   claim held by this store under another executor, on the store's
+//!   "settled" signal: no polling;
+//! - across processes, by re-reading the row on the read-only connection
+//!   with backoff (2 ms doubling to 100 ms), probing the owner's liveness
+//!   off the async workers.
+//!
+//! A waiter gives up after its own limit (the call's timeout plus
+//! [`WAIT_GRACE`] for recording) with `still_running`: nothing of its own
+//! timed out. A claim whose owner is dead becomes `in_doubt`; an `in_doubt`
+//! row runs again (attempt + 1) only for an idempotent tool or a tool whose
+//! policy says `in_doubt = "retry"`.
+//!
+//! Recording an outcome is retried ([`RECORD_ATTEMPTS`], with backoff). If
+//! it still fails, the row is marked `in_doubt` through a fresh connection
+//! and the caller gets `in_doubt`: the row is never left `running` under a
+//! live owner, where every later caller would wait and then fail.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use super::executor::{Executor, Pending, conflict};
+use super::guard::ClaimGuard;
+use super::outcome::{fresh, recordable, replay, to_stored};
+use super::retention::expiry;
+use super::{ExecError, ExecOutput};
+use crate::config::{EffectName, InDoubtPolicy};
+use crate::sandbox::{CallError, CallOutput, ErrorKind, Prepared};
+use crate::store::{CallState, ClaimOutcome, StoreError, StoredOutcome};
+
+/// Time a waiter allows, beyond the call's own timeout, for the owner to
+/// record its outcome.
+pub const WAIT_GRACE: Duration = Duration::from_secs(1);
+/// How many times an outcome write is tried before the row goes `in_doubt`.
+pub const RECORD_ATTEMPTS: u32 = 3;
+/// First and longest pause between two polls of another process's claim.
+const POLL_FIRST: Duration = Duration::from_millis(2);
+const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// How long a caller waits for another caller's claim.
+pub(crate) fn wait_limit(prepared: &Prepared) -> Duration {
+    prepared.limits.timeout + WAIT_GRACE
+}
+
+/// What to do with a claimed call's result.
+enum Settle {
+    /// Record it as the key's outcome.
+    Record(CallState),
+    /// Release the claim: the call may run again.
+    Release,
+}
+
+impl Executor {
+    /// Whether an `in_doubt` (or dead owner's) call of this tool may run
+    /// again without an operator.
+    fn reruns_in_doubt(&self, prepared: &Prepared, effect: EffectName) -> bool {
+        effect == EffectName::Idempotent
+            || self
+                .sandbox
+                .policy(&prepared.tool.name)
+                .and_then(|p| p.in_doubt)
+                == Some(InDoubtPolicy::Retry)
+    }
+
+    /// Idempotent and side-effecting: claim, run once, record.
+    pub(crate) async fn claimed(
+        &self,
+        pending: Pending<'_>,
+        started: Instant,
+    ) -> Result<ExecOutput, ExecError> {
+        let key = pending.request.key.clone();
+        let limit = wait_limit(pending.prepared);
+        let build = (
+            pending.request.component_digest.clone(),
+            pending.request.policy_digest.clone(),
+        );
+        loop {
+            // Subscribe before reading, so a settle in between is not missed.
+            let mut settled = self.store.settled();
+            settled.borrow_and_update();
+            let mut request = pending.request.clone();
+            request.now_ms = self.clock.now_ms();
+            let row = match self.store.claim(request.clone()).await? {
+                ClaimOutcome::Acquired { attempt } => {
+                    return self.run_claimed(&pending, attempt).await;
+                }
+                ClaimOutcome::Conflict {
+                    existing_key,
+                    existing_tool,
+                } => return Err(conflict(&request, existing_key, existing_tool)),
+                ClaimOutcome::Existing(row) => row,
+            };
+            match row.state {
+                CallState::Done => {
+                    self.counters.hits.fetch_add(1, Relaxed);
+                    let changed = Executor::digest_changed(&row, &request);
+                    if changed {
+                        tracing::warn!(
+                            key = %row.key,
+                            "replaying an outcome recorded under another build or policy of `{}` (digest_changed)",
+                            row.tool
+                        );
+                    }
+                    return replay(*row, changed);
+                }
+                CallState::InDoubt => {
+                    if !self.reruns_in_doubt(pending.prepared, pending.effect) {
+                        self.counters.in_doubt.fetch_add(1, Relaxed);
+                        return Err(ExecError::in_doubt(
+                            &key,
+                            "it was claimed and its outcome never recorded",
+                        ));
+                    }
+                    let now = self.clock.now_ms();
+                    if let Some(attempt) =
+                        self.store.take_over(&key, None, now, build.clone()).await?
+                    {
+                        return self.run_claimed(&pending, attempt).await;
+                    }
+                    // Someone else took it over first: look again.
+                }
+                CallState::Running => {
+                    let owner = row.owner.clone().unwrap_or_default();
+                    if self.store.owner_alive(&owner).await.counts_as_alive() {
+                        let Some(left) = limit.checked_sub(started.elapsed()) else {
+                            return Err(ExecError::StillRunning {
+                                key,
+                                waited_ms: started.elapsed().as_millis() as u64,
+                            });
+                        };
+                        if owner == self.store.owner_id() {
+                            // This store's own claim (another executor, or a
+                            // cancelled caller's guard about to settle it).
+                            let _ = tokio::time::timeout(left, settled.changed()).await;
+                        } else {
+                            self.poll_until_settled(&key, &owner, left).await?;
+                        }
+                        continue;
+                    }
+                    // Dead: its claim is in doubt. The next turn of the loop
+                    // reports it, or re-runs it where that is allowed.
+                    self.store.mark_in_doubt(&key, &owner).await?;
+                }
+            }
+        }
+    }
+
+    /// Waits for another process's claim by reading the row (no write lock)
+    /// with backoff, until it is no longer `owner`'s running claim, `owner`
+    /// is dead, or `left` has passed.
+    async fn poll_until_settled(
+        &self,
+        key: &str,
+        owner: &str,
+        left: Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + left;
+        let mut pause = POLL_FIRST;
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+            pause = (pause * 2).min(POLL_MAX);
+            let row = self.store.get(key).await?;
+            let still = row.is_some_and(|r| {
+                r.state == CallState::Running && r.owner.as_deref() == Some(owner)
+            });
+            if !still || !self.store.owner_alive(owner).await.counts_as_alive() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a call this process has claimed and records what happened. The
+    /// claim guard stays armed until the outcome is committed.
+    pub(crate) async fn run_claimed(
+        &self,
+        pending: &Pending<'_>,
+        attempt: u32,
+    ) -> Result<ExecOutput, ExecError> {
+        self.counters.claims.fetch_add(1, Relaxed);
+        let key = &pending.request.key;
+        let guard = ClaimGuard::arm(&self.store, key, pending.effect);
+        let result = self.run(pending.prepared, key, attempt).await;
+        let settle = match result.as_ref().err().map(CallError::kind) {
+            None => Settle::Record(CallState::Done),
+            Some(k) if recordable(k) => Settle::Record(CallState::Done),
+            // The tool says nothing happened: the key may run again.
+            Some(ErrorKind::ToolTransient) => Settle::Release,
+            Some(_) if pending.effect == EffectName::Idempotent => Settle::Release,
+            // A limit or trap mid-call: the effect may have happened.
+            Some(_) => Settle::Record(CallState::InDoubt),
+        };
+        let settled = self.settle(pending, &result, settle).await;
+        guard.disarm();
+        settled?;
+        let stored_at = match &result {
+            Ok(_) => Some(self.clock.now_ms()),
+            Err(e) if recordable(e.kind()) => Some(self.clock.now_ms()),
+            Err(_) => None,
+        };
+        fresh(result, key, attempt, stored_at)
+    }
+
+    /// Records (or releases) a claimed call's outcome, retrying a failed
+    /// write; if every try fails, marks the row `in_doubt` through a fresh
+    /// connection and reports `in_doubt`.
+    async fn settle(
+        &self,
+        pending: &Pending<'_>,
+        result: &Result<CallOutput, CallError>,
+        settle: Settle,
+    ) -> Result<(), ExecError> {
+        let key = &pending.request.key;
+        if matches!(settle, Settle::Record(CallState::InDoubt)) {
+            self.counters.in_doubt.fetch_add(1, Relaxed);
+        }
+        let mut last = None;
+        for attempt in 0..RECORD_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+            let written = match settle {
+                Settle::Release => self.store.release(key).await,
+                Settle::Record(state) => {
+                    let now = self.clock.now_ms();
+                    let policy = self.sandbox.policy(&pending.prepared.tool.name);
+                    let expires = match state {
+                        CallState::Done => expiry(pending.effect, pending.scope, policy, now),
+                        _ => None,
+                    };
+                    let outcome: StoredOutcome = to_stored(result);
+                    self.store.complete(key, state, outcome, now, expires).await
+                }
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                Err(StoreError::NotOwner { found, .. }) => {
+                    self.counters.in_doubt.fetch_add(1, Relaxed);
+                    return Err(ExecError::in_doubt(
+                        key,
+                        format!(
+                            "it ran, but its claim was no longer this process's ({found}), so its outcome was not recorded"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(%key, attempt = attempt + 1, error = %e, "cannot record a claimed call's outcome");
+                    last = Some(e);
+                }
+            }
+        }
+        let last = last.map(|e| e.to_string()).unwrap_or_default();
+        match self.store.mark_in_doubt_fresh(key).await {
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; it stays running until this process exits")
+            }
+        }
+        self.counters.in_doubt.fetch_add(1, Relaxed);
+        Err(ExecError::in_doubt(
+            key,
+            format!("it ran, but its outcome could not be recorded ({last})"),
+        ))
+    }
+}
