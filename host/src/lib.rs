@@ -11,12 +11,16 @@
 //! - [`model`]: model providers (Anthropic, OpenAI-compatible, scripted).
 //! - [`resilience`]: retry, fallback, circuit breakers and error classes
 //!   around any model.
+//! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
+//! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
 pub mod config;
 pub mod idempotency;
+pub mod mcp;
+pub mod metrics;
 pub mod model;
 pub mod resilience;
 pub mod sandbox;

@@ -6,6 +6,7 @@ mod cli;
 mod hostile;
 mod idempotency;
 mod loading;
+mod mcp;
 mod model;
 mod sandbox;
 mod support;

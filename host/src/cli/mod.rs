@@ -5,6 +5,7 @@ mod cache;
 mod call;
 mod model;
 mod output;
+mod serve;
 mod tools;
 
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     /// Call the model chain, or list it.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
+    Serve(serve::ServeArgs),
 }
 
 /// Everything a command needs from the global flags.
@@ -104,7 +107,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let json = cli.json;
+    // Under `serve --stdio` stdout carries only protocol messages.
+    let json = cli.json && !matches!(&cli.command, Command::Serve(a) if a.owns_stdout());
     let result = run(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Call(args) => call::run(&env, args).await,
             Command::Cache(cmd) => cache::run(&env, cmd).await,
             Command::Model(cmd) => model::run(&env, cmd).await,
+            Command::Serve(args) => serve::run(&env, args).await,
         }
     })
 }

@@ -10,10 +10,12 @@ mod error;
 mod host_pattern;
 mod locate;
 mod schema;
+mod serve;
 
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
+pub use serve::{DEFAULT_MAX_BODY_BYTES, ServeConfig};
 
 use std::path::{Path, PathBuf};
 
