@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, RequestMetaObject, ServerCapabilities, ServerConfig, Tool as McpTool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
+    ErrorCode, Implementation, ListToolsResult, PaginatedRequestParams, RequestMetaObject,
+    ServerCapabilities, ServerConfig, Tool as McpTool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -35,6 +36,16 @@ use super::result::{self, META_IDEMPOTENCY_KEY};
 use super::tools;
 use crate::idempotency::{ExecError, ExecOptions, ExecOutput, Executor, Scope};
 use crate::metrics::{Cache, CallRecord, Outcome, ServerMetrics, UNKNOWN_TOOL};
+
+/// The requests this server answers (besides notifications).
+const SERVED: [&str; 4] = ["initialize", "ping", "tools/list", "tools/call"];
+
+/// Whether `method` is a request this server serves: rmcp reads one whose
+/// params do not fit as a custom request, and that is an invalid-params
+/// error, not an unknown method.
+pub fn serves(method: &str) -> bool {
+    SERVED.contains(&method)
+}
 
 /// The longest explicit idempotency key accepted (as `toolhost call`).
 const MAX_KEY_LEN: usize = 256;
@@ -243,6 +254,26 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         Ok(ListToolsResult::with_all_items(self.inner.tools.clone()))
+    }
+
+    /// A served method whose params did not parse arrives here (rmcp falls
+    /// back to a custom request): say so, rather than "method not found".
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        if serves(&request.method) {
+            return Err(McpError::invalid_params(
+                format!("invalid params for {}", request.method),
+                None,
+            ));
+        }
+        Err(McpError::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("method not found: {}", request.method),
+            None,
+        ))
     }
 
     fn get_tool(&self, name: &str) -> Option<McpTool> {

@@ -31,7 +31,7 @@ pub mod stdio;
 pub mod tools;
 
 pub use error::ServeError;
-pub use handler::McpServer;
+pub use handler::{McpServer, serves};
 pub use http::{BearerToken, HttpOptions, HttpServer};
 pub use result::{META_ERROR, META_IDEMPOTENCY_KEY};
 pub use stdio::serve_stdio;

@@ -269,6 +269,11 @@ impl Raw {
             .get("mcp-session-id")
             .map(|v| v.to_str().unwrap().to_string());
         let reply = messages(&response.text().await.unwrap()).remove(0);
+        // Later requests carry the version the server chose.
+        raw.version = reply["result"]["protocolVersion"]
+            .as_str()
+            .expect("a negotiated version")
+            .to_string();
         let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         let accepted = raw.post(&note.to_string()).await;
         assert!(accepted.status().is_success(), "{}", accepted.status());

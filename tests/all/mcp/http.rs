@@ -19,8 +19,8 @@ async fn lists_every_tool_with_hints_from_its_effect() {
     let h = Harness::start(Options::default()).await;
     let client = h.client().await;
     let info = client.peer_info().expect("server info");
-    assert_eq!(info.server_info.name, "toolhost");
-    assert_eq!(info.protocol_version, ProtocolVersion::LATEST);
+    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some("toolhost"));
+    assert_eq!(info.protocol_version, ProtocolVersion::LATEST_WITH_INITIALIZE);
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names.len(), super::harness::TOOLS.len(), "{names:?}");

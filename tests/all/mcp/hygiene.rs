@@ -91,12 +91,21 @@ async fn malformed_json_rpc_gets_a_json_rpc_error() {
     assert_eq!(list.status(), 200);
     let reply = messages(&list.text().await.unwrap()).remove(0);
     assert!(reply["result"]["tools"].as_array().unwrap().len() > 5);
-    // An unknown method is the SDK's JSON-RPC error, over the session.
+    // Unusable params of a served method, and an unknown method, are
+    // JSON-RPC errors inside the session too.
+    let bad = raw
+        .post(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":7}}"#)
+        .await;
+    let reply = messages(&bad.text().await.unwrap()).remove(0);
+    assert_eq!((reply["id"].clone(), reply["error"]["code"].clone()), (json!(3), json!(-32602)));
     let unknown = raw
-        .post(r#"{"jsonrpc":"2.0","id":3,"method":"no/such"}"#)
+        .post(r#"{"jsonrpc":"2.0","id":4,"method":"no/such"}"#)
         .await;
     let reply = messages(&unknown.text().await.unwrap()).remove(0);
     assert_eq!(reply["error"]["code"], -32601);
+    // A request outside any session is refused by rmcp, as JSON-RPC.
+    let (code, id) = rpc_error(post_with(&h, &[], r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#).await).await;
+    assert_eq!((code, id), (-32600, json!(8)));
 }
 
 #[tokio::test]
@@ -188,6 +197,46 @@ async fn older_protocol_versions_are_negotiated() {
     let (_, result) = Raw::initialize(&h.url(), "2099-01-01").await;
     assert_eq!(
         result["protocolVersion"],
-        rmcp::model::ProtocolVersion::LATEST.as_str()
+        rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE.as_str()
     );
+}
+
+/// The current version (2026-07-28) has no handshake: `server/discover`
+/// lists the versions, and each request carries its own version and
+/// capabilities, served without a session.
+#[tokio::test]
+async fn the_current_protocol_version_is_served_without_a_session() {
+    let h = Harness::start(Options::default()).await;
+    let current = rmcp::model::ProtocolVersion::LATEST;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": current.as_str(),
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let version = ("mcp-protocol-version", current.as_str());
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+        "params": {"_meta": meta}});
+    let response = post_with(
+        &h,
+        &[version, ("mcp-method", "server/discover")],
+        &discover.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let reply = messages(&response.text().await.unwrap()).remove(0);
+    let versions = reply["result"]["supportedVersions"].as_array().unwrap();
+    for v in ["2024-11-05", "2025-11-25", current.as_str()] {
+        assert!(versions.contains(&json!(v)), "{versions:?}");
+    }
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "calc", "arguments": {"expr": "1+2"}, "_meta": meta}});
+    let response = post_with(
+        &h,
+        &[version, ("mcp-method", "tools/call"), ("mcp-name", "calc")],
+        &call.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let reply = messages(&response.text().await.unwrap()).remove(0);
+    assert_eq!(reply["result"]["structuredContent"], json!({"value": 3}));
 }

@@ -3,17 +3,19 @@
 //! rmcp answers a body it cannot parse with `415` and a line of text, which a
 //! JSON-RPC client cannot read as an answer. This layer reads the body itself
 //! (refusing one over the limit with `413`), hands rmcp an intact copy, and
-//! only if rmcp refuses the request (400 or 415) *and* the body is malformed
-//! does it replace the answer with a JSON-RPC error object:
+//! when rmcp refuses the request (any 4xx that is not already JSON) replaces
+//! its text with a JSON-RPC error object, keeping the status (but 400 for a
+//! malformed body rather than 415):
 //!
 //! | body | code |
 //! |---|---|
 //! | not JSON | `-32700` parse error |
 //! | JSON, not a request/notification/response (a batch included) | `-32600` invalid request |
-//! | a request of a known method with unusable params | `-32602` invalid params (with its id) |
+//! | a request of a method the server serves, with unusable params | `-32602` invalid params (with its id) |
+//! | well-formed, refused by rmcp (403 `Origin`, 404 session, ...) | `-32600` with rmcp's reason |
 //!
-//! Every other answer of rmcp (403 for a bad `Origin`, 406, 404 for an unknown
-//! session) passes through unchanged: the SDK's checks still run first.
+//! rmcp's own checks (`Origin`, `Host`, sessions, protocol version) still run
+//! first and decide the status.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,7 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
 use serde_json::{Value, json};
 
 /// JSON-RPC's reserved codes used here.
@@ -67,6 +69,20 @@ pub fn classify(body: &[u8]) -> Option<Fault> {
         }
     };
     let error = match serde_json::from_slice::<ClientJsonRpcMessage>(body) {
+        // rmcp reads a served method whose params do not fit as a custom
+        // request; it is the params that are wrong.
+        Ok(JsonRpcMessage::Request(request)) => {
+            return match &request.request {
+                ClientRequest::CustomRequest(custom) if crate::mcp::serves(&custom.method) => {
+                    Some(Fault {
+                        code: INVALID_PARAMS,
+                        message: format!("invalid params for {}", custom.method),
+                        id: value.get("id").cloned().unwrap_or(Value::Null),
+                    })
+                }
+                _ => None,
+            };
+        }
         Ok(_) => return None,
         Err(e) => e,
     };
@@ -129,20 +145,42 @@ pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> 
     };
     let fault = classify(&bytes);
     let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
-    match fault {
-        Some(fault)
-            if matches!(
-                response.status(),
-                StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            ) =>
-        {
-            tracing::debug!(code = fault.code, "malformed JSON-RPC: {}", fault.message);
-            fault.response(StatusCode::BAD_REQUEST)
-        }
-        _ => response,
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
     }
+    let fault = match fault {
+        Some(fault) => fault,
+        None => {
+            // rmcp's refusals are one line of text; anything longer is cut.
+            let reason = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .unwrap_or_default();
+            let id = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .unwrap_or(Value::Null);
+            Fault {
+                code: INVALID_REQUEST,
+                message: reason,
+                id,
+            }
+        }
+    };
+    tracing::debug!(%status, code = fault.code, "refused: {}", fault.message);
+    let status = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    fault.response(status)
 }
 
 #[cfg(test)]
@@ -158,6 +196,8 @@ mod tests {
             classify(br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":7}}"#)
                 .expect("a fault");
         assert_eq!((bad_params.code, bad_params.id), (INVALID_PARAMS, json!(5)));
+        let custom = br#"{"jsonrpc":"2.0","id":6,"method":"vendor/thing","params":{}}"#;
+        assert_eq!(classify(custom), None, "unknown methods are the handler's to refuse");
         let fine = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
         assert_eq!(classify(fine), None);
     }
