@@ -76,9 +76,9 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
         tracing::warn!(error = %e, "cannot record cache counters");
     }
     served.map_err(|e| match e {
-        ServeError::TokenRequired { .. } | ServeError::BadToken { .. } | ServeError::Bind { .. } => {
-            Failure::usage(e.to_string())
-        }
+        ServeError::TokenRequired { .. }
+        | ServeError::BadToken { .. }
+        | ServeError::Bind { .. } => Failure::usage(e.to_string()),
         _ => Failure::internal(e.to_string()),
     })
 }

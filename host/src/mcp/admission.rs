@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The server's call slots.
 #[derive(Debug, Clone)]
@@ -29,11 +29,8 @@ impl Admission {
 
     /// A slot, held until the permit drops, or `None` when all are taken.
     pub fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
-        match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            // The semaphore is never closed; either way there is no slot.
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => None,
-        }
+        // The semaphore is never closed, so an error means no free slot.
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     pub fn limit(&self) -> usize {

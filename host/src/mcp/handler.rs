@@ -305,9 +305,19 @@ mod tests {
         let none = RequestMetaObject::default();
         assert_eq!(explicit_key(None, &none), Ok(Scope::Empty));
         let m = meta(serde_json::json!({"toolhost/idempotencyKey": "order-7"}));
-        assert_eq!(explicit_key(Some(&m), &none), Ok(Scope::Explicit("order-7".into())));
-        assert_eq!(explicit_key(None, &m), Ok(Scope::Explicit("order-7".into())));
-        for bad in [serde_json::json!(""), serde_json::json!(7), serde_json::json!("x".repeat(257))] {
+        assert_eq!(
+            explicit_key(Some(&m), &none),
+            Ok(Scope::Explicit("order-7".into()))
+        );
+        assert_eq!(
+            explicit_key(None, &m),
+            Ok(Scope::Explicit("order-7".into()))
+        );
+        for bad in [
+            serde_json::json!(""),
+            serde_json::json!(7),
+            serde_json::json!("x".repeat(257)),
+        ] {
             let m = meta(serde_json::json!({"toolhost/idempotencyKey": bad}));
             assert!(explicit_key(None, &m).is_err());
         }

@@ -46,10 +46,7 @@ pub fn success(out: &ExecOutput, structured: bool) -> CallToolResult {
 pub fn failure(kind: &str, message: &str, key: Option<&str>, cached: bool) -> CallToolResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(format!("{kind}: {message}"))]);
     let mut entries = JsonObject::new();
-    entries.insert(
-        META_ERROR.into(),
-        json!({"kind": kind, "message": message}),
-    );
+    entries.insert(META_ERROR.into(), json!({"kind": kind, "message": message}));
     if let Some(key) = key {
         entries.insert("toolhost/key".into(), json!(key));
         entries.insert("toolhost/cached".into(), json!(cached));
@@ -83,7 +80,10 @@ mod tests {
             stored_at: None,
             attempt: 1,
         };
-        assert_eq!(success(&out, true).structured_content, Some(json!({"value": 14})));
+        assert_eq!(
+            success(&out, true).structured_content,
+            Some(json!({"value": 14}))
+        );
         assert_eq!(success(&out, false).structured_content, None);
         let list = ExecOutput {
             output: json!([1]),

@@ -96,10 +96,11 @@ impl Harness {
         let sandbox = sandbox_with(TOOLS, &policies, EgressOptions::default()).await;
         let db = tempfile::tempdir().unwrap();
         let path = db.path().join("mcp.db");
-        let store = tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
-            .await
-            .unwrap()
-            .unwrap();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
+                .await
+                .unwrap()
+                .unwrap();
         let executor = Arc::new(Executor::new(sandbox, store));
         let metrics = Arc::new(ServerMetrics::new(options.max_calls as u32, no_breakers()));
         let server = McpServer::new(executor, metrics, options.max_calls);
@@ -206,7 +207,12 @@ pub fn meta(result: &CallToolResult, key: &str) -> Value {
 
 /// The error kind of a failed call (`isError`), from `_meta`.
 pub fn error_kind(result: &CallToolResult) -> String {
-    assert_eq!(result.is_error, Some(true), "not an error: {}", text(result));
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "not an error: {}",
+        text(result)
+    );
     let kind = meta(result, toolhost::mcp::META_ERROR)["kind"].clone();
     let kind = kind.as_str().unwrap().to_string();
     assert!(

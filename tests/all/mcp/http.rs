@@ -19,8 +19,14 @@ async fn lists_every_tool_with_hints_from_its_effect() {
     let h = Harness::start(Options::default()).await;
     let client = h.client().await;
     let info = client.peer_info().expect("server info");
-    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some("toolhost"));
-    assert_eq!(info.protocol_version, ProtocolVersion::LATEST_WITH_INITIALIZE);
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("toolhost")
+    );
+    assert_eq!(
+        info.protocol_version,
+        ProtocolVersion::LATEST_WITH_INITIALIZE
+    );
     let tools = client.list_all_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names.len(), super::harness::TOOLS.len(), "{names:?}");
@@ -36,7 +42,11 @@ async fn lists_every_tool_with_hints_from_its_effect() {
     };
     let (t, f) = (Some(true), Some(false));
     assert_eq!(hints("calc"), (t, t, f, f), "pure");
-    assert_eq!(hints("http_fetch"), (t, t, f, t), "read-only, with allow_hosts");
+    assert_eq!(
+        hints("http_fetch"),
+        (t, t, f, t),
+        "read-only, with allow_hosts"
+    );
     assert_eq!(hints("notes"), (f, f, t, f), "side-effecting");
     assert_eq!(hints("append"), (f, f, t, f), "side-effecting");
     let calc = find("calc");
@@ -58,7 +68,12 @@ async fn calls_every_example_tool() {
     assert_eq!(calc.structured_content, Some(json!({"value": 14})));
     assert_eq!(meta(&calc, "toolhost/cached"), json!(false));
 
-    let jq = call(&client, "jq", json!({"filter": ".a[1]", "input": {"a": [1, 2]}})).await;
+    let jq = call(
+        &client,
+        "jq",
+        json!({"filter": ".a[1]", "input": {"a": [1, 2]}}),
+    )
+    .await;
     assert_eq!(output(&jq), json!({"results": [2]}));
     let md = call(&client, "markdown", json!({"markdown": "# hi"})).await;
     assert_eq!(output(&md), json!({"html": "<h1>hi</h1>\n"}));
@@ -67,7 +82,12 @@ async fn calls_every_example_tool() {
     let echo = call(&client, "echo", json!({"message": "hello"})).await;
     assert_eq!(output(&echo), json!({"message": "hello"}));
 
-    let notes = call(&client, "notes", json!({"file": "log.txt", "text": "over mcp"})).await;
+    let notes = call(
+        &client,
+        "notes",
+        json!({"file": "log.txt", "text": "over mcp"}),
+    )
+    .await;
     output(&notes);
     let key = meta(&notes, "toolhost/key");
     let log = std::fs::read_to_string(h.data.path().join("log.txt")).unwrap();
@@ -92,7 +112,11 @@ async fn failures_are_tool_results_with_their_kind() {
         ("panic", json!({}), "trap"),
         ("flood", json!({}), "output_too_large"),
         ("calc", json!({"expr": 7}), "invalid_input"),
-        ("http_fetch", json!({"url": "http://example.com/"}), "capability_denied"),
+        (
+            "http_fetch",
+            json!({"url": "http://example.com/"}),
+            "capability_denied",
+        ),
     ];
     for (tool, input, kind) in cases {
         let result = call(&client, tool, input).await;
@@ -110,11 +134,17 @@ async fn failures_are_tool_results_with_their_kind() {
     assert_eq!(output(&echo), json!({"message": "still here"}));
     let page = h.metrics().await;
     assert_eq!(
-        sample(&page, r#"toolhost_tool_errors_total{tool="spin",kind="out_of_fuel"}"#),
+        sample(
+            &page,
+            r#"toolhost_tool_errors_total{tool="spin",kind="out_of_fuel"}"#
+        ),
         1.0
     );
     assert_eq!(
-        sample(&page, r#"toolhost_tool_errors_total{tool="_unknown",kind="unknown_tool"}"#),
+        sample(
+            &page,
+            r#"toolhost_tool_errors_total{tool="_unknown",kind="unknown_tool"}"#
+        ),
         1.0
     );
     client.cancel().await.unwrap();
@@ -134,14 +164,26 @@ async fn a_repeated_pure_call_is_a_cache_hit_in_metrics() {
 
     let page = h.metrics().await;
     let tool = r#"{tool="calc"}"#;
-    assert_eq!(sample(&page, &format!("toolhost_cache_hits_total{tool}")), 1.0);
-    assert_eq!(sample(&page, &format!("toolhost_cache_misses_total{tool}")), 1.0);
     assert_eq!(
-        sample(&page, r#"toolhost_tool_calls_total{tool="calc",outcome="ok"}"#),
+        sample(&page, &format!("toolhost_cache_hits_total{tool}")),
+        1.0
+    );
+    assert_eq!(
+        sample(&page, &format!("toolhost_cache_misses_total{tool}")),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"toolhost_tool_calls_total{tool="calc",outcome="ok"}"#
+        ),
         2.0
     );
     assert_eq!(
-        sample(&page, &format!("toolhost_tool_call_duration_seconds_count{tool}")),
+        sample(
+            &page,
+            &format!("toolhost_tool_call_duration_seconds_count{tool}")
+        ),
         2.0
     );
     assert!(sample(&page, &format!("toolhost_tool_fuel_used_total{tool}")) > 0.0);
@@ -209,7 +251,10 @@ async fn twenty_concurrent_clients_get_their_own_results() {
         assert_eq!(out, json!({"message": message}));
         assert!(elapsed < Duration::from_secs(4), "waited {elapsed:?}");
     }
-    assert!(!slow.is_finished(), "the slow call outlasted every fast one");
+    assert!(
+        !slow.is_finished(),
+        "the slow call outlasted every fast one"
+    );
     let slow = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
     assert_eq!(output(&slow), json!({"slept_ms": 5000}));
 }
@@ -240,19 +285,32 @@ async fn a_cancelled_call_frees_its_slot() {
     assert_eq!(error_kind(&refused), "overloaded");
     assert!(text(&refused).contains("max_concurrent_calls"));
 
-    handle.cancel(Some("the user gave up".into())).await.unwrap();
+    handle
+        .cancel(Some("the user gave up".into()))
+        .await
+        .unwrap();
     h.wait_in_flight(0).await;
     let echo = call(&client, "echo", json!({"message": "free again"})).await;
     assert_eq!(output(&echo), json!({"message": "free again"}));
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 
     let page = h.metrics().await;
     assert_eq!(
-        sample(&page, r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#),
+        sample(
+            &page,
+            r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#
+        ),
         1.0
     );
     assert_eq!(
-        sample(&page, r#"toolhost_tool_errors_total{tool="echo",kind="overloaded"}"#),
+        sample(
+            &page,
+            r#"toolhost_tool_errors_total{tool="echo",kind="overloaded"}"#
+        ),
         1.0
     );
     client.cancel().await.unwrap();

@@ -24,7 +24,10 @@ async fn post_with(h: &Harness, headers: &[(&str, &str)], body: &str) -> reqwest
 /// The JSON-RPC error of a refused body.
 async fn rpc_error(response: reqwest::Response) -> (i64, Value) {
     assert_eq!(response.status(), 400);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(content_type, "application/json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["jsonrpc"], "2.0");
@@ -77,7 +80,8 @@ async fn malformed_json_rpc_gets_a_json_rpc_error() {
     assert_eq!(code, -32600);
     let (code, _) = rpc_error(post_with(&h, &[], "[]").await).await;
     assert_eq!(code, -32600);
-    let bad_params = r#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"capabilities":7}}"#;
+    let bad_params =
+        r#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"capabilities":7}}"#;
     let (code, id) = rpc_error(post_with(&h, &[], bad_params).await).await;
     assert_eq!((code, id), (-32602, json!(9)));
 
@@ -97,14 +101,19 @@ async fn malformed_json_rpc_gets_a_json_rpc_error() {
         .post(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":7}}"#)
         .await;
     let reply = messages(&bad.text().await.unwrap()).remove(0);
-    assert_eq!((reply["id"].clone(), reply["error"]["code"].clone()), (json!(3), json!(-32602)));
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!(3), json!(-32602))
+    );
     let unknown = raw
         .post(r#"{"jsonrpc":"2.0","id":4,"method":"no/such"}"#)
         .await;
     let reply = messages(&unknown.text().await.unwrap()).remove(0);
     assert_eq!(reply["error"]["code"], -32601);
     // A request outside any session is refused by rmcp, as JSON-RPC.
-    let (code, id) = rpc_error(post_with(&h, &[], r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#).await).await;
+    let (code, id) =
+        rpc_error(post_with(&h, &[], r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#).await)
+            .await;
     assert_eq!((code, id), (-32600, json!(8)));
 }
 
@@ -142,7 +151,12 @@ async fn a_token_guards_mcp_and_metrics_but_not_health() {
     let missing = post_with(&h, &[], INIT).await;
     assert_eq!(missing.status(), 401);
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    let wrong = post_with(&h, &[("authorization", "Bearer s3cret-token-of-32-characters-xy")], INIT).await;
+    let wrong = post_with(
+        &h,
+        &[("authorization", "Bearer s3cret-token-of-32-characters-xy")],
+        INIT,
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
     let metrics = http.get(h.at("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 401);
@@ -191,7 +205,11 @@ async fn older_protocol_versions_are_negotiated() {
         let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "calc", "arguments": {"expr": "1+2"}}});
         let reply = messages(&raw.post(&body.to_string()).await.text().await.unwrap()).remove(0);
-        assert_eq!(reply["result"]["structuredContent"], json!({"value": 3}), "{version}");
+        assert_eq!(
+            reply["result"]["structuredContent"],
+            json!({"value": 3}),
+            "{version}"
+        );
     }
     // A version from the future is answered with the latest the server has.
     let (_, result) = Raw::initialize(&h.url(), "2099-01-01").await;

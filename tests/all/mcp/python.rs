@@ -72,7 +72,11 @@ async fn the_python_client_over_stdio() {
     let work = Workdir::new();
     let seen = run_script(
         work.path(),
-        &["stdio", env!("CARGO_BIN_EXE_toolhost"), work.path().to_str().unwrap()],
+        &[
+            "stdio",
+            env!("CARGO_BIN_EXE_toolhost"),
+            work.path().to_str().unwrap(),
+        ],
     )
     .await;
     check(&seen);
@@ -108,12 +112,20 @@ async fn the_python_client_over_streamable_http() {
 
     // The binary's /metrics counted the Python client's calls.
     let metrics_url = url.replace("/mcp", "/metrics");
-    let page = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+    let page = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
         super::harness::sample(&page, r#"toolhost_cache_hits_total{tool="calc"}"#),
         1.0,
         "{page}"
     );
     server.start_kill().unwrap();
-    tokio::time::timeout(WAIT, server.wait()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, server.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -109,9 +109,11 @@ async fn stdout_stays_clean_under_tool_log_floods() {
             .await
             .unwrap();
     };
-    send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}}))
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+    )
     .await;
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
     for id in 1..=3 {
@@ -151,15 +153,27 @@ async fn stdout_stays_clean_under_tool_log_floods() {
     for id in 1..=3 {
         let result = &replies[&id]["result"];
         assert_eq!(result["isError"], true);
-        assert_eq!(result["_meta"]["toolhost/error"]["kind"], "output_too_large");
+        assert_eq!(
+            result["_meta"]["toolhost/error"]["kind"],
+            "output_too_large"
+        );
     }
-    assert_eq!(replies[&5]["result"]["structuredContent"], json!({"message": "clean"}));
+    assert_eq!(
+        replies[&5]["result"]["structuredContent"],
+        json!({"message": "clean"})
+    );
 
     drop(stdin);
-    let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status:?}");
     let logs = tokio::time::timeout(WAIT, stderr).await.unwrap().unwrap();
-    assert!(logs.contains("DEBUG"), "debug logs went to stderr:\n{logs:.500}");
+    assert!(
+        logs.contains("DEBUG"),
+        "debug logs went to stderr:\n{logs:.500}"
+    );
 }
 
 #[test]
@@ -176,7 +190,13 @@ fn serve_needs_one_transport_and_a_token_beyond_loopback() {
     assert!(stderr.contains("--token-env"), "{stderr}");
     let out = toolhost(
         work.path(),
-        &["serve", "--http", "127.0.0.1:0", "--token-env", "TOOLHOST_TEST_NO_SUCH_VAR"],
+        &[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--token-env",
+            "TOOLHOST_TEST_NO_SUCH_VAR",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not set"));

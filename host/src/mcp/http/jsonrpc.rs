@@ -191,13 +191,20 @@ mod tests {
     fn classifies_each_kind_of_malformed_body() {
         assert_eq!(classify(b"{not json").map(|f| f.code), Some(PARSE_ERROR));
         assert_eq!(classify(b"[]").map(|f| f.code), Some(INVALID_REQUEST));
-        assert_eq!(classify(br#"{"id":1}"#).map(|f| f.code), Some(INVALID_REQUEST));
+        assert_eq!(
+            classify(br#"{"id":1}"#).map(|f| f.code),
+            Some(INVALID_REQUEST)
+        );
         let bad_params =
             classify(br#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":7}}"#)
                 .expect("a fault");
         assert_eq!((bad_params.code, bad_params.id), (INVALID_PARAMS, json!(5)));
         let custom = br#"{"jsonrpc":"2.0","id":6,"method":"vendor/thing","params":{}}"#;
-        assert_eq!(classify(custom), None, "unknown methods are the handler's to refuse");
+        assert_eq!(
+            classify(custom),
+            None,
+            "unknown methods are the handler's to refuse"
+        );
         let fine = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
         assert_eq!(classify(fine), None);
     }

@@ -44,11 +44,7 @@ use crate::metrics;
 
 /// Browser origins a loopback server always accepts: pages served from this
 /// machine (an MCP inspector on localhost), on any port.
-const LOOPBACK_ORIGINS: [&str; 3] = [
-    "http://localhost:*",
-    "http://127.0.0.1:*",
-    "http://[::1]:*",
-];
+const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 /// How long a shutdown waits for open connections before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -135,9 +131,7 @@ impl HttpServer {
     }
 }
 
-fn flatten(
-    joined: Result<std::io::Result<()>, tokio::task::JoinError>,
-) -> Result<(), ServeError> {
+fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
     match joined {
         Ok(result) => result.map_err(|e| ServeError::Transport(e.to_string())),
         Err(join) => Err(ServeError::Transport(join.to_string())),
@@ -184,7 +178,10 @@ fn router(
 ) -> Router {
     let limit = options.serve.max_body_bytes as usize;
     let mcp = Router::new()
-        .route_service("/mcp", mcp_service(server.clone(), options, loopback, shutdown))
+        .route_service(
+            "/mcp",
+            mcp_service(server.clone(), options, loopback, shutdown),
+        )
         .layer(middleware::from_fn_with_state(limit, jsonrpc::guard));
     let scrape = Router::new()
         .route("/metrics", get(render_metrics))
