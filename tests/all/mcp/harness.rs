@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
-use rmcp::service::RunningService;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject,
+};
+use rmcp::service::{PeerRequestOptions, RequestHandle, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
@@ -232,6 +234,23 @@ pub fn sample(page: &str, series: &str) -> f64 {
             rest.strip_prefix(' ')?.trim().parse().ok()
         })
         .unwrap_or(0.0)
+}
+
+/// Asserts each `(series, value)` of the metrics page.
+pub fn assert_samples(page: &str, expected: &[(&str, f64)]) {
+    for (series, value) in expected {
+        assert_eq!(sample(page, series), *value, "{series} in\n{page}");
+    }
+}
+
+/// Sends a `tools/call` without waiting for its result; the handle can
+/// cancel it (`notifications/cancelled`).
+pub async fn start_call(client: &Client, tool: &str, input: Value) -> RequestHandle<RoleClient> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params(tool, input)));
+    client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .expect("the request is sent")
 }
 
 /// A `_meta` object for a request.

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::model::{ClientRequest, ProtocolVersion};
-use rmcp::service::PeerRequestOptions;
+use rmcp::model::ProtocolVersion;
 use serde_json::json;
 use tokio::sync::Barrier;
 
 use super::harness::{
-    Harness, Options, Raw, WAIT, call, error_kind, idempotency_meta, meta, output, params, sample,
-    text,
+    Harness, Options, Raw, WAIT, assert_samples, call, error_kind, idempotency_meta, meta, output,
+    params, sample, start_call, text,
 };
 
 #[tokio::test]
@@ -132,20 +131,18 @@ async fn failures_are_tool_results_with_their_kind() {
     // The host outlived them all.
     let echo = call(&client, "echo", json!({"message": "still here"})).await;
     assert_eq!(output(&echo), json!({"message": "still here"}));
-    let page = h.metrics().await;
-    assert_eq!(
-        sample(
-            &page,
-            r#"toolhost_tool_errors_total{tool="spin",kind="out_of_fuel"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &page,
-            r#"toolhost_tool_errors_total{tool="_unknown",kind="unknown_tool"}"#
-        ),
-        1.0
+    assert_samples(
+        &h.metrics().await,
+        &[
+            (
+                r#"toolhost_tool_errors_total{tool="spin",kind="out_of_fuel"}"#,
+                1.0,
+            ),
+            (
+                r#"toolhost_tool_errors_total{tool="_unknown",kind="unknown_tool"}"#,
+                1.0,
+            ),
+        ],
     );
     client.cancel().await.unwrap();
 }
@@ -164,31 +161,24 @@ async fn a_repeated_pure_call_is_a_cache_hit_in_metrics() {
 
     let page = h.metrics().await;
     let tool = r#"{tool="calc"}"#;
-    assert_eq!(
-        sample(&page, &format!("toolhost_cache_hits_total{tool}")),
-        1.0
-    );
-    assert_eq!(
-        sample(&page, &format!("toolhost_cache_misses_total{tool}")),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &page,
-            r#"toolhost_tool_calls_total{tool="calc",outcome="ok"}"#
-        ),
-        2.0
-    );
-    assert_eq!(
-        sample(
-            &page,
-            &format!("toolhost_tool_call_duration_seconds_count{tool}")
-        ),
-        2.0
+    assert_samples(
+        &page,
+        &[
+            (&format!("toolhost_cache_hits_total{tool}"), 1.0),
+            (&format!("toolhost_cache_misses_total{tool}"), 1.0),
+            (
+                r#"toolhost_tool_calls_total{tool="calc",outcome="ok"}"#,
+                2.0,
+            ),
+            (
+                &format!("toolhost_tool_call_duration_seconds_count{tool}"),
+                2.0,
+            ),
+            ("toolhost_calls_in_flight", 0.0),
+            ("toolhost_max_concurrent_calls", 64.0),
+        ],
     );
     assert!(sample(&page, &format!("toolhost_tool_fuel_used_total{tool}")) > 0.0);
-    assert_eq!(sample(&page, "toolhost_calls_in_flight"), 0.0);
-    assert_eq!(sample(&page, "toolhost_max_concurrent_calls"), 64.0);
     assert!(page.ends_with("# EOF\n"));
     client.cancel().await.unwrap();
 }
@@ -271,14 +261,7 @@ async fn a_cancelled_call_frees_its_slot() {
     .await;
     let client = h.client().await;
     let started = Instant::now();
-    let request = ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(params(
-        "slow",
-        json!({"ms": 8000}),
-    )));
-    let handle = client
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .unwrap();
+    let handle = start_call(&client, "slow", json!({"ms": 8000})).await;
     h.wait_in_flight(1).await;
 
     let refused = call(&client, "echo", json!({"message": "busy?"})).await;
@@ -298,20 +281,18 @@ async fn a_cancelled_call_frees_its_slot() {
         started.elapsed()
     );
 
-    let page = h.metrics().await;
-    assert_eq!(
-        sample(
-            &page,
-            r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &page,
-            r#"toolhost_tool_errors_total{tool="echo",kind="overloaded"}"#
-        ),
-        1.0
+    assert_samples(
+        &h.metrics().await,
+        &[
+            (
+                r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#,
+                1.0,
+            ),
+            (
+                r#"toolhost_tool_errors_total{tool="echo",kind="overloaded"}"#,
+                1.0,
+            ),
+        ],
     );
     client.cancel().await.unwrap();
 }
@@ -323,14 +304,7 @@ async fn a_cancelled_side_effect_is_in_doubt() {
     let h = Harness::start(Options::default()).await;
     let client = h.client().await;
     let input = json!({"file": "effects.txt", "text": "pay", "sleep_ms": 8000});
-    let request = ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(params(
-        "append",
-        input.clone(),
-    )));
-    let handle = client
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .unwrap();
+    let handle = start_call(&client, "append", input.clone()).await;
     let effects = h.data.path().join("effects.txt");
     let deadline = Instant::now() + WAIT;
     while !std::fs::read_to_string(&effects).is_ok_and(|s| s.ends_with("pay\n")) {
