@@ -10,7 +10,7 @@
 //!    specification asks: the request cannot be routed.
 //! 2. A bad `_meta` idempotency key is an `invalid_input` tool result.
 //! 3. A slot is taken, or the call is refused as `overloaded` (see
-//!    [`super::admission`]).
+//!    `admission.rs`).
 //! 4. The executor runs (or replays) the call, racing the request's
 //!    cancellation token: `notifications/cancelled`, or an HTTP client that
 //!    went away, drops the executor's future, which stops the wasm at its

@@ -13,9 +13,9 @@
 //!    loopback name. `/metrics` and `/healthz` refuse any `Origin` at all:
 //!    scrapers and probes never send one, only browsers do.
 //! 4. **Body**: at most `[serve] max_body_bytes` (413), and a malformed one
-//!    gets a JSON-RPC error ([`jsonrpc`]).
+//!    gets a JSON-RPC error (`jsonrpc.rs`).
 //! 5. **Calls**: at most `max_concurrent_calls` at once (see
-//!    [`super::admission`]).
+//!    `admission.rs`).
 
 mod auth;
 mod jsonrpc;
