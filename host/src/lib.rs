@@ -14,6 +14,8 @@
 //! - [`agent`]: agent runs: the tool-calling loop, its journal, resume,
 //!   replay and budgets.
 //! - [`store`]: SQLite: the idempotency cache, the journal, breakers, stats.
+//! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
+//! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
@@ -21,6 +23,8 @@
 pub mod agent;
 pub mod config;
 pub mod idempotency;
+pub mod mcp;
+pub mod metrics;
 pub mod model;
 pub mod resilience;
 pub mod sandbox;

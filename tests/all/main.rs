@@ -8,6 +8,7 @@ mod cli;
 mod hostile;
 mod idempotency;
 mod loading;
+mod mcp;
 mod model;
 mod robustness;
 mod sandbox;

@@ -185,7 +185,7 @@ impl TestCert {
     }
 }
 
-/// A sandbox over copies of the named example and hostile tools, with
+/// A sandbox over copies of the named example, hostile and testkit tools, with
 /// `policies` and `egress` options.
 pub async fn sandbox_with(
     tools: &[&str],
@@ -198,6 +198,7 @@ pub async fn sandbox_with(
         let from = [
             crate::support::examples_dir(),
             crate::support::hostile_dir(),
+            PathBuf::from(toolhost::sandbox::TESTKIT_DIR),
         ]
         .into_iter()
         .map(|d| d.join(&file))

@@ -12,6 +12,7 @@ mod output;
 mod progress;
 mod replay;
 mod runs;
+mod serve;
 mod stats;
 mod tools;
 
@@ -72,6 +73,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// An offline showcase on the scripted model: fallback, a crash, a resume.
     Demo(demo::DemoArgs),
+    /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
+    Serve(serve::ServeArgs),
 }
 
 /// Everything a command needs from the global flags.
@@ -126,7 +129,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let json = cli.json;
+    // Under `serve --stdio` stdout carries only protocol messages.
+    let json = cli.json && !matches!(&cli.command, Command::Serve(a) if a.owns_stdout());
     let result = run(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +171,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Replay(args) => replay::run(&env, args).await,
             Command::Stats(args) => stats::run(&env, args).await,
             Command::Demo(args) => demo::run(&env, args).await,
+            Command::Serve(args) => serve::run(&env, args).await,
         }
     })
 }

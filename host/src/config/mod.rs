@@ -10,11 +10,13 @@ mod error;
 mod grants;
 mod host_pattern;
 mod schema;
+mod serve;
 mod spans;
 
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
+pub use serve::{DEFAULT_MAX_BODY_BYTES, ServeConfig};
 
 use std::path::{Path, PathBuf};
 

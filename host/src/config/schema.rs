@@ -23,6 +23,7 @@ pub struct Config {
     pub fallback: FallbackConfig,
     pub agent: AgentConfig,
     pub store: StoreConfig,
+    pub serve: super::ServeConfig,
 }
 
 /// `[sandbox]`: limits every tool gets unless its policy overrides them.
@@ -439,6 +440,7 @@ impl Config {
         if self.store.path.as_os_str().is_empty() {
             return Err(Invalid::new("store.path", "must not be empty"));
         }
+        self.serve.validate()?;
         Ok(())
     }
 }

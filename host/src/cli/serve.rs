@@ -1,0 +1,144 @@
+//! `toolhost serve --stdio | --http ADDR [--token-env NAME]`: the MCP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args};
+use toolhost::config::Config;
+use toolhost::idempotency::Executor;
+use toolhost::mcp::{BearerToken, HttpOptions, HttpServer, McpServer, ServeError, serve_stdio};
+use toolhost::metrics::{self, BreakerSource, ServerMetrics};
+use toolhost::resilience::Chain;
+
+use super::{Env, Failure};
+
+/// How often the cache counters are added to the store (`toolhost stats`).
+const FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("transport").required(true).args(["stdio", "http"])))]
+pub struct ServeArgs {
+    /// Serve one client on stdin/stdout; stdout carries only protocol messages, logs go to stderr.
+    #[arg(long)]
+    stdio: bool,
+    /// Serve streamable HTTP on IP:PORT (MCP at /mcp, /metrics, /healthz); loopback unless --token-env is given.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    http: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on /mcp and /metrics, the token read from this environment variable.
+    #[arg(long, value_name = "NAME", requires = "http")]
+    token_env: Option<String>,
+}
+
+impl ServeArgs {
+    /// Whether stdout belongs to the protocol (so nothing else may print there).
+    pub fn owns_stdout(&self) -> bool {
+        self.stdio
+    }
+}
+
+/// `IP:PORT`, or `localhost:PORT` for the IPv4 loopback.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let spelled = match text.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => text.to_string(),
+    };
+    spelled
+        .parse()
+        .map_err(|_| format!("`{text}` is not IP:PORT (such as 127.0.0.1:8765)"))
+}
+
+pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
+    // Read the token before any work, so a missing one fails at once.
+    let token = match &args.token_env {
+        Some(var) => Some(BearerToken::from_env(var).map_err(|e| Failure::usage(e.to_string()))?),
+        None => None,
+    };
+    let executor = Arc::new(env.executor().await?);
+    for skipped in executor.sandbox().load_errors() {
+        tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "tool not loaded");
+    }
+    let max_calls = env.config.sandbox.max_concurrent_calls;
+    let metrics = Arc::new(ServerMetrics::new(max_calls, breakers(&env.config)));
+    let server = McpServer::new(executor.clone(), metrics, max_calls as usize);
+    let flusher = tokio::spawn(flush_periodically(executor.clone()));
+
+    let served = match args.http {
+        None => tokio::select! {
+            served = serve_stdio(server) => served,
+            () = terminated() => Ok(()),
+        },
+        Some(addr) => serve_http(env, server, addr, token).await,
+    };
+    flusher.abort();
+    if let Err(e) = executor.flush_stats().await {
+        tracing::warn!(error = %e, "cannot record cache counters");
+    }
+    served.map_err(|e| match e {
+        ServeError::TokenRequired { .. }
+        | ServeError::BadToken { .. }
+        | ServeError::Bind { .. } => Failure::usage(e.to_string()),
+        _ => Failure::internal(e.to_string()),
+    })
+}
+
+async fn serve_http(
+    env: &Env,
+    server: McpServer,
+    addr: SocketAddr,
+    token: Option<BearerToken>,
+) -> Result<(), ServeError> {
+    let options = HttpOptions {
+        addr,
+        token,
+        serve: env.config.serve.clone(),
+    };
+    let http = HttpServer::bind(server, options).await?;
+    // The one line a supervisor (or a test) reads to find the port.
+    eprintln!(
+        "toolhost: serving MCP at {} (metrics at /metrics, health at /healthz)",
+        http.url()
+    );
+    http.run_until(terminated()).await
+}
+
+/// The model chain's breakers, for `/metrics`. A chain that cannot be built
+/// (say, a provider's key is missing) serves no breakers rather than
+/// stopping a server that does not call models.
+fn breakers(config: &Config) -> BreakerSource {
+    match Chain::from_config(config) {
+        Ok(chain) => metrics::model_breakers(Arc::new(chain)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no model breakers in /metrics");
+            metrics::no_breakers()
+        }
+    }
+}
+
+async fn flush_periodically(executor: Arc<Executor>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = executor.flush_stats().await {
+            tracing::warn!(error = %e, "cannot record cache counters");
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,10 @@
+//! The MCP server (`toolhost serve`) driven by real MCP clients over real
+//! transports: the rmcp client over streamable HTTP on 127.0.0.1 and over
+//! stdio of the real binary, hand-written requests for the hygiene rules,
+//! and the official Python client.
+
+mod harness;
+mod http;
+mod hygiene;
+mod python;
+mod stdio;

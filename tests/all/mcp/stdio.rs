@@ -1,0 +1,203 @@
+//! `toolhost serve --stdio` as a child process: the rmcp client, a raw
+//! session whose stdout must hold nothing but protocol, and the CLI's refusals.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rmcp::ServiceExt;
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::harness::{WAIT, call, error_kind, output};
+use crate::support::{examples_dir, hostile_dir, toolhost};
+
+/// A working directory with a config that shares the suite's compiled
+/// components, a tools directory (`calc`, `echo`, `flood`) and a database.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        let dir = tempfile::tempdir().unwrap();
+        let tools = dir.path().join("tools");
+        std::fs::create_dir(&tools).unwrap();
+        for (from, name) in [
+            (examples_dir(), "calc"),
+            (examples_dir(), "echo"),
+            (hostile_dir(), "flood"),
+        ] {
+            let file = format!("{name}.wasm");
+            std::fs::copy(from.join(&file), tools.join(&file)).unwrap();
+        }
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+        let config = format!(
+            "[sandbox]\ntools_dir = \"tools\"\ncache_dir = \"{}\"\n",
+            cache.display()
+        );
+        std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
+        Workdir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The arguments of `toolhost serve` here, after `serve_args`.
+    pub fn command(&self, serve_args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolhost"));
+        command
+            .current_dir(self.path())
+            .args(["--db", "mcp.db", "serve"])
+            .args(serve_args)
+            .kill_on_drop(true);
+        command
+    }
+}
+
+#[tokio::test]
+async fn the_rmcp_client_lists_and_calls_over_stdio() {
+    let work = Workdir::new();
+    let mut command = work.command(&["--stdio"]);
+    command.env_remove("TOOLHOST_LOG");
+    let transport = TokioChildProcess::new(command).unwrap();
+    let client = tokio::time::timeout(WAIT, ().serve(transport))
+        .await
+        .unwrap()
+        .unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["calc", "echo", "flood"]);
+    let calc = call(&client, "calc", json!({"expr": "2*(3+4)"})).await;
+    assert_eq!(output(&calc), json!({"value": 14}));
+    let flood = call(&client, "flood", json!({})).await;
+    assert_eq!(error_kind(&flood), "output_too_large");
+    client.cancel().await.unwrap();
+}
+
+/// Every line the server writes to stdout must be a JSON-RPC message, even
+/// while tools flood their own stdout and the server logs at `debug`.
+#[tokio::test]
+async fn stdout_stays_clean_under_tool_log_floods() {
+    let work = Workdir::new();
+    let mut child = work
+        .command(&["--stdio"])
+        .env("TOOLHOST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+
+    let mut send = async |message: Value| {
+        stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}}),
+    )
+    .await;
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    for id in 1..=3 {
+        send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "flood", "arguments": {}}}))
+        .await;
+    }
+    // A message of the wrong shape gets an error and the session goes on.
+    send(json!({"jsonrpc": "2.0", "id": 4, "params": 7})).await;
+    send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "clean"}}}))
+    .await;
+
+    let mut replies = std::collections::BTreeMap::new();
+    let mut malformed_answered = false;
+    while replies.len() < 5 || !malformed_answered {
+        let line = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("the server answers in time")
+            .unwrap()
+            .expect("stdout stays open");
+        let message: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout carried a non-JSON line ({e}): {line:.200}"));
+        assert_eq!(message["jsonrpc"], "2.0", "{line:.200}");
+        match message["id"].as_i64() {
+            Some(4) => {
+                assert_eq!(message["error"]["code"], -32600);
+                malformed_answered = true;
+            }
+            Some(id) => {
+                replies.insert(id, message);
+            }
+            None if message["error"].is_object() => malformed_answered = true,
+            None => {}
+        }
+    }
+    for id in 1..=3 {
+        let result = &replies[&id]["result"];
+        assert_eq!(result["isError"], true);
+        assert_eq!(
+            result["_meta"]["toolhost/error"]["kind"],
+            "output_too_large"
+        );
+    }
+    assert_eq!(
+        replies[&5]["result"]["structuredContent"],
+        json!({"message": "clean"})
+    );
+
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = tokio::time::timeout(WAIT, stderr).await.unwrap().unwrap();
+    assert!(
+        logs.contains("DEBUG"),
+        "debug logs went to stderr:\n{logs:.500}"
+    );
+}
+
+#[test]
+fn serve_needs_one_transport_and_a_token_beyond_loopback() {
+    let work = Workdir::new();
+    let out = toolhost(work.path(), &["serve"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = toolhost(work.path(), &["serve", "--stdio", "--http", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Refused before binding: nothing ever listens on 0.0.0.0.
+    let out = toolhost(work.path(), &["serve", "--http", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--token-env"), "{stderr}");
+    let out = toolhost(
+        work.path(),
+        &[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--token-env",
+            "TOOLHOST_TEST_NO_SUCH_VAR",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not set"));
+}
