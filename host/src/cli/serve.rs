@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
-use toolhost::config::Config;
 use toolhost::idempotency::Executor;
 use toolhost::mcp::{BearerToken, HttpOptions, HttpServer, McpServer, ServeError, serve_stdio};
-use toolhost::metrics::{self, BreakerSource, ServerMetrics};
-use toolhost::resilience::Chain;
+use toolhost::metrics::{self, ServerMetrics};
 
 use super::{Env, Failure};
 
 /// How often the cache counters are added to the store (`toolhost stats`).
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
+/// How stale `/metrics`' breaker states may be: they are read from the store,
+/// where every process (agent runs, `model call`) publishes its breakers.
+const BREAKER_REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("transport").required(true).args(["stdio", "http"])))]
@@ -60,7 +61,8 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
         tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "tool not loaded");
     }
     let max_calls = env.config.sandbox.max_concurrent_calls;
-    let metrics = Arc::new(ServerMetrics::new(max_calls, breakers(&env.config)));
+    let breakers = metrics::persisted_breakers(executor.store().clone(), BREAKER_REFRESH);
+    let metrics = Arc::new(ServerMetrics::new(max_calls, breakers));
     let server = McpServer::new(executor.clone(), metrics, max_calls as usize);
     let flusher = tokio::spawn(flush_periodically(executor.clone()));
 
@@ -101,19 +103,6 @@ async fn serve_http(
         http.url()
     );
     http.run_until(terminated()).await
-}
-
-/// The model chain's breakers, for `/metrics`. A chain that cannot be built
-/// (say, a provider's key is missing) serves no breakers rather than
-/// stopping a server that does not call models.
-fn breakers(config: &Config) -> BreakerSource {
-    match Chain::from_config(config) {
-        Ok(chain) => metrics::model_breakers(Arc::new(chain)),
-        Err(e) => {
-            tracing::warn!(error = %e, "no model breakers in /metrics");
-            metrics::no_breakers()
-        }
-    }
 }
 
 async fn flush_periodically(executor: Arc<Executor>) {

@@ -1,15 +1,17 @@
 //! Where breaker states come from, behind one small function type.
 //!
-//! Today the only breakers are the model chain's, per provider and model, held
-//! in memory by a [`Chain`]. Tool breakers and breakers persisted in the store
-//! are another source of [`BreakerReading`]s: wiring them in is a new
-//! [`BreakerSource`] (or a closure that concatenates two), with no change to
-//! the metrics themselves.
+//! Breakers live in two places: in memory, in a [`Chain`] that is making
+//! calls (per provider and model), and in the store, where every process
+//! publishes its changes (models and tools: `model:NAME`, `tool:NAME`). A
+//! server that calls no models itself reports the store's view
+//! ([`persisted_breakers`]): that is the state every process acts on.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::resilience::Chain;
 use crate::resilience::breaker::State;
+use crate::store::Store;
 
 /// One breaker's state at scrape time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,4 +41,36 @@ pub fn model_breakers(chain: Arc<Chain>) -> BreakerSource {
 /// No breakers (a server without a model chain).
 pub fn no_breakers() -> BreakerSource {
     Arc::new(Vec::new)
+}
+
+/// The breakers persisted in `store` (every process's models and tools),
+/// refreshed every `every` by a background task, so a scrape never waits
+/// on the database. The task ends when the returned source is dropped.
+pub fn persisted_breakers(store: Store, every: Duration) -> BreakerSource {
+    let latest: Arc<Mutex<Vec<BreakerReading>>> = Arc::default();
+    let weak = Arc::downgrade(&latest);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(latest) = weak.upgrade() else { return };
+            match store.breaker_states("").await {
+                Ok(rows) => {
+                    let readings = rows
+                        .into_iter()
+                        .map(|row| BreakerReading {
+                            dependency: row.name,
+                            state: row.state.state,
+                        })
+                        .collect();
+                    // A poisoned lock only means a scrape panicked mid-read;
+                    // the data is a plain Vec and still whole.
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = readings;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read breaker states for /metrics"),
+            }
+        }
+    });
+    Arc::new(move || latest.lock().unwrap_or_else(|p| p.into_inner()).clone())
 }

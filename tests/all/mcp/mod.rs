@@ -3,6 +3,7 @@
 //! stdio of the real binary, hand-written requests for the hygiene rules,
 //! and the official Python client.
 
+mod breakers;
 mod harness;
 mod http;
 mod hygiene;
