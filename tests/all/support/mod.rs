@@ -1,9 +1,11 @@
 //! Shared helpers: sandboxes over the built tools, the binary, temp dirs,
 //! and (in `model_server`) a fault-injecting model server.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use toolhost::sandbox::{CallError, CallOutput, CallRequest, Overrides, Sandbox, SandboxOptions};
 
@@ -88,14 +90,49 @@ pub async fn call_with(
     sandbox.call(tool, input, request).await
 }
 
-/// Runs the real `toolhost` binary in `cwd`.
+/// How long one run of the binary may take before the test fails: every
+/// command the suite runs finishes in seconds, so a hang is a regression.
+const BINARY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
+/// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_toolhost"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
         .args(args)
         .current_dir(cwd)
         .env_remove("TOOLHOST_LOG")
-        .output()
-        .expect("run toolhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run toolhost");
+    // Drain both pipes on threads, so a chatty child never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for toolhost") {
+            break status;
+        }
+        if started.elapsed() > BINARY_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("toolhost {args:?} did not exit within {BINARY_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
 }
 
 /// The process's stdout parsed as one JSON value.
