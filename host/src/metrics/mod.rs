@@ -24,7 +24,9 @@
 
 mod breakers;
 
-pub use breakers::{BreakerReading, BreakerSource, model_breakers, no_breakers, persisted_breakers};
+pub use breakers::{
+    BreakerReading, BreakerSource, model_breakers, no_breakers, persisted_breakers,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64};
