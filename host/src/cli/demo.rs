@@ -37,8 +37,16 @@ pub struct DemoArgs {
 const FALLBACK_RUN: &str = "demo-fallback";
 const CRASH_RUN: &str = "demo-crash";
 const CRASH_LINES: usize = 6;
-/// The child is killed once its journal holds this many model turns.
+/// The child is killed once its journal holds this many whole steps (the
+/// model turn and its tool outcome): that is, during the next turn's model
+/// think time ([`THINK_MS`]), never in the middle of a `notes` write. A
+/// kill during the write would be honest too, but it leaves the call
+/// `in_doubt` for an operator, which is a different story from this one
+/// (see `toolhost cache resolve`).
 const KILL_AFTER_STEPS: usize = 3;
+/// The scripted model's think time per turn in the crash task: the window
+/// in which the child is killed.
+const THINK_MS: u64 = 250;
 
 fn io(e: impl std::fmt::Display) -> Failure {
     Failure::internal(format!("demo: {e}"))
@@ -75,7 +83,7 @@ fn order_turns() -> Value {
 fn packing_turns() -> Value {
     let mut turns: Vec<Value> = (1..=CRASH_LINES)
         .map(|k| {
-            json!({"delay_ms": 150, "tool_calls": [call("notes", json!({
+            json!({"delay_ms": THINK_MS, "tool_calls": [call("notes", json!({
                 "file": "packing.txt", "text": format!("box {k} of {CRASH_LINES} packed")
             }))]})
         })
@@ -261,13 +269,13 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
                 "demo: the child exited early ({status})"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         journaled = store
             .steps(CRASH_RUN)
             .await
             .map(|s| {
                 s.iter()
-                    .filter(|s| s.kind == StepKind::Model && s.is_final)
+                    .filter(|s| s.kind == StepKind::Tool && s.is_final)
                     .count()
             })
             .unwrap_or(0);
@@ -276,7 +284,8 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     let _ = child.wait();
     let before = lines(&dir.join("data/packing.txt")).len();
     println!(
-        "child pid {pid} killed with SIGKILL after {journaled} journaled model turns ({before} lines in packing.txt)"
+        "child pid {pid} killed with SIGKILL during step {}, after {journaled} journaled steps ({before} lines in packing.txt)",
+        journaled + 1
     );
     let crash_env = env_for(&crash_config)?;
     let agent = crash_env.agent(Some(Arc::new(Progress::stdout()))).await?;
