@@ -18,6 +18,11 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     let store = env.store().await?;
     let failure =
         |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
+    let run = match &args.run {
+        Some(given) => Some(env.resolve_run(&store, given).await?),
+        None => None,
+    };
+    let args = StatsArgs { run };
     if let Some(id) = &args.run
         && store.get_run(id).await.map_err(failure)?.is_none()
     {
