@@ -269,6 +269,24 @@ fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).starts_with("error: out_of_fuel: "), "{out:?}");
+    // The next caller of that key is told it is in doubt, and what to run.
+    let out = toolhost(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "--db",
+            db,
+            "call",
+            "notes",
+            "--input",
+            r#"{"file":"log.txt","text":"charge"}"#,
+            "--idempotency-key",
+            "order-17",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let message = stderr(&out);
     assert!(message.starts_with("error: in_doubt: "), "{message}");
     let start = message.find("`toolhost ").expect("a command") + 1;

@@ -215,8 +215,11 @@ fn readme_console_examples_match_real_runs() {
         // Until the store and cache leave the working directory, share the
         // compiled tools through the one cache directory.
         std::fs::create_dir_all(cwd.join(".toolhost")).expect("the state dir");
-        std::os::unix::fs::symlink(shared("cache"), cwd.join(".toolhost/artifacts"))
-            .expect("link the shared cache");
+        // (`artifacts/` beside the default store, and beside a `--db` here.)
+        for link in [".toolhost/artifacts", "artifacts"] {
+            std::os::unix::fs::symlink(shared("cache"), cwd.join(link))
+                .expect("link the shared cache");
+        }
         if let Some(setup) = &example.setup {
             let out = sh(root.path(), &cwd, setup);
             assert!(
@@ -315,4 +318,24 @@ fn the_parser_reads_setup_commands_and_outputs() {
     assert_eq!(ex[0].steps[1].expected, "ok\n");
     assert!(ex[1].setup.is_none());
     assert_eq!(ex[1].steps[0].expected, "\n");
+}
+
+/// The README's example of a `scripted` provider file is a valid script.
+#[test]
+fn the_readme_scripted_example_is_a_valid_script() {
+    let text = std::fs::read_to_string(readme_path()).expect("read README.md");
+    let section = text
+        .split("### The `scripted` provider")
+        .nth(1)
+        .expect("the README documents the scripted provider");
+    let json = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an example file");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("turns.json");
+    std::fs::write(&path, json).expect("write the example");
+    toolhost::model::Scripted::load("example".into(), &path)
+        .unwrap_or_else(|e| panic!("the README's scripted example does not load: {e}"));
 }

@@ -91,7 +91,10 @@ fn cache_show_and_tools_inspect_are_summaries_for_people() {
     assert!(shown.starts_with(&format!("key        {key}\n")), "{shown}");
     assert!(shown.contains("state      done, outcome ok"), "{shown}");
     assert!(shown.contains("output     {\"value\":42}"), "{shown}");
-    assert!(shown.contains("memory 64.00 MiB"), "a human size: {shown}");
+    assert!(
+        shown.contains("memory 64 MiB, output 1 MiB"),
+        "human sizes: {shown}"
+    );
     let (inspect, _) = text(&toolhost(dir.path(), &["tools", "inspect", "calc"]));
     assert!(
         inspect.starts_with("tool         calc 0.1.0\n"),

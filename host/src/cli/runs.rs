@@ -68,6 +68,7 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 .map_err(store_failure)?
                 .ok_or_else(|| {
                     Failure::usage(format!("no run `{run}` (see `toolhost runs list`)"))
+                        .with_kind("not_found")
                 })?;
             let steps = store.steps(&run).await.map_err(store_failure)?;
             if env.json {

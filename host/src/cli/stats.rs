@@ -26,9 +26,10 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     if let Some(id) = &args.run
         && store.get_run(id).await.map_err(failure)?.is_none()
     {
-        return Err(Failure::usage(format!(
-            "no run `{id}` (see `toolhost runs list`)"
-        )));
+        return Err(
+            Failure::usage(format!("no run `{id}` (see `toolhost runs list`)"))
+                .with_kind("not_found"),
+        );
     }
     let stats = store.stats(args.run.as_deref()).await.map_err(failure)?;
     let breakers = if args.run.is_none() {
