@@ -229,7 +229,9 @@ fn readme_console_examples_match_real_runs() {
                 String::from_utf8_lossy(&out.stdout)
             );
         }
-        let assert = Assert::new().redact_with(redactions(&cwd));
+        let assert = Assert::new()
+            .normalize_paths(false)
+            .redact_with(redactions(&cwd));
         for step in &example.steps {
             let out = sh(root.path(), &cwd, &step.command);
             let actual = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -336,6 +338,6 @@ fn the_readme_scripted_example_is_a_valid_script() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("turns.json");
     std::fs::write(&path, json).expect("write the example");
-    toolhost::model::Scripted::load("example".into(), &path)
+    toolhost::model::Scripted::load("example", &path)
         .unwrap_or_else(|e| panic!("the README's scripted example does not load: {e}"));
 }

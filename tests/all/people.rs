@@ -300,7 +300,7 @@ fn completions_for_each_shell() {
             "completions",
             "config",
             "resolve",
-            "--idempotency-key",
+            "idempotency-key",
         ] {
             assert!(script.contains(sub), "{shell} completes {sub}");
         }
