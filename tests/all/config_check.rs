@@ -250,10 +250,8 @@ fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
     .unwrap();
     let (config, db) = (state.join("conf.toml"), state.join("state.db"));
     let (config, db) = (config.to_str().unwrap(), db.to_str().unwrap());
-    // A limit cutting a side effect short leaves it in doubt.
-    let out = toolhost(
-        dir.path(),
-        &[
+    let call = |extra: &[&str]| {
+        let mut args = vec![
             "--config",
             config,
             "--db",
@@ -264,28 +262,16 @@ fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
             r#"{"file":"log.txt","text":"charge"}"#,
             "--idempotency-key",
             "order-17",
-            "--fuel",
-            "1",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        toolhost(dir.path(), &args)
+    };
+    // A limit cutting a side effect short leaves it in doubt.
+    let out = call(&["--fuel", "1"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).starts_with("error: out_of_fuel: "), "{out:?}");
     // The next caller of that key is told it is in doubt, and what to run.
-    let out = toolhost(
-        dir.path(),
-        &[
-            "--config",
-            config,
-            "--db",
-            db,
-            "call",
-            "notes",
-            "--input",
-            r#"{"file":"log.txt","text":"charge"}"#,
-            "--idempotency-key",
-            "order-17",
-        ],
-    );
+    let out = call(&[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let message = stderr(&out);
     assert!(message.starts_with("error: in_doubt: "), "{message}");

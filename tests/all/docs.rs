@@ -26,10 +26,11 @@
 //! binary, keyed by a state directory kept there too.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use snapbox::{Assert, Data, Redactions};
+
+use crate::support::run_bounded;
 
 /// One `$ ` line of a console block and the output written under it.
 #[derive(Debug)]
@@ -116,10 +117,6 @@ fn examples(text: &str) -> Vec<Example> {
     out
 }
 
-/// How long one shell command may take: every example finishes in seconds
-/// (the first may compile the example tools), so a hang is a regression.
-const DEADLINE: Duration = Duration::from_secs(120);
-
 /// Directories shared by every example of this test binary: compiled
 /// components and the key that authenticates them.
 fn shared(name: &str) -> PathBuf {
@@ -137,7 +134,8 @@ fn sh(root: &Path, cwd: &Path, script: &str) -> Output {
         "{}:/usr/local/bin:/usr/bin:/bin",
         bin.parent().expect("the binary's directory").display()
     );
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("exec 2>&1\n{script}"))
         .current_dir(cwd)
@@ -149,35 +147,8 @@ fn sh(root: &Path, cwd: &Path, script: &str) -> Output {
         .env("XDG_CACHE_HOME", shared("cache"))
         .env("XDG_STATE_HOME", shared("state"))
         .env("NO_COLOR", "1")
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sh");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
-        bytes
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for sh") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{script}` did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: reader.join().expect("the reader"),
-        stderr: Vec::new(),
-    }
+        .env("LANG", "C.UTF-8");
+    run_bounded(&mut command, &format!("`{script}`"))
 }
 
 /// `[KEY]` for full keys and digests; `[CWD]` for where the example runs.

@@ -22,6 +22,15 @@ pub fn workdir() -> tempfile::TempDir {
     dir
 }
 
+/// A config whose chain is `models` (TOML) plus a scripted model `local`.
+fn scripted_chain(dir: &Path, models: &str) {
+    std::fs::write(dir.join("t.json"), r#"{"turns": [{"text": "x"}]}"#).unwrap();
+    let config = format!(
+        "{models}[[models]]\nname = \"local\"\nprovider = \"scripted\"\nscript = \"t.json\"\n"
+    );
+    std::fs::write(dir.join("toolhost.toml"), config).unwrap();
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -268,12 +277,7 @@ fn colour_run(dir: &Path, vars: &[(&str, &str)]) -> String {
 #[test]
 fn colour_only_on_a_terminal_and_never_with_no_color() {
     let dir = workdir();
-    std::fs::write(dir.path().join("t.json"), r#"{"turns": [{"text": "x"}]}"#).unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
-        "[[models]]\nname = \"s\"\nprovider = \"scripted\"\nscript = \"t.json\"\n",
-    )
-    .unwrap();
+    scripted_chain(dir.path(), "");
     let piped = colour_run(dir.path(), &[]);
     assert!(!piped.contains('\x1b'), "{piped:?}");
     let forced = colour_run(dir.path(), &[("CLICOLOR_FORCE", "1")]);
@@ -333,12 +337,10 @@ fn completions_for_each_shell() {
 #[test]
 fn model_list_is_a_table_with_key_and_breaker_columns() {
     let dir = workdir();
-    std::fs::write(dir.path().join("t.json"), r#"{"turns": [{"text": "x"}]}"#).unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
-        "[[models]]\nname = \"hosted\"\nprovider = \"openai\"\nmodel = \"gpt-4o\"\napi_key_env = \"TOOLHOST_TEST_UNSET_KEY\"\n\n[[models]]\nname = \"local\"\nprovider = \"scripted\"\nscript = \"t.json\"\n",
-    )
-    .unwrap();
+    scripted_chain(
+        dir.path(),
+        "[[models]]\nname = \"hosted\"\nprovider = \"openai\"\nmodel = \"gpt-4o\"\napi_key_env = \"TOOLHOST_TEST_UNSET_KEY\"\n\n",
+    );
     let (out, err) = text(&toolhost(dir.path(), &["model", "list"]));
     let lines: Vec<&str> = out.lines().collect();
     assert!(
