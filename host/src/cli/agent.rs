@@ -39,7 +39,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to continue.
+    /// The run to continue (its id, or a unique prefix of it).
     run: String,
     /// Continue even though a tool or the config changed since it was journaled.
     #[arg(long)]

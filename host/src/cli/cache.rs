@@ -17,7 +17,10 @@ pub enum CacheCommand {
         limit: usize,
     },
     /// One recorded call, with its input and outcome.
-    Show { key: String },
+    Show {
+        /// The call's key, or a unique prefix of it.
+        key: String,
+    },
     /// Decide an `in_doubt` call: run it again once (under its recorded limits), or give it up.
     Resolve(ResolveArgs),
     /// Remove expired outcomes (and, with --older-than, old ones); dead owners' claims become in_doubt.
@@ -31,6 +34,7 @@ pub enum CacheCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("action").required(true).args(["retry", "abandon"])))]
 pub struct ResolveArgs {
+    /// The call's key, or a unique prefix of it.
     key: String,
     /// Run the call again (attempt + 1, same key).
     #[arg(long)]

@@ -115,7 +115,20 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
         println!("{body}");
     } else {
         if out.cached {
-            eprintln!("(replayed from cache: key {})", out.key);
+            // On stderr: stdout stays the result alone, for pipes.
+            let when = out
+                .stored_at
+                .map(|at| {
+                    format!(
+                        ", recorded {}",
+                        super::human::ago(at, super::human::now_ms())
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "(replayed from cache: key {}{when})",
+                super::human::short_key(&out.key)
+            );
         }
         println!(
             "{}",

@@ -9,7 +9,7 @@ use super::{Env, Failure};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The finished run to replay.
+    /// The finished run to replay (its id, or a unique prefix of it).
     run: String,
 }
 

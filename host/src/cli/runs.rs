@@ -19,7 +19,7 @@ pub enum RunsCommand {
     /// One run's timeline: each step with its duration, attempts, serving
     /// model, cache hits and errors.
     Show {
-        /// The run id.
+        /// The run id, or a unique prefix of it.
         run: String,
     },
 }

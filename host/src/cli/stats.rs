@@ -9,7 +9,7 @@ use super::{Env, Failure};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Only this run.
+    /// Only this run (its id, or a unique prefix of it).
     #[arg(long, value_name = "RUN")]
     run: Option<String>,
 }
