@@ -91,7 +91,7 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
         .map(|m| {
             json!({
                 "name": m.name,
-                "provider": format!("{:?}", m.provider).to_lowercase(),
+                "provider": m.provider.as_str(),
                 "model": m.model,
                 "api_key_env": m.api_key_env,
                 "key": KeyStatus::of(m),

@@ -188,6 +188,17 @@ pub enum ProviderName {
     Scripted,
 }
 
+impl ProviderName {
+    /// The name as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderName::Anthropic => "anthropic",
+            ProviderName::Openai => "openai",
+            ProviderName::Scripted => "scripted",
+        }
+    }
+}
+
 /// One `[[models]]` entry of the fallback chain.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

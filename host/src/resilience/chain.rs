@@ -22,7 +22,7 @@ use super::metrics::{Metrics, Snapshot};
 use super::report::{Report, ms};
 use super::retry::{Retry, RetryPolicy, is_transient};
 use super::timeout::AttemptTimeout;
-use crate::config::{BreakerConfig, Config, ProviderName, RetryConfig};
+use crate::config::{BreakerConfig, Config, RetryConfig};
 use crate::model::{
     self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, Model, ModelError,
 };
@@ -210,14 +210,9 @@ impl Chain {
         let mut b = ChainBuilder::new(config.retry.clone(), config.breaker.clone())
             .alert_after(Duration::from_millis(config.fallback.alert_after_ms));
         for m in &config.models {
-            let provider = match m.provider {
-                ProviderName::Anthropic => "anthropic",
-                ProviderName::Openai => "openai",
-                ProviderName::Scripted => "scripted",
-            };
             let spec = EntrySpec {
                 name: m.name.clone(),
-                provider: provider.to_string(),
+                provider: m.provider.as_str().to_string(),
                 model: m.model.clone(),
                 context_window: m.context_window,
             };
