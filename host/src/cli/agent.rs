@@ -39,7 +39,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// The run to continue.
+    /// The run to continue (its id, or a unique prefix of it).
     run: String,
     /// Continue even though a tool or the config changed since it was journaled.
     #[arg(long)]
@@ -64,6 +64,11 @@ impl Env {
             .await
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))?;
         chain.adopt_breakers(&states);
+        for (name, var) in chain.skipped() {
+            super::config_check::warn(&format!(
+                "model `{name}` is skipped: its API key variable {var} is not set"
+            ));
+        }
         Ok(Arc::new(chain))
     }
 
@@ -129,11 +134,19 @@ pub async fn run(env: &Env, cmd: AgentCommand) -> Result<(), Failure> {
                 max_steps: args.max_steps,
                 time_budget: args.time_budget.map(Duration::from_secs),
             };
-            agent.resume(&args.run, &options).await
+            match env.resolve_run(agent.store(), &args.run).await {
+                Ok(run) => agent.resume(&run, &options).await,
+                Err(failure) => {
+                    watcher.abort();
+                    return Err(failure);
+                }
+            }
         }
     };
     watcher.abort();
-    let outcome = outcome.map_err(agent_failure)?;
+    let mut outcome = outcome.map_err(agent_failure)?;
+    // A stop in doubt names the commands to run next, with this run's flags.
+    outcome.reason = outcome.reason.map(|r| env.with_flags(&r));
     report(env.json, &outcome)
 }
 

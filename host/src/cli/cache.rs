@@ -3,8 +3,9 @@
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
 use toolhost::idempotency::{Clock, RecordedLimits, SystemClock};
-use toolhost::store::CallRecord;
+use toolhost::store::{CallRecord, CallState};
 
+use super::human::{self, Table, style};
 use super::{Env, Failure};
 
 #[derive(Debug, Subcommand)]
@@ -16,7 +17,10 @@ pub enum CacheCommand {
         limit: usize,
     },
     /// One recorded call, with its input and outcome.
-    Show { key: String },
+    Show {
+        /// The call's key, or a unique prefix of it.
+        key: String,
+    },
     /// Decide an `in_doubt` call: run it again once (under its recorded limits), or give it up.
     Resolve(ResolveArgs),
     /// Remove expired outcomes (and, with --older-than, old ones); dead owners' claims become in_doubt.
@@ -30,6 +34,7 @@ pub enum CacheCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("action").required(true).args(["retry", "abandon"])))]
 pub struct ResolveArgs {
+    /// The call's key, or a unique prefix of it.
     key: String,
     /// Run the call again (attempt + 1, same key).
     #[arg(long)]
@@ -106,50 +111,47 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                 let rows: Vec<_> = rows.iter().map(|r| record_json(r, false)).collect();
                 println!("{}", json!({ "calls": rows }));
             } else {
-                println!(
-                    "{:<64}  {:<12} {:<15} {:<9} ATTEMPT",
-                    "KEY", "TOOL", "EFFECT", "STATE"
-                );
-                for r in rows {
-                    println!(
-                        "{:<64}  {:<12} {:<15} {:<9} {}",
-                        r.key,
-                        r.tool,
-                        r.effect,
-                        r.state.as_str(),
-                        r.attempt
-                    );
-                }
+                print_list(&rows);
             }
             Ok(())
         }
         CacheCommand::Show { key } => {
-            let row = env.store().await?.get(&key).await.map_err(store_failure)?;
+            let store = env.store().await?;
+            let key = env.resolve_key(&store, &key).await?;
+            let row = store.get(&key).await.map_err(store_failure)?;
             let row = row.ok_or_else(|| {
-                Failure::new(1, "not_found", format!("no recorded call has key {key}"))
+                Failure::new(
+                    1,
+                    "not_found",
+                    format!("no recorded call has key {key} (see `toolhost cache list`)"),
+                )
             })?;
-            let body = record_json(&row, true);
-            super::output::print_document(env.json, &body);
+            if env.json {
+                super::output::print_document(true, &record_json(&row, true));
+            } else {
+                print_show(env, &row);
+            }
             Ok(())
         }
         CacheCommand::Resolve(args) => {
             let executor = env.executor().await?;
+            let key = env.resolve_key(executor.store(), &args.key).await?;
+            let failure = |e: toolhost::idempotency::ExecError| {
+                Failure::new(1, e.kind(), env.with_flags(&e.to_string()))
+            };
             if args.abandon {
-                executor
-                    .abandon_in_doubt(&args.key)
-                    .await
-                    .map_err(|e| Failure::new(1, e.kind(), e.to_string()))?;
+                executor.abandon_in_doubt(&key).await.map_err(failure)?;
                 if env.json {
                     println!(
                         "{}",
-                        json!({"ok": true, "key": args.key, "resolved": "abandoned"})
+                        json!({"ok": true, "key": key, "resolved": "abandoned"})
                     );
                 } else {
-                    println!("abandoned {}", args.key);
+                    println!("abandoned {key}");
                 }
                 return Ok(());
             }
-            let result = executor.retry_in_doubt(&args.key).await;
+            let result = executor.retry_in_doubt(&key).await;
             let _ = executor.flush_stats().await;
             match result {
                 Ok(out) => {
@@ -172,7 +174,7 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e) => Err(Failure::new(1, e.kind(), e.to_string())),
+                Err(e) => Err(failure(e)),
             }
         }
         CacheCommand::Gc { older_than } => {
@@ -205,6 +207,146 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// `cache list` for people: short keys, state and outcome, sizes, times.
+fn print_list(rows: &[CallRecord]) {
+    if rows.is_empty() {
+        println!("no recorded calls yet");
+        return;
+    }
+    let now = human::now_ms();
+    let mut table = Table::new(&[
+        "KEY", "TOOL", "EFFECT", "STATE", "OUTCOME", "ATTEMPT", "OUTPUT", "RECORDED",
+    ]);
+    for r in rows {
+        let output = r
+            .outcome
+            .as_ref()
+            .and_then(|o| o.output.as_ref())
+            .map_or_else(
+                || "-".to_string(),
+                |v| human::size(v.to_string().len() as u64),
+            );
+        table.row(vec![
+            human::short_key(&r.key).to_string(),
+            r.tool.clone(),
+            r.effect.clone(),
+            r.state.as_str().to_string(),
+            outcome_of(r),
+            r.attempt.to_string(),
+            output,
+            human::ago(r.completed_at.unwrap_or(r.created_at), now),
+        ]);
+    }
+    table.print(&[3, 4]);
+}
+
+/// `ok`, the recorded error kind, or `-` while there is no outcome.
+fn outcome_of(r: &CallRecord) -> String {
+    let o = r.outcome.as_ref();
+    human::outcome(
+        o.map(|o| o.ok),
+        o.and_then(|o| o.error.as_ref()).map(|e| e.kind.as_str()),
+    )
+}
+
+/// How much of an input or output `cache show` prints before cutting it.
+const SHOWN_CHARS: usize = 400;
+
+fn cut(text: &str) -> String {
+    let mut out: String = text.chars().take(SHOWN_CHARS).collect();
+    if out.len() < text.len() {
+        out.push_str(&format!(" ... ({} in all)", human::size(text.len() as u64)));
+    }
+    out
+}
+
+/// `cache show KEY` for people: a summary, one fact per line.
+fn print_show(env: &Env, r: &CallRecord) {
+    let now = human::now_ms();
+    let line = |label: &str, value: String| {
+        anstream::println!(
+            "{}{label:<10}{} {value}",
+            style::HEADER,
+            style::HEADER.render_reset()
+        );
+    };
+    line("key", r.key.clone());
+    line(
+        "tool",
+        format!("{} ({}), attempt {}", r.tool, r.effect, r.attempt),
+    );
+    let state = r.state.as_str();
+    line(
+        "state",
+        format!(
+            "{}{state}{}, outcome {}",
+            style::of(state),
+            style::of(state).render_reset(),
+            outcome_of(r)
+        ),
+    );
+    if !r.scope.is_empty() {
+        line("scope", r.scope.clone());
+    }
+    let mut when = format!("claimed {}", human::ago(r.created_at, now));
+    if let Some(done) = r.completed_at {
+        when.push_str(&format!(", recorded {}", human::ago(done, now)));
+    }
+    match r.expires_at {
+        Some(e) if e <= now => when.push_str(&format!(", expired {}", human::ago(e, now))),
+        Some(e) => when.push_str(&format!(", expires {}", human::ago(e, now))),
+        None => {}
+    }
+    line("when", when);
+    line("input", cut(&r.input));
+    if let Some(o) = &r.outcome {
+        line(
+            "ran",
+            format!("{}, fuel {}", human::micros(o.duration_us), o.fuel_used),
+        );
+        if let Some(v) = &o.output {
+            line("output", cut(&v.to_string()));
+        }
+        if let Some(e) = &o.error {
+            line("error", format!("{}: {}", e.kind, cut(&e.message)));
+        }
+    }
+    if let Some(owner) = &r.owner {
+        line("owner", owner.clone());
+    }
+    let digest = |d: &Option<String>| {
+        d.as_deref()
+            .map_or_else(|| "-".to_string(), |d| human::short_key(d).to_string())
+    };
+    line(
+        "digests",
+        format!(
+            "component {}, policy {}",
+            digest(&r.component_digest),
+            digest(&r.policy_digest)
+        ),
+    );
+    if let Some(l) = RecordedLimits::from_row(r) {
+        line(
+            "limits",
+            format!(
+                "fuel {}, timeout {} ms, memory {}, output {}",
+                l.fuel,
+                l.timeout_ms,
+                human::size(l.memory_bytes),
+                human::size(l.max_output_bytes)
+            ),
+        );
+    }
+    if r.state == CallState::InDoubt {
+        let hint = format!(
+            "in doubt: decide with `toolhost cache resolve {} --retry` or `--abandon`",
+            human::short_key(&r.key)
+        );
+        println!("\n{}", env.with_flags(&hint));
     }
 }
 

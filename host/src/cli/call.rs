@@ -91,7 +91,7 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
             print_success(env, &args.tool, &out);
             Ok(())
         }
-        Err(e) => Err(call_failure(&args.tool, &e)),
+        Err(e) => Err(call_failure(env, &args.tool, &e)),
     }
 }
 
@@ -115,7 +115,20 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
         println!("{body}");
     } else {
         if out.cached {
-            eprintln!("(replayed from cache: key {})", out.key);
+            // On stderr: stdout stays the result alone, for pipes.
+            let when = out
+                .stored_at
+                .map(|at| {
+                    format!(
+                        ", recorded {}",
+                        super::human::ago(at, super::human::now_ms())
+                    )
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "(replayed from cache: key {}{when})",
+                super::human::short_key(&out.key)
+            );
         }
         println!(
             "{}",
@@ -124,11 +137,14 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
     }
 }
 
-/// A failed call: exit 1, except a tool that does not exist (a usage error).
-fn call_failure(tool: &str, e: &ExecError) -> Failure {
-    let usage =
-        matches!(e, ExecError::Call { error, .. } if error.kind() == ErrorKind::UnknownTool);
-    let mut failure = Failure::new(if usage { 2 } else { 1 }, e.kind(), e.to_string());
+/// A failed call: exit 1, except a tool that does not exist or a policy
+/// that cannot be applied (usage and config errors: exit 2). An `in_doubt`
+/// message's `toolhost cache resolve` command carries this call's flags.
+fn call_failure(env: &Env, tool: &str, e: &ExecError) -> Failure {
+    let usage = matches!(e, ExecError::Call { error, .. }
+        if matches!(error.kind(), ErrorKind::UnknownTool | ErrorKind::Config));
+    let message = env.with_flags(&e.to_string());
+    let mut failure = Failure::new(if usage { 2 } else { 1 }, e.kind(), message.clone());
     let cached = matches!(e, ExecError::Call { cached: true, .. });
     if e.digest_changed() {
         eprintln!("{}", digest_warning(tool));
@@ -139,7 +155,7 @@ fn call_failure(tool: &str, e: &ExecError) -> Failure {
         "cached": cached,
         "key": e.key(),
         "digest_changed": e.digest_changed(),
-        "error": {"kind": e.kind(), "message": e.to_string()},
+        "error": {"kind": e.kind(), "message": message},
     }));
     failure
 }

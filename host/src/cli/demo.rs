@@ -166,6 +166,11 @@ fn env_for(config: &Path) -> Result<Env, Failure> {
         config: Config::load(Some(config)).map_err(|e| Failure::config(e.to_string()))?,
         json: false,
         tools_dir: None,
+        flags: vec![
+            "--config".into(),
+            super::lookup::shell_quote(&config.to_string_lossy()),
+        ],
+        quiet_warnings: false,
     })
 }
 

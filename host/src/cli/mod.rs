@@ -6,7 +6,11 @@
 mod agent;
 mod cache;
 mod call;
+mod completions;
+mod config_check;
 mod demo;
+mod human;
+mod lookup;
 mod model;
 mod output;
 mod progress;
@@ -75,6 +79,11 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
     Serve(serve::ServeArgs),
+    /// Check the config: the resolved paths, each tool's grants and limits, the model chain.
+    #[command(subcommand)]
+    Config(config_check::ConfigCommand),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Everything a command needs from the global flags.
@@ -82,6 +91,11 @@ pub struct Env {
     pub config: Config,
     pub json: bool,
     tools_dir: Option<PathBuf>,
+    /// The global flags as given (`--config`, `--tools-dir`, `--db`, paths
+    /// made absolute), for hints that name a command to run.
+    flags: Vec<String>,
+    /// `config check` reports warnings itself, in its own output.
+    quiet_warnings: bool,
 }
 
 impl Env {
@@ -91,9 +105,16 @@ impl Env {
         if let Some(dir) = &self.tools_dir {
             options.tools_dir = dir.clone();
         }
-        Sandbox::open(options)
+        let sandbox = Sandbox::open(options)
             .await
-            .map_err(|e| Failure::usage(e.to_string()))
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        if !self.quiet_warnings {
+            let loaded: Vec<&str> = sandbox.tools().map(|t| t.name.as_str()).collect();
+            for w in self.config.unknown_policies(&loaded) {
+                config_check::warn(&w.to_string());
+            }
+        }
+        Ok(sandbox)
     }
 
     /// Opens the database (`--db`, else the config's `[store] path`). Opening
@@ -120,6 +141,7 @@ impl Env {
 
 pub fn main() -> ExitCode {
     init_tracing();
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -131,6 +153,9 @@ pub fn main() -> ExitCode {
     };
     // Under `serve --stdio` stdout carries only protocol messages.
     let json = cli.json && !matches!(&cli.command, Command::Serve(a) if a.owns_stdout());
+    if let Command::Completions(args) = &cli.command {
+        return completions::print(args);
+    }
     let result = run(cli);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -150,11 +175,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     })
     .map_err(|e| Failure::config(e.to_string()))?;
+    let flags = global_flags(&cli);
     let env = Env {
         config,
         json: cli.json,
         tools_dir: cli.tools_dir,
+        flags,
+        quiet_warnings: matches!(cli.command, Command::Config(_)),
     };
+    // A config that loads may still name things that do not work (a grant
+    // whose directory is missing): each is a warning on every command, and
+    // only the tool it concerns is unusable. `config check` lists them
+    // itself.
+    if !env.quiet_warnings {
+        for w in &env.config.diagnostics.warnings {
+            config_check::warn(&w.to_string());
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,8 +209,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Stats(args) => stats::run(&env, args).await,
             Command::Demo(args) => demo::run(&env, args).await,
             Command::Serve(args) => serve::run(&env, args).await,
+            Command::Config(cmd) => config_check::run(&env, cmd).await,
+            // Handled before the config is read: it needs none.
+            Command::Completions(_) => Ok(()),
         }
     })
+}
+
+/// The global flags of this invocation, as a hint should repeat them.
+fn global_flags(cli: &Cli) -> Vec<String> {
+    let mut flags = Vec::new();
+    let paths = [
+        ("--config", &cli.config),
+        ("--tools-dir", &cli.tools_dir),
+        ("--db", &cli.db),
+    ];
+    for (flag, path) in paths {
+        if let Some(p) = path {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            flags.push(flag.to_string());
+            flags.push(lookup::shell_quote(&p.to_string_lossy()));
+        }
+    }
+    flags
+}
+
+/// A closed stdout (`toolhost tools list | head -1`) ends the process
+/// quietly. Rust ignores SIGPIPE, so a write to a closed pipe is an error,
+/// and `println!` panics on it (exit 101 with a panic message). Restoring
+/// the default action makes such a write end the process the way `cat` or
+/// `ls` end: by the signal, silently. Sockets are unaffected (the standard
+/// library and tokio send with `MSG_NOSIGNAL`), and child processes get the
+/// default action anyway.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread
+    // exists; `signal` with `SIG_DFL` installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn init_tracing() {

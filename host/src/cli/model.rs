@@ -7,6 +7,7 @@ use serde_json::json;
 use toolhost::model::ChatRequest;
 use toolhost::resilience::{Chain, Report};
 
+use super::human::Table;
 use super::{Env, Failure};
 
 #[derive(Debug, Subcommand)]
@@ -136,10 +137,7 @@ fn list(env: &Env, chain: &Chain) {
         println!("no models are configured");
         return;
     }
-    println!(
-        "{:<3} {:<16} {:<10} {:<28} {:>9}  breaker",
-        "#", "name", "provider", "model", "window"
-    );
+    let mut table = Table::new(&["#", "NAME", "PROVIDER", "MODEL", "WINDOW", "KEY", "BREAKER"]);
     for (i, e) in entries.iter().enumerate() {
         let window = e
             .context_window
@@ -149,13 +147,15 @@ fn list(env: &Env, chain: &Chain) {
         if let Some(ms) = e.breaker.open_remaining_ms {
             breaker.push_str(&format!(" ({ms} ms left)"));
         }
-        println!(
-            "{:<3} {:<16} {:<10} {:<28} {:>9}  {breaker}",
-            i + 1,
-            e.name,
-            e.provider,
-            e.model,
-            window
-        );
+        table.row(vec![
+            (i + 1).to_string(),
+            e.name.clone(),
+            e.provider.clone(),
+            e.model.clone(),
+            window,
+            e.key.as_str().to_string(),
+            breaker,
+        ]);
     }
+    table.print(&[5, 6]);
 }

@@ -39,6 +39,12 @@ impl Failure {
         Failure::internal(format!("{e:#}"))
     }
 
+    /// The same failure under another kind name.
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+
     pub fn new(code: u8, kind: impl Into<String>, message: impl Into<String>) -> Self {
         Failure {
             code,

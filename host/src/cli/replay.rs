@@ -9,13 +9,14 @@ use super::{Env, Failure};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The finished run to replay.
+    /// The finished run to replay (its id, or a unique prefix of it).
     run: String,
 }
 
 pub async fn run(env: &Env, args: ReplayArgs) -> Result<(), Failure> {
     let agent = env.agent(None).await?;
-    let report = agent.replay(&args.run).await.map_err(agent_failure)?;
+    let run = env.resolve_run(agent.store(), &args.run).await?;
+    let report = agent.replay(&run).await.map_err(agent_failure)?;
     if env.json {
         let mut body = json!({"ok": true});
         if let (Some(obj), Ok(serde_json::Value::Object(r))) =

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::json;
 use toolhost::store::{RunRecord, StepKind, StepRecord};
 
+use super::human::{self, Table};
 use super::{Env, Failure};
 
 #[derive(Debug, Subcommand)]
@@ -18,7 +19,7 @@ pub enum RunsCommand {
     /// One run's timeline: each step with its duration, attempts, serving
     /// model, cache hits and errors.
     Show {
-        /// The run id.
+        /// The run id, or a unique prefix of it.
         run: String,
     },
 }
@@ -40,30 +41,34 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 println!("no runs yet: start one with `toolhost agent run \"TASK\"`");
                 return Ok(());
             }
-            println!(
-                "{:<20} {:<10} {:>9} {:>8} {:>8}  task",
-                "run", "status", "spent ms", "sessions", "resumed"
-            );
+            let now = human::now_ms();
+            let mut table = Table::new(&["RUN", "STATUS", "SPENT", "SESSIONS", "STARTED", "TASK"]);
             for r in &runs {
-                let task: String = r.task.chars().take(48).collect();
-                println!(
-                    "{:<20} {:<10} {:>9} {:>8} {:>8}  {task}",
-                    r.id,
-                    r.status.as_str(),
-                    r.spent_ms,
-                    r.sessions,
-                    r.steps_resumed
-                );
+                let mut task: String = r.task.chars().take(48).collect();
+                if task.len() < r.task.len() {
+                    task.push_str("...");
+                }
+                table.row(vec![
+                    r.id.clone(),
+                    r.status.as_str().to_string(),
+                    human::micros(r.spent_ms * 1000),
+                    r.sessions.to_string(),
+                    human::ago(r.created_at, now),
+                    task,
+                ]);
             }
+            table.print(&[1]);
             Ok(())
         }
         RunsCommand::Show { run } => {
+            let run = env.resolve_run(&store, &run).await?;
             let record = store
                 .get_run(&run)
                 .await
                 .map_err(store_failure)?
                 .ok_or_else(|| {
                     Failure::usage(format!("no run `{run}` (see `toolhost runs list`)"))
+                        .with_kind("not_found")
                 })?;
             let steps = store.steps(&run).await.map_err(store_failure)?;
             if env.json {
@@ -79,6 +84,12 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
 fn show(r: &RunRecord, steps: &[StepRecord]) {
     println!("run      {}", r.id);
     println!("task     {}", r.task);
+    let now = human::now_ms();
+    let mut when = format!("started {}", human::ago(r.created_at, now));
+    if let Some(done) = r.finished_at {
+        when.push_str(&format!(", finished {}", human::ago(done, now)));
+    }
+    println!("when     {when}");
     println!(
         "status   {}{}",
         r.status.as_str(),
@@ -197,7 +208,7 @@ fn tool_line(s: &StepRecord) -> String {
         out.push_str(" (stopped the run)");
     }
     if let Some(k) = &s.request_digest {
-        out.push_str(&format!(", key {}", &k[..k.len().min(12)]));
+        out.push_str(&format!(", key {}", human::short_key(k)));
     }
     out
 }

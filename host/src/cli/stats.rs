@@ -9,7 +9,7 @@ use super::{Env, Failure};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// Only this run.
+    /// Only this run (its id, or a unique prefix of it).
     #[arg(long, value_name = "RUN")]
     run: Option<String>,
 }
@@ -18,12 +18,18 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     let store = env.store().await?;
     let failure =
         |e: toolhost::store::StoreError| Failure::new(1, "store_unavailable", e.to_string());
+    let run = match &args.run {
+        Some(given) => Some(env.resolve_run(&store, given).await?),
+        None => None,
+    };
+    let args = StatsArgs { run };
     if let Some(id) = &args.run
         && store.get_run(id).await.map_err(failure)?.is_none()
     {
-        return Err(Failure::usage(format!(
-            "no run `{id}` (see `toolhost runs list`)"
-        )));
+        return Err(
+            Failure::usage(format!("no run `{id}` (see `toolhost runs list`)"))
+                .with_kind("not_found"),
+        );
     }
     let stats = store.stats(args.run.as_deref()).await.map_err(failure)?;
     let breakers = if args.run.is_none() {

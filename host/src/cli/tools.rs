@@ -4,6 +4,7 @@ use clap::Subcommand;
 use serde_json::json;
 use toolhost::sandbox::{Sandbox, Tool};
 
+use super::human::{self, style};
 use super::{Env, Failure};
 
 #[derive(Debug, Subcommand)]
@@ -38,6 +39,7 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
                     "name": t.name, "version": t.version, "effect": effect(t),
                     "description": t.description, "digest": t.digest,
                     "path": t.path,
+                    "unusable": sandbox.policy(&t.name).and_then(|p| p.unusable.clone()),
                 })
             })
             .collect();
@@ -54,8 +56,16 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
         "NAME", "VERSION", "EFFECT"
     );
     for t in sandbox.tools() {
+        let unusable = sandbox
+            .policy(&t.name)
+            .is_some_and(|p| p.unusable.is_some());
+        let mark = if unusable {
+            "(unusable: see the warning) "
+        } else {
+            ""
+        };
         println!(
-            "{:<16} {:<9} {:<15} {}",
+            "{:<16} {:<9} {:<15} {mark}{}",
             t.name,
             t.version,
             effect(t),
@@ -70,11 +80,12 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
 
 fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
     let Some(tool) = sandbox.tool(name) else {
-        let known: Vec<_> = sandbox.tools().map(|t| t.name.as_str()).collect();
-        return Err(Failure::usage(format!(
-            "no tool named `{name}` is loaded (loaded: {})",
-            known.join(", ")
-        )));
+        // The same kind and words as a call of an unknown tool.
+        let error = toolhost::sandbox::CallError::UnknownTool {
+            name: name.to_string(),
+            known: sandbox.tools().map(|t| t.name.clone()).collect(),
+        };
+        return Err(Failure::usage(error.to_string()).with_kind(error.kind().as_str()));
     };
     let limits = sandbox.limits_for(name);
     let policy = sandbox.policy(name).cloned().unwrap_or_default();
@@ -119,6 +130,110 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
         "policy_digest": sandbox.policy_digest(name, &Default::default()).to_string(),
         "grants": grants,
     });
-    super::output::print_document(env.json, &body);
+    if env.json {
+        super::output::print_document(true, &body);
+    } else {
+        print_inspect(&body, policy.unusable.as_deref());
+    }
     Ok(())
+}
+
+/// `tools inspect` for people: what it is, what it may use, and the
+/// schemas (pretty JSON: a schema is a document, not a line).
+fn print_inspect(body: &serde_json::Value, unusable: Option<&str>) {
+    let line = |label: &str, value: String| {
+        anstream::println!(
+            "{}{label:<12}{} {value}",
+            style::HEADER,
+            style::HEADER.render_reset()
+        );
+    };
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    line(
+        "tool",
+        format!("{} {}", s(&body["name"]), s(&body["version"])),
+    );
+    line("description", s(&body["description"]));
+    let (own, effective) = (s(&body["effect"]), s(&body["effective_effect"]));
+    line(
+        "effect",
+        if own == effective {
+            own
+        } else {
+            format!("{effective} (the tool says {own}; its policy is stricter)")
+        },
+    );
+    line(
+        "path",
+        body["path"]
+            .as_str()
+            .map_or_else(|| body["path"].to_string(), str::to_string),
+    );
+    line("digest", s(&body["digest"]));
+    line("policy", s(&body["policy_digest"]));
+    let l = &body["limits"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_default();
+    line(
+        "limits",
+        format!(
+            "fuel {}, timeout {} ms, memory {}, output {}, logs {}, responses {}",
+            n(&l["fuel"]),
+            n(&l["timeout_ms"]),
+            human::size(n(&l["memory_mb"]) << 20),
+            human::size(n(&l["max_output_bytes"])),
+            human::size(n(&l["max_log_bytes"])),
+            human::size(n(&l["max_response_bytes"])),
+        ),
+    );
+    let g = &body["grants"];
+    let dirs: Vec<String> = g["dirs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            format!(
+                "{} -> {} ({})",
+                d["host"].as_str().unwrap_or("?"),
+                s(&d["guest"]),
+                s(&d["mode"])
+            )
+        })
+        .collect();
+    let env: Vec<String> = g["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let set = if e["set"] == true { "set" } else { "unset" };
+            format!("{} ({set})", s(&e["name"]))
+        })
+        .collect();
+    let hosts: Vec<String> = g["allow_hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    line("dirs", list(dirs));
+    line("env", list(env));
+    line("hosts", list(hosts));
+    if let Some(why) = unusable {
+        anstream::println!(
+            "{}unusable{}     {why}",
+            style::BAD,
+            style::BAD.render_reset()
+        );
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("\ninput schema:\n{}", pretty(&body["input_schema"]));
+    if !body["output_schema"].is_null() {
+        println!("\noutput schema:\n{}", pretty(&body["output_schema"]));
+    }
 }

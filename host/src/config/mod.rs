@@ -6,6 +6,7 @@
 //! to a default for a value the user wrote, because a typo in `timeout_ms`
 //! that silently means "10 s" is worse than a refusal to start.
 
+mod diagnostics;
 mod error;
 mod grants;
 mod host_pattern;
@@ -13,6 +14,7 @@ mod schema;
 mod serve;
 mod spans;
 
+pub use diagnostics::{ConfigWarning, Diagnostics};
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
@@ -45,6 +47,7 @@ impl Config {
         adjust(&mut config);
         config.validate().map_err(|v| v.locate(&spans, origin))?;
         grants::check(&config, Some(origin)).map_err(|v| v.locate(&spans, origin))?;
+        diagnostics::degrade_missing_grants(&mut config, &spans, origin);
         Ok(config)
     }
 

@@ -24,6 +24,10 @@ pub struct Config {
     pub agent: AgentConfig,
     pub store: StoreConfig,
     pub serve: super::ServeConfig,
+    /// Where it came from and what is wrong with it that is not fatal
+    /// (`config/diagnostics.rs`); not a key of the file.
+    #[serde(skip)]
+    pub diagnostics: super::Diagnostics,
 }
 
 /// `[sandbox]`: limits every tool gets unless its policy overrides them.
@@ -159,6 +163,11 @@ pub struct ToolPolicy {
     /// `retry` (the next caller runs it again, with the next attempt number,
     /// for tools whose remote end deduplicates by the idempotency key).
     pub in_doubt: Option<InDoubtPolicy>,
+    /// Set when the policy cannot be applied (a granted directory is
+    /// missing): why, naming the key and line. Calls of the tool fail with
+    /// it; nothing else is affected. Not a key of the file.
+    #[serde(skip)]
+    pub unusable: Option<String>,
 }
 
 /// See [`ToolPolicy::in_doubt`].
@@ -177,6 +186,17 @@ pub enum ProviderName {
     Anthropic,
     Openai,
     Scripted,
+}
+
+impl ProviderName {
+    /// The name as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderName::Anthropic => "anthropic",
+            ProviderName::Openai => "openai",
+            ProviderName::Scripted => "scripted",
+        }
+    }
 }
 
 /// One `[[models]]` entry of the fallback chain.
@@ -462,12 +482,8 @@ impl ToolPolicy {
         }
         let mut guests = std::collections::HashSet::new();
         for (i, grant) in self.dirs.iter().enumerate() {
-            if !grant.host.is_dir() {
-                return Err(Invalid::new(
-                    format!("{key}.dirs.{i}.host"),
-                    format!("`{}` is not a directory", grant.host.display()),
-                ));
-            }
+            // A missing directory is not fatal: it makes only this tool
+            // unusable (`diagnostics::degrade_missing_grants`).
             if !grant.guest.starts_with('/') || grant.guest.split('/').any(|c| c == "..") {
                 return Err(Invalid::new(
                     format!("{key}.dirs.{i}.guest"),
@@ -525,7 +541,13 @@ mod tests {
 
     #[test]
     fn empty_is_the_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
+        let mut empty = parse("").unwrap();
+        assert_eq!(
+            empty.diagnostics.file.as_deref(),
+            Some(Path::new("toolhost.toml"))
+        );
+        empty.diagnostics = Default::default();
+        assert_eq!(empty, Config::default());
         assert_eq!(Config::default().sandbox.fuel, 1_000_000_000);
         assert_eq!(Config::default().retry.max_attempts, 5);
     }
@@ -681,12 +703,14 @@ path = ".toolhost/toolhost.db"
         assert_eq!(e.key.as_deref(), Some("breaker.failure_rate"));
     }
 
+    /// Regression (issue 12): a missing grant directory used to stop every
+    /// command; now it is a warning that makes only its tool unusable.
     #[test]
-    fn a_missing_grant_directory_is_an_error() {
-        let e =
-            parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap_err();
-        assert_eq!(e.line, Some(2));
-        assert!(e.message.contains("/no/such/dir"));
+    fn a_missing_grant_directory_is_a_warning() {
+        let c = parse("[tools.x]\ndirs = [{ host = \"/no/such/dir\", guest = \"/d\" }]\n").unwrap();
+        let w = &c.diagnostics.warnings[0];
+        assert_eq!(w.line, Some(2));
+        assert!(w.message.contains("/no/such/dir"));
     }
 
     #[test]

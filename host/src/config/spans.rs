@@ -130,7 +130,7 @@ fn walk_value(value: &DeValue<'_>, at: usize, path: &mut Vec<String>) -> bool {
 }
 
 /// A key part needs quotes when it is not a bare TOML key.
-fn join(path: &[String]) -> String {
+pub(super) fn join(path: &[String]) -> String {
     path.iter()
         .map(|p| {
             let bare = !p.is_empty()

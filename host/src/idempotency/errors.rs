@@ -38,6 +38,15 @@ pub enum ExecError {
         "call {key} is still running in another caller after {waited_ms} ms; ask again later for its outcome"
     )]
     StillRunning { key: String, waited_ms: u64 },
+    /// `cache resolve` on a call that is not in doubt (running, done): there
+    /// is nothing for an operator to decide.
+    #[error(
+        "call {key} is {state}, not in_doubt: only a call in doubt can be resolved (see `toolhost cache show {key}`)"
+    )]
+    NotInDoubt { key: String, state: String },
+    /// `cache resolve` on a key no recorded call has.
+    #[error("no recorded call has key {key} (see `toolhost cache list`)")]
+    NoSuchCall { key: String },
     /// The store failed before anything ran.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -51,6 +60,8 @@ impl ExecError {
             ExecError::InDoubt { .. } => "in_doubt",
             ExecError::KeyConflict { .. } => "key_conflict",
             ExecError::StillRunning { .. } => "still_running",
+            ExecError::NotInDoubt { .. } => "not_in_doubt",
+            ExecError::NoSuchCall { .. } => "not_found",
             ExecError::Store(_) => "store_unavailable",
         }
     }
@@ -61,7 +72,9 @@ impl ExecError {
             ExecError::Call { key, .. } => key.as_deref(),
             ExecError::InDoubt { key, .. }
             | ExecError::KeyConflict { key, .. }
-            | ExecError::StillRunning { key, .. } => Some(key),
+            | ExecError::StillRunning { key, .. }
+            | ExecError::NotInDoubt { key, .. }
+            | ExecError::NoSuchCall { key } => Some(key),
             ExecError::Store(_) => None,
         }
     }

@@ -20,10 +20,10 @@ impl Executor {
     pub async fn retry_in_doubt(&self, key: &str) -> Result<ExecOutput, ExecError> {
         let row = self.store.get(key).await?.ok_or_else(|| not_found(key))?;
         if row.state != CallState::InDoubt {
-            return Err(refused(
-                key,
-                format!("call {key} is {}, not in_doubt", row.state.as_str()),
-            ));
+            return Err(ExecError::NotInDoubt {
+                key: key.to_string(),
+                state: row.state.as_str().to_string(),
+            });
         }
         let mut prepared = self
             .sandbox
@@ -96,9 +96,15 @@ impl Executor {
             .abandon(key, outcome, self.clock.now_ms())
             .await?
         {
-            Ok(())
-        } else {
-            Err(not_found(key))
+            return Ok(());
+        }
+        // Nothing abandoned: say whether the key exists in another state.
+        match self.store.get(key).await? {
+            Some(row) => Err(ExecError::NotInDoubt {
+                key: key.to_string(),
+                state: row.state.as_str().to_string(),
+            }),
+            None => Err(not_found(key)),
         }
     }
 }
@@ -140,7 +146,9 @@ fn refused(key: &str, message: String) -> ExecError {
 }
 
 fn not_found(key: &str) -> ExecError {
-    refused(key, format!("no in_doubt call has key {key}"))
+    ExecError::NoSuchCall {
+        key: key.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -137,9 +137,20 @@ impl McpServer {
         let name = params.name.to_string();
         if inner.executor.sandbox().tool(&name).is_none() {
             self.count(UNKNOWN_TOOL, Outcome::Error, Some("unknown_tool"), started);
+            // JSON-RPC -32602 as the MCP specification shows, with the
+            // same kind name and words as every other command's.
+            let error = crate::sandbox::CallError::UnknownTool {
+                name: name.clone(),
+                known: inner
+                    .executor
+                    .sandbox()
+                    .tools()
+                    .map(|t| t.name.clone())
+                    .collect(),
+            };
             return Err(McpError::invalid_params(
-                format!("unknown tool: {name}"),
-                None,
+                error.to_string(),
+                Some(serde_json::json!({"kind": error.kind().as_str()})),
             ));
         }
         let scope = match explicit_key(params.meta.as_ref(), meta) {

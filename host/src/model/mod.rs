@@ -185,6 +185,40 @@ impl Endpoint {
     }
 }
 
+/// Whether a chain entry has the API key it needs. An entry whose variable
+/// is unset is skipped by the chain (with a warning), not failed: a chain
+/// of a hosted model and a local one works with only the local one's setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// `api_key_env` names a variable that is set.
+    Set,
+    /// `api_key_env` names a variable that is not set (or is empty).
+    NoKey,
+    /// No `api_key_env`: a local server, or the scripted provider.
+    NotNeeded,
+}
+
+impl KeyStatus {
+    /// The entry's status in the current environment.
+    pub fn of(m: &ModelConfig) -> KeyStatus {
+        match &m.api_key_env {
+            None => KeyStatus::NotNeeded,
+            Some(var) if std::env::var_os(var).is_some_and(|v| !v.is_empty()) => KeyStatus::Set,
+            Some(_) => KeyStatus::NoKey,
+        }
+    }
+
+    /// How tables show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Set => "set",
+            KeyStatus::NoKey => "no key",
+            KeyStatus::NotNeeded => "none needed",
+        }
+    }
+}
+
 /// Why a config entry could not become a model.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

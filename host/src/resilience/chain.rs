@@ -22,8 +22,10 @@ use super::metrics::{Metrics, Snapshot};
 use super::report::{Report, ms};
 use super::retry::{Retry, RetryPolicy, is_transient};
 use super::timeout::AttemptTimeout;
-use crate::config::{BreakerConfig, Config, ProviderName, RetryConfig};
-use crate::model::{self, BuildError, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
+use crate::config::{BreakerConfig, Config, RetryConfig};
+use crate::model::{
+    self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, Model, ModelError,
+};
 
 /// A response and how it was obtained.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +50,8 @@ pub struct EntryStatus {
     pub model: String,
     pub context_window: Option<u64>,
     pub breaker: breaker::Status,
+    /// Whether its API key is there; an entry with `no_key` is skipped.
+    pub key: KeyStatus,
 }
 
 /// Describes one chain entry for listing.
@@ -67,6 +71,10 @@ pub struct ChainBuilder {
     clock: Arc<dyn Clock>,
     seed: u64,
     entries: Vec<(EntrySpec, Arc<dyn Model>)>,
+    /// Entry name -> the unset variable that should hold its key.
+    missing_keys: std::collections::BTreeMap<String, String>,
+    /// Entries whose key variable is set (for `model list`).
+    present_keys: std::collections::BTreeSet<String>,
     sink: Option<Arc<dyn breaker::BreakerSink>>,
 }
 
@@ -81,6 +89,8 @@ impl ChainBuilder {
             clock: Arc::new(TokioClock::default()),
             seed: rand::random(),
             entries: Vec::new(),
+            missing_keys: Default::default(),
+            present_keys: Default::default(),
             sink: None,
         }
     }
@@ -114,6 +124,13 @@ impl ChainBuilder {
         self
     }
 
+    /// Appends a model whose API key variable `var` is unset: it is listed
+    /// (as `no key`) but skipped, and the chain goes on to the next one.
+    pub fn entry_without_key(mut self, spec: EntrySpec, model: Arc<dyn Model>, var: &str) -> Self {
+        self.missing_keys.insert(spec.name.clone(), var.to_string());
+        self.entry(spec, model)
+    }
+
     pub fn build(self) -> Chain {
         let retry = RetryPolicy::from_config(&self.retry);
         let timeout = Duration::from_millis(self.retry.attempt_timeout_ms);
@@ -129,6 +146,11 @@ impl ChainBuilder {
                 breaker = breaker.with_sink(sink.clone());
             }
             let breaker = Arc::new(breaker);
+            if let Some(var) = self.missing_keys.get(&spec.name) {
+                tracing::warn!(model = %spec.name, variable = %var, "skipping a model whose API key variable is not set");
+                entries.push((spec, breaker));
+                continue;
+            }
             let wrapped = Retry::new(
                 CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone()),
                 retry.clone(),
@@ -144,6 +166,8 @@ impl ChainBuilder {
         Chain {
             fallback: Fallback::new(links),
             entries,
+            missing_keys: self.missing_keys,
+            present_keys: self.present_keys,
             clock: self.clock,
             budget: Duration::from_millis(self.retry.budget_ms),
             alert_after: self.alert_after,
@@ -164,6 +188,9 @@ struct Outage {
 pub struct Chain {
     fallback: Fallback,
     entries: Vec<(EntrySpec, Arc<Breaker>)>,
+    /// Entries skipped for an unset key variable: name -> variable.
+    missing_keys: std::collections::BTreeMap<String, String>,
+    present_keys: std::collections::BTreeSet<String>,
     clock: Arc<dyn Clock>,
     budget: Duration,
     alert_after: Duration,
@@ -183,18 +210,21 @@ impl Chain {
         let mut b = ChainBuilder::new(config.retry.clone(), config.breaker.clone())
             .alert_after(Duration::from_millis(config.fallback.alert_after_ms));
         for m in &config.models {
-            let provider = match m.provider {
-                ProviderName::Anthropic => "anthropic",
-                ProviderName::Openai => "openai",
-                ProviderName::Scripted => "scripted",
-            };
             let spec = EntrySpec {
                 name: m.name.clone(),
-                provider: provider.to_string(),
+                provider: m.provider.as_str().to_string(),
                 model: m.model.clone(),
                 context_window: m.context_window,
             };
-            b = b.entry(spec, model::provider(m)?);
+            let provider = model::provider(m)?;
+            b = match (&m.api_key_env, KeyStatus::of(m)) {
+                (Some(var), KeyStatus::NoKey) => b.entry_without_key(spec, provider, var),
+                (_, KeyStatus::Set) => {
+                    b.present_keys.insert(spec.name.clone());
+                    b.entry(spec, provider)
+                }
+                _ => b.entry(spec, provider),
+            };
         }
         Ok(b)
     }
@@ -228,6 +258,8 @@ impl Chain {
                 ErrorKind::AllModelsUnavailable,
                 "no models are configured",
             ))
+        } else if self.missing_keys.len() == self.entries.len() {
+            Err(self.no_keys())
         } else {
             self.fallback.chat(req, &cx).await
         };
@@ -241,6 +273,34 @@ impl Chain {
         }
     }
 
+    /// Entries skipped because their key variable is unset, in chain order:
+    /// (entry name, variable). Each is worth a warning where a person reads.
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        self.entries
+            .iter()
+            .filter_map(|(spec, _)| {
+                let var = self.missing_keys.get(&spec.name)?;
+                Some((spec.name.clone(), var.clone()))
+            })
+            .collect()
+    }
+
+    /// Every entry was skipped: an `auth` error naming each variable.
+    fn no_keys(&self) -> ModelError {
+        let named: Vec<String> = self
+            .skipped()
+            .iter()
+            .map(|(name, var)| format!("`{name}` needs {var}"))
+            .collect();
+        ModelError::new(
+            ErrorKind::Auth,
+            format!(
+                "every model in the chain was skipped because its API key variable is not set ({}); export one, or add a model that needs no key",
+                named.join(", ")
+            ),
+        )
+    }
+
     /// Each entry with its breaker's state, in chain order.
     pub fn list(&self) -> Vec<EntryStatus> {
         self.entries
@@ -251,6 +311,13 @@ impl Chain {
                 model: spec.model.clone(),
                 context_window: spec.context_window,
                 breaker: breaker.status(),
+                key: if self.missing_keys.contains_key(&spec.name) {
+                    KeyStatus::NoKey
+                } else if self.present_keys.contains(&spec.name) {
+                    KeyStatus::Set
+                } else {
+                    KeyStatus::NotNeeded
+                },
             })
             .collect()
     }

@@ -33,17 +33,69 @@ pub fn from_response(wire: Wire, status: u16, headers: &HeaderMap, body: &str) -
     let text = detail
         .message
         .clone()
-        .unwrap_or_else(|| body.trim().to_string());
+        .unwrap_or_else(|| readable_line(body));
     let mut message = format!("HTTP {status}");
     if !text.is_empty() {
         message.push_str(": ");
         message.extend(text.chars().take(MAX_MESSAGE));
+        if text.chars().count() > MAX_MESSAGE {
+            message.push_str("...");
+        }
     }
     let mut error = ModelError::new(kind, message)
         .with_status(status)
         .with_retry_after(retry_after(headers));
     error.should_retry = should_retry(headers);
     error
+}
+
+/// A body that is not the provider's error JSON (an HTML page from a proxy
+/// or a load balancer, a stack trace) as one readable line: tags, scripts
+/// and styles removed, entities for the common characters decoded,
+/// whitespace collapsed. The caller caps its length.
+fn readable_line(body: &str) -> String {
+    let mut text = String::with_capacity(body.len().min(4096));
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        text.push(' ');
+        let after = &rest[open..];
+        // Skip the contents of script and style elements, not just the tags.
+        let lower: String = after
+            .chars()
+            .take(7)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let skip_to = if lower.starts_with("<script") {
+            after
+                .to_ascii_lowercase()
+                .find("</script>")
+                .map(|i| i + "</script>".len())
+        } else if lower.starts_with("<style") {
+            after
+                .to_ascii_lowercase()
+                .find("</style>")
+                .map(|i| i + "</style>".len())
+        } else {
+            after.find('>').map(|i| i + 1)
+        };
+        match skip_to {
+            Some(n) => rest = &after[n..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    text.push_str(rest);
+    let decoded = text
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn kind_of(wire: Wire, status: u16, body: &ErrorBody) -> ErrorKind {
@@ -323,5 +375,30 @@ mod tests {
             date.trim_start_matches('0')
         );
         (rfc850, asctime)
+    }
+
+    /// Regression (issue 12): a proxy's HTML error page used to become a
+    /// multi-kilobyte message of markup.
+    #[test]
+    fn html_error_pages_become_one_readable_line() {
+        let page = format!(
+            "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title>\n<style>body {{ color: red }}</style>\n<script>var x = '<b>';</script></head>\n<body>\n<h1>Bad Gateway</h1>\n<p>The proxy server received an invalid&nbsp;response &amp; gave up.</p>{}</body></html>",
+            "<p>filler</p>".repeat(500)
+        );
+        let e = from_response(Wire::OpenAi, 502, &HeaderMap::new(), &page);
+        assert_eq!(e.kind, ErrorKind::ServerError);
+        assert!(
+            e.message.starts_with("HTTP 502: 502 Bad Gateway Bad Gateway The proxy server received an invalid response & gave up. filler"),
+            "{}",
+            e.message
+        );
+        assert!(
+            !e.message.contains('<') && !e.message.contains('\n'),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("color"), "{}", e.message);
+        assert!(e.message.ends_with("..."), "{}", e.message);
+        assert!(e.message.chars().count() <= "HTTP 502: ".len() + MAX_MESSAGE + 3);
     }
 }

@@ -18,6 +18,9 @@ pub enum ErrorKind {
     CapabilityDenied,
     /// No tool by that name is loaded (a caller's mistake; the CLI exits 2).
     UnknownTool,
+    /// The tool's policy cannot be applied (a granted directory is missing):
+    /// the operator's config, not the tool or the input (the CLI exits 2).
+    Config,
     /// The host itself failed (an I/O error, an exhausted pool); not the tool.
     Internal,
 }
@@ -36,6 +39,7 @@ impl ErrorKind {
             ErrorKind::Trap => "trap",
             ErrorKind::CapabilityDenied => "capability_denied",
             ErrorKind::UnknownTool => "unknown_tool",
+            ErrorKind::Config => "config",
             ErrorKind::Internal => "internal",
         }
     }
@@ -101,6 +105,10 @@ pub enum CallError {
     /// No tool by this name is loaded.
     #[error("no tool named `{name}` is loaded (loaded: {})", known.join(", "))]
     UnknownTool { name: String, known: Vec<String> },
+    /// The tool's policy cannot be applied; the message names the config key
+    /// and line. Refused before a key exists, so never recorded.
+    #[error("{0}")]
+    Config(String),
     /// The host failed; the tool may never have run.
     #[error("{0}")]
     Internal(String),
@@ -135,6 +143,7 @@ impl CallError {
             CallError::Trap(_) => ErrorKind::Trap,
             CallError::CapabilityDenied(_) => ErrorKind::CapabilityDenied,
             CallError::UnknownTool { .. } => ErrorKind::UnknownTool,
+            CallError::Config(_) => ErrorKind::Config,
             CallError::Internal(_) => ErrorKind::Internal,
         }
     }

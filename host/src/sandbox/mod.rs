@@ -334,6 +334,9 @@ impl Sandbox {
                 known: self.inner.tools.keys().cloned().collect(),
             });
         };
+        if let Some(reason) = self.policy(tool).and_then(|p| p.unusable.as_ref()) {
+            return Err(CallError::Config(reason.clone()));
+        }
         // Parsed once, as I-JSON; the guest gets the canonical text, which
         // is exactly what the idempotency key hashes.
         let parsed = crate::idempotency::parse_ijson(input)

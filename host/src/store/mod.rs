@@ -24,6 +24,7 @@ mod journal;
 mod liveness;
 mod metrics;
 mod migrations;
+mod prefix;
 mod reader;
 mod worker;
 
@@ -38,6 +39,7 @@ pub use calls::{
 pub(crate) use liveness::random_hex;
 pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
+pub use prefix::Prefixed;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -135,7 +135,10 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
     assert_eq!(v["status"], "failed", "{v}");
     let reason = v["reason"].as_str().unwrap();
     assert!(
-        reason.contains("in doubt") && reason.contains("toolhost cache resolve"),
+        // The hint repeats this invocation's flags (issue 12).
+        reason.contains("in doubt")
+            && reason.contains(&format!("toolhost --config {config} cache resolve"))
+            && reason.contains(&format!("toolhost --config {config} agent resume pay")),
         "{reason}"
     );
     let key = in_doubt_key(reason);

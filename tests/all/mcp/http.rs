@@ -127,7 +127,15 @@ async fn failures_are_tool_results_with_their_kind() {
         panic!("expected a protocol error, got {unknown:?}");
     };
     assert_eq!(e.code.0, -32602);
-    assert!(e.message.contains("nope"));
+    assert!(
+        e.message.contains("no tool named `nope` is loaded"),
+        "{e:?}"
+    );
+    // The same kind name as `toolhost call` and agent runs (issue 12).
+    assert_eq!(
+        e.data.as_ref().map(|d| d["kind"].clone()),
+        Some(json!("unknown_tool"))
+    );
     // The host outlived them all.
     let echo = call(&client, "echo", json!({"message": "still here"})).await;
     assert_eq!(output(&echo), json!({"message": "still here"}));

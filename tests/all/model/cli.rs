@@ -203,3 +203,81 @@ async fn the_scripted_provider_replays_its_file_offline() {
     assert_eq!(v["tool_calls"][0]["arguments"]["expr"], "6*7");
     assert_eq!(v["stop"], "tool_use");
 }
+
+/// A model whose key variable is unset is skipped with a warning and the
+/// chain goes on; `model list` says `no key`; only when every model is
+/// skipped is it an error (issue 12, item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_without_its_key_is_skipped_and_the_chain_goes_on() {
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    backup.otherwise(|_| Step::text("hello from the backup"));
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &primary, &backup);
+    let text = std::fs::read_to_string(dir.path().join("toolhost.toml")).unwrap();
+    // The primary's variable is one the test never sets.
+    let text = text.replacen("TOOLHOST_TEST_KEY", "TOOLHOST_TEST_UNSET_KEY", 1);
+    std::fs::write(dir.path().join("toolhost.toml"), &text).unwrap();
+    let out = toolhost(dir.path(), &["--json", "model", "call", "--message", "hi"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["served_by"], "backup");
+    assert_eq!(v["text"], "hello from the backup");
+    assert_eq!(primary.requests(), 0, "a skipped model is not called");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: model `primary` is skipped: its API key variable TOOLHOST_TEST_UNSET_KEY is not set"),
+        "{stderr}"
+    );
+    let list = toolhost(dir.path(), &["model", "list"]).await;
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let row = listed.lines().find(|l| l.contains("primary")).unwrap();
+    assert!(row.contains("no key"), "{listed}");
+
+    // Every model skipped: an error naming each variable.
+    let text = text.replace("TOOLHOST_TEST_KEY", "TOOLHOST_TEST_UNSET_KEY");
+    std::fs::write(dir.path().join("toolhost.toml"), &text).unwrap();
+    let out = toolhost(dir.path(), &["--json", "model", "call", "--message", "hi"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["error"]["kind"], "auth");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "`primary` needs TOOLHOST_TEST_UNSET_KEY, `backup` needs TOOLHOST_TEST_UNSET_KEY"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        primary.requests() + backup.requests(),
+        1,
+        "only the first call reached a server"
+    );
+}
+
+/// Regression (issue 12): a proxy's HTML error page became the message,
+/// markup and all. Now it is one readable line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_error_page_is_cut_to_a_readable_line() {
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    primary.otherwise(|_| Step::HtmlPage(502));
+    backup.otherwise(|_| Step::HtmlPage(502));
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &primary, &backup);
+    let out = toolhost(dir.path(), &["--json", "model", "call", "--message", "hi"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = stdout_json(&out);
+    let attempt = v["attempts"][0]["error_message"]
+        .as_str()
+        .or_else(|| v["error"]["message"].as_str())
+        .unwrap()
+        .to_string();
+    let message = v["error"]["message"].as_str().unwrap();
+    for text in [message, attempt.as_str()] {
+        assert!(
+            text.contains("HTTP 502: 502 Bad Gateway 502 Bad Gateway nginx"),
+            "{text}"
+        );
+        assert!(!text.contains('<') && !text.contains("color"), "{text}");
+    }
+    assert!(message.len() < 2_000, "{message}");
+}

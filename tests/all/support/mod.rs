@@ -97,15 +97,23 @@ const BINARY_DEADLINE: Duration = Duration::from_secs(120);
 /// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
 /// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_toolhost"));
+    command
         .args(args)
         .current_dir(cwd)
-        .env_remove("TOOLHOST_LOG")
+        .env_remove("TOOLHOST_LOG");
+    run_bounded(&mut command, &format!("toolhost {args:?}"))
+}
+
+/// Runs `command` with piped stdout and stderr, killing it (and failing the
+/// test, naming it `what`) if it has not exited within [`BINARY_DEADLINE`].
+pub fn run_bounded(command: &mut Command, what: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run toolhost");
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     // Drain both pipes on threads, so a chatty child never blocks on a full pipe.
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -118,13 +126,13 @@ pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
     let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for toolhost") {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
         if started.elapsed() > BINARY_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("toolhost {args:?} did not exit within {BINARY_DEADLINE:?}");
+            panic!("{what} did not exit within {BINARY_DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };

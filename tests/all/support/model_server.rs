@@ -48,6 +48,8 @@ pub enum Step {
     Drop,
     /// 200 with a body that is not JSON.
     MalformedJson,
+    /// An error status with an HTML page, as a proxy or load balancer sends.
+    HtmlPage(u16),
     /// The inner step with one more response header.
     Header(&'static str, String, Box<Step>),
 }
@@ -449,6 +451,14 @@ fn respond(
         Step::ContextLength => (400, vec![], context_length(wire)),
         Step::ContentPolicy => (400, vec![], content_policy(wire)),
         Step::Status(code) => (*code, vec![], error_body(wire, *code, key)),
+        Step::HtmlPage(code) => (
+            *code,
+            vec![],
+            format!(
+                "<!DOCTYPE html>\n<html>\n<head><title>{code} Bad Gateway</title><style>h1 {{ color: red }}</style></head>\n<body>\n<center><h1>{code} Bad Gateway</h1></center>\n<hr><center>nginx</center>\n{}</body>\n</html>\n",
+                "<!-- a padding comment -->\n".repeat(200)
+            ),
+        ),
         Step::Delay(..) | Step::Stall | Step::Drop | Step::Header(..) => {
             unreachable!("handled by serve")
         }

@@ -1,0 +1,298 @@
+//! Configs that fail gently (issue 12, item 5), `toolhost config check`,
+//! and the same error kinds and hints in every command (item 7).
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::people::workdir;
+use crate::support::{stdout_json, toolhost};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A config whose `notes` grant names a directory that does not exist yet.
+fn missing_grant(dir: &Path) {
+    std::fs::write(
+        dir.join("toolhost.toml"),
+        "[sandbox]\ntimeout_ms = 5_000\n\n[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_missing_grant_makes_only_that_tool_unusable() {
+    let dir = workdir();
+    missing_grant(dir.path());
+    let list = toolhost(dir.path(), &["tools", "list"]);
+    assert_eq!(list.status.code(), Some(0), "{list:?}");
+    let warned = stderr(&list);
+    assert!(
+        warned.contains("warning: toolhost.toml line 5 at `tools.notes.dirs.0.host`: `./data` is not a directory"),
+        "{warned}"
+    );
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("notes") && l.contains("unusable")),
+        "{listed}"
+    );
+    // Every other tool and command works, and says what is wrong.
+    let calc = toolhost(
+        dir.path(),
+        &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+    );
+    assert_eq!(calc.status.code(), Some(0), "{calc:?}");
+    assert!(
+        stderr(&calc).contains("tools.notes.dirs.0.host"),
+        "{calc:?}"
+    );
+    let gc = toolhost(dir.path(), &["cache", "gc"]);
+    assert_eq!(gc.status.code(), Some(0), "{gc:?}");
+    // Calling the tool names the key and the line; nothing is recorded.
+    let input = r#"{"file":"log.txt","text":"hello"}"#;
+    let notes = toolhost(dir.path(), &["--json", "call", "notes", "--input", input]);
+    assert_eq!(notes.status.code(), Some(2), "{notes:?}");
+    let v = stdout_json(&notes);
+    assert_eq!(v["error"]["kind"], "config");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 5") && message.contains("tools.notes.dirs.0.host"),
+        "{message}"
+    );
+    // Once the directory exists the same call runs: the refusal was not cached.
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let notes = toolhost(dir.path(), &["call", "notes", "--input", input]);
+    assert_eq!(notes.status.code(), Some(0), "{notes:?}");
+    assert!(!stderr(&notes).contains("warning"), "{notes:?}");
+}
+
+#[test]
+fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[tools.http-fetch]\nallow_hosts = [\"api.example.com\"]\n",
+    )
+    .unwrap();
+    let out = toolhost(dir.path(), &["tools", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stderr(&out).contains("toolhost.toml line 1 at `tools.http-fetch`: a policy for `http-fetch`, but no tool by that name is loaded; it grants nothing (did you mean `http_fetch`?)"),
+        "{out:?}"
+    );
+    let check = toolhost(dir.path(), &["config", "check", "--json"]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "a warning is not an error: {check:?}"
+    );
+    let v = stdout_json(&check);
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `http_fetch`?"),
+        "{v}"
+    );
+}
+
+#[test]
+fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
+    let dir = workdir();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"TOOLHOST_TEST_NOTES_OWNER\"]\ntimeout_ms = 2_000\n\n[[models]]\nname = \"hosted\"\nprovider = \"anthropic\"\nmodel = \"claude-sonnet-4-5\"\napi_key_env = \"TOOLHOST_TEST_UNSET_KEY\"\n\n[[models]]\nname = \"keyed\"\nprovider = \"openai\"\nmodel = \"gpt-4o\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"PATH\"\n",
+    )
+    .unwrap();
+    let out = toolhost(dir.path(), &["config", "check", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["ok"], true);
+    let real = dir.path().canonicalize().unwrap();
+    let under = |p: &Value| {
+        Path::new(p.as_str().unwrap())
+            .canonicalize()
+            .ok()
+            .is_some_and(|p| p.starts_with(&real))
+            || p.as_str()
+                .unwrap()
+                .starts_with(dir.path().to_str().unwrap())
+    };
+    assert!(under(&v["paths"]["config"]), "{v}");
+    assert!(under(&v["paths"]["store"]), "{v}");
+    let notes = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "notes")
+        .unwrap();
+    assert_eq!(notes["limits"]["timeout_ms"], 2000);
+    assert_eq!(notes["grants"]["dirs"][0]["mode"], "rw");
+    assert_eq!(notes["grants"]["dirs"][0]["exists"], true);
+    assert_eq!(
+        notes["grants"]["env"][0],
+        json!({"name": "TOOLHOST_TEST_NOTES_OWNER", "set": false})
+    );
+    assert_eq!(v["models"][0]["key"], "no_key");
+    assert_eq!(v["models"][1]["key"], "set");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("TOOLHOST_TEST_UNSET_KEY"),
+        "{v}"
+    );
+    let human = toolhost(dir.path(), &["config", "check"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    for part in [
+        "paths",
+        "tools",
+        "models",
+        "no key (TOOLHOST_TEST_UNSET_KEY is not set)",
+        "set (PATH)",
+        "/data (rw)",
+        "\nok\n",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+
+    // A missing grant: the tool is unusable, so the check fails (exit 2).
+    std::fs::remove_dir(dir.path().join("data")).unwrap();
+    let out = toolhost(dir.path(), &["config", "check", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("tools.notes.dirs.0.host"),
+        "{v}"
+    );
+    let out = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MISSING"),
+        "{out:?}"
+    );
+
+    // A config that does not load: exit 2 naming the key and line.
+    std::fs::write(dir.path().join("toolhost.toml"), "[sandbox]\nfuell = 5\n").unwrap();
+    let out = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("line 2"), "{out:?}");
+}
+
+/// `unknown_tool` from `call` and `tools inspect`, with the same words; an
+/// agent's call of an unknown tool is journaled under the same kind. (MCP:
+/// `mcp::http`, the JSON-RPC error's `data.kind`.)
+#[test]
+fn an_unknown_tool_is_unknown_tool_in_every_command() {
+    let dir = workdir();
+    let call = toolhost(dir.path(), &["--json", "call", "nope", "--input", "{}"]);
+    let inspect = toolhost(dir.path(), &["--json", "tools", "inspect", "nope"]);
+    for out in [&call, &inspect] {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let v = stdout_json(out);
+        assert_eq!(v["error"]["kind"], "unknown_tool", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no tool named `nope` is loaded (loaded: calc, echo"),
+            "{v}"
+        );
+    }
+    std::fs::write(
+        dir.path().join("turns.json"),
+        r#"{"mode": "conversation", "turns": [{"tool_calls": [{"name": "nope", "arguments": {}}]}, {"text": "done"}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[[models]]\nname = \"s\"\nprovider = \"scripted\"\nscript = \"turns.json\"\n",
+    )
+    .unwrap();
+    let run = toolhost(
+        dir.path(),
+        &["--json", "agent", "run", "t", "--run-id", "r1"],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let show = stdout_json(&toolhost(dir.path(), &["--json", "runs", "show", "r1"]));
+    let tool = show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "tool")
+        .unwrap();
+    assert_eq!(tool["error_kind"], "unknown_tool", "{show}");
+}
+
+/// The `in_doubt` message names the exact command to run next, with the
+/// `--config`, `--tools-dir` and `--db` the failing call used, and that
+/// command works as printed.
+#[test]
+fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
+    let dir = workdir();
+    let state = dir.path().join("elsewhere");
+    std::fs::create_dir_all(state.join("data")).unwrap();
+    std::fs::write(
+        state.join("conf.toml"),
+        format!(
+            "[tools.notes]\ndirs = [{{ host = \"{}\", guest = \"/data\", mode = \"rw\" }}]\n",
+            state.join("data").display()
+        ),
+    )
+    .unwrap();
+    let (config, db) = (state.join("conf.toml"), state.join("state.db"));
+    let (config, db) = (config.to_str().unwrap(), db.to_str().unwrap());
+    let call = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            config,
+            "--db",
+            db,
+            "call",
+            "notes",
+            "--input",
+            r#"{"file":"log.txt","text":"charge"}"#,
+            "--idempotency-key",
+            "order-17",
+        ];
+        args.extend_from_slice(extra);
+        toolhost(dir.path(), &args)
+    };
+    // A limit cutting a side effect short leaves it in doubt.
+    let out = call(&["--fuel", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).starts_with("error: out_of_fuel: "), "{out:?}");
+    // The next caller of that key is told it is in doubt, and what to run.
+    let out = call(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let message = stderr(&out);
+    assert!(message.starts_with("error: in_doubt: "), "{message}");
+    let start = message.find("`toolhost ").expect("a command") + 1;
+    let end = start + message[start..].find('`').unwrap();
+    let command = &message[start..end];
+    assert!(
+        command.starts_with(&format!(
+            "toolhost --config {config} --db {db} cache resolve "
+        )),
+        "{command}"
+    );
+    assert!(command.ends_with(" --retry|--abandon"), "{command}");
+    // Pasted as printed (choosing --abandon), from another directory.
+    let abandon = command.replace("--retry|--abandon", "--abandon");
+    let args: Vec<&str> = abandon.split(' ').skip(1).collect();
+    let other = workdir();
+    let out = toolhost(other.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A second resolve finds nothing in doubt: its own kind.
+    let out = toolhost(other.path(), &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).starts_with("error: not_in_doubt: "), "{out:?}");
+}

@@ -1,0 +1,314 @@
+//! The README and the `--help` texts cannot drift from the binary.
+//!
+//! - Every ```` ```console ```` block of `README.md` is run: each `$ ` line
+//!   through `sh` (stderr merged into stdout, as a terminal shows them) in
+//!   a fresh directory, and what follows it, up to the next `$ ` line, is
+//!   compared with what it printed (snapbox: `[..]` matches within a line,
+//!   `...` whole lines; `[KEY]` is a 64-digit key, `[CWD]` the directory the
+//!   example runs in). An HTML comment `<!-- readme-setup ... -->` right
+//!   before a block is a shell script run first (writing a config, say);
+//!   it is invisible on GitHub and plain in the source. Blocks that show
+//!   something a test cannot reproduce (a live provider, timings of the
+//!   demo) are ```` ```text ````, never ```` ```console ````.
+//! - Every command's `--help` is compared with `tests/all/snapshots/help/`;
+//!   the list of commands is read from the help texts themselves, so a new
+//!   subcommand gets a snapshot (and fails until it has one).
+//!
+//! `SNAPSHOTS=overwrite cargo test -p toolhost --test all docs::` rewrites
+//! the help snapshots and the outputs of README blocks that no longer match
+//! (review the diff: wildcards in a rewritten block must be put back by
+//! hand).
+//!
+//! State is pinned: `HOME` and the XDG directories point into the test's
+//! temp dir, the environment is otherwise empty (no API keys, `NO_COLOR`),
+//! so an example prints the same on every machine. Compiled tools are
+//! shared between examples through a cache directory kept beside the test
+//! binary, keyed by a state directory kept there too.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use snapbox::{Assert, Data, Redactions};
+
+use crate::support::run_bounded;
+
+/// One `$ ` line of a console block and the output written under it.
+#[derive(Debug)]
+struct Step {
+    command: String,
+    expected: String,
+    /// The 0-based README lines of the expected output (for overwriting).
+    lines: std::ops::Range<usize>,
+}
+
+/// One console block.
+#[derive(Debug)]
+struct Example {
+    /// 1-based line of the opening fence.
+    line: usize,
+    setup: Option<String>,
+    steps: Vec<Step>,
+}
+
+fn readme_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+}
+
+/// The console blocks of a Markdown text.
+fn examples(text: &str) -> Vec<Example> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut setup: Option<String> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(rest) = line.trim_start().strip_prefix("<!-- readme-setup") {
+            let mut script = String::new();
+            let mut rest = rest.to_string();
+            loop {
+                if let Some(end) = rest.find("-->") {
+                    script.push_str(&rest[..end]);
+                    break;
+                }
+                script.push_str(&rest);
+                script.push('\n');
+                i += 1;
+                rest = lines.get(i).copied().unwrap_or("-->").to_string();
+            }
+            setup = Some(script);
+            i += 1;
+            continue;
+        }
+        if line.trim_end() == "```console" {
+            let start = i + 1;
+            let mut steps: Vec<Step> = Vec::new();
+            i += 1;
+            while i < lines.len() && lines[i].trim_end() != "```" {
+                if let Some(cmd) = lines[i].strip_prefix("$ ") {
+                    let mut command = cmd.to_string();
+                    while command.ends_with('\\') && i + 1 < lines.len() {
+                        i += 1;
+                        command.pop();
+                        command.push('\n');
+                        command.push_str(lines[i]);
+                    }
+                    steps.push(Step {
+                        command,
+                        expected: String::new(),
+                        lines: i + 1..i + 1,
+                    });
+                } else if let Some(step) = steps.last_mut() {
+                    step.expected.push_str(lines[i]);
+                    step.expected.push('\n');
+                    step.lines.end = i + 1;
+                }
+                i += 1;
+            }
+            out.push(Example {
+                line: start,
+                setup: setup.take(),
+                steps,
+            });
+        } else if !line.trim().is_empty() {
+            setup = None;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Directories shared by every example of this test binary: compiled
+/// components and the key that authenticates them.
+fn shared(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("readme-shared")
+        .join(name);
+    std::fs::create_dir_all(&dir).expect("a shared dir");
+    dir
+}
+
+/// Runs `script` with `sh` in `cwd` under the pinned environment.
+fn sh(root: &Path, cwd: &Path, script: &str) -> Output {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_toolhost"));
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        bin.parent().expect("the binary's directory").display()
+    );
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("exec 2>&1\n{script}"))
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", root.join("home"))
+        .env("XDG_CONFIG_HOME", root.join("home/.config"))
+        .env("XDG_DATA_HOME", root.join("home/.local/share"))
+        .env("XDG_CACHE_HOME", shared("cache"))
+        .env("XDG_STATE_HOME", shared("state"))
+        .env("NO_COLOR", "1")
+        .env("LANG", "C.UTF-8");
+    run_bounded(&mut command, &format!("`{script}`"))
+}
+
+/// `[KEY]` for full keys and digests; `[CWD]` for where the example runs.
+fn redactions(cwd: &Path) -> Redactions {
+    let mut r = Redactions::new();
+    r.insert(
+        "[KEY]",
+        regex::Regex::new("(?<redacted>\\b[0-9a-f]{64}\\b)").expect("a regex"),
+    )
+    .expect("a placeholder");
+    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    r.insert("[CWD]", cwd.display().to_string())
+        .expect("a placeholder");
+    r
+}
+
+#[test]
+fn readme_console_examples_match_real_runs() {
+    let path = readme_path();
+    let text = std::fs::read_to_string(&path).expect("read README.md");
+    let examples = examples(&text);
+    assert!(
+        examples.len() >= 8,
+        "the README should keep its checked examples ({} found)",
+        examples.len()
+    );
+    let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut rewrites: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut failures = Vec::new();
+    for example in &examples {
+        let root = tempfile::tempdir().expect("a temp dir");
+        let cwd = root.path().join("work");
+        std::fs::create_dir_all(&cwd).expect("the work dir");
+        // Until the store and cache leave the working directory, share the
+        // compiled tools through the one cache directory.
+        std::fs::create_dir_all(cwd.join(".toolhost")).expect("the state dir");
+        // (`artifacts/` beside the default store, and beside a `--db` here.)
+        for link in [".toolhost/artifacts", "artifacts"] {
+            std::os::unix::fs::symlink(shared("cache"), cwd.join(link))
+                .expect("link the shared cache");
+        }
+        if let Some(setup) = &example.setup {
+            let out = sh(root.path(), &cwd, setup);
+            assert!(
+                out.status.success(),
+                "README.md line {}: the setup failed: {}",
+                example.line,
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let assert = Assert::new()
+            .normalize_paths(false)
+            .redact_with(redactions(&cwd));
+        for step in &example.steps {
+            let out = sh(root.path(), &cwd, &step.command);
+            let actual = String::from_utf8_lossy(&out.stdout).into_owned();
+            let result = assert.try_eq(
+                Some(&format!(
+                    "README.md line {}: $ {}",
+                    step.lines.start, step.command
+                )),
+                Data::text(actual.clone()),
+                Data::text(step.expected.clone()),
+            );
+            if let Err(e) = result {
+                if overwrite {
+                    let redacted = assert.redactions().redact(&actual);
+                    rewrites.push((step.lines.clone(), redacted));
+                } else {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+    }
+    if overwrite && !rewrites.is_empty() {
+        for (range, actual) in rewrites.into_iter().rev() {
+            let new: Vec<String> = actual.lines().map(str::to_string).collect();
+            lines.splice(range, new);
+        }
+        std::fs::write(&path, lines.join("\n") + "\n").expect("rewrite README.md");
+    }
+    assert!(
+        failures.is_empty(),
+        "README examples differ from real runs (SNAPSHOTS=overwrite rewrites them):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// The subcommands a help text lists under `Commands:`.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_help_text_matches_its_snapshot() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all/snapshots/help");
+    let assert = Assert::new().action_env("SNAPSHOTS");
+    let mut queue: Vec<Vec<String>> = vec![Vec::new()];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = crate::support::toolhost(dir.path(), &args);
+        assert!(out.status.success(), "toolhost {args:?}: {out:?}");
+        let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+        for sub in subcommands(&help) {
+            let mut child = path.clone();
+            child.push(sub);
+            queue.push(child);
+        }
+        let name = std::iter::once("toolhost".to_string())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("-");
+        let file = snapshots.join(format!("{name}.txt"));
+        assert.eq(help, Data::read_from(&file, None));
+        seen += 1;
+    }
+    assert!(seen >= 20, "only {seen} help texts were checked");
+}
+
+#[test]
+fn the_parser_reads_setup_commands_and_outputs() {
+    let md = "text\n<!-- readme-setup\necho hi > f\n-->\n```console\n$ cat f\nhi\n$ true \\\n  && echo ok\nok\n```\n\n```console\n$ echo\n\n```\n";
+    let ex = examples(md);
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0].setup.as_deref(), Some("\necho hi > f\n"));
+    assert_eq!(ex[0].steps[0].command, "cat f");
+    assert_eq!(ex[0].steps[0].expected, "hi\n");
+    assert_eq!(ex[0].steps[1].command, "true \n  && echo ok");
+    assert_eq!(ex[0].steps[1].expected, "ok\n");
+    assert!(ex[1].setup.is_none());
+    assert_eq!(ex[1].steps[0].expected, "\n");
+}
+
+/// The README's example of a `scripted` provider file is a valid script.
+#[test]
+fn the_readme_scripted_example_is_a_valid_script() {
+    let text = std::fs::read_to_string(readme_path()).expect("read README.md");
+    let section = text
+        .split("### The `scripted` provider")
+        .nth(1)
+        .expect("the README documents the scripted provider");
+    let json = section
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an example file");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("turns.json");
+    std::fs::write(&path, json).expect("write the example");
+    toolhost::model::Scripted::load("example", &path)
+        .unwrap_or_else(|e| panic!("the README's scripted example does not load: {e}"));
+}
