@@ -219,10 +219,6 @@ impl Cluster {
         self.pg_ctl("restart");
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The URL of database `db` over TCP on 127.0.0.1.
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)

@@ -18,35 +18,43 @@
 //! write is one conditional statement), under `synchronous_commit` as the
 //! server sets it (`on` by default: durable before acknowledged). A
 //! statement that fails because the connection dropped (the backend was
-//! terminated, the server restarted) is retried on a fresh connection a
-//! few times with backoff; the writes are built so a retry after a lost
-//! reply recognises its own first attempt (see `calls.rs`). If the server
-//! stays away, the caller gets [`StoreError::Unavailable`].
+//! terminated, the server restarted) is retried on a fresh connection with
+//! backoff for up to `busy_timeout`; the writes are built so a retry after a
+//! lost reply recognises its own first attempt (see `calls.rs`). If the
+//! server stays away longer, the caller gets [`StoreError::Unavailable`].
 
 /// Runs `$body` (an async block using `$client`, a pooled connection, and
-/// `$retry`, whether this is a retry) until it succeeds, fails with
-/// something other than a dropped connection, or [`RECONNECT_TRIES`]
-/// retries have passed; then maps the error to a [`StoreError`].
+/// `$retry`, whether this is a retry) until it succeeds or fails with
+/// something other than a lost server. A dropped connection, or a server
+/// that cannot be reached, is retried on a fresh connection with backoff
+/// until the store's reconnect window (`busy_timeout`) has passed; then the
+/// error becomes a [`StoreError`] (`Unavailable`). So a restart shorter
+/// than the window costs callers a pause, not an error.
 macro_rules! retrying {
     ($pg:expr, |$client:ident, $retry:ident| $body:expr) => {{
         let pg = $pg;
+        let started = std::time::Instant::now();
         let mut tries = 0u32;
         loop {
-            let $client = match pg.client().await {
-                Ok(c) => c,
+            let $retry = tries > 0;
+            let failure = match pg.client().await {
+                Ok($client) => {
+                    let result: Result<_, tokio_postgres::Error> = $body.await;
+                    match result {
+                        Ok(v) => break Ok(v),
+                        Err(e) if $crate::store::pg::is_disconnect(&e) => pg.error(&e),
+                        Err(e) => break Err(pg.error(&e)),
+                    }
+                }
+                Err(e @ $crate::store::StoreError::Unavailable { .. }) => e,
                 Err(e) => break Err(e),
             };
-            let $retry = tries > 0;
-            let result: Result<_, tokio_postgres::Error> = $body.await;
-            match result {
-                Ok(v) => break Ok(v),
-                Err(e) if tries < $crate::store::pg::RECONNECT_TRIES && $crate::store::pg::is_disconnect(&e) => {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "a store connection dropped; retrying on a fresh one");
-                    $crate::store::pg::PgStore::backoff(tries).await;
-                }
-                Err(e) => break Err(pg.error(&e)),
+            if started.elapsed() >= pg.reconnect_window() {
+                break Err(failure);
             }
+            tries += 1;
+            tracing::debug!(error = %failure, tries, "the store's server went away; retrying on a fresh connection");
+            $crate::store::pg::PgStore::backoff(tries).await;
         }
     }};
 }
@@ -64,10 +72,10 @@ use std::time::Duration;
 
 use super::{Liveness, StoreError, StoreOptions};
 
-/// How many times a statement is retried after its connection dropped.
-pub(crate) const RECONNECT_TRIES: u32 = 4;
-/// The first pause before such a retry (doubling each time).
-const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// The first pause before a retry on a fresh connection (doubling each
+/// time, up to [`RECONNECT_PAUSE_MAX`]).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(25);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 /// Whether `arg` names a PostgreSQL database rather than a SQLite file.
 pub(crate) fn is_url(arg: &str) -> bool {
@@ -182,6 +190,7 @@ pub(crate) struct PgStore {
     pool: pool::PgPool,
     owner: String,
     pub(crate) lease: Duration,
+    reconnect_window: Duration,
     heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -214,6 +223,7 @@ impl PgStore {
             pool,
             owner: lease::owner_id(),
             lease: options.lease,
+            reconnect_window: options.busy_timeout,
             heartbeat: std::sync::Mutex::new(None),
         });
         {
@@ -255,7 +265,13 @@ impl PgStore {
     /// Sleeps before retry `n` (1-based) of a statement whose connection
     /// dropped.
     pub(crate) async fn backoff(n: u32) {
-        tokio::time::sleep(RECONNECT_PAUSE * 2u32.pow(n.saturating_sub(1))).await;
+        let pause = RECONNECT_PAUSE.saturating_mul(1 << n.saturating_sub(1).min(10));
+        tokio::time::sleep(pause.min(RECONNECT_PAUSE_MAX)).await;
+    }
+
+    /// How long a statement keeps retrying while the server is away.
+    pub(crate) fn reconnect_window(&self) -> Duration {
+        self.reconnect_window
     }
 
     /// Registers this owner and renews the leases of everything it holds,
