@@ -187,3 +187,47 @@ fn a_paused_host_that_lost_its_lease_cannot_record_its_outcome() {
         );
     });
 }
+
+/// `--db postgres://...` selects the shared store from the command line
+/// (the config names no store): the call is recorded in PostgreSQL, and a second
+/// process with `--db` replays it; `cache list` reads it from there too.
+#[test]
+fn the_cli_selects_the_shared_store_with_db() {
+    let url = crate::support::pg::fresh_db();
+    let dir = tempfile::tempdir().unwrap();
+    // Only the shared compile cache: the store comes from `--db` alone.
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        format!(
+            "[sandbox]\ncache_dir = {:?}\n",
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts")
+        ),
+    )
+    .unwrap();
+    let call = [
+        "--db",
+        url.as_str(),
+        "--json",
+        "call",
+        "calc",
+        "--input",
+        r#"{"expr":"6*7"}"#,
+        "--idempotency-key",
+        "cli-1",
+    ];
+    let first = crate::support::toolhost(dir.path(), &call);
+    assert!(first.status.success(), "{first:?}");
+    let first = stdout_json(&first);
+    assert_eq!(first["cached"], false, "{first}");
+    let second = stdout_json(&crate::support::toolhost(dir.path(), &call));
+    assert_eq!(second["cached"], true, "{second}");
+    assert_eq!(second["output"], first["output"]);
+    let list = crate::support::toolhost(dir.path(), &["--db", &url, "--json", "cache", "list"]);
+    assert!(list.status.success(), "{list:?}");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains(first["key"].as_str().unwrap()), "{text}");
+    assert!(
+        !dir.path().join(".toolhost/toolhost.db").exists(),
+        "no SQLite file was made"
+    );
+}

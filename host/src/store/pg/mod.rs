@@ -312,3 +312,52 @@ impl PgStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db:5432/t?sslmode=require"),
+            "postgres://u:***@db:5432/t?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://u@db/t?password=secret&application_name=x"),
+            "postgresql://u@db/t?password=***&application_name=x"
+        );
+        assert_eq!(redact_url("postgres://db/t"), "postgres://db/t");
+        assert!(check_url("postgres://u:pw@db/t").is_ok());
+        let e = check_url("postgres://u:pw@db/t?sslmode=sometimes").unwrap_err();
+        assert!(!e.contains("pw@"), "{e}");
+        assert!(check_url("sqlite.db").is_err());
+    }
+
+    #[test]
+    fn a_dropped_connection_is_told_apart_from_a_refused_statement() {
+        // Only errors without a server answer can be built here; the
+        // server's codes are covered end to end (tests/all/shared_store).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refused = runtime.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            drop(listener);
+            tokio_postgres::connect(
+                &format!("postgres://u@127.0.0.1:{port}/t"),
+                tokio_postgres::NoTls,
+            )
+            .await
+            .err()
+            .expect("nothing listens there")
+        });
+        assert!(is_disconnect(&refused), "{refused:?}");
+        assert!(matches!(
+            classify("db", &refused),
+            StoreError::Unavailable { .. }
+        ));
+    }
+}
