@@ -231,3 +231,52 @@ fn the_cli_selects_the_shared_store_with_db() {
         "no SQLite file was made"
     );
 }
+
+/// A call that runs for three leases is not taken for dead: its owner's
+/// heartbeat renews the claim while it runs, so another owner waiting on
+/// the key (whose policy would re-run an in-doubt call) waits for the
+/// outcome instead of taking over, and the claim keeps its fencing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_call_keeps_its_lease_by_heartbeat() {
+    use crate::idempotency::{TEST_LEASE, keyed, within};
+    use toolhost::config::InDoubtPolicy;
+
+    let world = World::postgres();
+    let runner = Arc::new(world.append_executor().await);
+    let mut policies = world.testkit_policies();
+    policies.get_mut("append").unwrap().in_doubt = Some(InDoubtPolicy::Retry);
+    let waiter = world
+        .executor(&crate::idempotency::testkit_dir(), policies, None)
+        .await;
+    let sleep_ms = 3 * TEST_LEASE.as_millis() as u64;
+    let input = json!({"file": "log.txt", "text": "long", "sleep_ms": sleep_ms}).to_string();
+    let running = {
+        let (runner, input) = (runner.clone(), input.clone());
+        tokio::spawn(async move { runner.call("append", &input, keyed("long-1")).await })
+    };
+    within(30, "the call starts", async {
+        while world.lines("log.txt").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let key = runner.store().list(1).await.unwrap()[0].key.clone();
+    let fence = runner.store().get(&key).await.unwrap().unwrap().fence;
+    let waited = within(
+        30,
+        "the waiter",
+        waiter.call("append", &input, keyed("long-1")),
+    )
+    .await
+    .unwrap();
+    let ran = within(30, "the runner", running).await.unwrap().unwrap();
+    assert!(!ran.cached);
+    assert!(
+        waited.cached,
+        "the waiter got the outcome, it did not take over"
+    );
+    assert_eq!(waited.output, json!({"appended": true, "attempt": 1}));
+    assert_eq!(world.lines("log.txt").len(), 1);
+    let row = runner.store().get(&key).await.unwrap().unwrap();
+    assert_eq!((row.attempt, row.fence), (1, fence));
+}
