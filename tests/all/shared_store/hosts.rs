@@ -149,7 +149,7 @@ fn a_paused_host_that_lost_its_lease_cannot_record_its_outcome() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
 
     // B waits out A's lease, takes over and records attempt 2.
-    let out = super::output_of(b.command(&args));
+    let out = crate::support::output_within(b.command(&args), Duration::from_secs(90));
     assert!(out.status.success(), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["cached"], false, "{v}");
@@ -158,7 +158,7 @@ fn a_paused_host_that_lost_its_lease_cannot_record_its_outcome() {
 
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let out = super::wait_output(first, Duration::from_secs(60));
+    let out = crate::support::wait_within(first, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["error"]["kind"], "in_doubt", "{v}");
@@ -254,12 +254,7 @@ async fn a_long_call_keeps_its_lease_by_heartbeat() {
         let (runner, input) = (runner.clone(), input.clone());
         tokio::spawn(async move { runner.call("append", &input, keyed("long-1")).await })
     };
-    within(30, "the call starts", async {
-        while world.lines("log.txt").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    super::running(&world).await;
     let key = runner.store().list(1).await.unwrap()[0].key.clone();
     let fence = runner.store().get(&key).await.unwrap().unwrap().fence;
     let waited = within(
