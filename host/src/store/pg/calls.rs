@@ -98,10 +98,11 @@ impl PgStore {
         retrying!(self, |client, _retry| get_row(&client, key))
     }
 
-    /// Claims `req.key` for this owner (see the module docs).
+    /// Claims `req.key` for `req.owner` (this store's owner, for every
+    /// caller but tests; see the module docs).
     pub(crate) async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         let nonce = nonce();
-        let owner = self.owner_id().to_string();
+        let owner = req.owner.clone();
         let lease = self.lease.as_millis() as i64;
         retrying!(self, |client, _retry| async {
             loop {
