@@ -39,7 +39,7 @@ async fn four_hosts_contend_for_the_same_keys_and_each_runs_once() {
         for key in KEYS {
             let (client, barrier) = (client.clone(), barrier.clone());
             calls.push(tokio::spawn(async move {
-                let input = json!({"file": "paid.txt", "text": key, "sleep_ms": 1_500});
+                let input = json!({"file": "paid.txt", "text": key, "sleep_ms": 2_500});
                 let mut p = params("append", input);
                 p.meta = Some(idempotency_meta(key));
                 barrier.wait().await;
@@ -96,7 +96,7 @@ async fn four_hosts_contend_for_the_same_keys_and_each_runs_once() {
             .collect();
         assert_eq!(ran.len(), 1, "exactly one host ran {key}");
         // The callers answered from the record waited for the running
-        // claim: released together, they finished after the 1.5 s run.
+        // claim: released together, they finished after the 2.5 s run.
         for (h, _, result, took) in &mine {
             assert!(
                 *took >= Duration::from_millis(1_000),
