@@ -30,7 +30,7 @@ use std::process::{Command, Output};
 
 use snapbox::{Assert, Data, Redactions};
 
-use crate::support::run_bounded;
+use crate::support::{BINARY_DEADLINE, output_within};
 
 /// One `$ ` line of a console block and the output written under it.
 #[derive(Debug)]
@@ -147,8 +147,9 @@ fn sh(root: &Path, cwd: &Path, script: &str) -> Output {
         .env("XDG_CACHE_HOME", shared("cache"))
         .env("XDG_STATE_HOME", shared("state"))
         .env("NO_COLOR", "1")
-        .env("LANG", "C.UTF-8");
-    run_bounded(&mut command, &format!("`{script}`"))
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null());
+    output_within(command, BINARY_DEADLINE)
 }
 
 /// `[KEY]` for full keys and digests; `[CWD]` for where the example runs.

@@ -15,6 +15,7 @@ mod model;
 mod people;
 mod robustness;
 mod sandbox;
+mod shared_store;
 mod support;
 mod support_http;
 mod trust;

@@ -28,7 +28,7 @@ use clap::{Parser, Subcommand};
 use toolhost::config::Config;
 use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreOptions};
+use toolhost::store::{Store, StoreLocation};
 
 pub use output::Failure;
 
@@ -42,9 +42,10 @@ pub struct Cli {
     /// Load tools from this directory instead of the config's `tools_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     tools_dir: Option<PathBuf>,
-    /// The SQLite database (default: the config's `[store] path`).
-    #[arg(long, global = true, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The store: a SQLite file, or a shared PostgreSQL database as
+    /// postgres://USER@HOST:PORT/DB (default: the config's `[store]`).
+    #[arg(long, global = true, value_name = "PATH|postgres://...")]
+    db: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -117,18 +118,12 @@ impl Env {
         Ok(sandbox)
     }
 
-    /// Opens the database (`--db`, else the config's `[store] path`). Opening
-    /// runs SQLite (and maybe migrations), so it runs off the async workers.
+    /// Opens the store (`--db`, else the config's `[store]`): SQLite off the
+    /// async workers, or a PostgreSQL pool.
     pub async fn store(&self) -> Result<Store, Failure> {
-        let options = StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(self.config.store.busy_timeout_ms),
-            ..StoreOptions::default()
-        };
-        let path = self.config.store.path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&path, options))
+        let store = &self.config.store;
+        Store::open_at(&store.location(), store.options())
             .await
-            .context("the database opener died")
-            .map_err(|e| Failure::internal_from(&e))?
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
@@ -167,8 +162,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // Overrides go in before validation: a grant reaching the `--db` store
     // or the `--tools-dir` directory is refused like a configured one.
     let config = Config::load_adjusted(cli.config.as_deref(), |config| {
-        if let Some(db) = &cli.db {
-            config.store.path = db.clone();
+        match cli.db.as_deref().map(StoreLocation::parse) {
+            Some(StoreLocation::Postgres(url)) => config.store.url = Some(url),
+            Some(StoreLocation::Sqlite(path)) => {
+                config.store.path = path;
+                config.store.url = None;
+            }
+            None => {}
         }
         if let Some(dir) = &cli.tools_dir {
             config.sandbox.tools_dir = Some(dir.clone());
@@ -219,17 +219,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// The global flags of this invocation, as a hint should repeat them.
 fn global_flags(cli: &Cli) -> Vec<String> {
     let mut flags = Vec::new();
-    let paths = [
-        ("--config", &cli.config),
-        ("--tools-dir", &cli.tools_dir),
-        ("--db", &cli.db),
-    ];
+    let paths = [("--config", &cli.config), ("--tools-dir", &cli.tools_dir)];
     for (flag, path) in paths {
         if let Some(p) = path {
             let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
             flags.push(flag.to_string());
             flags.push(lookup::shell_quote(&p.to_string_lossy()));
         }
+    }
+    if let Some(db) = &cli.db {
+        // A shared store's URL is repeated with its password hidden: a hint
+        // lands in terminals and logs; a SQLite file is made absolute so the
+        // command works from any directory.
+        let db = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            toolhost::store::redact_url(db)
+        } else {
+            let p = std::path::Path::new(db);
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .to_string_lossy()
+                .into_owned()
+        };
+        flags.push("--db".to_string());
+        flags.push(lookup::shell_quote(&db));
     }
     flags
 }

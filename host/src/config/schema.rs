@@ -319,21 +319,70 @@ impl Default for AgentConfig {
     }
 }
 
-/// `[store]`: the SQLite file.
+/// `[store]`: the SQLite file, or (with `url`) a shared PostgreSQL database.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
-    /// How long to wait for another process's lock before failing. Default 5 s.
+    /// `postgres://USER@HOST:PORT/DB`: the shared store, instead of `path`.
+    pub url: Option<String>,
+    /// How long to wait for another process's lock (SQLite) or for a pooled
+    /// connection (PostgreSQL) before failing. Default 5 s.
     pub busy_timeout_ms: u64,
+    /// PostgreSQL: the most connections this process opens. Default 16.
+    pub pool_size: usize,
+    /// PostgreSQL: how long a claim outlives its owner's last heartbeat.
+    /// Default 10 s; renewed every third of it.
+    pub lease_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from(".toolhost/toolhost.db"),
+            url: None,
             busy_timeout_ms: 5_000,
+            pool_size: 16,
+            lease_ms: 10_000,
         }
+    }
+}
+
+impl StoreConfig {
+    /// Where the store is: the PostgreSQL URL if one is set, else the file.
+    pub fn location(&self) -> crate::store::StoreLocation {
+        match &self.url {
+            Some(url) => crate::store::StoreLocation::Postgres(url.clone()),
+            None => crate::store::StoreLocation::Sqlite(self.path.clone()),
+        }
+    }
+
+    /// The options the store opens with.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(self.busy_timeout_ms),
+            pool_size: self.pool_size,
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            ..crate::store::StoreOptions::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new("store.path", "must not be empty"));
+        }
+        if let Some(url) = &self.url {
+            crate::store::check_url(url).map_err(|e| Invalid::new("store.url", e))?;
+        }
+        positive("store.busy_timeout_ms", self.busy_timeout_ms)?;
+        positive("store.pool_size", self.pool_size as u64)?;
+        if self.lease_ms < 300 {
+            return Err(Invalid::new(
+                "store.lease_ms",
+                "must be at least 300 (the heartbeat renews every third of it)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -457,9 +506,7 @@ impl Config {
         positive("fallback.alert_after_ms", self.fallback.alert_after_ms)?;
         positive("agent.max_steps", self.agent.max_steps.into())?;
         positive("agent.time_budget_s", self.agent.time_budget_s)?;
-        if self.store.path.as_os_str().is_empty() {
-            return Err(Invalid::new("store.path", "must not be empty"));
-        }
+        self.store.validate()?;
         self.serve.validate()?;
         Ok(())
     }
@@ -591,6 +638,42 @@ path = ".toolhost/toolhost.db"
         assert_eq!(c.tools["notes"].effect, Some(EffectName::SideEffecting));
         assert_eq!(c.tools["notes"].host_patterns().len(), 3);
         assert_eq!(c.models[0].provider, ProviderName::Anthropic);
+    }
+
+    #[test]
+    fn store_url_selects_postgres_and_excludes_path() {
+        let c = parse(
+            "[store]\nurl = \"postgres://toolhost@db.internal:5432/toolhost\"\npool_size = 4\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.location(),
+            crate::store::StoreLocation::Postgres(
+                "postgres://toolhost@db.internal:5432/toolhost".into()
+            )
+        );
+        assert_eq!(c.store.options().pool_size, 4);
+        let e = parse("[store]\npath = \"t.db\"\nurl = \"postgres://u@h/db\"\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("store.url"), Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains("mutually exclusive"), "{e}");
+        let e = parse("[store]\n\nurl = \"mysql://u:pw@h/db\"\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("store.url"), Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains("not a PostgreSQL URL"), "{e}");
+        assert!(!e.message.contains("pw"), "the password is not shown: {e}");
+        let e = parse("[store]\nurl = \"postgres://u@h/db?sslmode=sometimes\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.url"), "{e}");
+        let e = parse("[store]\npool_size = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.pool_size"), "{e}");
+        let e = parse("[store]\nlease_ms = 10\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.lease_ms"), "{e}");
     }
 
     #[test]

@@ -92,29 +92,34 @@ pub async fn call_with(
 
 /// How long one run of the binary may take before the test fails: every
 /// command the suite runs finishes in seconds, so a hang is a regression.
-const BINARY_DEADLINE: Duration = Duration::from_secs(120);
+pub const BINARY_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
 /// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_toolhost"));
-    command
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
+    cmd.args(args)
         .current_dir(cwd)
-        .env_remove("TOOLHOST_LOG");
-    run_bounded(&mut command, &format!("toolhost {args:?}"))
+        .env_remove("TOOLHOST_LOG")
+        .stdin(Stdio::null());
+    output_within(cmd, BINARY_DEADLINE)
 }
 
-/// Runs `command` with piped stdout and stderr, killing it (and failing the
-/// test, naming it `what`) if it has not exited within [`BINARY_DEADLINE`].
-pub fn run_bounded(command: &mut Command, what: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
+/// Runs `cmd` with stdout and stderr captured, killing it (and failing the
+/// test) if it has not exited within `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    // Drain both pipes on threads, so a chatty child never blocks on a full pipe.
+        .expect("run toolhost");
+    wait_within(child, limit)
+}
+
+/// Waits for `child` (stdout and stderr piped), draining both pipes on
+/// threads so a chatty child never blocks on a full pipe; kills it and
+/// fails the test if it has not exited within `limit`.
+pub fn wait_within(mut child: std::process::Child, limit: Duration) -> Output {
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -129,10 +134,10 @@ pub fn run_bounded(command: &mut Command, what: &str) -> Output {
         if let Some(status) = child.try_wait().expect("wait for the child") {
             break status;
         }
-        if started.elapsed() > BINARY_DEADLINE {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not exit within {BINARY_DEADLINE:?}");
+            panic!("toolhost did not exit within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -155,3 +160,4 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 }
 
 pub mod model_server;
+pub mod pg;
