@@ -32,11 +32,7 @@ pub struct BreakerRow {
 fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Result<()> {
     let body = serde_json::to_string(state)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let label = match state.state {
-        crate::resilience::breaker::State::Closed => "closed",
-        crate::resilience::breaker::State::Open => "open",
-        crate::resilience::breaker::State::HalfOpen => "half_open",
-    };
+    let label = state.state.as_str();
     c.execute(
         "INSERT INTO breakers (name, state, body, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET state = excluded.state, body = excluded.body,
@@ -102,7 +98,7 @@ impl Store {
     /// all, `"model:"`, `"tool:"`), by name.
     pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
         let prefix = prefix.to_string();
-        self.run(move |c| load(c, &prefix)).await
+        self.read(move |c| load(c, &prefix)).await
     }
 
     /// The persisted states under `prefix`, keyed by the name after it.

@@ -40,7 +40,7 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> RunStatus {
+    pub(crate) fn parse(s: &str) -> RunStatus {
         match s {
             "completed" => RunStatus::Completed,
             "failed" => RunStatus::Failed,
@@ -165,6 +165,14 @@ pub enum Claim {
     Busy { owner: String },
     /// It already completed: nothing to resume.
     Completed(RunRecord),
+}
+
+/// The `kind` column of a step part.
+pub(crate) fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Model => "model",
+        StepKind::Tool => "tool",
+    }
 }
 
 /// The blake3 digest of `body`, in hex: the blob's address.
@@ -298,10 +306,7 @@ pub(crate) fn record_step(
             run_id,
             s.step,
             s.part,
-            match s.kind {
-                StepKind::Model => "model",
-                StepKind::Tool => "tool",
-            },
+            kind_name(s.kind),
             s.is_final,
             s.name,
             s.request_digest,
