@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolhost::idempotency::{ExecOptions, Executor};
 use toolhost::sandbox::{CallRequest, EXAMPLES_DIR, Sandbox, SandboxOptions};
-use toolhost::store::{CallState, ClaimRequest, Store, StoreOptions, StoredOutcome};
+use toolhost::store::{CallState, ClaimOutcome, ClaimRequest, Store, StoreOptions, StoredOutcome};
 
 const INPUT: &str = r#"{"message":"hello"}"#;
 
@@ -102,7 +102,11 @@ fn benches(c: &mut Criterion) {
                                 policy_digest: "bench".into(),
                                 limits: "{}".into(),
                             };
-                            store.claim(claim).await.expect("claim");
+                            let ClaimOutcome::Acquired { fence, .. } =
+                                store.claim(claim).await.expect("claim")
+                            else {
+                                panic!("a fresh key is acquired");
+                            };
                             let outcome = StoredOutcome {
                                 ok: true,
                                 output: Some(serde_json::json!({"ok": true})),
@@ -111,7 +115,7 @@ fn benches(c: &mut Criterion) {
                                 duration_us: 1,
                             };
                             store
-                                .complete(&key, CallState::Done, outcome, 2, None)
+                                .complete(&key, fence, CallState::Done, outcome, 2, None)
                                 .await
                                 .expect("complete");
                         }

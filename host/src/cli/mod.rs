@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 use toolhost::config::Config;
 use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreOptions};
+use toolhost::store::{Store, StoreLocation};
 
 pub use output::Failure;
 
@@ -38,9 +38,10 @@ pub struct Cli {
     /// Load tools from this directory instead of the config's `tools_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     tools_dir: Option<PathBuf>,
-    /// The SQLite database (default: the config's `[store] path`).
-    #[arg(long, global = true, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The store: a SQLite file, or a shared PostgreSQL database as
+    /// postgres://USER@HOST:PORT/DB (default: the config's `[store]`).
+    #[arg(long, global = true, value_name = "PATH|postgres://...")]
+    db: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -96,18 +97,12 @@ impl Env {
             .map_err(|e| Failure::usage(e.to_string()))
     }
 
-    /// Opens the database (`--db`, else the config's `[store] path`). Opening
-    /// runs SQLite (and maybe migrations), so it runs off the async workers.
+    /// Opens the store (`--db`, else the config's `[store]`): SQLite off the
+    /// async workers, or a PostgreSQL pool.
     pub async fn store(&self) -> Result<Store, Failure> {
-        let options = StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(self.config.store.busy_timeout_ms),
-            ..StoreOptions::default()
-        };
-        let path = self.config.store.path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&path, options))
+        let store = &self.config.store;
+        Store::open_at(&store.location(), store.options())
             .await
-            .context("the database opener died")
-            .map_err(|e| Failure::internal_from(&e))?
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
@@ -142,8 +137,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // Overrides go in before validation: a grant reaching the `--db` store
     // or the `--tools-dir` directory is refused like a configured one.
     let config = Config::load_adjusted(cli.config.as_deref(), |config| {
-        if let Some(db) = &cli.db {
-            config.store.path = db.clone();
+        match cli.db.as_deref().map(StoreLocation::parse) {
+            Some(StoreLocation::Postgres(url)) => config.store.url = Some(url),
+            Some(StoreLocation::Sqlite(path)) => {
+                config.store.path = path;
+                config.store.url = None;
+            }
+            None => {}
         }
         if let Some(dir) = &cli.tools_dir {
             config.sandbox.tools_dir = Some(dir.clone());

@@ -20,6 +20,8 @@ pub use serve::{DEFAULT_MAX_BODY_BYTES, ServeConfig};
 
 use std::path::{Path, PathBuf};
 
+use error::Invalid;
+
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "toolhost.toml";
 
@@ -42,6 +44,13 @@ impl Config {
         let spans = spans::Spans::parse(text);
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::from_toml(&e, &spans, origin))?;
+        if config.store.url.is_some() && store_path_given(text) {
+            return Err(Invalid::new(
+                "store.url",
+                "`path` and `url` are mutually exclusive: a store is a SQLite file or a PostgreSQL database",
+            )
+            .locate(&spans, origin));
+        }
         adjust(&mut config);
         config.validate().map_err(|v| v.locate(&spans, origin))?;
         grants::check(&config, Some(origin)).map_err(|v| v.locate(&spans, origin))?;
@@ -76,6 +85,16 @@ impl Config {
             Err(e) => Err(ConfigError::unreadable(&path, &e)),
         }
     }
+}
+
+/// Whether the text sets `[store] path` (which has a default, so the parsed
+/// config cannot tell).
+fn store_path_given(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| {
+        t.get("store")
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key("path"))
+    })
 }
 
 #[cfg(test)]

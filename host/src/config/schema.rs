@@ -299,21 +299,70 @@ impl Default for AgentConfig {
     }
 }
 
-/// `[store]`: the SQLite file.
+/// `[store]`: the SQLite file, or (with `url`) a shared PostgreSQL database.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
-    /// How long to wait for another process's lock before failing. Default 5 s.
+    /// `postgres://USER@HOST:PORT/DB`: the shared store, instead of `path`.
+    pub url: Option<String>,
+    /// How long to wait for another process's lock (SQLite) or for a pooled
+    /// connection (PostgreSQL) before failing. Default 5 s.
     pub busy_timeout_ms: u64,
+    /// PostgreSQL: the most connections this process opens. Default 16.
+    pub pool_size: usize,
+    /// PostgreSQL: how long a claim outlives its owner's last heartbeat.
+    /// Default 10 s; renewed every third of it.
+    pub lease_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from(".toolhost/toolhost.db"),
+            url: None,
             busy_timeout_ms: 5_000,
+            pool_size: 16,
+            lease_ms: 10_000,
         }
+    }
+}
+
+impl StoreConfig {
+    /// Where the store is: the PostgreSQL URL if one is set, else the file.
+    pub fn location(&self) -> crate::store::StoreLocation {
+        match &self.url {
+            Some(url) => crate::store::StoreLocation::Postgres(url.clone()),
+            None => crate::store::StoreLocation::Sqlite(self.path.clone()),
+        }
+    }
+
+    /// The options the store opens with.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(self.busy_timeout_ms),
+            pool_size: self.pool_size,
+            lease: std::time::Duration::from_millis(self.lease_ms),
+            ..crate::store::StoreOptions::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new("store.path", "must not be empty"));
+        }
+        if let Some(url) = &self.url {
+            crate::store::check_url(url).map_err(|e| Invalid::new("store.url", e))?;
+        }
+        positive("store.busy_timeout_ms", self.busy_timeout_ms)?;
+        positive("store.pool_size", self.pool_size as u64)?;
+        if self.lease_ms < 300 {
+            return Err(Invalid::new(
+                "store.lease_ms",
+                "must be at least 300 (the heartbeat renews every third of it)",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -437,9 +486,7 @@ impl Config {
         positive("fallback.alert_after_ms", self.fallback.alert_after_ms)?;
         positive("agent.max_steps", self.agent.max_steps.into())?;
         positive("agent.time_budget_s", self.agent.time_budget_s)?;
-        if self.store.path.as_os_str().is_empty() {
-            return Err(Invalid::new("store.path", "must not be empty"));
-        }
+        self.store.validate()?;
         self.serve.validate()?;
         Ok(())
     }

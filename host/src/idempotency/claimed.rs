@@ -86,8 +86,8 @@ impl Executor {
             let mut request = pending.request.clone();
             request.now_ms = self.clock.now_ms();
             let row = match self.store.claim(request.clone()).await? {
-                ClaimOutcome::Acquired { attempt } => {
-                    return self.run_claimed(&pending, attempt).await;
+                ClaimOutcome::Acquired { attempt, fence } => {
+                    return self.run_claimed(&pending, attempt, fence).await;
                 }
                 ClaimOutcome::Conflict {
                     existing_key,
@@ -117,16 +117,22 @@ impl Executor {
                         ));
                     }
                     let now = self.clock.now_ms();
-                    if let Some(attempt) =
+                    if let Some(taken) =
                         self.store.take_over(&key, None, now, build.clone()).await?
                     {
-                        return self.run_claimed(&pending, attempt).await;
+                        return self.run_claimed(&pending, taken.attempt, taken.fence).await;
                     }
                     // Someone else took it over first: look again.
                 }
                 CallState::Running => {
                     let owner = row.owner.clone().unwrap_or_default();
-                    if self.store.owner_alive(&owner).await.counts_as_alive() {
+                    let fence = row.fence;
+                    if self
+                        .store
+                        .claim_alive(&key, &owner, fence)
+                        .await
+                        .counts_as_alive()
+                    {
                         let Some(left) = limit.checked_sub(started.elapsed()) else {
                             return Err(ExecError::StillRunning {
                                 key,
@@ -138,25 +144,26 @@ impl Executor {
                             // cancelled caller's guard about to settle it).
                             let _ = tokio::time::timeout(left, settled.changed()).await;
                         } else {
-                            self.poll_until_settled(&key, &owner, left).await?;
+                            self.poll_until_settled(&key, &owner, fence, left).await?;
                         }
                         continue;
                     }
                     // Dead: its claim is in doubt. The next turn of the loop
                     // reports it, or re-runs it where that is allowed.
-                    self.store.mark_in_doubt(&key, &owner).await?;
+                    self.store.mark_in_doubt(&key, &owner, fence).await?;
                 }
             }
         }
     }
 
     /// Waits for another process's claim by reading the row (no write lock)
-    /// with backoff, until it is no longer `owner`'s running claim, `owner`
-    /// is dead, or `left` has passed.
+    /// with backoff, until it is no longer `owner`'s running claim under
+    /// `fence`, the claim is dead, or `left` has passed.
     async fn poll_until_settled(
         &self,
         key: &str,
         owner: &str,
+        fence: i64,
         left: Duration,
     ) -> Result<(), StoreError> {
         let deadline = Instant::now() + left;
@@ -166,9 +173,17 @@ impl Executor {
             pause = (pause * 2).min(POLL_MAX);
             let row = self.store.get(key).await?;
             let still = row.is_some_and(|r| {
-                r.state == CallState::Running && r.owner.as_deref() == Some(owner)
+                r.state == CallState::Running
+                    && r.owner.as_deref() == Some(owner)
+                    && r.fence == fence
             });
-            if !still || !self.store.owner_alive(owner).await.counts_as_alive() {
+            if !still
+                || !self
+                    .store
+                    .claim_alive(key, owner, fence)
+                    .await
+                    .counts_as_alive()
+            {
                 return Ok(());
             }
         }
@@ -181,10 +196,11 @@ impl Executor {
         &self,
         pending: &Pending<'_>,
         attempt: u32,
+        fence: i64,
     ) -> Result<ExecOutput, ExecError> {
         self.counters.claims.fetch_add(1, Relaxed);
         let key = &pending.request.key;
-        let guard = ClaimGuard::arm(&self.store, key, pending.effect);
+        let guard = ClaimGuard::arm(&self.store, key, fence, pending.effect);
         let result = self.run(pending.prepared, key, attempt).await;
         let settle = match result.as_ref().err().map(CallError::kind) {
             None => Settle::Record(CallState::Done),
@@ -195,7 +211,7 @@ impl Executor {
             // A limit or trap mid-call: the effect may have happened.
             Some(_) => Settle::Record(CallState::InDoubt),
         };
-        let settled = self.settle(pending, &result, settle).await;
+        let settled = self.settle(pending, fence, &result, settle).await;
         guard.disarm();
         settled?;
         let stored_at = match &result {
@@ -212,6 +228,7 @@ impl Executor {
     async fn settle(
         &self,
         pending: &Pending<'_>,
+        fence: i64,
         result: &Result<CallOutput, CallError>,
         settle: Settle,
     ) -> Result<(), ExecError> {
@@ -225,7 +242,7 @@ impl Executor {
                 tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
             }
             let written = match settle {
-                Settle::Release => self.store.release(key).await,
+                Settle::Release => self.store.release(key, fence).await,
                 Settle::Record(state) => {
                     let now = self.clock.now_ms();
                     let policy = self.sandbox.policy(&pending.prepared.tool.name);
@@ -234,11 +251,24 @@ impl Executor {
                         _ => None,
                     };
                     let outcome: StoredOutcome = to_stored(result);
-                    self.store.complete(key, state, outcome, now, expires).await
+                    self.store
+                        .complete(key, fence, state, outcome, now, expires)
+                        .await
                 }
             };
             match written {
                 Ok(()) => return Ok(()),
+                Err(e @ StoreError::Fenced { .. }) => {
+                    self.counters.in_doubt.fetch_add(1, Relaxed);
+                    self.counters.fenced.fetch_add(1, Relaxed);
+                    tracing::warn!(%key, error = %e, "fenced: a newer owner holds this claim; this caller's outcome was not recorded");
+                    return Err(ExecError::in_doubt(
+                        key,
+                        format!(
+                            "it ran, but it was fenced off and its outcome was not recorded: {e}"
+                        ),
+                    ));
+                }
                 Err(StoreError::NotOwner { found, .. }) => {
                     self.counters.in_doubt.fetch_add(1, Relaxed);
                     return Err(ExecError::in_doubt(
@@ -255,7 +285,7 @@ impl Executor {
             }
         }
         let last = last.map(|e| e.to_string()).unwrap_or_default();
-        match self.store.mark_in_doubt_fresh(key).await {
+        match self.store.mark_in_doubt_fresh(key, fence).await {
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; it stays running until this process exits")

@@ -29,6 +29,8 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) claims: AtomicU64,
     pub(crate) in_doubt: AtomicU64,
+    /// Outcomes refused because the claim's fencing token was superseded.
+    pub(crate) fenced: AtomicU64,
 }
 
 /// Hit, miss and claim counts.
@@ -38,6 +40,8 @@ pub struct ExecStats {
     pub misses: u64,
     pub claims: u64,
     pub in_doubt: u64,
+    /// Outcomes refused by fencing (the claim was taken over meanwhile).
+    pub fenced: u64,
 }
 
 /// Runs calls through the sandbox with idempotency keys kept in the store.
@@ -90,6 +94,7 @@ impl Executor {
             misses: c.misses.load(Relaxed),
             claims: c.claims.load(Relaxed),
             in_doubt: c.in_doubt.load(Relaxed),
+            fenced: c.fenced.load(Relaxed),
         }
     }
 
@@ -107,6 +112,7 @@ impl Executor {
             ("cache_misses", c.misses.swap(0, Relaxed) as i64),
             ("claims", c.claims.swap(0, Relaxed) as i64),
             ("in_doubt", c.in_doubt.swap(0, Relaxed) as i64),
+            ("fenced", c.fenced.swap(0, Relaxed) as i64),
         ];
         self.store.bump(counts).await
     }
@@ -322,6 +328,7 @@ impl Executor {
                     component_digest: Some(request.component_digest),
                     policy_digest: Some(request.policy_digest),
                     limits: Some(request.limits),
+                    fence: 0,
                 }),
                 Ok(()) => {}
                 // The call succeeded; failing to cache it costs a re-run later.

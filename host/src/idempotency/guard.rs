@@ -15,15 +15,17 @@ use crate::store::Store;
 pub(crate) struct ClaimGuard {
     store: Store,
     key: String,
+    fence: i64,
     effect: EffectName,
     armed: bool,
 }
 
 impl ClaimGuard {
-    pub(crate) fn arm(store: &Store, key: &str, effect: EffectName) -> Self {
+    pub(crate) fn arm(store: &Store, key: &str, fence: i64, effect: EffectName) -> Self {
         ClaimGuard {
             store: store.clone(),
             key: key.to_string(),
+            fence,
             effect,
             armed: true,
         }
@@ -43,18 +45,27 @@ impl Drop for ClaimGuard {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // No runtime: the process is ending; liveness settles it.
         };
-        let (store, key, effect) = (self.store.clone(), self.key.clone(), self.effect);
+        let (store, key, fence, effect) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.fence,
+            self.effect,
+        );
         runtime.spawn(async move {
             let owner = store.owner_id().to_string();
             let settled = match effect {
-                EffectName::Idempotent => store.release(&key).await.map(|()| true),
-                _ => store.mark_in_doubt(&key, &owner).await,
+                EffectName::Idempotent => store.release(&key, fence).await.map(|()| true),
+                _ => store.mark_in_doubt(&key, &owner, fence).await,
             };
             match settled {
-                Ok(_) | Err(crate::store::StoreError::NotOwner { .. }) => {}
+                Ok(_)
+                | Err(
+                    crate::store::StoreError::NotOwner { .. }
+                    | crate::store::StoreError::Fenced { .. },
+                ) => {}
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "cannot settle a cancelled claim; marking it in_doubt afresh");
-                    if let Err(e) = store.mark_in_doubt_fresh(&key).await {
+                    if let Err(e) = store.mark_in_doubt_fresh(&key, fence).await {
                         tracing::error!(%key, error = %e, "a cancelled claim stays running");
                     }
                 }

@@ -62,7 +62,7 @@ impl Executor {
             request.component_digest.clone(),
             request.policy_digest.clone(),
         );
-        let attempt = self
+        let taken = self
             .store
             .take_over(key, None, request.now_ms, build)
             .await?
@@ -74,7 +74,9 @@ impl Executor {
             scope: &scope,
             request,
         };
-        let mut out = self.run_claimed(&pending, attempt).await?;
+        let mut out = self
+            .run_claimed(&pending, taken.attempt, taken.fence)
+            .await?;
         out.digest_changed = digest_changed;
         Ok(out)
     }

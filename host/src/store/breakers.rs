@@ -89,7 +89,8 @@ impl StoreSink {
 impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
-        self.store.inner.submit(move |c| save(c, &name, &state));
+        self.store
+            .submit("breaker snapshots", move |c| save(c, &name, &state));
     }
 }
 

@@ -7,7 +7,11 @@
 //! IMMEDIATE`, so a read-then-write is atomic across processes; `get`,
 //! `lookup`, `list` and `running_owners` also serve the read-only connection.
 //! Writes on a claim (`complete`, `release`, `mark_in_doubt`) change the row
-//! only while it is that owner's `running` claim, and say whether it was.
+//! only while it is that owner's `running` claim under the same fencing
+//! token (`fence`, bumped by every take-over), and say whether it was.
+//!
+//! The types here are the store contract both backends keep; the
+//! PostgreSQL backend's SQL is in `pg/calls.rs`.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
@@ -88,6 +92,9 @@ pub struct CallRecord {
     pub policy_digest: Option<String>,
     /// The limits it ran under, as JSON (see `idempotency::RecordedLimits`).
     pub limits: Option<String>,
+    /// The fencing token of the claim that wrote the row: 1 for the first
+    /// claim, one more for every take-over.
+    pub fence: i64,
 }
 
 impl CallRecord {
@@ -118,8 +125,9 @@ pub struct ClaimRequest {
 /// What a claim found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClaimOutcome {
-    /// The caller owns the key now and must run the call.
-    Acquired { attempt: u32 },
+    /// The caller owns the key now and must run the call; its writes on the
+    /// claim present `fence`.
+    Acquired { attempt: u32, fence: i64 },
     /// Someone claimed it first: running, done or in doubt.
     Existing(Box<CallRecord>),
     /// The scope (an explicit key) is taken by a different call.
@@ -127,6 +135,14 @@ pub enum ClaimOutcome {
         existing_key: String,
         existing_tool: String,
     },
+}
+
+/// A claim taken over (from a dead owner, or from `in_doubt`): the attempt
+/// the new owner runs and the fencing token its writes must present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TakenOver {
+    pub attempt: u32,
+    pub fence: i64,
 }
 
 /// What `cache gc` did.
@@ -138,7 +154,8 @@ pub struct GcReport {
     pub kept_in_flight: u64,
     /// `running` rows of dead owners moved to `in_doubt`.
     pub swept_in_doubt: u64,
-    /// Lock files of dead owners removed.
+    /// Lock files (SQLite) or heartbeat rows (PostgreSQL) of dead owners
+    /// removed.
     pub locks_removed: u64,
 }
 
@@ -150,6 +167,9 @@ pub(crate) enum Held {
     /// It was not: what the row says instead (`done`, `in_doubt`, another
     /// owner, or no row at all).
     No(String),
+    /// The claim was taken over since: the row's fencing token is now
+    /// `current` (what the row says is in `found`).
+    Fenced { current: i64, found: String },
 }
 
 /// The scope prefix of an explicit `--idempotency-key`: the only scope that
@@ -159,7 +179,7 @@ pub const EXPLICIT_SCOPE_PREFIX: &str = "key:";
 /// The version of the key derivation new rows are written with.
 const KEY_VERSION: i64 = 2;
 
-const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at, component_digest, policy_digest, limits";
+const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at, component_digest, policy_digest, limits, fence";
 
 fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
     let outcome: Option<String> = row.get(8)?;
@@ -182,6 +202,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         component_digest: row.get(12)?,
         policy_digest: row.get(13)?,
         limits: row.get(14)?,
+        fence: row.get(15)?,
     })
 }
 
@@ -260,11 +281,17 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Clai
         Some(_expired) => {
             c.execute("DELETE FROM calls WHERE key = ?1", [&req.key])?;
             insert_running(c, req)?;
-            Ok(ClaimOutcome::Acquired { attempt: 1 })
+            Ok(ClaimOutcome::Acquired {
+                attempt: 1,
+                fence: 1,
+            })
         }
         None => {
             insert_running(c, req)?;
-            Ok(ClaimOutcome::Acquired { attempt: 1 })
+            Ok(ClaimOutcome::Acquired {
+                attempt: 1,
+                fence: 1,
+            })
         }
     }
 }
@@ -283,7 +310,10 @@ pub(crate) fn lookup(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Cla
         {
             Ok(ClaimOutcome::Existing(Box::new(row)))
         }
-        _ => Ok(ClaimOutcome::Acquired { attempt: 1 }),
+        _ => Ok(ClaimOutcome::Acquired {
+            attempt: 1,
+            fence: 0,
+        }),
     }
 }
 
@@ -328,30 +358,45 @@ pub(crate) fn put(
 }
 
 /// What a row says, for an error message when a claim was not held.
-fn describe(c: &Connection, key: &str) -> rusqlite::Result<String> {
-    Ok(match get(c, key)? {
+pub(crate) fn describe(row: Option<&CallRecord>) -> String {
+    match row {
         None => "no row".to_string(),
-        Some(row) => match row.owner {
-            Some(o) => format!("{} (owner {o})", row.state.as_str()),
-            None => row.state.as_str().to_string(),
+        Some(row) => match &row.owner {
+            Some(o) => format!("{} (owner {o}, fence {})", row.state.as_str(), row.fence),
+            None => format!("{} (fence {})", row.state.as_str(), row.fence),
         },
-    })
+    }
 }
 
-fn held(c: &Connection, key: &str, changed: usize) -> rusqlite::Result<Held> {
+/// Why a write presenting `fence` changed nothing: the claim was taken
+/// over (a newer token), or the row is otherwise not this claim's.
+pub(crate) fn not_held(row: Option<&CallRecord>, fence: i64) -> Held {
+    let found = describe(row);
+    match row {
+        Some(r) if r.fence > fence => Held::Fenced {
+            current: r.fence,
+            found,
+        },
+        _ => Held::No(found),
+    }
+}
+
+fn held(c: &Connection, key: &str, fence: i64, changed: usize) -> rusqlite::Result<Held> {
     if changed > 0 {
         Ok(Held::Yes)
     } else {
-        Ok(Held::No(describe(c, key)?))
+        Ok(not_held(get(c, key)?.as_ref(), fence))
     }
 }
 
 /// Records the outcome of a claimed call; only its owner may, and only
-/// while the row is still its `running` claim.
+/// while the row is still its `running` claim under `fence`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn complete(
     c: &Connection,
     key: &str,
     owner: &str,
+    fence: i64,
     state: CallState,
     outcome: &StoredOutcome,
     now_ms: i64,
@@ -361,26 +406,38 @@ pub(crate) fn complete(
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     let changed = c.execute(
         "UPDATE calls SET state = ?3, outcome = ?4, completed_at = ?5, expires_at = ?6, owner = NULL
-         WHERE key = ?1 AND owner = ?2 AND state = 'running'",
-        params![key, owner, state.as_str(), outcome, now_ms, expires_at],
+         WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?7",
+        params![key, owner, state.as_str(), outcome, now_ms, expires_at, fence],
     )?;
-    held(c, key, changed)
+    held(c, key, fence, changed)
 }
 
-/// Drops `owner`'s running claim: the call may run again.
-pub(crate) fn release(c: &Connection, key: &str, owner: &str) -> rusqlite::Result<Held> {
+/// Drops `owner`'s running claim under `fence`: the call may run again.
+pub(crate) fn release(
+    c: &Connection,
+    key: &str,
+    owner: &str,
+    fence: i64,
+) -> rusqlite::Result<Held> {
     let changed = c.execute(
-        "DELETE FROM calls WHERE key = ?1 AND owner = ?2 AND state = 'running'",
-        params![key, owner],
+        "DELETE FROM calls WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?3",
+        params![key, owner, fence],
     )?;
-    held(c, key, changed)
+    held(c, key, fence, changed)
 }
 
-/// Moves `owner`'s running claim to `in_doubt`; false if it was not that.
-pub(crate) fn mark_in_doubt(c: &Connection, key: &str, owner: &str) -> rusqlite::Result<bool> {
+/// Moves `owner`'s running claim under `fence` to `in_doubt`; false if it
+/// was not that.
+pub(crate) fn mark_in_doubt(
+    c: &Connection,
+    key: &str,
+    owner: &str,
+    fence: i64,
+) -> rusqlite::Result<bool> {
     let changed = c.execute(
-        "UPDATE calls SET state = 'in_doubt' WHERE key = ?1 AND owner = ?2 AND state = 'running'",
-        params![key, owner],
+        "UPDATE calls SET state = 'in_doubt'
+         WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?3",
+        params![key, owner, fence],
     )?;
     Ok(changed > 0)
 }
@@ -442,10 +499,10 @@ pub(crate) fn rekey_legacy_effects(
     Ok(n as u64)
 }
 
-/// Moves a claim to `owner` with the next attempt number: from a dead
-/// owner's running claim (`from`), or from `in_doubt` (`from` = None). The
-/// row then records `build` (component digest, policy digest), the build
-/// the new attempt runs.
+/// Moves a claim to `owner` with the next attempt number and the next
+/// fencing token: from a dead owner's running claim (`from`), or from
+/// `in_doubt` (`from` = None). The row then records `build` (component
+/// digest, policy digest), the build the new attempt runs.
 pub(crate) fn take_over(
     c: &Connection,
     key: &str,
@@ -453,16 +510,16 @@ pub(crate) fn take_over(
     owner: &str,
     now_ms: i64,
     build: (&str, &str),
-) -> rusqlite::Result<Option<u32>> {
+) -> rusqlite::Result<Option<TakenOver>> {
     let changed = match from {
         Some(dead) => c.execute(
-            "UPDATE calls SET owner = ?3, attempt = attempt + 1, created_at = ?4,
+            "UPDATE calls SET owner = ?3, attempt = attempt + 1, fence = fence + 1, created_at = ?4,
                  component_digest = ?5, policy_digest = ?6
              WHERE key = ?1 AND owner = ?2 AND state = 'running'",
             params![key, dead, owner, now_ms, build.0, build.1],
         )?,
         None => c.execute(
-            "UPDATE calls SET state = 'running', owner = ?2, attempt = attempt + 1, outcome = NULL,
+            "UPDATE calls SET state = 'running', owner = ?2, attempt = attempt + 1, fence = fence + 1, outcome = NULL,
                  created_at = ?3, completed_at = NULL, component_digest = ?4, policy_digest = ?5
              WHERE key = ?1 AND state = 'in_doubt'",
             params![key, owner, now_ms, build.0, build.1],
@@ -471,9 +528,16 @@ pub(crate) fn take_over(
     if changed == 0 {
         return Ok(None);
     }
-    c.query_row("SELECT attempt FROM calls WHERE key = ?1", [key], |r| {
-        r.get(0)
-    })
+    c.query_row(
+        "SELECT attempt, fence FROM calls WHERE key = ?1",
+        [key],
+        |r| {
+            Ok(TakenOver {
+                attempt: r.get(0)?,
+                fence: r.get(1)?,
+            })
+        },
+    )
     .map(Some)
 }
 
@@ -522,4 +586,21 @@ pub(crate) fn counters(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
     let mut stmt = c.prepare("SELECT name, value FROM counters ORDER BY name")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+/// Records an operator's decision to give up on an `in_doubt` call.
+pub(crate) fn abandon(
+    c: &Connection,
+    key: &str,
+    outcome: &StoredOutcome,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let outcome = serde_json::to_string(outcome)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+    let n = c.execute(
+        "UPDATE calls SET state = 'done', outcome = ?2, completed_at = ?3, owner = NULL
+         WHERE key = ?1 AND state = 'in_doubt'",
+        params![key, outcome, now_ms],
+    )?;
+    Ok(n > 0)
 }

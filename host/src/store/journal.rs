@@ -510,7 +510,7 @@ impl Store {
     /// asking the model again (see `agent::run`). A failed write is traced.
     pub fn queue_step(&self, run_id: &str, step: StepRecord, spent_ms: u64) {
         let run_id = run_id.to_string();
-        self.inner.submit(move |c| {
+        self.submit("queued journal rows", move |c| {
             let written = record_step(c, &run_id, &step, spent_ms);
             if let Err(e) = &written {
                 tracing::warn!(run = %run_id, step = step.step, error = %e, "a queued journal row was not written");

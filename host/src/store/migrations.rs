@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
         body       TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // v5 (issue 13): every claim carries a fencing token that grows with
+    // each take-over; `complete` and `release` must present it (see
+    // `calls.rs`). The PostgreSQL store has the same column.
+    "ALTER TABLE calls ADD COLUMN fence INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// The schema version this build writes.

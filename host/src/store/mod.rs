@@ -1,7 +1,18 @@
-//! The SQLite store: the idempotency cache, the agent journal, persisted
-//! circuit breakers and the agent metrics, behind one owner thread.
+//! The store: the idempotency cache, the agent journal, persisted circuit
+//! breakers and the agent metrics.
 //!
-//! Why one owner: SQLite calls block, and a blocking call on an async worker
+//! [`Store`] is the one facade everything above the store uses; nothing
+//! above it knows which backend it talks to. Inside, a [`Backend`] is either
+//! SQLite (`sqlite`, the embedded default: one file, one machine) or
+//! PostgreSQL (`pg`, shared by every toolhost process that points at it).
+//! Each facade method is a `match` on the backend. Both keep one contract:
+//! a claim is exclusive, carries a fencing token, and its writes succeed
+//! only while its owner and token still hold; a dead owner's claim becomes
+//! `in_doubt`. What differs is how an owner is known to be dead: SQLite
+//! probes the owner's `flock` (exact, one machine); PostgreSQL sees its
+//! lease expire (see `pg/lease.rs`).
+//!
+//! SQLite, why one owner: SQLite calls block, and a blocking call on an async worker
 //! stalls every task scheduled there. So the connection lives on a dedicated
 //! thread and async callers send it jobs. The owner also batches: every job
 //! waiting when a batch starts runs in one transaction, each inside its own
@@ -9,13 +20,14 @@
 //! whole batch durable before any caller hears back. That is group commit:
 //! under load, thousands of claims per second cost a few hundred fsyncs.
 //!
-//! Layout: `worker` (the owner thread and batching), `reader` (a read-only
+//! Layout: `sqlite` (opening the file), `worker` (the owner thread and batching), `reader` (a read-only
 //! connection for lookups and polls, off the write lock), `migrations`
 //! (schema versions in `user_version`), `calls` (the idempotency table's
 //! SQL), `liveness` (which claim owners are still alive), `faults` (test
 //! fault injection on the recording path), `journal` (agent runs, steps,
 //! blobs), `breakers` (breaker state shared by processes), `metrics` (the
-//! reliability numbers of `toolhost stats`, read from the journal).
+//! reliability numbers of `toolhost stats`, read from the journal); `pg`
+//! (the PostgreSQL backend: pool, migrations, claims with leases).
 
 mod breakers;
 mod calls;
@@ -24,7 +36,9 @@ mod journal;
 mod liveness;
 mod metrics;
 mod migrations;
+mod pg;
 mod reader;
+mod sqlite;
 mod worker;
 
 pub use breakers::{BreakerRow, StoreSink};
@@ -33,11 +47,12 @@ pub use metrics::{RunStats, Stats};
 
 pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport,
-    StoredError, StoredOutcome,
+    StoredError, StoredOutcome, TakenOver,
 };
 pub(crate) use liveness::random_hex;
 pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
+pub use pg::{PG_SCHEMA_VERSION, check_url, redact_url};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +92,52 @@ pub enum StoreError {
         "the claim on {key} is no longer this process's (the row is {found}); its outcome was not recorded"
     )]
     NotOwner { key: String, found: String },
+    /// A write presented a fencing token that a take-over superseded: the
+    /// claim was declared dead (its lease expired) and someone else took it,
+    /// so this caller's outcome was not recorded.
+    #[error(
+        "the claim on {key} was taken over: its fencing token {fence} is superseded by {current} (the row is {found}); its outcome was not recorded"
+    )]
+    Fenced {
+        key: String,
+        fence: i64,
+        current: i64,
+        found: String,
+    },
+    /// The PostgreSQL store cannot be reached: refused, down, restarting,
+    /// or the connection dropped and reconnecting did not help.
+    #[error("the store {store} is unavailable: {reason}")]
+    Unavailable { store: String, reason: String },
+    /// Every pooled connection stayed busy for the whole wait.
+    #[error(
+        "the store {store} is unavailable: all {size} pooled connections stayed busy for {} ms (raise [store] pool_size, or lower the load)",
+        waited.as_millis()
+    )]
+    PoolExhausted {
+        store: String,
+        size: usize,
+        waited: Duration,
+    },
+    /// The PostgreSQL store refused a statement (not a connection problem).
+    #[error("database error on {store}: {message}")]
+    Postgres { store: String, message: String },
+    /// The PostgreSQL schema is newer than this build knows.
+    #[error("the store {store} has schema version {found}; this toolhost knows up to {known}")]
+    PgTooNew {
+        store: String,
+        found: i64,
+        known: i64,
+    },
+    /// The `[store] url` (or `--db`) is not a usable PostgreSQL URL.
+    #[error("the store URL {url} is not usable: {message}")]
+    BadUrl { url: String, message: String },
+    /// An operation this backend does not offer (raw SQLite access on the
+    /// PostgreSQL store).
+    #[error("{what} is not available on the {backend} store")]
+    Unsupported {
+        what: &'static str,
+        backend: &'static str,
+    },
     /// A test armed a fault on the recording path (`Store::inject_write_failures`).
     #[error("injected write failure on {}", path.display())]
     Injected { path: PathBuf },
@@ -141,13 +202,39 @@ pub(crate) fn retry_busy<T>(
     }
 }
 
+/// Where the store lives: a SQLite file, or a PostgreSQL database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) URL.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `--db` argument: a `postgres://` or `postgresql://` URL, else a path.
+    pub fn parse(arg: &str) -> StoreLocation {
+        if pg::is_url(arg) {
+            StoreLocation::Postgres(arg.to_string())
+        } else {
+            StoreLocation::Sqlite(PathBuf::from(arg))
+        }
+    }
+}
+
 /// How to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// How long a statement waits for another process's lock.
+    /// SQLite: how long a statement waits for another process's lock.
+    /// PostgreSQL: how long a caller waits for a pooled connection (and a
+    /// new connection may take).
     pub busy_timeout: Duration,
-    /// Most jobs one transaction (one fsync) may carry.
+    /// SQLite: most jobs one transaction (one fsync) may carry.
     pub max_batch: usize,
+    /// PostgreSQL: the most connections this process keeps open.
+    pub pool_size: usize,
+    /// PostgreSQL: how long a claim (and this process's owner row) stays
+    /// alive without a heartbeat. Renewed every third of it.
+    pub lease: Duration,
 }
 
 impl Default for StoreOptions {
@@ -155,136 +242,129 @@ impl Default for StoreOptions {
         StoreOptions {
             busy_timeout: Duration::from_secs(5),
             max_batch: 256,
+            pool_size: 16,
+            lease: Duration::from_secs(10),
         }
     }
+}
+
+/// Which database a [`Store`] talks to. Every facade method is a `match`
+/// on this; the PostgreSQL arms live in `pg/`.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(Arc<sqlite::Sqlite>),
+    Postgres(Arc<pg::PgStore>),
 }
 
 /// A handle to the store; cheap to clone, usable from any task.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<worker::Handle>,
-    reader: Arc<reader::Reader>,
-    owner: Arc<OwnerLock>,
+    backend: Backend,
     faults: Arc<faults::Faults>,
     /// Bumped whenever this store settles a claim (records, releases or
     /// marks it): in-process waiters wake on it instead of polling.
     settled: Arc<tokio::sync::watch::Sender<u64>>,
-    busy_timeout: Duration,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("location", &self.location())
             .finish()
     }
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, migrates it to
-    /// the current schema, and starts its owner thread.
-    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                message: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
-        let sqlite = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
-        let conn = Connection::open(path).map_err(sqlite)?;
-        conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
-        // WAL lets readers run beside the writer; FULL syncs the WAL on every
-        // commit, because a lost claim row could repeat a side effect.
-        // Switching to WAL and migrating can meet SQLITE_BUSY without the
-        // busy handler being consulted (another process is opening or
-        // closing the same new file), so those steps retry until the busy
-        // timeout.
-        retry_busy(options.busy_timeout, || {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            migrations::migrate(&conn, path).map_err(|e| match e {
-                migrations::MigrateError::Sqlite(e) => Retry::Sqlite(e),
-                migrations::MigrateError::TooNew(found) => Retry::Final(StoreError::TooNew {
-                    path: path.to_path_buf(),
-                    found,
-                }),
-            })
-        })
-        .map_err(|e| match e {
-            Retry::Sqlite(e) => sqlite(e),
-            Retry::Final(e) => e,
-        })?;
-        let owner = OwnerLock::acquire(path).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            message: format!("cannot create the owner lock: {e}"),
-        })?;
-        // Effect rows of older key derivations get today's keys, and the
-        // claims of owners that died while no store was open are settled.
-        retry_busy(options.busy_timeout, || {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-            let step = (|| {
-                calls::rekey_legacy_effects(&conn, crate::idempotency::effect_key)?;
-                let dead = dead_owners(path, owner.id(), calls::running_owners(&conn)?);
-                calls::sweep_dead(&conn, &dead)
-            })();
-            match step {
-                Ok(swept) => {
-                    conn.execute_batch("COMMIT")?;
-                    if swept > 0 {
-                        tracing::warn!(db = %path.display(), swept, "claims of dead owners are now in_doubt");
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Err(Retry::Sqlite(e))
-                }
-            }
-        })
-        .map_err(|e| match e {
-            Retry::Sqlite(e) => sqlite(e),
-            Retry::Final(e) => e,
-        })?;
-        liveness::sweep_locks(path, owner.id());
-        let reader = reader::Reader::open(path, options.busy_timeout)?;
-        let busy_timeout = options.busy_timeout;
-        let inner = worker::Handle::start(conn, path.to_path_buf(), options).map_err(|e| {
-            StoreError::Open {
-                path: path.to_path_buf(),
-                message: format!("cannot start the owner thread: {e}"),
-            }
-        })?;
-        Ok(Store {
-            inner: Arc::new(inner),
-            reader: Arc::new(reader),
-            owner: Arc::new(owner),
+    fn with(backend: Backend) -> Store {
+        Store {
+            backend,
             faults: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(0)),
-            busy_timeout,
-        })
+        }
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Opens (creating if needed) the SQLite database at `path`, migrates
+    /// it to the current schema, and starts its owner thread. Blocking.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let sqlite = sqlite::Sqlite::open(path, options)?;
+        Ok(Store::with(Backend::Sqlite(Arc::new(sqlite))))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (a bounded pool, TLS
+    /// through rustls when the server offers or the URL requires it),
+    /// migrates it, registers this process's owner id and starts its lease
+    /// heartbeat.
+    pub async fn open_postgres(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
+        let pg = pg::PgStore::open(url, options).await?;
+        Ok(Store::with(Backend::Postgres(pg)))
+    }
+
+    /// Opens whichever store `location` names (SQLite off the async workers).
+    pub async fn open_at(
+        location: &StoreLocation,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Store::open(&path, options))
+                    .await
+                    .map_err(|_| StoreError::Closed)?
+            }
+            StoreLocation::Postgres(url) => Store::open_postgres(url, options).await,
+        }
+    }
+
+    /// The SQLite file, if this store is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s.path()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Where the store is, for messages: the file, or the URL without its
+    /// password.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(s) => s.path().display().to_string(),
+            Backend::Postgres(p) => p.display().to_string(),
+        }
+    }
+
+    /// Whether this is the shared (PostgreSQL) store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// This process's claim-owner id (held while the store is open).
     pub fn owner_id(&self) -> &str {
-        self.owner.id()
+        match &self.backend {
+            Backend::Sqlite(s) => s.owner.id(),
+            Backend::Postgres(p) => p.owner_id(),
+        }
     }
 
-    /// Whether the claim owner `id` is still alive (in any process). The
-    /// probe touches the file system, so it runs on the blocking pool.
+    /// Whether the claim owner `id` is still alive (in any process, on any
+    /// machine): SQLite probes its `flock` on the blocking pool; PostgreSQL
+    /// reads its heartbeat lease.
     pub async fn owner_alive(&self, id: &str) -> Liveness {
-        if id == self.owner.id() {
-            return Liveness::Alive;
+        match &self.backend {
+            Backend::Sqlite(s) => s.owner_alive(id).await,
+            Backend::Postgres(p) => p.owner_alive(id).await,
         }
-        let (path, id) = (self.inner.path.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || liveness::probe(&path, &id))
-            .await
-            .unwrap_or_else(|e| Liveness::Unknown(format!("the probe panicked: {e}")))
+    }
+
+    /// Whether the running claim on `key` held by `owner` under `fence` is
+    /// alive: SQLite asks whether its owner is ([`Store::owner_alive`]);
+    /// PostgreSQL whether the claim's own lease is unexpired. A row that is
+    /// no longer that claim counts as dead on PostgreSQL (the caller reads
+    /// it again).
+    pub async fn claim_alive(&self, key: &str, owner: &str, fence: i64) -> Liveness {
+        match &self.backend {
+            Backend::Sqlite(s) => s.owner_alive(owner).await,
+            Backend::Postgres(p) => p.claim_alive(key, owner, fence).await,
+        }
     }
 
     /// A receiver that changes whenever this store settles a claim.
@@ -297,7 +377,7 @@ impl Store {
     }
 
     /// Makes the next `writes` outcome writes (`complete`, `release`) fail
-    /// before reaching SQLite, as a full or failing disk would. For
+    /// before reaching the database, as a full or failing disk would. For
     /// fault-injection tests of the recording path.
     pub fn inject_write_failures(&self, writes: u32) {
         self.faults.arm(writes);
@@ -306,29 +386,56 @@ impl Store {
     fn injected(&self) -> Result<(), StoreError> {
         if self.faults.take() {
             return Err(StoreError::Injected {
-                path: self.inner.path.clone(),
+                path: PathBuf::from(self.location()),
             });
         }
         Ok(())
     }
 
-    /// Reads on the read-only connection (no write lock, off the async workers).
+    fn sqlite_only(&self, what: &'static str) -> Result<&sqlite::Sqlite, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => Ok(s),
+            Backend::Postgres(_) => Err(StoreError::Unsupported {
+                what,
+                backend: "PostgreSQL",
+            }),
+        }
+    }
+
+    /// SQLite only: reads on the read-only connection (no write lock, off
+    /// the async workers). On PostgreSQL: [`StoreError::Unsupported`].
     pub async fn read<R, F>(&self, read: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
-        self.reader.read(read).await
+        self.sqlite_only("raw SQLite reads")?
+            .reader
+            .read(read)
+            .await
     }
 
-    /// Runs `job` on the owner thread inside the next batch's transaction
-    /// and returns its result once that transaction has committed.
+    /// SQLite only: runs `job` on the owner thread inside the next batch's
+    /// transaction and returns its result once that transaction has
+    /// committed. On PostgreSQL: [`StoreError::Unsupported`].
     pub async fn run<R, F>(&self, job: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
-        self.inner.run(job).await
+        self.sqlite_only("raw SQLite writes")?.inner.run(job).await
+    }
+
+    /// SQLite only: queues `work` on the owner thread without waiting (see
+    /// `worker::Handle::submit`). On PostgreSQL it is dropped with a warning.
+    pub(crate) fn submit<F>(&self, what: &'static str, work: F)
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+    {
+        match self.sqlite_only(what) {
+            Ok(s) => s.inner.submit(work),
+            Err(e) => tracing::warn!(error = %e, "a queued write was dropped"),
+        }
     }
 
     // ---- the idempotency table ----
@@ -336,40 +443,59 @@ impl Store {
     /// One row, read without taking the write lock.
     pub async fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
         let key = key.to_string();
-        self.read(move |c| calls::get(c, &key)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(move |c| calls::get(c, &key)).await,
+            Backend::Postgres(p) => p.get(&key).await,
+        }
     }
 
+    /// Claims `request.key` for this owner, unless it is already claimed,
+    /// recorded and fresh, or its explicit scope belongs to another call.
     pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        self.run(move |c| calls::claim(c, &request)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.inner.run(move |c| calls::claim(c, &request)).await,
+            Backend::Postgres(p) => p.claim(&request).await,
+        }
     }
 
-    /// Records the outcome of this process's claim on `key`. Fails with
-    /// [`StoreError::NotOwner`] if the row is no longer its `running` claim.
+    /// Records the outcome of this process's claim on `key` under `fence`.
+    /// Fails with [`StoreError::Fenced`] if the claim was taken over since,
+    /// and [`StoreError::NotOwner`] if the row is otherwise not this claim.
     pub async fn complete(
         &self,
         key: &str,
+        fence: i64,
         state: CallState,
         outcome: StoredOutcome,
         now_ms: i64,
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         self.injected()?;
-        let (k, owner) = (key.to_string(), self.owner_id().to_string());
-        let held = self
-            .run(move |c| calls::complete(c, &k, &owner, state, &outcome, now_ms, expires_at_ms))
-            .await?;
+        let held = match &self.backend {
+            Backend::Sqlite(s) => {
+                let (k, owner) = (key.to_string(), s.owner.id().to_string());
+                s.inner
+                    .run(move |c| {
+                        calls::complete(
+                            c,
+                            &k,
+                            &owner,
+                            fence,
+                            state,
+                            &outcome,
+                            now_ms,
+                            expires_at_ms,
+                        )
+                    })
+                    .await?
+            }
+            Backend::Postgres(p) => {
+                p.complete(key, fence, state, &outcome, now_ms, expires_at_ms)
+                    .await?
+            }
+        };
         self.notify_settled();
-        self.held(key, held)
-    }
-
-    fn held(&self, key: &str, held: calls::Held) -> Result<(), StoreError> {
-        match held {
-            calls::Held::Yes => Ok(()),
-            calls::Held::No(found) => Err(StoreError::NotOwner {
-                key: key.to_string(),
-                found,
-            }),
-        }
+        held_or_error(key, fence, held)
     }
 
     /// Stores a pure or read-only outcome without a claim.
@@ -379,102 +505,121 @@ impl Store {
         outcome: StoredOutcome,
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        self.run(move |c| calls::put(c, &request, &outcome, expires_at_ms))
-            .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.inner
+                    .run(move |c| calls::put(c, &request, &outcome, expires_at_ms))
+                    .await
+            }
+            Backend::Postgres(p) => p.put(&request, &outcome, expires_at_ms).await,
+        }
     }
 
-    /// Drops this process's claim on `key`: the call may run again. Fails
-    /// with [`StoreError::NotOwner`] if it was not this process's claim.
-    pub async fn release(&self, key: &str) -> Result<(), StoreError> {
+    /// Drops this process's claim on `key` under `fence`: the call may run
+    /// again. Fails like [`Store::complete`] when the claim is not held.
+    pub async fn release(&self, key: &str, fence: i64) -> Result<(), StoreError> {
         self.injected()?;
-        let (k, owner) = (key.to_string(), self.owner_id().to_string());
-        let held = self.run(move |c| calls::release(c, &k, &owner)).await?;
+        let held = match &self.backend {
+            Backend::Sqlite(s) => {
+                let (k, owner) = (key.to_string(), s.owner.id().to_string());
+                s.inner
+                    .run(move |c| calls::release(c, &k, &owner, fence))
+                    .await?
+            }
+            Backend::Postgres(p) => p.release(key, fence).await?,
+        };
         self.notify_settled();
-        self.held(key, held)
+        held_or_error(key, fence, held)
     }
 
-    /// Marks `owner`'s running claim on `key` as `in_doubt`; false if the
-    /// row was no longer that (already recorded, or taken over).
-    pub async fn mark_in_doubt(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
-        let (key, owner) = (key.to_string(), owner.to_string());
-        let marked = self
-            .run(move |c| calls::mark_in_doubt(c, &key, &owner))
-            .await?;
+    /// Marks `owner`'s running claim on `key` under `fence` as `in_doubt`;
+    /// false if the row was no longer that (already recorded, or taken
+    /// over). On PostgreSQL another owner's claim is marked only once its
+    /// lease has expired.
+    pub async fn mark_in_doubt(
+        &self,
+        key: &str,
+        owner: &str,
+        fence: i64,
+    ) -> Result<bool, StoreError> {
+        let marked = match &self.backend {
+            Backend::Sqlite(s) => {
+                let (key, owner) = (key.to_string(), owner.to_string());
+                s.inner
+                    .run(move |c| calls::mark_in_doubt(c, &key, &owner, fence))
+                    .await?
+            }
+            Backend::Postgres(p) => p.mark_in_doubt(key, owner, fence).await?,
+        };
         self.notify_settled();
         Ok(marked)
     }
 
     /// The last resort after the recording path failed: marks this
     /// process's running claim `in_doubt` through a fresh connection (the
-    /// owner thread's may be the broken part), so the row is never left
+    /// usual one may be the broken part), so the row is never left
     /// `running` under a live owner for every later caller to wait on.
-    pub async fn mark_in_doubt_fresh(&self, key: &str) -> Result<bool, StoreError> {
-        let (path, timeout) = (self.inner.path.clone(), self.busy_timeout);
-        let (key, owner) = (key.to_string(), self.owner_id().to_string());
-        let marked = tokio::task::spawn_blocking(move || {
-            let sqlite = |e| StoreError::from_sqlite(&path, timeout, e);
-            let conn = Connection::open(&path).map_err(sqlite)?;
-            conn.busy_timeout(timeout).map_err(sqlite)?;
-            conn.pragma_update(None, "synchronous", "FULL")
-                .map_err(sqlite)?;
-            calls::mark_in_doubt(&conn, &key, &owner).map_err(sqlite)
-        })
-        .await
-        .map_err(|_| StoreError::Closed)??;
+    pub async fn mark_in_doubt_fresh(&self, key: &str, fence: i64) -> Result<bool, StoreError> {
+        let marked = match &self.backend {
+            Backend::Sqlite(s) => s.mark_in_doubt_fresh(key, fence).await?,
+            Backend::Postgres(p) => p.mark_in_doubt_fresh(key, fence).await?,
+        };
         self.notify_settled();
         Ok(marked)
     }
 
     /// Takes over a claim (a dead owner's, or an `in_doubt` one being
-    /// retried): this process owns it and the attempt number goes up. The
-    /// row then records `build` (component digest, policy digest).
+    /// retried): this process owns it, the attempt number goes up and the
+    /// fencing token moves on. The row then records `build` (component
+    /// digest, policy digest).
     pub async fn take_over(
         &self,
         key: &str,
         from: Option<String>,
         now_ms: i64,
         build: (String, String),
-    ) -> Result<Option<u32>, StoreError> {
-        let (key, owner) = (key.to_string(), self.owner_id().to_string());
-        self.run(move |c| {
-            calls::take_over(
-                c,
-                &key,
-                from.as_deref(),
-                &owner,
-                now_ms,
-                (&build.0, &build.1),
-            )
-        })
-        .await
+    ) -> Result<Option<TakenOver>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let (key, owner) = (key.to_string(), s.owner.id().to_string());
+                s.inner
+                    .run(move |c| {
+                        calls::take_over(
+                            c,
+                            &key,
+                            from.as_deref(),
+                            &owner,
+                            now_ms,
+                            (&build.0, &build.1),
+                        )
+                    })
+                    .await
+            }
+            Backend::Postgres(p) => p.take_over(key, from.as_deref(), now_ms, &build).await,
+        }
     }
 
-    /// Looks a key up without claiming it (pure and read-only calls), on
-    /// the read-only connection.
+    /// Looks a key up without claiming it (pure and read-only calls),
+    /// without taking a write lock.
     pub async fn lookup(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        self.read(move |c| calls::lookup(c, &request)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(move |c| calls::lookup(c, &request)).await,
+            Backend::Postgres(p) => p.lookup(&request).await,
+        }
     }
 
     /// Moves the `running` claims of dead owners to `in_doubt` and removes
-    /// dead owners' lock files: `(claims swept, lock files removed)`.
+    /// what dead owners left (lock files, or heartbeat rows):
+    /// `(claims swept, owners removed)`.
     pub async fn sweep_dead_owners(&self) -> Result<(u64, u64), StoreError> {
-        let owners = self.read(calls::running_owners).await?;
-        let (path, own) = (self.inner.path.clone(), self.owner_id().to_string());
-        let (dead, locks) = tokio::task::spawn_blocking(move || {
-            let dead = dead_owners(&path, &own, owners);
-            (dead, liveness::sweep_locks(&path, &own))
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?;
-        let swept = if dead.is_empty() {
-            0
-        } else {
-            self.run(move |c| calls::sweep_dead(c, &dead)).await?
+        let (swept, owners) = match &self.backend {
+            Backend::Sqlite(s) => s.sweep_dead_owners().await?,
+            Backend::Postgres(p) => p.sweep_dead_owners().await?,
         };
         if swept > 0 {
             self.notify_settled();
         }
-        Ok((swept, locks))
+        Ok((swept, owners))
     }
 
     /// Records an operator's decision to give up on an `in_doubt` call.
@@ -484,53 +629,68 @@ impl Store {
         outcome: StoredOutcome,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let key = key.to_string();
-        self.run(move |c| {
-            let outcome = serde_json::to_string(&outcome)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-            let n = c.execute(
-                "UPDATE calls SET state = 'done', outcome = ?2, completed_at = ?3, owner = NULL
-                 WHERE key = ?1 AND state = 'in_doubt'",
-                rusqlite::params![key, outcome, now_ms],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-        .inspect(|_| self.notify_settled())
+        let done = match &self.backend {
+            Backend::Sqlite(s) => {
+                let key = key.to_string();
+                s.inner
+                    .run(move |c| calls::abandon(c, &key, &outcome, now_ms))
+                    .await?
+            }
+            Backend::Postgres(p) => p.abandon(key, &outcome, now_ms).await?,
+        };
+        self.notify_settled();
+        Ok(done)
     }
 
     /// Adds to named counters, in one job.
     pub async fn bump(&self, counts: Vec<(&'static str, i64)>) -> Result<(), StoreError> {
-        self.run(move |c| {
-            for (name, delta) in counts {
-                calls::bump(c, name, delta)?;
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.inner
+                    .run(move |c| {
+                        for (name, delta) in counts {
+                            calls::bump(c, name, delta)?;
+                        }
+                        Ok(())
+                    })
+                    .await
             }
-            Ok(())
-        })
-        .await
+            Backend::Postgres(p) => p.bump(&counts).await,
+        }
     }
 
     /// Every counter and its value.
     pub async fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.run(calls::counters).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.inner.run(calls::counters).await,
+            Backend::Postgres(p) => p.counters().await,
+        }
     }
 
     pub async fn list(&self, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
-        self.read(move |c| calls::list(c, limit)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(move |c| calls::list(c, limit)).await,
+            Backend::Postgres(p) => p.list(limit).await,
+        }
     }
 
     /// Removes finished rows that expired, or that finished before
     /// `older_than_ms` when given; moves dead owners' claims to `in_doubt`
-    /// and removes their lock files. Claims of live owners are kept.
+    /// and removes what dead owners left. Claims of live owners are kept.
     pub async fn gc(
         &self,
         now_ms: i64,
         finished_before_ms: Option<i64>,
     ) -> Result<GcReport, StoreError> {
         let (swept, locks) = self.sweep_dead_owners().await?;
-        let report = self
-            .run(move |c| calls::gc(c, now_ms, finished_before_ms))
-            .await?;
+        let report = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.inner
+                    .run(move |c| calls::gc(c, now_ms, finished_before_ms))
+                    .await?
+            }
+            Backend::Postgres(p) => p.gc(now_ms, finished_before_ms).await?,
+        };
         Ok(GcReport {
             swept_in_doubt: swept,
             locks_removed: locks,
@@ -539,10 +699,19 @@ impl Store {
     }
 }
 
-/// Which of `owners` are dead (blocking: probes lock files).
-fn dead_owners(db: &Path, own: &str, owners: Vec<String>) -> Vec<String> {
-    owners
-        .into_iter()
-        .filter(|o| o != own && liveness::probe(db, o) == Liveness::Dead)
-        .collect()
+/// A claim write's answer as the caller's result.
+fn held_or_error(key: &str, fence: i64, held: calls::Held) -> Result<(), StoreError> {
+    match held {
+        calls::Held::Yes => Ok(()),
+        calls::Held::No(found) => Err(StoreError::NotOwner {
+            key: key.to_string(),
+            found,
+        }),
+        calls::Held::Fenced { current, found } => Err(StoreError::Fenced {
+            key: key.to_string(),
+            fence,
+            current,
+            found,
+        }),
+    }
 }

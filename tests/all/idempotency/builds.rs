@@ -10,6 +10,7 @@ use toolhost::config::ToolPolicy;
 use toolhost::idempotency::RECORD_ATTEMPTS;
 use toolhost::store::CallState;
 
+use super::on_both_backends;
 use super::{World, keyed, testkit_dir, within};
 use crate::support::{examples_dir, stdout_json, toolhost};
 
@@ -32,9 +33,9 @@ fn rebuilt(world: &World, from: &Path, name: &str) -> PathBuf {
     dir
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn a_rebuilt_tool_replays_a_recorded_effect_and_says_so() {
-    let world = World::new();
+async fn a_rebuilt_tool_replays_a_recorded_effect_and_says_so(world) {
     let input = json!({"file": "pay.txt", "text": "charge"}).to_string();
     let before = world.append_executor().await;
     let first = within(
@@ -97,10 +98,11 @@ async fn a_rebuilt_tool_replays_a_recorded_effect_and_says_so() {
     assert!(again.cached && again.digest_changed);
     assert_eq!(world.lines("pay.txt").len(), 2);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn an_edited_policy_replays_a_recorded_effect_and_says_so() {
-    let world = World::new();
+async fn an_edited_policy_replays_a_recorded_effect_and_says_so(world) {
     let input = json!({"file": "e.txt", "text": "x"}).to_string();
     let ex = world.append_executor().await;
     within(20, "the call", ex.call("append", &input, keyed("edit-1")))
@@ -131,10 +133,11 @@ async fn an_edited_policy_replays_a_recorded_effect_and_says_so() {
     assert!(out.cached && !out.digest_changed);
     assert_eq!(world.lines("e.txt").len(), 1);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn a_rebuilt_pure_tool_computes_afresh_and_grants_count_but_limits_do_not() {
-    let world = World::new();
+async fn a_rebuilt_pure_tool_computes_afresh_and_grants_count_but_limits_do_not(world) {
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     let input = r#"{"expr":"6*7"}"#;
     let first = within(20, "calc", ex.call("calc", input, Default::default()))
@@ -178,12 +181,13 @@ async fn a_rebuilt_pure_tool_computes_afresh_and_grants_count_but_limits_do_not(
     assert_ne!(out.key, first.key);
     assert_eq!(out.output, json!({"value": 42}));
 }
+}
 
+on_both_backends! {
 /// `cache resolve --retry` after a rebuild retries the same call under the
 /// current build, and says that the tool changed since the claim.
 #[tokio::test]
-async fn a_retry_after_a_rebuild_says_the_tool_changed() {
-    let world = World::new();
+async fn a_retry_after_a_rebuild_says_the_tool_changed(world) {
     let input = json!({"file": "d.txt", "text": "x"}).to_string();
     let before = world.append_executor().await;
     before.store().inject_write_failures(RECORD_ATTEMPTS);
@@ -213,6 +217,7 @@ async fn a_retry_after_a_rebuild_says_the_tool_changed() {
         "the row records the build that produced its outcome"
     );
     assert_eq!(world.lines("d.txt").len(), 2);
+}
 }
 
 /// The CLI shows it: `"digest_changed": true` in `--json`, a warning on stderr.

@@ -8,11 +8,12 @@ use serde_json::json;
 use toolhost::idempotency::{ExecOptions, Scope};
 use toolhost::sandbox::Overrides;
 
-use super::{World, keyed, within};
+use super::on_both_backends;
+use super::{keyed, within};
 
+on_both_backends! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_concurrent_callers_one_effect() {
-    let world = World::new();
+async fn two_hundred_concurrent_callers_one_effect(world) {
     let ex = Arc::new(world.append_executor().await);
     let input = json!({"file": "log.txt", "text": "hello", "sleep_ms": 50}).to_string();
     let barrier = Arc::new(tokio::sync::Barrier::new(200));
@@ -53,10 +54,11 @@ async fn two_hundred_concurrent_callers_one_effect() {
         "no flight entry is left behind"
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn the_empty_scope_replays_within_the_window() {
-    let world = World::new();
+async fn the_empty_scope_replays_within_the_window(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "w.txt", "text": "once"}).to_string();
     let call = |opts| ex.call("append", &input, opts);
@@ -79,13 +81,14 @@ async fn the_empty_scope_replays_within_the_window() {
         "--no-cache asks for a new call"
     );
 }
+}
 
+on_both_backends! {
 /// A call that went in doubt under `--timeout-ms` is retried under the
 /// limits recorded with its claim (it used to be retried under the
 /// config's, or refused because the key had changed).
 #[tokio::test]
-async fn a_timed_out_side_effect_is_in_doubt_and_retried_under_its_recorded_limits() {
-    let world = World::new();
+async fn a_timed_out_side_effect_is_in_doubt_and_retried_under_its_recorded_limits(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "t.txt", "text": "x", "sleep_ms": 1500}).to_string();
     let opts = ExecOptions {
@@ -129,10 +132,11 @@ async fn a_timed_out_side_effect_is_in_doubt_and_retried_under_its_recorded_limi
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l.starts_with(&key)));
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn an_abandoned_call_fails_for_good() {
-    let world = World::new();
+async fn an_abandoned_call_fails_for_good(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "a.txt", "text": "x", "sleep_ms": 2000}).to_string();
     let opts = ExecOptions {
@@ -160,12 +164,13 @@ async fn an_abandoned_call_fails_for_good() {
         "only in_doubt calls can be abandoned"
     );
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn without_a_grant_the_effect_is_denied_and_recorded() {
-    let world = World::new();
+async fn without_a_grant_the_effect_is_denied_and_recorded(world) {
     let ex = world
-        .executor(&super::testkit_dir(), Default::default(), None)
+        .executor(&crate::idempotency::testkit_dir(), Default::default(), None)
         .await;
     let input = json!({"file": "x.txt", "text": "nope"}).to_string();
     let e = within(20, "the call", ex.call("append", &input, keyed("deny-1")))
@@ -178,14 +183,15 @@ async fn without_a_grant_the_effect_is_denied_and_recorded() {
     assert_eq!(again.kind(), "capability_denied");
     assert_eq!(ex.sandbox().runs(), 1);
 }
+}
 
+on_both_backends! {
 /// A caller that gives up mid-call (its future is dropped) leaves no claim
 /// stuck in `running`: the side-effecting call becomes `in_doubt`, and the
 /// next caller learns it as soon as the guard has settled it (it wakes on
 /// the store's settle signal; no polling, no sleep).
 #[tokio::test]
-async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
-    let world = World::new();
+async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "c.txt", "text": "x", "sleep_ms": 2000}).to_string();
     let gave_up = tokio::time::timeout(
@@ -205,12 +211,13 @@ async fn a_cancelled_caller_leaves_the_call_in_doubt_not_stuck() {
     assert_eq!(ex.sandbox().runs(), 1);
     assert_eq!(ex.flights_in_progress(), 0);
 }
+}
 
+on_both_backends! {
 /// An idempotent call whose caller was cancelled is released, and the next
 /// caller runs it again (attempt 1 of a new claim: re-running is allowed).
 #[tokio::test]
-async fn a_cancelled_idempotent_call_is_released_and_runs_again() {
-    let world = World::new();
+async fn a_cancelled_idempotent_call_is_released_and_runs_again(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "i.txt", "text": "x", "sleep_ms": 1000}).to_string();
     let gave_up = tokio::time::timeout(
@@ -233,13 +240,14 @@ async fn a_cancelled_idempotent_call_is_released_and_runs_again() {
         "an idempotent effect may repeat"
     );
 }
+}
 
+on_both_backends! {
 /// A waiter whose own limit passes while another caller holds the claim
 /// gets `still_running` (not `timeout`: nothing of its own timed out), and
 /// its flight entry does not leak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiter_past_its_limit_gets_still_running() {
-    let world = World::new();
+async fn a_waiter_past_its_limit_gets_still_running(world) {
     let ex = Arc::new(world.append_executor().await);
     let input = json!({"file": "s.txt", "text": "x", "sleep_ms": 2500}).to_string();
     let holder = {
@@ -270,6 +278,7 @@ async fn a_waiter_past_its_limit_gets_still_running() {
     assert!(!out.cached);
     assert_eq!(world.lines("s.txt").len(), 1);
     assert_eq!(ex.flights_in_progress(), 0);
+}
 }
 
 fn canonical(input: &str) -> String {

@@ -6,6 +6,7 @@ use toolhost::idempotency::{ExecOptions, RECORD_ATTEMPTS, canonical_json, effect
 use toolhost::sandbox::Overrides;
 use toolhost::store::{CallState, ClaimRequest};
 
+use super::on_both_backends;
 use super::{World, keyed, within};
 
 /// A claim whose owner cannot be probed (here the lock file is a symlink
@@ -80,11 +81,11 @@ async fn an_unprobeable_owner_counts_as_alive() {
     );
 }
 
+on_both_backends! {
 /// A store write that fails after the run is retried; one failure costs
 /// nothing.
 #[tokio::test]
-async fn a_failed_outcome_write_is_retried() {
-    let world = World::new();
+async fn a_failed_outcome_write_is_retried(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "r.txt", "text": "x"}).to_string();
     ex.store().inject_write_failures(1);
@@ -107,13 +108,14 @@ async fn a_failed_outcome_write_is_retried() {
     assert!(again.cached);
     assert_eq!(world.lines("r.txt").len(), 1);
 }
+}
 
+on_both_backends! {
 /// A store write that keeps failing after the run leaves the key
 /// `in_doubt` (marked through a fresh connection), never `running` under
 /// this live owner, where every later caller would wait and then fail.
 #[tokio::test]
-async fn an_outcome_that_cannot_be_recorded_is_in_doubt_not_running() {
-    let world = World::new();
+async fn an_outcome_that_cannot_be_recorded_is_in_doubt_not_running(world) {
     let ex = world.append_executor().await;
     let input = json!({"file": "f.txt", "text": "x"}).to_string();
     ex.store().inject_write_failures(RECORD_ATTEMPTS);
@@ -141,4 +143,5 @@ async fn an_outcome_that_cannot_be_recorded_is_in_doubt_not_running() {
     assert_eq!(e.kind(), "in_doubt");
     assert_eq!(world.lines("f.txt").len(), 1);
     assert_eq!(ex.sandbox().runs(), 1);
+}
 }

@@ -25,10 +25,42 @@ pub fn testkit_dir() -> PathBuf {
     PathBuf::from(toolhost::sandbox::TESTKIT_DIR)
 }
 
+/// Declares a store contract test that runs against both backends, as
+/// `NAME::sqlite` and `NAME::postgres`: the body gets `$world`, a [`World`]
+/// whose stores are a SQLite file, or a fresh database in the shared
+/// PostgreSQL cluster (`support::pg`).
+macro_rules! on_both_backends {
+    ($(#[$attr:meta])* async fn $name:ident($world:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn sqlite() {
+                let $world = crate::idempotency::World::new();
+                $body
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let $world = crate::idempotency::World::postgres();
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The lease of PostgreSQL stores in these tests: short, so a dead owner is
+/// seen dead quickly, and long enough for a busy machine's heartbeats.
+pub const TEST_LEASE: std::time::Duration = std::time::Duration::from_millis(1_500);
+
 /// A temp directory with `data/` (granted to `append` at `/data`) and a
-/// database file.
+/// store: a database file in it, or a PostgreSQL database.
 pub struct World {
     root: PathBuf,
+    /// `None`: SQLite at `db()`. `Some(url)`: that PostgreSQL database.
+    pg: Option<String>,
     /// Removes the directory at the end, in the process that made it.
     _owned: Option<tempfile::TempDir>,
 }
@@ -39,13 +71,57 @@ impl World {
         std::fs::create_dir(dir.path().join("data")).unwrap();
         World {
             root: dir.path().to_path_buf(),
+            pg: None,
             _owned: Some(dir),
+        }
+    }
+
+    /// A world whose store is a fresh database in the shared PostgreSQL
+    /// cluster.
+    pub fn postgres() -> World {
+        World {
+            pg: Some(crate::support::pg::fresh_db()),
+            ..World::new()
         }
     }
 
     /// Another process's world (a child's view of its parent's).
     pub fn at(root: PathBuf) -> World {
-        World { root, _owned: None }
+        World {
+            root,
+            pg: None,
+            _owned: None,
+        }
+    }
+
+    /// The PostgreSQL URL, if this world's store is one.
+    pub fn pg_url(&self) -> Option<&str> {
+        self.pg.as_deref()
+    }
+
+    /// Where this world's store is, as `--db` takes it.
+    pub fn db_arg(&self) -> String {
+        match &self.pg {
+            Some(url) => url.clone(),
+            None => self.db().display().to_string(),
+        }
+    }
+
+    /// Opens a store on this world's database: each call is a new store
+    /// (a new claim owner).
+    pub async fn store(&self) -> Store {
+        match &self.pg {
+            None => Store::open(&self.db(), StoreOptions::default()).unwrap(),
+            Some(url) => Store::open_postgres(
+                url,
+                StoreOptions {
+                    lease: TEST_LEASE,
+                    ..StoreOptions::default()
+                },
+            )
+            .await
+            .unwrap(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -93,11 +169,14 @@ impl World {
     pub fn write_config(&self) -> PathBuf {
         let path = self.root.join("toolhost.toml");
         let text = format!(
-            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\npath = {:?}\n",
+            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\n{}\n",
             testkit_dir(),
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"),
             self.data(),
-            self.db()
+            match &self.pg {
+                None => format!("path = {:?}", self.db()),
+                Some(url) => format!("url = {url:?}\nlease_ms = {}", TEST_LEASE.as_millis()),
+            }
         );
         std::fs::write(&path, text).unwrap();
         path
@@ -115,7 +194,7 @@ impl World {
         options.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"));
         options.policies = policies;
         let sandbox = Sandbox::open(options).await.unwrap();
-        let store = Store::open(&self.db(), StoreOptions::default()).unwrap();
+        let store = self.store().await;
         Executor::with_clock(
             sandbox,
             store,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::child::{self, Reports, Role};
+use super::on_both_backends;
 use super::{World, keyed, within};
 
 const PARTIES: usize = 5;
@@ -74,12 +75,12 @@ fn processes_released_by_a_barrier_share_one_execution() {
     }
 }
 
+on_both_backends! {
 /// Two executors over one database file (two claim owners, so neither
 /// in-process lock helps), 200 callers released together on one key: one
 /// execution, found through the database claim alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_executors_on_one_file_200_callers_one_execution() {
-    let world = World::new();
+async fn two_executors_on_one_file_200_callers_one_execution(world) {
     let a = Arc::new(world.append_executor().await);
     let b = Arc::new(world.append_executor().await);
     assert_ne!(a.store().owner_id(), b.store().owner_id());
@@ -106,4 +107,5 @@ async fn two_executors_on_one_file_200_callers_one_execution() {
         m
     });
     assert_eq!(keys.len(), 1, "{keys:?}");
+}
 }

@@ -9,12 +9,13 @@ use toolhost::config::{EffectName, ToolPolicy};
 use toolhost::idempotency::{ExecError, ExecOptions, ManualClock, Scope};
 use toolhost::sandbox::Overrides;
 
-use super::{World, effect_policy};
+use super::effect_policy;
+use super::on_both_backends;
 use crate::support::{examples_dir, hostile_dir};
 
+on_both_backends! {
 #[tokio::test]
-async fn a_pure_call_replays_without_instantiating_the_tool() {
-    let world = World::new();
+async fn a_pure_call_replays_without_instantiating_the_tool(world) {
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     let first = ex
         .call("calc", r#"{"expr":"6*7"}"#, ExecOptions::default())
@@ -51,10 +52,11 @@ async fn a_pure_call_replays_without_instantiating_the_tool() {
     assert_eq!(ex.sandbox().runs(), 2);
     assert_eq!(ex.stats().hits, 1);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn tool_failures_replay_but_limits_and_transients_do_not() {
-    let world = World::new();
+async fn tool_failures_replay_but_limits_and_transients_do_not(world) {
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     // A tool-reported failure is the tool's answer: replayed.
     let e1 = ex
@@ -87,10 +89,11 @@ async fn tool_failures_replay_but_limits_and_transients_do_not() {
     }
     assert_eq!(ex.sandbox().runs(), 3);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn limit_errors_of_pure_tools_are_not_recorded() {
-    let world = World::new();
+async fn limit_errors_of_pure_tools_are_not_recorded(world) {
     let ex = world.executor(&hostile_dir(), BTreeMap::new(), None).await;
     let fuel = ExecOptions {
         overrides: Overrides {
@@ -106,10 +109,11 @@ async fn limit_errors_of_pure_tools_are_not_recorded() {
     assert_eq!(ex.sandbox().runs(), 2);
     assert!(ex.store().list(10).await.unwrap().is_empty());
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn read_only_results_expire_after_their_ttl() {
-    let world = World::new();
+async fn read_only_results_expire_after_their_ttl(world) {
     let clock = ManualClock::new(1_000_000);
     let policy = ToolPolicy {
         ttl_s: Some(60),
@@ -142,10 +146,11 @@ async fn read_only_results_expire_after_their_ttl() {
     assert!(!fresh.cached, "61 s later the result is stale");
     assert_eq!(ex.sandbox().runs(), 2);
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn an_explicit_key_reused_with_another_input_is_a_conflict_and_nothing_runs() {
-    let world = World::new();
+async fn an_explicit_key_reused_with_another_input_is_a_conflict_and_nothing_runs(world) {
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     let keyed = ExecOptions {
         scope: Scope::Explicit("order-17".into()),
@@ -169,10 +174,11 @@ async fn an_explicit_key_reused_with_another_input_is_a_conflict_and_nothing_run
     assert!(err.to_string().contains("order-17"), "{err}");
     assert_eq!(ex.sandbox().runs(), runs, "nothing ran");
 }
+}
 
+on_both_backends! {
 #[tokio::test]
-async fn no_cache_runs_every_time() {
-    let world = World::new();
+async fn no_cache_runs_every_time(world) {
     let ex = world.executor(&examples_dir(), BTreeMap::new(), None).await;
     let fresh = ExecOptions {
         scope: Scope::Fresh,
@@ -187,11 +193,12 @@ async fn no_cache_runs_every_time() {
     assert_ne!(a.key, b.key);
     assert_eq!(ex.sandbox().runs(), 2);
 }
+}
 
+on_both_backends! {
 /// Every row gets the expiry the README documents (see `retention`).
 #[tokio::test]
-async fn recorded_rows_expire_by_the_documented_policy() {
-    let world = World::new();
+async fn recorded_rows_expire_by_the_documented_policy(world) {
     let clock = ManualClock::new(1_000_000);
     let ex = world
         .executor(
@@ -209,7 +216,7 @@ async fn recorded_rows_expire_by_the_documented_policy() {
     assert_eq!(row.expires_at, Some(1_000_000 + 30 * day));
     let effects = world
         .executor(
-            &super::testkit_dir(),
+            &crate::idempotency::testkit_dir(),
             world.testkit_policies(),
             Some(Arc::new(clock.clone())),
         )
@@ -235,4 +242,5 @@ async fn recorded_rows_expire_by_the_documented_policy() {
         .await
         .unwrap();
     assert!(!again.cached, "an expired pure row is a miss");
+}
 }

@@ -1,4 +1,5 @@
-//! The SQLite file itself: corrupt, locked, old, and garbage-collected.
+//! The store itself: the SQLite file corrupt, locked, old; and, on both
+//! backends, owned writes, fencing and garbage collection.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use toolhost::store::{
     StoredOutcome, migration_sql,
 };
 
-use super::World;
+use super::{World, on_both_backends};
 use crate::support::{stdout_json, toolhost};
 
 /// A claim request for `key` by this store's owner.
@@ -91,10 +92,10 @@ async fn a_locked_database_times_out_clearly_and_recovers() {
     assert!(err.to_string().contains("locked"), "{err}");
 
     blocker.execute_batch("COMMIT").unwrap();
-    assert_eq!(
+    assert!(matches!(
         store.claim(request).await.unwrap(),
-        ClaimOutcome::Acquired { attempt: 1 }
-    );
+        ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
 }
 
 /// A v1 database: its side-effecting rows get today's keys (an upgrade
@@ -137,37 +138,42 @@ async fn an_old_schema_is_migrated_and_its_effects_rekeyed() {
     );
 }
 
+/// The fencing token of a fresh claim on `key`.
+async fn claim_fence(store: &Store, key: &str) -> i64 {
+    match store
+        .claim(claim_request(store, key, "side-effecting", 1))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Acquired { attempt: 1, fence } => fence,
+        other => panic!("{key} was not acquired: {other:?}"),
+    }
+}
+
+on_both_backends! {
 /// `complete` and `release` used to update zero rows and return `Ok` when
 /// the claim was no longer theirs; now the caller hears about it.
 #[tokio::test]
-async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
-    let world = World::new();
-    let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+async fn writes_to_a_claim_this_owner_no_longer_holds_fail(world) {
+    let store = world.store().await;
     let own = store.owner_id().to_string();
-    for key in ["gone", "moved"] {
-        assert_eq!(
-            store
-                .claim(claim_request(&store, key, "side-effecting", 1))
-                .await
-                .unwrap(),
-            ClaimOutcome::Acquired { attempt: 1 }
-        );
-    }
+    let gone = claim_fence(&store, "gone").await;
+    let moved = claim_fence(&store, "moved").await;
     // An operator's sweep (or another process) settled them meanwhile.
-    assert!(store.mark_in_doubt("gone", &own).await.unwrap());
-    assert!(store.mark_in_doubt("moved", &own).await.unwrap());
+    assert!(store.mark_in_doubt("gone", &own, gone).await.unwrap());
+    assert!(store.mark_in_doubt("moved", &own, moved).await.unwrap());
     let err = store
-        .complete("gone", CallState::Done, outcome(), 2, None)
+        .complete("gone", gone, CallState::Done, outcome(), 2, None)
         .await
         .unwrap_err();
     assert!(
         matches!(err, StoreError::NotOwner { ref found, .. } if found.starts_with("in_doubt")),
         "{err:?}"
     );
-    let err = store.release("moved").await.unwrap_err();
+    let err = store.release("moved", moved).await.unwrap_err();
     assert!(matches!(err, StoreError::NotOwner { .. }), "{err:?}");
     let err = store
-        .complete("never-claimed", CallState::Done, outcome(), 2, None)
+        .complete("never-claimed", 1, CallState::Done, outcome(), 2, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no row"), "{err}");
@@ -175,6 +181,62 @@ async fn writes_to_a_claim_this_owner_no_longer_holds_fail() {
         store.get("gone").await.unwrap().unwrap().state,
         CallState::InDoubt
     );
+}
+}
+
+on_both_backends! {
+/// A take-over moves the fencing token on; the old holder's `complete`
+/// and `release` are then refused as fenced, and the new holder's outcome
+/// stands. Another store (another owner) cannot write under a token it
+/// does not hold either.
+#[tokio::test]
+async fn a_taken_over_claim_fences_off_its_old_holder(world) {
+    let store = world.store().await;
+    let other = world.store().await;
+    assert_ne!(store.owner_id(), other.owner_id());
+    let own = store.owner_id().to_string();
+    let first = claim_fence(&store, "pay").await;
+    // The claim goes in doubt (its owner was declared dead) and is retried.
+    assert!(store.mark_in_doubt("pay", &own, first).await.unwrap());
+    let taken = store
+        .take_over("pay", None, 2, ("c".into(), "p".into()))
+        .await
+        .unwrap()
+        .expect("taken over");
+    assert_eq!(taken.attempt, 2);
+    assert!(taken.fence > first, "{taken:?} after {first}");
+    let err = store
+        .complete("pay", first, CallState::Done, outcome(), 3, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Fenced { fence, current, .. } if fence == first && current == taken.fence),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("taken over"), "{err}");
+    let err = store.release("pay", first).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err:?}");
+    // Another owner presenting the right token is still not the owner.
+    let err = other
+        .complete("pay", taken.fence, CallState::Done, outcome(), 3, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotOwner { .. }), "{err:?}");
+    // A second take-over of a claim already taken finds nothing to take.
+    assert!(
+        other
+            .take_over("pay", None, 3, ("c".into(), "p".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .complete("pay", taken.fence, CallState::Done, outcome(), 4, None)
+        .await
+        .unwrap();
+    let row = store.get("pay").await.unwrap().unwrap();
+    assert_eq!((row.state, row.attempt, row.fence), (CallState::Done, 2, taken.fence));
+}
 }
 
 /// A `running` row whose owner died becomes `in_doubt` when a store opens
@@ -230,10 +292,10 @@ fn a_newer_schema_is_refused() {
     );
 }
 
+on_both_backends! {
 #[tokio::test]
-async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
-    let world = World::new();
-    let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+async fn gc_removes_what_expired_and_keeps_claims_in_flight(world) {
+    let store = world.store().await;
     let req = |key: &str, now_ms| claim_request(&store, key, "read-only", now_ms);
     let outcome = outcome();
     store
@@ -248,10 +310,10 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
         .put(req("forever", 1_000), outcome, None)
         .await
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         store.claim(req("running", 1_000)).await.unwrap(),
-        ClaimOutcome::Acquired { attempt: 1 }
-    );
+        ClaimOutcome::Acquired { attempt: 1, .. }
+    ));
 
     let report = store.gc(50_000, None).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (1, 1));
@@ -264,6 +326,7 @@ async fn gc_removes_what_expired_and_keeps_claims_in_flight() {
     let report = store.gc(50_000, Some(1_001)).await.unwrap();
     assert_eq!((report.removed, report.kept_in_flight), (2, 1));
     assert!(store.get("running").await.unwrap().is_some());
+}
 }
 
 /// `toolhost cache gc --json` reports what the sweep did.

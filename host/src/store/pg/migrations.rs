@@ -1,0 +1,115 @@
+//! PostgreSQL schema versions, in the one-row table `toolhost_schema`.
+//!
+//! Why a transaction-scoped advisory lock: several hosts may start against
+//! a new database at once. Each runs its migrations in one transaction that
+//! first takes `pg_advisory_xact_lock(MIGRATION_LOCK)`, then reads the
+//! version, applies what is missing and bumps the version. The second host
+//! waits on the lock, then reads the new version and applies nothing. The
+//! lock ends with the transaction: no advisory lock is ever held across a
+//! tool call. DDL is transactional in PostgreSQL, so a failed migration
+//! leaves the old version whole.
+//!
+//! Migration `i` takes the schema from version `i` to `i + 1`. New entries
+//! are appended; a shipped entry never changes.
+
+use deadpool_postgres::Object;
+
+use super::super::StoreError;
+
+/// The advisory lock key for migrations (an arbitrary constant: "toolhost").
+const MIGRATION_LOCK: i64 = 0x746f_6f6c_686f_7374;
+
+const MIGRATIONS: &[&str] = &[
+    // v1 (issue 13): the idempotency cache, counters, and owner heartbeats.
+    // Times are Unix milliseconds. `lease_until` is on the database's
+    // clock (`toolhost_now_ms()`), so hosts with skewed clocks agree on
+    // when a lease ends; `created_at`/`expires_at` are the caller's clock,
+    // as on SQLite. `fence` comes from one sequence, so a fencing token
+    // never repeats for a key, even after a row is deleted and claimed
+    // afresh. `claim_nonce` recognises a claim whose commit reply was lost
+    // with a dropped connection.
+    "CREATE FUNCTION toolhost_now_ms() RETURNS bigint LANGUAGE sql VOLATILE
+         AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+    CREATE SEQUENCE calls_fence;
+    CREATE TABLE calls (
+        key              text PRIMARY KEY,
+        tool             text NOT NULL,
+        effect           text NOT NULL,
+        scope            text NOT NULL,
+        input            text NOT NULL,
+        state            text NOT NULL CHECK (state IN ('running', 'done', 'in_doubt')),
+        owner            text,
+        attempt          integer NOT NULL DEFAULT 1,
+        outcome          text,
+        created_at       bigint NOT NULL,
+        completed_at     bigint,
+        expires_at       bigint,
+        component_digest text,
+        policy_digest    text,
+        limits           text,
+        fence            bigint NOT NULL,
+        lease_until      bigint,
+        claim_nonce      bigint
+    );
+    CREATE UNIQUE INDEX calls_explicit_scope ON calls (scope) WHERE scope LIKE 'key:%';
+    CREATE INDEX calls_running ON calls (owner) WHERE state = 'running';
+    CREATE INDEX calls_expiry ON calls (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE counters (
+        name  text PRIMARY KEY,
+        value bigint NOT NULL
+    );
+    CREATE TABLE owners (
+        id          text PRIMARY KEY,
+        lease_until bigint NOT NULL,
+        host        text NOT NULL,
+        pid         integer NOT NULL,
+        started_at  bigint NOT NULL
+    );",
+];
+
+/// The PostgreSQL schema version this build writes.
+pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to date, once, however many hosts start at once.
+pub(crate) async fn migrate(client: &mut Object, store: &str) -> Result<(), StoreError> {
+    let pg = |e: tokio_postgres::Error| super::classify(store, &e);
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS toolhost_schema (version bigint NOT NULL)")
+        .await
+        .map_err(pg)?;
+    let found: Option<i64> = tx
+        .query_opt("SELECT version FROM toolhost_schema", &[])
+        .await
+        .map_err(pg)?
+        .map(|r| r.get(0));
+    let version = match found {
+        Some(v) => v,
+        None => {
+            tx.execute("INSERT INTO toolhost_schema (version) VALUES (0)", &[])
+                .await
+                .map_err(pg)?;
+            0
+        }
+    };
+    if version > PG_SCHEMA_VERSION {
+        return Err(StoreError::PgTooNew {
+            store: store.to_string(),
+            found: version,
+            known: PG_SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tracing::info!(%store, from = i, to = i + 1, "migrated the PostgreSQL schema");
+    }
+    tx.execute(
+        "UPDATE toolhost_schema SET version = $1",
+        &[&PG_SCHEMA_VERSION],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)
+}

@@ -1,0 +1,298 @@
+//! The PostgreSQL backend: one store shared by every toolhost process (on
+//! any number of machines) that points at it.
+//!
+//! Why PostgreSQL rather than a distributed store of our own: teams that run
+//! agents on several machines already operate one, and its row locks,
+//! unique indexes and transactions give exactly-once claims with plain SQL
+//! (as DBOS and Temporal use it). SQLite's `flock` liveness cannot see
+//! another host, so here an owner is alive while its lease is (`lease.rs`),
+//! and every claim carries a fencing token (`calls.rs`).
+//!
+//! Layout: `pool` (a bounded deadpool of tokio-postgres clients, TLS via
+//! rustls), `migrations` (versioned, under a transaction-scoped advisory
+//! lock), `lease` (owner ids and the heartbeat), `calls` (the idempotency
+//! table's SQL). The journal, breakers and metrics arms of the facade are
+//! added beside these (`journal.rs`, `breakers.rs`, `metrics.rs`).
+//!
+//! Every statement runs on a pooled connection in autocommit (each claim
+//! write is one conditional statement), under `synchronous_commit` as the
+//! server sets it (`on` by default: durable before acknowledged). A
+//! statement that fails because the connection dropped (the backend was
+//! terminated, the server restarted) is retried on a fresh connection a
+//! few times with backoff; the writes are built so a retry after a lost
+//! reply recognises its own first attempt (see `calls.rs`). If the server
+//! stays away, the caller gets [`StoreError::Unavailable`].
+
+/// Runs `$body` (an async block using `$client`, a pooled connection, and
+/// `$retry`, whether this is a retry) until it succeeds, fails with
+/// something other than a dropped connection, or [`RECONNECT_TRIES`]
+/// retries have passed; then maps the error to a [`StoreError`].
+macro_rules! retrying {
+    ($pg:expr, |$client:ident, $retry:ident| $body:expr) => {{
+        let pg = $pg;
+        let mut tries = 0u32;
+        loop {
+            let $client = match pg.client().await {
+                Ok(c) => c,
+                Err(e) => break Err(e),
+            };
+            let $retry = tries > 0;
+            let result: Result<_, tokio_postgres::Error> = $body.await;
+            match result {
+                Ok(v) => break Ok(v),
+                Err(e) if tries < $crate::store::pg::RECONNECT_TRIES && $crate::store::pg::is_disconnect(&e) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "a store connection dropped; retrying on a fresh one");
+                    $crate::store::pg::PgStore::backoff(tries).await;
+                }
+                Err(e) => break Err(pg.error(&e)),
+            }
+        }
+    }};
+}
+
+mod calls;
+mod lease;
+mod migrations;
+mod pool;
+
+pub use migrations::PG_SCHEMA_VERSION;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Liveness, StoreError, StoreOptions};
+
+/// How many times a statement is retried after its connection dropped.
+pub(crate) const RECONNECT_TRIES: u32 = 4;
+/// The first pause before such a retry (doubling each time).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether `arg` names a PostgreSQL database rather than a SQLite file.
+pub(crate) fn is_url(arg: &str) -> bool {
+    arg.starts_with("postgres://") || arg.starts_with("postgresql://")
+}
+
+/// `url` with its password (if any) replaced by `***`: what error
+/// messages, logs and `config check` show.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => userinfo.to_string(),
+    };
+    // A password given as a query parameter goes too.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| {
+                    if kv.starts_with("password=") {
+                        "password=***".to_string()
+                    } else {
+                        kv.to_string()
+                    }
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{user}@{host}{tail}")
+}
+
+/// Checks a `[store] url` / `--db` URL: a `postgres://` or
+/// `postgresql://` URL that tokio-postgres can use. The error names what is
+/// wrong, never the password.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !is_url(url) {
+        return Err(format!(
+            "`{}` is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
+            redact_url(url)
+        ));
+    }
+    parse_url(url).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Parses a URL the way the store will use it.
+pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl {
+        url: redact_url(url),
+        message: describe(&e),
+    })
+}
+
+/// A tokio-postgres error as text: the server's message and SQLSTATE when
+/// there is one, else the error and its causes.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Whether `e` means the connection (or the server) went away, rather than
+/// that the statement was refused: worth a retry on a fresh connection.
+pub(crate) fn is_disconnect(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        // 08: connection exception; 57P01-57P03: admin shutdown, crash
+        // shutdown, cannot connect now (starting up or shutting down).
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    // No server error at all: an I/O failure under the protocol.
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// A tokio-postgres error as a [`StoreError`].
+pub(crate) fn classify(display: &str, e: &tokio_postgres::Error) -> StoreError {
+    if is_disconnect(e) {
+        StoreError::Unavailable {
+            store: display.to_string(),
+            reason: describe(e),
+        }
+    } else {
+        StoreError::Postgres {
+            store: display.to_string(),
+            message: describe(e),
+        }
+    }
+}
+
+/// The PostgreSQL store: its pool, this process's owner id and lease.
+pub(crate) struct PgStore {
+    pool: pool::PgPool,
+    owner: String,
+    pub(crate) lease: Duration,
+    heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(h) = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            h.abort();
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects, migrates, registers this owner, starts the heartbeat.
+    pub(crate) async fn open(url: &str, options: StoreOptions) -> Result<Arc<PgStore>, StoreError> {
+        let config = parse_url(url)?;
+        let display = redact_url(url);
+        if options.pool_size == 0 {
+            return Err(StoreError::BadUrl {
+                url: display,
+                message: "the pool size must be at least 1".into(),
+            });
+        }
+        let pool = pool::PgPool::new(config, display, options.pool_size, options.busy_timeout)?;
+        let store = Arc::new(PgStore {
+            pool,
+            owner: lease::owner_id(),
+            lease: options.lease,
+            heartbeat: std::sync::Mutex::new(None),
+        });
+        {
+            let mut client = store.pool.get().await?;
+            migrations::migrate(&mut client, store.display()).await?;
+        }
+        store.renew().await?;
+        let swept = store.sweep_expired().await?;
+        if swept > 0 {
+            tracing::warn!(store = %store.display(), swept, "claims whose lease expired are now in_doubt");
+        }
+        let beat = lease::spawn_heartbeat(&store);
+        *store.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(beat);
+        Ok(store)
+    }
+
+    /// The URL without its password.
+    pub(crate) fn display(&self) -> &str {
+        &self.pool.display
+    }
+
+    pub(crate) fn owner_id(&self) -> &str {
+        &self.owner
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// A pooled connection, or why there is none.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await
+    }
+
+    pub(crate) fn error(&self, e: &tokio_postgres::Error) -> StoreError {
+        classify(self.display(), e)
+    }
+
+    /// Sleeps before retry `n` (1-based) of a statement whose connection
+    /// dropped.
+    pub(crate) async fn backoff(n: u32) {
+        tokio::time::sleep(RECONNECT_PAUSE * 2u32.pow(n.saturating_sub(1))).await;
+    }
+
+    /// Registers this owner and renews the leases of everything it holds,
+    /// in one transaction.
+    pub(crate) async fn renew(&self) -> Result<(), StoreError> {
+        let host = lease::host_name();
+        let pid = std::process::id() as i32;
+        let lease = self.lease_ms();
+        retrying!(self, |client, _retry| async {
+            let mut client = client;
+            let tx = client.transaction().await?;
+            tx.execute(lease::REGISTER, &[&self.owner, &lease, &host, &pid])
+                .await?;
+            for sql in lease::RENEWALS {
+                tx.execute(*sql, &[&self.owner, &lease]).await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    /// Whether owner `id` holds an unexpired lease (on the database's clock).
+    pub(crate) async fn owner_alive(&self, id: &str) -> Liveness {
+        if id == self.owner {
+            return Liveness::Alive;
+        }
+        let found = retrying!(self, |client, _retry| async move {
+            client
+                .query_opt(
+                    "SELECT lease_until > toolhost_now_ms() FROM owners WHERE id = $1",
+                    &[&id],
+                )
+                .await
+        });
+        match found {
+            Ok(Some(row)) if row.get::<_, bool>(0) => Liveness::Alive,
+            Ok(_) => Liveness::Dead,
+            Err(e) => Liveness::Unknown(e.to_string()),
+        }
+    }
+}
