@@ -8,7 +8,10 @@
 //!
 //! Writes are queued without waiting (`worker::Handle::submit`): a breaker
 //! decides under a lock that must not await, and a breaker snapshot lost in
-//! a crash only means a dependency gets probed again.
+//! a crash only means a dependency gets probed again. Reads go to the
+//! read-only connection: an agent reads before every model turn and tool
+//! phase. On PostgreSQL the same contract holds across hosts
+//! (`pg/breakers.rs`).
 //!
 //! API for readers (`/metrics`, dashboards): [`Store::breaker_states`].
 
@@ -89,6 +92,9 @@ impl StoreSink {
 impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
+        if let super::Backend::Postgres(pg) = &self.store.backend {
+            return pg.publish_breaker(name, state);
+        }
         self.store
             .submit("breaker snapshots", move |c| save(c, &name, &state));
     }
@@ -98,6 +104,9 @@ impl Store {
     /// Every persisted breaker whose name starts with `prefix` (`""` for
     /// all, `"model:"`, `"tool:"`), by name.
     pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.breaker_states(prefix).await;
+        }
         let prefix = prefix.to_string();
         self.read(move |c| load(c, &prefix)).await
     }

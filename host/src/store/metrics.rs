@@ -238,6 +238,9 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
 impl Store {
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.stats(run).await;
+        }
         let run = run.map(str::to_string);
         self.run(move |c| compute(c, run.as_deref())).await
     }

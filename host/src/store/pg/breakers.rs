@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{PgStore, parse_url, pool::PgPool, retrying};
+use super::{PgStore, parse_url, pool::PgPool};
 use crate::resilience::Shared;
 use crate::store::StoreError;
 use crate::store::breakers::BreakerRow;
@@ -123,7 +123,8 @@ impl PgStore {
 #[derive(Debug)]
 struct Writer {
     tx: Option<mpsc::UnboundedSender<(String, Shared)>>,
-    done: Option<std::sync::mpsc::Receiver<()>>,
+    /// Signalled when the thread has written everything and stopped.
+    done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 impl Writer {
@@ -157,7 +158,7 @@ impl Writer {
             })?;
         Ok(Writer {
             tx: Some(tx),
-            done: Some(done),
+            done: Mutex::new(Some(done)),
         })
     }
 
@@ -172,7 +173,8 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the queue ends the loop once what is queued is written.
         drop(self.tx.take());
-        if let Some(done) = self.done.take()
+        let done = self.done.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(done) = done
             && done.recv_timeout(DRAIN_LIMIT).is_err()
         {
             tracing::warn!("breaker states still queued after {DRAIN_LIMIT:?} were not written");

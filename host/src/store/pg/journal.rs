@@ -35,7 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgStore, retrying};
+use super::PgStore;
 use crate::store::StoreError;
 use crate::store::journal::{
     Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, kind_name,

@@ -5,7 +5,7 @@
 //! journal rows, read with this backend's SQL, so `stats` agrees whichever
 //! store a host points at, and every host sees every host's runs.
 
-use super::{PgStore, retrying};
+use super::PgStore;
 use crate::store::StoreError;
 use crate::store::metrics::{Stats, StepFacts, Tally};
 
