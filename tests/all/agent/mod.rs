@@ -84,11 +84,16 @@ impl World {
     /// The `[store]` lines of this world's config.
     fn store_toml(&self) -> String {
         match &self.pg {
-            Some(url) => format!("url = {url:?}
+            Some(url) => format!(
+                "url = {url:?}
 lease_ms = {TEST_LEASE_MS}
-"),
-            None => format!("path = {:?}
-", self.db()),
+"
+            ),
+            None => format!(
+                "path = {:?}
+",
+                self.db()
+            ),
         }
     }
 
@@ -106,7 +111,9 @@ lease_ms = {TEST_LEASE_MS}
             Some(url) => StoreLocation::Postgres(url.clone()),
             None => StoreLocation::Sqlite(self.db()),
         };
-        Store::open_at(&location, self.store_options()).await.unwrap()
+        Store::open_at(&location, self.store_options())
+            .await
+            .unwrap()
     }
 
     /// How many rows `sql` (a `SELECT 1 FROM ...` that both SQLite and

@@ -96,7 +96,9 @@ fn a_second_resume_of_a_live_run_is_refused(backend: Backend) {
     );
     let config_path = world.write_config(&scripted_entry("m", &script));
     let mut child = spawn(&world, &config_path, "owned");
-    wait_until(&mut child, "the run to start", || run_owned(&world, "owned"));
+    wait_until(&mut child, "the run to start", || {
+        run_owned(&world, "owned")
+    });
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
@@ -136,14 +138,10 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve_
 
 #[test]
 fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve_on_postgres() {
-    an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
-        Backend::Postgres,
-    );
+    an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(Backend::Postgres);
 }
 
-fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
-    backend: Backend,
-) {
+fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(backend: Backend) {
     let mut world = World::on(backend);
     let tools = world.path().join("tools");
     std::fs::create_dir_all(&tools).unwrap();

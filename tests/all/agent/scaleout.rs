@@ -58,9 +58,19 @@ fn finished(mut child: Child) -> (Option<i32>, Value) {
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let v = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out}\nstderr: {err}"));
     (status.code(), v)
@@ -104,16 +114,18 @@ fn a_paused_run_owner_past_its_lease_cannot_write_after_another_host_took_over()
         ]}),
     );
     let config = world.write_config(&scripted_entry("m", &script));
-    let a = spawn_json(&world, &config, &["agent", "run", "go", "--run-id", "fence"]);
+    let a = spawn_json(
+        &world,
+        &config,
+        &["agent", "run", "go", "--run-id", "fence"],
+    );
     wait_for("step 1's tool row", || {
         world.rows("SELECT 1 FROM steps WHERE run_id = 'fence' AND kind = 'tool'") == 1
     });
     // A is paused in step 2's model call; its lease runs out.
     signal(&a, "-STOP");
     wait_for("host A's lease to pass", || {
-        world.rows(
-            "SELECT 1 FROM runs WHERE id = 'fence' AND lease_until < toolhost_now_ms()",
-        ) == 1
+        world.rows("SELECT 1 FROM runs WHERE id = 'fence' AND lease_until < toolhost_now_ms()") == 1
     });
 
     // Host B resumes: step 1 from the journal, step 2 live.
@@ -125,7 +137,11 @@ fn a_paused_run_owner_past_its_lease_cannot_write_after_another_host_took_over()
     );
     let v = stdout_json(&out);
     assert_eq!(
-        (v["status"].clone(), v["answer"].clone(), v["steps_resumed"].clone()),
+        (
+            v["status"].clone(),
+            v["answer"].clone(),
+            v["steps_resumed"].clone()
+        ),
         (json!("completed"), json!("done"), json!(1)),
         "{v}"
     );
@@ -200,11 +216,7 @@ fn a_breaker_opened_by_one_host_is_open_on_another_hosts_next_call() {
     let config_b = host_b(&world, &world.write_config(&chain(&slow)));
     let config_a = world.write_config(&chain(&down));
 
-    let b = spawn_json(
-        &world,
-        &config_b,
-        &["agent", "run", "add", "--run-id", "b"],
-    );
+    let b = spawn_json(&world, &config_b, &["agent", "run", "add", "--run-id", "b"]);
     wait_for("host B's first request", || {
         !model_requests(&world, "b-primary.log").is_empty()
     });
@@ -240,7 +252,11 @@ fn a_breaker_opened_by_one_host_is_open_on_another_hosts_next_call() {
     );
 
     let (code, v) = finished(b);
-    assert_eq!((code, v["status"].clone()), (Some(0), json!("completed")), "{v}");
+    assert_eq!(
+        (code, v["status"].clone()),
+        (Some(0), json!("completed")),
+        "{v}"
+    );
     // B's second turn went straight to the backup: the primary heard from
     // B once (the slow first turn), never after A opened it.
     assert_eq!(model_requests(&world, "b-primary.log").len(), 1);
@@ -321,7 +337,11 @@ fn a_database_restart_mid_run_loses_nothing_and_the_run_resumes_after_it() {
     );
     let v = stdout_json(&out);
     assert_eq!(
-        (v["status"].clone(), v["answer"].clone(), v["steps_resumed"].clone()),
+        (
+            v["status"].clone(),
+            v["answer"].clone(),
+            v["steps_resumed"].clone()
+        ),
         (json!("completed"), json!("done"), json!(1)),
         "{v}"
     );

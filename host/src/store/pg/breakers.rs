@@ -81,7 +81,11 @@ impl PgStore {
     /// trip; bodies travel only for rows that changed since the last read.
     pub(crate) async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
         let (names, versions): (Vec<String>, Vec<i64>) = {
-            let known = self.breakers.known.lock().unwrap_or_else(|p| p.into_inner());
+            let known = self
+                .breakers
+                .known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             known
                 .iter()
                 .filter(|(n, _)| n.starts_with(prefix))
@@ -92,10 +96,15 @@ impl PgStore {
             let stmt = client.prepare_cached(READ).await?;
             client.query(&stmt, &[&prefix, &names, &versions]).await
         })?;
-        let mut known = self.breakers.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self
+            .breakers
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let (name, version, body): (String, i64, Option<String>) = (r.get(0), r.get(1), r.get(2));
+            let (name, version, body): (String, i64, Option<String>) =
+                (r.get(0), r.get(1), r.get(2));
             if let Some(body) = body {
                 // A row this build cannot read is skipped, not fatal: the
                 // breaker then starts closed, which is the safe default.
@@ -173,7 +182,11 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the queue ends the loop once what is queued is written.
         drop(self.tx.take());
-        let done = self.done.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let done = self
+            .done
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(done) = done
             && done.recv_timeout(DRAIN_LIMIT).is_err()
         {

@@ -377,8 +377,7 @@ impl PgStore {
             }
             // This process's own earlier session (one that stopped on an
             // error) does not keep the run from a resume here.
-            let mine_idle =
-                run.owner.as_deref() == Some(owner.as_str()) && self.fence(id).is_err();
+            let mine_idle = run.owner.as_deref() == Some(owner.as_str()) && self.fence(id).is_err();
             if leased && !mine_idle {
                 return Ok(Claim::Busy {
                     owner: run.owner.unwrap_or_default(),
@@ -467,20 +466,32 @@ impl PgStore {
         // A queued row of a run this process no longer holds is dropped.
         let queued: Vec<_> = pending
             .iter()
-            .filter_map(|(run, row, spent)| Some((run.as_str(), self.fence(run).ok()?, row, *spent)))
+            .filter_map(|(run, row, spent)| {
+                Some((run.as_str(), self.fence(run).ok()?, row, *spent))
+            })
             .collect();
         let (owner, lease_ms) = (self.owner_id(), self.lease_ms());
         let written = retrying!(self, |client, _retry| async {
             let mut client = client;
             let tx = client.transaction().await?;
             for (run, fence, row, spent) in &queued {
-                let w = Writer { run, owner, fence: *fence, lease_ms };
+                let w = Writer {
+                    run,
+                    owner,
+                    fence: *fence,
+                    lease_ms,
+                };
                 if !insert_step(&tx, &w, row, *spent).await? {
                     return Ok(Err(run.to_string()));
                 }
             }
             if let Some((row, spent)) = &step {
-                let w = Writer { run: run_id, owner, fence: mine, lease_ms };
+                let w = Writer {
+                    run: run_id,
+                    owner,
+                    fence: mine,
+                    lease_ms,
+                };
                 if !insert_step(&tx, &w, row, *spent).await? {
                     return Ok(Err(run_id.to_string()));
                 }

@@ -33,7 +33,11 @@ impl PgStore {
         let mut t = Tally::default();
         for r in &runs {
             let status: String = r.get(0);
-            t.run(&status, r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64);
+            t.run(
+                &status,
+                r.get::<_, i64>(1) as u64,
+                r.get::<_, i64>(2) as u64,
+            );
         }
         for r in &steps {
             t.step(StepFacts {
