@@ -11,12 +11,15 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolhost::idempotency::{ExecOptions, Executor};
 use toolhost::sandbox::{CallRequest, EXAMPLES_DIR, Sandbox, SandboxOptions};
-use toolhost::store::{CallState, ClaimOutcome, ClaimRequest, Store, StoreOptions, StoredOutcome};
+use toolhost::store::{Store, StoreOptions};
+
+#[path = "support/pairs.rs"]
+mod pairs;
 
 const INPUT: &str = r#"{"message":"hello"}"#;
 
@@ -77,60 +80,7 @@ fn benches(c: &mut Criterion) {
 
     let seq = Arc::new(AtomicU64::new(0));
     group.bench_function("claim_complete", |b| {
-        b.iter_custom(|iters| {
-            let store = store.clone();
-            let seq = seq.clone();
-            rt.block_on(async move {
-                const CALLERS: u64 = 64;
-                let start = Instant::now();
-                let mut tasks = Vec::new();
-                for _ in 0..CALLERS {
-                    let (store, seq) = (store.clone(), seq.clone());
-                    let per = iters.div_ceil(CALLERS);
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..per {
-                            let key = format!("k{}", seq.fetch_add(1, Ordering::Relaxed));
-                            let claim = ClaimRequest {
-                                key: key.clone(),
-                                tool: "bench".into(),
-                                effect: "side-effecting".into(),
-                                scope: String::new(),
-                                input: "{}".into(),
-                                owner: store.owner_id().into(),
-                                now_ms: 1,
-                                component_digest: "bench".into(),
-                                policy_digest: "bench".into(),
-                                limits: "{}".into(),
-                            };
-                            let ClaimOutcome::Acquired { fence, .. } =
-                                store.claim(claim).await.expect("claim")
-                            else {
-                                panic!("a fresh key is acquired");
-                            };
-                            let outcome = StoredOutcome {
-                                ok: true,
-                                output: Some(serde_json::json!({"ok": true})),
-                                error: None,
-                                fuel_used: 1,
-                                duration_us: 1,
-                            };
-                            store
-                                .complete(&key, fence, CallState::Done, outcome, 2, None)
-                                .await
-                                .expect("complete");
-                        }
-                    }));
-                }
-                for t in tasks {
-                    t.await.expect("a caller");
-                }
-                // Scale to exactly `iters` pairs (the callers ran a few more).
-                let executed = iters.div_ceil(CALLERS) * CALLERS;
-                Duration::from_secs_f64(
-                    start.elapsed().as_secs_f64() * iters as f64 / executed as f64,
-                )
-            })
-        })
+        b.iter_custom(|iters| rt.block_on(pairs::claim_complete(&store, &seq, iters, 64)))
     });
     group.finish();
 }

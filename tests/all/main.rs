@@ -12,6 +12,7 @@ mod mcp;
 mod model;
 mod robustness;
 mod sandbox;
+mod shared_store;
 mod support;
 mod support_http;
 mod trust;

@@ -619,6 +619,42 @@ path = ".toolhost/toolhost.db"
     }
 
     #[test]
+    fn store_url_selects_postgres_and_excludes_path() {
+        let c = parse(
+            "[store]\nurl = \"postgres://toolhost@db.internal:5432/toolhost\"\npool_size = 4\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.location(),
+            crate::store::StoreLocation::Postgres(
+                "postgres://toolhost@db.internal:5432/toolhost".into()
+            )
+        );
+        assert_eq!(c.store.options().pool_size, 4);
+        let e = parse("[store]\npath = \"t.db\"\nurl = \"postgres://u@h/db\"\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("store.url"), Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains("mutually exclusive"), "{e}");
+        let e = parse("[store]\n\nurl = \"mysql://u:pw@h/db\"\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_deref(), e.line),
+            (Some("store.url"), Some(3)),
+            "{e}"
+        );
+        assert!(e.message.contains("not a PostgreSQL URL"), "{e}");
+        assert!(!e.message.contains("pw"), "the password is not shown: {e}");
+        let e = parse("[store]\nurl = \"postgres://u@h/db?sslmode=sometimes\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.url"), "{e}");
+        let e = parse("[store]\npool_size = 0\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.pool_size"), "{e}");
+        let e = parse("[store]\nlease_ms = 10\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.lease_ms"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_name_key_and_line() {
         let e = parse("[sandbox]\nfuell = 5\n").unwrap_err();
         assert_eq!(e.line, Some(2));

@@ -10,7 +10,7 @@ mod faults;
 mod ijson;
 mod processes;
 mod replay;
-mod store;
+pub(crate) mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,8 +79,13 @@ impl World {
     /// A world whose store is a fresh database in the shared PostgreSQL
     /// cluster.
     pub fn postgres() -> World {
+        World::postgres_at(crate::support::pg::fresh_db())
+    }
+
+    /// A world whose store is the PostgreSQL database at `url`.
+    pub fn postgres_at(url: String) -> World {
         World {
-            pg: Some(crate::support::pg::fresh_db()),
+            pg: Some(url),
             ..World::new()
         }
     }
@@ -97,14 +102,6 @@ impl World {
     /// The PostgreSQL URL, if this world's store is one.
     pub fn pg_url(&self) -> Option<&str> {
         self.pg.as_deref()
-    }
-
-    /// Where this world's store is, as `--db` takes it.
-    pub fn db_arg(&self) -> String {
-        match &self.pg {
-            Some(url) => url.clone(),
-            None => self.db().display().to_string(),
-        }
     }
 
     /// Opens a store on this world's database: each call is a new store

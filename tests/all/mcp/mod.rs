@@ -4,7 +4,7 @@
 //! and the official Python client.
 
 mod breakers;
-mod harness;
+pub(crate) mod harness;
 mod http;
 mod hygiene;
 mod python;

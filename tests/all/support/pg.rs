@@ -10,8 +10,10 @@
 //! `postgres` user when the tests run as root (PostgreSQL refuses to run as
 //! root), in a temporary directory that user owns; trust authentication;
 //! listening on 127.0.0.1 on a free port, and on a unix socket in that
-//! directory. `fsync = off` (tests prove logic, not durability; the bench
-//! keeps fsync on).
+//! directory. `fsync = off` for tests (they prove logic, not durability);
+//! the store bench (`host/benches/store.rs`, which includes this file)
+//! starts a durable one ([`Cluster::start_durable`]: fsync on,
+//! `synchronous_commit = on`).
 //!
 //! How it goes away: a `static` is never dropped, so each cluster has a
 //! reaper: a small shell process in its own session that blocks reading a
@@ -115,8 +117,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Creates and starts a new cluster; panics with the reason if it cannot.
+    /// Creates and starts a new cluster for tests (fsync off); panics with
+    /// the reason if it cannot.
     pub fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// A cluster that syncs every commit, as production would: for the bench.
+    #[allow(dead_code, reason = "used by host/benches/store.rs, which includes this file")]
+    pub fn start_durable() -> Cluster {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Cluster {
         let bin = bin_dir();
         assert!(
             bin.join("initdb").exists(),
@@ -147,9 +160,10 @@ impl Cluster {
         let port = free_port();
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             fsync = off\nfull_page_writes = off\nsynchronous_commit = on\nmax_connections = 300\n\
+             fsync = {fsync}\nfull_page_writes = {fsync}\nsynchronous_commit = on\nmax_connections = 300\n\
              shared_buffers = 32MB\nlog_min_messages = warning\n",
-            dir.display()
+            dir.display(),
+            fsync = if durable { "on" } else { "off" },
         );
         std::fs::OpenOptions::new()
             .append(true)
@@ -217,10 +231,6 @@ impl Cluster {
     /// Restarts the server (every connection drops).
     pub fn restart(&self) {
         self.pg_ctl("restart");
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// The URL of database `db` over TCP on 127.0.0.1.

@@ -20,35 +20,43 @@
 //! write is one conditional statement), under `synchronous_commit` as the
 //! server sets it (`on` by default: durable before acknowledged). A
 //! statement that fails because the connection dropped (the backend was
-//! terminated, the server restarted) is retried on a fresh connection a
-//! few times with backoff; the writes are built so a retry after a lost
-//! reply recognises its own first attempt (see `calls.rs`). If the server
-//! stays away, the caller gets [`StoreError::Unavailable`].
+//! terminated, the server restarted) is retried on a fresh connection with
+//! backoff for up to `busy_timeout`; the writes are built so a retry after a
+//! lost reply recognises its own first attempt (see `calls.rs`). If the
+//! server stays away longer, the caller gets [`StoreError::Unavailable`].
 
 /// Runs `$body` (an async block using `$client`, a pooled connection, and
-/// `$retry`, whether this is a retry) until it succeeds, fails with
-/// something other than a dropped connection, or [`RECONNECT_TRIES`]
-/// retries have passed; then maps the error to a [`StoreError`].
+/// `$retry`, whether this is a retry) until it succeeds or fails with
+/// something other than a lost server. A dropped connection, or a server
+/// that cannot be reached, is retried on a fresh connection with backoff
+/// until the store's reconnect window (`busy_timeout`) has passed; then the
+/// error becomes a [`StoreError`] (`Unavailable`). So a restart shorter
+/// than the window costs callers a pause, not an error.
 macro_rules! retrying {
     ($pg:expr, |$client:ident, $retry:ident| $body:expr) => {{
         let pg = $pg;
+        let started = std::time::Instant::now();
         let mut tries = 0u32;
         loop {
-            let $client = match pg.client().await {
-                Ok(c) => c,
+            let $retry = tries > 0;
+            let failure = match pg.client().await {
+                Ok($client) => {
+                    let result: Result<_, tokio_postgres::Error> = $body.await;
+                    match result {
+                        Ok(v) => break Ok(v),
+                        Err(e) if $crate::store::pg::is_disconnect(&e) => pg.error(&e),
+                        Err(e) => break Err(pg.error(&e)),
+                    }
+                }
+                Err(e @ $crate::store::StoreError::Unavailable { .. }) => e,
                 Err(e) => break Err(e),
             };
-            let $retry = tries > 0;
-            let result: Result<_, tokio_postgres::Error> = $body.await;
-            match result {
-                Ok(v) => break Ok(v),
-                Err(e) if tries < $crate::store::pg::RECONNECT_TRIES && $crate::store::pg::is_disconnect(&e) => {
-                    tries += 1;
-                    tracing::debug!(error = %e, tries, "a store connection dropped; retrying on a fresh one");
-                    $crate::store::pg::PgStore::backoff(tries).await;
-                }
-                Err(e) => break Err(pg.error(&e)),
+            if started.elapsed() >= pg.reconnect_window() {
+                break Err(failure);
             }
+            tries += 1;
+            tracing::debug!(error = %failure, tries, "the store's server went away; retrying on a fresh connection");
+            $crate::store::pg::PgStore::backoff(tries).await;
         }
     }};
 }
@@ -69,10 +77,10 @@ use std::time::Duration;
 
 use super::{Liveness, StoreError, StoreOptions};
 
-/// How many times a statement is retried after its connection dropped.
-pub(crate) const RECONNECT_TRIES: u32 = 4;
-/// The first pause before such a retry (doubling each time).
-const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+/// The first pause before a retry on a fresh connection (doubling each
+/// time, up to [`RECONNECT_PAUSE_MAX`]).
+const RECONNECT_PAUSE: Duration = Duration::from_millis(25);
+const RECONNECT_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 /// Whether `arg` names a PostgreSQL database rather than a SQLite file.
 pub(crate) fn is_url(arg: &str) -> bool {
@@ -187,6 +195,7 @@ pub(crate) struct PgStore {
     pool: pool::PgPool,
     owner: String,
     pub(crate) lease: Duration,
+    reconnect_window: Duration,
     heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The agent runs this process holds, at their fencing tokens (`journal.rs`).
     runs: journal::Runs,
@@ -224,6 +233,7 @@ impl PgStore {
             pool,
             owner: lease::owner_id(),
             lease: options.lease,
+            reconnect_window: options.busy_timeout,
             heartbeat: std::sync::Mutex::new(None),
             runs: journal::Runs::default(),
             breakers,
@@ -267,7 +277,13 @@ impl PgStore {
     /// Sleeps before retry `n` (1-based) of a statement whose connection
     /// dropped.
     pub(crate) async fn backoff(n: u32) {
-        tokio::time::sleep(RECONNECT_PAUSE * 2u32.pow(n.saturating_sub(1))).await;
+        let pause = RECONNECT_PAUSE.saturating_mul(1 << n.saturating_sub(1).min(10));
+        tokio::time::sleep(pause.min(RECONNECT_PAUSE_MAX)).await;
+    }
+
+    /// How long a statement keeps retrying while the server is away.
+    pub(crate) fn reconnect_window(&self) -> Duration {
+        self.reconnect_window
     }
 
     /// Registers this owner and renews the leases of everything it holds,
@@ -306,5 +322,54 @@ impl PgStore {
             Ok(_) => Liveness::Dead,
             Err(e) => Liveness::Unknown(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db:5432/t?sslmode=require"),
+            "postgres://u:***@db:5432/t?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://u@db/t?password=secret&application_name=x"),
+            "postgresql://u@db/t?password=***&application_name=x"
+        );
+        assert_eq!(redact_url("postgres://db/t"), "postgres://db/t");
+        assert!(check_url("postgres://u:pw@db/t").is_ok());
+        let e = check_url("postgres://u:pw@db/t?sslmode=sometimes").unwrap_err();
+        assert!(!e.contains("pw@"), "{e}");
+        assert!(check_url("sqlite.db").is_err());
+    }
+
+    #[test]
+    fn a_dropped_connection_is_told_apart_from_a_refused_statement() {
+        // Only errors without a server answer can be built here; the
+        // server's codes are covered end to end (tests/all/shared_store).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let refused = runtime.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            drop(listener);
+            tokio_postgres::connect(
+                &format!("postgres://u@127.0.0.1:{port}/t"),
+                tokio_postgres::NoTls,
+            )
+            .await
+            .err()
+            .expect("nothing listens there")
+        });
+        assert!(is_disconnect(&refused), "{refused:?}");
+        assert!(matches!(
+            classify("db", &refused),
+            StoreError::Unavailable { .. }
+        ));
     }
 }
