@@ -124,7 +124,10 @@ impl Cluster {
     }
 
     /// A cluster that syncs every commit, as production would: for the bench.
-    #[allow(dead_code, reason = "used by host/benches/store.rs, which includes this file")]
+    #[allow(
+        dead_code,
+        reason = "used by host/benches/store.rs, which includes this file"
+    )]
     pub fn start_durable() -> Cluster {
         Cluster::start_with(true)
     }
