@@ -203,11 +203,14 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(
 
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut before_run, mut mid_run, mut after_run, mut in_doubt) = (0, 0, 0, 0);
+    // Kill instants span the whole run, with a little of the start-up. The
+    // window follows what the kills find (a run already over: aim earlier;
+    // not yet begun: aim later), so a machine whose speed changes under
+    // other load still gets its kills mid-run.
+    let (mut lo, mut hi) = (started.as_micros() as u64 / 2, total.as_micros() as u64);
     for i in 1..=iterations {
         std::fs::write(&script_path, script(i).to_string()).unwrap();
-        // Kill instants span the whole run, with a little of the start-up.
-        let lo = started.as_micros() as u64 / 2;
-        let hi = (total.as_micros() as u64).max(lo + 1);
+        hi = hi.max(lo + 1);
         let kill_at = Duration::from_micros(rng.random_range(lo..hi));
         let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
             .args([
@@ -231,8 +234,16 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(
         child.wait().unwrap();
         let turns = journaled_turns(&world, &format!("it{i}"));
         match (exited, turns) {
-            (true, _) => after_run += 1,
-            (false, 0) => before_run += 1,
+            (true, _) => {
+                after_run += 1;
+                hi = kill_at.as_micros() as u64;
+                lo = lo.min(hi / 2);
+            }
+            (false, 0) => {
+                before_run += 1;
+                lo = kill_at.as_micros() as u64;
+                hi = hi.max(lo * 2);
+            }
             (false, _) => mid_run += 1,
         }
 
