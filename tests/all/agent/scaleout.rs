@@ -93,6 +93,25 @@ fn host_b(world: &World, config: &Path) -> PathBuf {
     to
 }
 
+/// Resumes run `id` under `config` (once its owner's lease has passed):
+/// step 1 from the journal, the rest live, answering "done".
+fn resume_completes(world: &World, config: &str, id: &str) {
+    let out = until_free(
+        world,
+        &["--config", config, "--json", "agent", "resume", id],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(
+        (
+            v["status"].clone(),
+            v["answer"].clone(),
+            v["steps_resumed"].clone()
+        ),
+        (json!("completed"), json!("done"), json!(1)),
+        "{v}"
+    );
+}
+
 fn model_requests(world: &World, log: &str) -> Vec<String> {
     std::fs::read_to_string(world.path().join(log))
         .unwrap_or_default()
@@ -131,20 +150,7 @@ fn a_paused_run_owner_past_its_lease_cannot_write_after_another_host_took_over()
     // Host B resumes: step 1 from the journal, step 2 live.
     let b = host_b(&world, &config);
     let b = b.to_str().unwrap();
-    let out = until_free(
-        &world,
-        &["--config", b, "--json", "agent", "resume", "fence"],
-    );
-    let v = stdout_json(&out);
-    assert_eq!(
-        (
-            v["status"].clone(),
-            v["answer"].clone(),
-            v["steps_resumed"].clone()
-        ),
-        (json!("completed"), json!("done"), json!(1)),
-        "{v}"
-    );
+    resume_completes(&world, b, "fence");
 
     // A wakes, its model answers step 2, and its write is refused.
     signal(&a, "-CONT");
@@ -331,20 +337,7 @@ fn a_database_restart_mid_run_loses_nothing_and_the_run_resumes_after_it() {
     assert_eq!(show["run"]["status"], "running", "{show}");
     assert_eq!(world.lines("restart.txt").len(), 1);
 
-    let out = until_free(
-        &world,
-        &["--config", config_s, "--json", "agent", "resume", "restart"],
-    );
-    let v = stdout_json(&out);
-    assert_eq!(
-        (
-            v["status"].clone(),
-            v["answer"].clone(),
-            v["steps_resumed"].clone()
-        ),
-        (json!("completed"), json!("done"), json!(1)),
-        "{v}"
-    );
+    resume_completes(&world, config_s, "restart");
     let mut lines: Vec<String> = world
         .lines("restart.txt")
         .iter()
@@ -356,4 +349,103 @@ fn a_database_restart_mid_run_loses_nothing_and_the_run_resumes_after_it() {
     // lost), step 3 once.
     let asked = model_requests(&world, "restart.log");
     assert_eq!(asked.len(), 4, "{asked:?}");
+}
+
+fn new_run(id: &str) -> toolhost::store::NewRun {
+    toolhost::store::NewRun {
+        id: id.into(),
+        task: "race".into(),
+        config_digest: "c".into(),
+        config_parts: Default::default(),
+        chain: vec!["m".into()],
+        chain_digest: "c".into(),
+        tools_digest: "t".into(),
+        max_steps: 5,
+        time_budget_ms: 60_000,
+        token_budget: None,
+        now_ms: 1,
+    }
+}
+
+fn model_row(step: u32) -> toolhost::store::StepRecord {
+    let body = json!({"text": format!("turn {step}")}).to_string();
+    toolhost::store::StepRecord {
+        step,
+        part: 0,
+        kind: toolhost::store::StepKind::Model,
+        is_final: true,
+        name: "m".into(),
+        request_digest: None,
+        body_digest: toolhost::store::blob_digest(&body),
+        body,
+        ok: true,
+        error_kind: None,
+        cached: false,
+        attempts: 1,
+        retries: 0,
+        fallbacks: 0,
+        breaker_opens: 0,
+        tokens: 0,
+        fuel: 0,
+        duration_us: 1,
+        report: None,
+        tool_digest: None,
+        policy_digest: None,
+        config_digest: "c".into(),
+        chain_digest: "c".into(),
+        tools_digest: "t".into(),
+        created_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_resuming_one_dead_owners_run_at_once_one_wins_and_the_other_cannot_write() {
+    use toolhost::store::{Claim, StoreError};
+    let world = World::on(Backend::Postgres);
+    // Host A starts the run, journals a step, and dies (its store, with
+    // its heartbeat, is gone); its lease then runs out.
+    let a = world.store().await;
+    assert!(a.create_run(new_run("race")).await.unwrap());
+    a.record_step("race", model_row(1), 5).await.unwrap();
+    drop(a);
+    let (b, c) = (world.store().await, world.store().await);
+    wait_for("host A's lease to pass", || {
+        world.rows("SELECT 1 FROM runs WHERE id = 'race' AND lease_until < toolhost_now_ms()") == 1
+    });
+    // B and C resume it at the same instant.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let race = |store: toolhost::store::Store| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.claim_run("race", 5, 60_000, 2).await.unwrap()
+        })
+    };
+    let (rb, rc) = (race(b.clone()), race(c.clone()));
+    let (rb, rc) = (rb.await.unwrap(), rc.await.unwrap());
+    let (winner, loser, busy) = match (rb, rc) {
+        (Claim::Taken(run), Claim::Busy { owner }) => ((b, run), c, owner),
+        (Claim::Busy { owner }, Claim::Taken(run)) => ((c, run), b, owner),
+        other => panic!("exactly one resumer must win: {other:?}"),
+    };
+    let (winner, run) = winner;
+    assert_eq!(busy, winner.owner_id(), "the loser names the winner");
+    assert_eq!(run.sessions, 2);
+    // The winner writes; the loser's write is refused and says why.
+    winner.record_step("race", model_row(2), 6).await.unwrap();
+    let refused = loser
+        .record_step("race", model_row(2), 6)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::RunFenced { .. }),
+        "{refused:?}"
+    );
+    let steps = winner.steps("race").await.unwrap();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert_eq!(
+        world.rows("SELECT 1 FROM runs WHERE id = 'race' AND fence = 2"),
+        1,
+        "one takeover, one fence raise"
+    );
 }

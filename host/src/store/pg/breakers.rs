@@ -139,7 +139,7 @@ struct Writer {
 impl Writer {
     fn start(url: &str, display: &str, wait: Duration) -> Result<Writer, StoreError> {
         let config = parse_url(url)?;
-        let display = display.to_string();
+        let (display, store) = (display.to_string(), display.to_string());
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -162,7 +162,7 @@ impl Writer {
                 let _ = done_tx.send(());
             })
             .map_err(|e| StoreError::Postgres {
-                store: String::new(),
+                store,
                 message: format!("cannot start the breaker writer thread: {e}"),
             })?;
         Ok(Writer {
