@@ -453,8 +453,8 @@ impl PgStore {
         h.pending.retain(|(run, _, _)| run != id);
     }
 
-    /// The queued rows, then `step`, then `tail`, in one transaction, each
-    /// fence-checked; a refusal rolls all of it back.
+    /// The run's queued rows, then `step`, then `tail`, in one transaction,
+    /// each fence-checked; a refusal rolls all of it back.
     async fn journal_write(
         &self,
         run_id: &str,
@@ -462,38 +462,31 @@ impl PgStore {
         tail: Tail,
     ) -> Result<(), StoreError> {
         let mine = self.fence(run_id)?;
-        let pending = std::mem::take(&mut self.held().pending);
-        // A queued row of a run this process no longer holds is dropped.
-        let queued: Vec<_> = pending
-            .iter()
-            .filter_map(|(run, row, spent)| {
-                Some((run.as_str(), self.fence(run).ok()?, row, *spent))
-            })
-            .collect();
+        // This run's queued rows go first; other runs' wait for their own.
+        let pending: Vec<(StepRecord, u64)> = {
+            let mut h = self.held();
+            let (mine_q, others) = std::mem::take(&mut h.pending)
+                .into_iter()
+                .partition(|(run, _, _)| run == run_id);
+            h.pending = others;
+            mine_q
+                .into_iter()
+                .map(|(_, row, spent)| (row, spent))
+                .collect()
+        };
         let (owner, lease_ms) = (self.owner_id(), self.lease_ms());
         let written = retrying!(self, |client, _retry| async {
             let mut client = client;
             let tx = client.transaction().await?;
-            for (run, fence, row, spent) in &queued {
-                let w = Writer {
-                    run,
-                    owner,
-                    fence: *fence,
-                    lease_ms,
-                };
+            let w = Writer {
+                run: run_id,
+                owner,
+                fence: mine,
+                lease_ms,
+            };
+            for (row, spent) in pending.iter().chain(&step) {
                 if !insert_step(&tx, &w, row, *spent).await? {
-                    return Ok(Err(run.to_string()));
-                }
-            }
-            if let Some((row, spent)) = &step {
-                let w = Writer {
-                    run: run_id,
-                    owner,
-                    fence: mine,
-                    lease_ms,
-                };
-                if !insert_step(&tx, &w, row, *spent).await? {
-                    return Ok(Err(run_id.to_string()));
+                    return Ok(false);
                 }
             }
             let n = match &tail {
@@ -528,26 +521,25 @@ impl PgStore {
                 }
             };
             if n != 1 {
-                return Ok(Err(run_id.to_string()));
+                return Ok(false);
             }
             tx.commit().await?;
-            Ok(Ok(()))
+            Ok(true)
         });
         match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(run)) => {
-                let fence = queued
-                    .iter()
-                    .find(|(r, ..)| *r == run)
-                    .map_or(mine, |(_, f, ..)| *f);
-                Err(self.fenced(&run, fence).await)
-            }
+            Ok(true) => Ok(()),
+            // The transaction rolled back: nothing of it was written.
+            Ok(false) => Err(self.fenced(run_id, mine).await),
             Err(e) => {
                 // Not written: the queued rows wait for the next write, as
                 // SQLite keeps a job whose batch could not commit.
                 let mut h = self.held();
-                let later = std::mem::replace(&mut h.pending, pending);
-                h.pending.extend(later);
+                let later = std::mem::take(&mut h.pending);
+                h.pending = pending
+                    .into_iter()
+                    .map(|(row, spent)| (run_id.to_string(), row, spent))
+                    .chain(later)
+                    .collect();
                 Err(e)
             }
         }
