@@ -18,18 +18,12 @@ use toolhost::idempotency::{ExecOptions, Executor};
 use toolhost::sandbox::{CallRequest, EXAMPLES_DIR, Sandbox, SandboxOptions};
 use toolhost::store::{Store, StoreOptions};
 
-#[path = "support/pairs.rs"]
-mod pairs;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{pairs, runtime};
 
 const INPUT: &str = r#"{"message":"hello"}"#;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();

@@ -19,22 +19,16 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolhost::store::{ClaimOutcome, ClaimRequest, Store, StoreOptions, StoredOutcome};
 
-#[path = "support/pairs.rs"]
-mod pairs;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{pairs, runtime};
 
 // The tests' throwaway-cluster helper (fresh databases, a reaper that stops
 // the server when this process exits); the bench uses a part of it.
 #[allow(dead_code)]
 #[path = "../../tests/all/support/pg.rs"]
 mod pg;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 fn recorded(store: &Store, key: &str) -> ClaimRequest {
     ClaimRequest {

@@ -182,12 +182,8 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                 .map(parse_duration_ms)
                 .transpose()?
                 .map(|ms| now - ms);
-            let report = env
-                .store()
-                .await?
-                .gc(now, before)
-                .await
-                .map_err(store_failure)?;
+            let store = env.store().await?;
+            let report = store.gc(now, before).await.map_err(store_failure)?;
             if env.json {
                 println!(
                     "{}",
@@ -195,8 +191,13 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                         "swept_in_doubt": report.swept_in_doubt, "locks_removed": report.locks_removed})
                 );
             } else {
+                let owners = if store.is_shared() {
+                    "heartbeat rows"
+                } else {
+                    "lock files"
+                };
                 println!(
-                    "removed {} recorded calls; {} claims of dead owners are now in_doubt; kept {} in flight or in doubt; removed {} dead owners' lock files",
+                    "removed {} recorded calls; {} claims of dead owners are now in_doubt; kept {} in flight or in doubt; removed {} dead owners' {owners}",
                     report.removed,
                     report.swept_in_doubt,
                     report.kept_in_flight,

@@ -37,7 +37,7 @@ impl CallState {
         }
     }
 
-    fn parse(s: &str) -> CallState {
+    pub(crate) fn parse(s: &str) -> CallState {
         match s {
             "running" => CallState::Running,
             "done" => CallState::Done,
@@ -231,18 +231,23 @@ fn explicit_scope(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option
             record,
         )
         .optional()?;
-    Ok(found.and_then(|row| {
-        if row.tool != req.tool || row.input != req.input {
-            Some(ClaimOutcome::Conflict {
-                existing_key: row.key,
-                existing_tool: row.tool,
-            })
-        } else if row.key != req.key {
-            Some(ClaimOutcome::Existing(Box::new(row)))
-        } else {
-            None
-        }
-    }))
+    Ok(found.and_then(|row| explicit_answer(row, req)))
+}
+
+/// What the row holding `req`'s explicit scope answers: a conflict (another
+/// tool or input), that row (the same operation under another key), or
+/// nothing (it is `req.key`'s own row). Both backends decide with this.
+pub(crate) fn explicit_answer(row: CallRecord, req: &ClaimRequest) -> Option<ClaimOutcome> {
+    if row.tool != req.tool || row.input != req.input {
+        Some(ClaimOutcome::Conflict {
+            existing_key: row.key,
+            existing_tool: row.tool,
+        })
+    } else if row.key != req.key {
+        Some(ClaimOutcome::Existing(Box::new(row)))
+    } else {
+        None
+    }
 }
 
 fn insert_running(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<()> {

@@ -281,6 +281,50 @@ async fn a_waiter_past_its_limit_gets_still_running(world) {
 }
 }
 
+on_both_backends! {
+/// The same across owners (two stores: another process, or another host on
+/// PostgreSQL): the waiter polls the row and the claim's liveness with
+/// backoff, gets `still_running` past its limit, and a patient waiter gets
+/// the outcome once it is recorded, without running the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_of_another_owner_polls_until_its_limit(world) {
+    let holder_ex = Arc::new(world.append_executor().await);
+    let waiter_ex = world.append_executor().await;
+    assert_ne!(holder_ex.store().owner_id(), waiter_ex.store().owner_id());
+    let input = json!({"file": "s.txt", "text": "x", "sleep_ms": 2500}).to_string();
+    let holder = {
+        let (ex, input) = (holder_ex.clone(), input.clone());
+        tokio::spawn(async move { ex.call("append", &input, keyed("hold-2")).await })
+    };
+    let key = toolhost::idempotency::effect_key("append", &canonical(&input), "key:hold-2");
+    within(20, "the holder's claim", async {
+        while waiter_ex.store().get(&key).await.unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let impatient = ExecOptions {
+        overrides: Overrides {
+            timeout_ms: Some(100),
+            ..Overrides::default()
+        },
+        ..keyed("hold-2")
+    };
+    let e = within(20, "the impatient waiter", waiter_ex.call("append", &input, impatient))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), "still_running", "{e}");
+    let patient = within(20, "the patient waiter", waiter_ex.call("append", &input, keyed("hold-2")))
+        .await
+        .unwrap();
+    assert!(patient.cached, "answered from the holder's record");
+    let out = within(20, "the holder", holder).await.unwrap().unwrap();
+    assert!(!out.cached);
+    assert_eq!(patient.output, out.output);
+    assert_eq!(world.lines("s.txt").len(), 1);
+}
+}
+
 fn canonical(input: &str) -> String {
     toolhost::idempotency::canonical_json(&serde_json::from_str(input).unwrap())
 }

@@ -369,3 +369,64 @@ fn cache_gc_on_the_cli_sweeps_dead_owners() {
         assert_eq!(v["kept_in_flight"], 1, "{v}");
     });
 }
+
+/// PostgreSQL's counterpart of the sweep above: a claim whose lease
+/// expired (its owner stopped renewing it) becomes `in_doubt` on `cache gc`
+/// (and when a store opens), and an owner row long past its lease with no
+/// claims left is removed. A live owner's claim and row are kept.
+#[tokio::test]
+async fn expired_leases_are_swept_by_gc_on_postgres() {
+    let world = World::postgres();
+    let store = world.store().await;
+    let ghost = ClaimRequest {
+        owner: "ghost-1-0000dead".into(),
+        ..claim_request(&store, "ghost", "side-effecting", 1)
+    };
+    store.claim(ghost).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(world.pg_url().unwrap(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "INSERT INTO owners (id, lease_until, host, pid, started_at) VALUES ('gone-2-0000dead', 0, 'h', 2, 0)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(claim_fence(&store, "mine").await > 0);
+    // The ghost's lease runs out (nobody renews it); gc sweeps it then.
+    let mut swept = 0;
+    super::within(10, "the ghost's lease expires", async {
+        while swept == 0 {
+            let report = store.gc(10, None).await.unwrap();
+            swept += report.swept_in_doubt;
+            if swept == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    })
+    .await;
+    assert_eq!(swept, 1);
+    assert_eq!(
+        store.get("ghost").await.unwrap().unwrap().state,
+        CallState::InDoubt
+    );
+    assert_eq!(
+        store.get("mine").await.unwrap().unwrap().state,
+        CallState::Running,
+        "a live owner's claim is renewed, not swept"
+    );
+    let owners: Vec<String> = client
+        .query("SELECT id FROM owners ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![store.owner_id().to_string()],
+        "the dead owner's row went"
+    );
+}

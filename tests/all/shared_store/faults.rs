@@ -8,9 +8,10 @@ use serde_json::json;
 use toolhost::idempotency::ExecError;
 use toolhost::store::{CallState, ClaimOutcome, Store, StoreError, StoreOptions};
 
-use super::{HostDir, output_of, wait_until};
+use super::{HostDir, wait_until};
 use crate::idempotency::store::claim_request;
 use crate::idempotency::{World, keyed, within};
+use crate::support::output_within;
 use crate::support::pg::{Cluster, db_name};
 use crate::support::stdout_json;
 
@@ -30,12 +31,7 @@ async fn a_connection_killed_mid_call_is_reconnected_and_the_claim_stays_correct
         let (a, input) = (a.clone(), input.clone());
         tokio::spawn(async move { a.call("append", &input, keyed("kill-1")).await })
     };
-    within(30, "the call starts", async {
-        while world.lines("log.txt").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    super::running(&world).await;
     let key = a.store().list(1).await.unwrap()[0].key.clone();
     let fence = a.store().get(&key).await.unwrap().unwrap().fence;
     let waiter = {
@@ -76,6 +72,9 @@ async fn an_exhausted_pool_is_a_clear_error_not_a_hang() {
     let options = StoreOptions {
         pool_size: 1,
         busy_timeout: Duration::from_millis(300),
+        // No heartbeat during the test: the only statement waiting on the
+        // lock is then the pool's.
+        lease: Duration::from_secs(120),
         ..StoreOptions::default()
     };
     let store = Store::open_postgres(&url, options).await.unwrap();
@@ -95,12 +94,14 @@ async fn an_exhausted_pool_is_a_clear_error_not_a_hang() {
                 .await
         })
     };
-    // The stuck claim holds the pool's only connection (bounded wait).
+    // The stuck claim holds the pool's only connection, waiting on the lock
+    // (bounded wait).
     within(10, "the claim takes the connection", async {
         loop {
             let waiting = locker
                 .query(
-                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO calls%'",
+                    "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                     WHERE NOT l.granted AND a.datname = current_database()",
                     &[],
                 )
                 .await
@@ -146,12 +147,7 @@ async fn a_restart_mid_call_loses_nothing_and_down_is_store_unavailable() {
         let (ex, input) = (ex.clone(), input.clone());
         tokio::spawn(async move { ex.call("append", &input, keyed("restart-1")).await })
     };
-    within(30, "the call starts", async {
-        while world.lines("log.txt").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    super::running(&world).await;
     tokio::task::spawn_blocking({
         let cluster = cluster.clone();
         move || cluster.restart()
@@ -199,7 +195,7 @@ async fn a_stopped_server_is_store_unavailable_until_it_is_back() {
     let host = HostDir::new(&url.replace("postgres@", "postgres:s3cret@"), false);
     let mut cmd = host.command(&["--json", "call", "append", "--input", &input]);
     cmd.args(["--idempotency-key", "cli-down"]);
-    let out = tokio::task::spawn_blocking(move || output_of(cmd))
+    let out = tokio::task::spawn_blocking(move || output_within(cmd, Duration::from_secs(60)))
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -39,7 +39,7 @@ async fn four_hosts_contend_for_the_same_keys_and_each_runs_once() {
         for key in KEYS {
             let (client, barrier) = (client.clone(), barrier.clone());
             calls.push(tokio::spawn(async move {
-                let input = json!({"file": "paid.txt", "text": key, "sleep_ms": 1_500});
+                let input = json!({"file": "paid.txt", "text": key, "sleep_ms": 2_500});
                 let mut p = params("append", input);
                 p.meta = Some(idempotency_meta(key));
                 barrier.wait().await;
@@ -96,7 +96,7 @@ async fn four_hosts_contend_for_the_same_keys_and_each_runs_once() {
             .collect();
         assert_eq!(ran.len(), 1, "exactly one host ran {key}");
         // The callers answered from the record waited for the running
-        // claim: released together, they finished after the 1.5 s run.
+        // claim: released together, they finished after the 2.5 s run.
         for (h, _, result, took) in &mine {
             assert!(
                 *took >= Duration::from_millis(1_000),
@@ -149,7 +149,7 @@ fn a_paused_host_that_lost_its_lease_cannot_record_its_outcome() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
 
     // B waits out A's lease, takes over and records attempt 2.
-    let out = super::output_of(b.command(&args));
+    let out = crate::support::output_within(b.command(&args), Duration::from_secs(90));
     assert!(out.status.success(), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["cached"], false, "{v}");
@@ -158,7 +158,7 @@ fn a_paused_host_that_lost_its_lease_cannot_record_its_outcome() {
 
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let out = super::wait_output(first, Duration::from_secs(60));
+    let out = crate::support::wait_within(first, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["error"]["kind"], "in_doubt", "{v}");
@@ -230,4 +230,48 @@ fn the_cli_selects_the_shared_store_with_db() {
         !dir.path().join(".toolhost/toolhost.db").exists(),
         "no SQLite file was made"
     );
+}
+
+/// A call that runs for three leases is not taken for dead: its owner's
+/// heartbeat renews the claim while it runs, so another owner waiting on
+/// the key (whose policy would re-run an in-doubt call) waits for the
+/// outcome instead of taking over, and the claim keeps its fencing token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_call_keeps_its_lease_by_heartbeat() {
+    use crate::idempotency::{TEST_LEASE, keyed, within};
+    use toolhost::config::InDoubtPolicy;
+
+    let world = World::postgres();
+    let runner = Arc::new(world.append_executor().await);
+    let mut policies = world.testkit_policies();
+    policies.get_mut("append").unwrap().in_doubt = Some(InDoubtPolicy::Retry);
+    let waiter = world
+        .executor(&crate::idempotency::testkit_dir(), policies, None)
+        .await;
+    let sleep_ms = 3 * TEST_LEASE.as_millis() as u64;
+    let input = json!({"file": "log.txt", "text": "long", "sleep_ms": sleep_ms}).to_string();
+    let running = {
+        let (runner, input) = (runner.clone(), input.clone());
+        tokio::spawn(async move { runner.call("append", &input, keyed("long-1")).await })
+    };
+    super::running(&world).await;
+    let key = runner.store().list(1).await.unwrap()[0].key.clone();
+    let fence = runner.store().get(&key).await.unwrap().unwrap().fence;
+    let waited = within(
+        30,
+        "the waiter",
+        waiter.call("append", &input, keyed("long-1")),
+    )
+    .await
+    .unwrap();
+    let ran = within(30, "the runner", running).await.unwrap().unwrap();
+    assert!(!ran.cached);
+    assert!(
+        waited.cached,
+        "the waiter got the outcome, it did not take over"
+    );
+    assert_eq!(waited.output, json!({"appended": true, "attempt": 1}));
+    assert_eq!(world.lines("log.txt").len(), 1);
+    let row = runner.store().get(&key).await.unwrap().unwrap();
+    assert_eq!((row.attempt, row.fence), (1, fence));
 }

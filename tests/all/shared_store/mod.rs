@@ -7,9 +7,9 @@
 mod faults;
 mod hosts;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -118,43 +118,13 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     }
 }
 
-/// Runs `cmd` to completion (bounded) with its output captured.
-pub fn output_of(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run toolhost");
-    wait_output(child, Duration::from_secs(90))
-}
-
-/// Waits for `child` (stdout and stderr piped) for at most `limit`,
-/// draining its pipes; kills it and fails the test past the limit.
-pub fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for toolhost") {
-            break status;
+/// Waits (bounded) until `world`'s `append` has written its first line:
+/// the call it started is running.
+pub async fn running(world: &crate::idempotency::World) {
+    crate::idempotency::within(30, "the call starts", async {
+        while world.lines("log.txt").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("toolhost did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
+    })
+    .await
 }

@@ -97,16 +97,29 @@ const BINARY_DEADLINE: Duration = Duration::from_secs(120);
 /// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
 /// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
+    cmd.args(args)
         .current_dir(cwd)
         .env_remove("TOOLHOST_LOG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    output_within(cmd, BINARY_DEADLINE)
+}
+
+/// Runs `cmd` with stdout and stderr captured, killing it (and failing the
+/// test) if it has not exited within `limit`.
+pub fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run toolhost");
-    // Drain both pipes on threads, so a chatty child never blocks on a full pipe.
+    wait_within(child, limit)
+}
+
+/// Waits for `child` (stdout and stderr piped), draining both pipes on
+/// threads so a chatty child never blocks on a full pipe; kills it and
+/// fails the test if it has not exited within `limit`.
+pub fn wait_within(mut child: std::process::Child, limit: Duration) -> Output {
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -121,10 +134,10 @@ pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
         if let Some(status) = child.try_wait().expect("wait for toolhost") {
             break status;
         }
-        if started.elapsed() > BINARY_DEADLINE {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("toolhost {args:?} did not exit within {BINARY_DEADLINE:?}");
+            panic!("toolhost did not exit within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };

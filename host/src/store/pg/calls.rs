@@ -25,21 +25,12 @@ use tokio_postgres::Row;
 
 use super::super::calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport, Held,
-    StoredOutcome, TakenOver, not_held,
+    StoredOutcome, TakenOver, explicit_answer, not_held,
 };
 use super::super::{Liveness, StoreError};
 use super::PgStore;
 
 const COLUMNS: &str = "key, tool, effect, scope, input, state, owner, attempt, outcome, created_at, completed_at, expires_at, component_digest, policy_digest, limits, fence";
-
-fn state_of(s: &str) -> CallState {
-    match s {
-        "running" => CallState::Running,
-        "done" => CallState::Done,
-        // The CHECK constraint admits nothing else.
-        _ => CallState::InDoubt,
-    }
-}
 
 fn record(row: &Row) -> CallRecord {
     let outcome: Option<String> = row.get(8);
@@ -50,7 +41,7 @@ fn record(row: &Row) -> CallRecord {
         effect: row.get(2),
         scope: row.get(3),
         input: row.get(4),
-        state: state_of(row.get(5)),
+        state: CallState::parse(row.get(5)),
         owner: row.get(6),
         attempt: attempt.max(0) as u32,
         // As on SQLite: an outcome this build cannot parse replays as nothing.
@@ -90,18 +81,7 @@ async fn explicit_scope(
         .await?
         .as_ref()
         .map(record);
-    Ok(found.and_then(|row| {
-        if row.tool != req.tool || row.input != req.input {
-            Some(ClaimOutcome::Conflict {
-                existing_key: row.key,
-                existing_tool: row.tool,
-            })
-        } else if row.key != req.key {
-            Some(ClaimOutcome::Existing(Box::new(row)))
-        } else {
-            None
-        }
-    }))
+    Ok(found.and_then(|row| explicit_answer(row, req)))
 }
 
 async fn get_row(
@@ -118,10 +98,11 @@ impl PgStore {
         retrying!(self, |client, _retry| get_row(&client, key))
     }
 
-    /// Claims `req.key` for this owner (see the module docs).
+    /// Claims `req.key` for `req.owner` (this store's owner, for every
+    /// caller but tests; see the module docs).
     pub(crate) async fn claim(&self, req: &ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         let nonce = nonce();
-        let owner = self.owner_id().to_string();
+        let owner = req.owner.clone();
         let lease = self.lease.as_millis() as i64;
         retrying!(self, |client, _retry| async {
             loop {

@@ -193,6 +193,9 @@ pub(crate) fn classify(display: &str, e: &tokio_postgres::Error) -> StoreError {
 /// The PostgreSQL store: its pool, this process's owner id and lease.
 pub(crate) struct PgStore {
     pool: pool::PgPool,
+    /// One connection of its own for the heartbeat, so an exhausted pool
+    /// cannot starve the renewals and let live claims lapse.
+    beat: pool::PgPool,
     owner: String,
     pub(crate) lease: Duration,
     reconnect_window: Duration,
@@ -228,9 +231,11 @@ impl PgStore {
             });
         }
         let breakers = breakers::Breakers::start(url, &display, options.busy_timeout)?;
+        let beat = pool::PgPool::new(config.clone(), display.clone(), 1, options.busy_timeout)?;
         let pool = pool::PgPool::new(config, display, options.pool_size, options.busy_timeout)?;
         let store = Arc::new(PgStore {
             pool,
+            beat,
             owner: lease::owner_id(),
             lease: options.lease,
             reconnect_window: options.busy_timeout,
@@ -287,13 +292,14 @@ impl PgStore {
     }
 
     /// Registers this owner and renews the leases of everything it holds,
-    /// in one transaction.
+    /// in one transaction, on the heartbeat's own connection. Not retried:
+    /// the next beat is a third of a lease away.
     pub(crate) async fn renew(&self) -> Result<(), StoreError> {
         let host = lease::host_name();
         let pid = std::process::id() as i32;
         let lease = self.lease_ms();
-        retrying!(self, |client, _retry| async {
-            let mut client = client;
+        let mut client = self.beat.get().await?;
+        let renewed: Result<(), tokio_postgres::Error> = async {
             let tx = client.transaction().await?;
             tx.execute(lease::REGISTER, &[&self.owner, &lease, &host, &pid])
                 .await?;
@@ -301,7 +307,9 @@ impl PgStore {
                 tx.execute(*sql, &[&self.owner, &lease]).await?;
             }
             tx.commit().await
-        })
+        }
+        .await;
+        renewed.map_err(|e| self.error(&e))
     }
 
     /// Whether owner `id` holds an unexpired lease (on the database's clock).
