@@ -19,15 +19,15 @@
 //! CTEs), so they commit together in one round trip.
 //!
 //! Queued rows (`queue_step`, a model turn whose calls are all pure) wait in
-//! memory and are written, in order, in the transaction of the next awaited
-//! write: one commit per step, as on SQLite.
-
+//! memory and are written, in order, in the transaction of the run's next
+//! awaited write: one commit per step, as on SQLite.
 //!
 //! A statement whose connection dropped is retried on a fresh one
 //! (`retrying!`): reads are plain; a step write is recognised if its first
 //! attempt committed and only the reply was lost (the final row's unique
 //! index makes the second insert a no-op, and the fence check still passes
-//! because the fence is ours).
+//! because the fence is ours). A resume's served-step count, a statistic,
+//! may then count twice.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
