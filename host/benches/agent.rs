@@ -10,6 +10,14 @@
 //! the journal, digests and bookkeeping add to a step. `agent/commit` is
 //! the floor under it: one durable (`synchronous=FULL`) store commit, as a
 //! journaled step of pure calls costs one, plus the run's own two per run.
+//!
+//! Each runs twice, beside each other in one run: `agent/sqlite/...` on a
+//! SQLite file (WAL, `synchronous=FULL`), `agent/postgres/...` on a
+//! throwaway local PostgreSQL cluster that syncs every commit (fsync on,
+//! `synchronous_commit = on`), where a journaled step also reads the shared
+//! breaker states before its model turn and its tool phase, as on SQLite.
+//! `TOOLHOST_BENCH_PG_URL=postgres://...` benches an existing database
+//! instead of starting a cluster.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +33,12 @@ use toolhost::model::{ChatRequest, Message, Part, Role, Scripted, ToolSpec, Turn
 use toolhost::resilience::{Chain, ChainBuilder, EntrySpec};
 use toolhost::sandbox::{EXAMPLES_DIR, Sandbox, SandboxOptions};
 use toolhost::store::{Store, StoreOptions};
+
+// The tests' throwaway-cluster helper (a durable cluster, fresh databases, a
+// reaper that stops the server when this process exits).
+#[allow(dead_code)]
+#[path = "../../tests/all/support/pg.rs"]
+mod pg;
 
 const STEPS: usize = 10;
 
@@ -102,6 +116,28 @@ async fn bare_run(chain: &Chain, executor: &Executor, tools: &[ToolSpec], run: u
     }
 }
 
+/// The executor on `echo` over `store`, and the tool specs it offers.
+fn executor(
+    rt: &tokio::runtime::Runtime,
+    tools: &Path,
+    store: Store,
+) -> (Arc<Executor>, Vec<ToolSpec>) {
+    let sandbox = rt
+        .block_on(Sandbox::open(SandboxOptions::for_dir(tools)))
+        .expect("open the sandbox");
+    let executor = Arc::new(Executor::new(sandbox, store));
+    let specs = executor
+        .sandbox()
+        .tools()
+        .map(|t| ToolSpec {
+            name: t.name.clone(),
+            description: t.description.clone(),
+            input_schema: t.input_schema.clone(),
+        })
+        .collect();
+    (executor, specs)
+}
+
 fn benches(c: &mut Criterion) {
     let rt = runtime();
     let tools = tempfile::tempdir().expect("a temp dir");
@@ -111,55 +147,56 @@ fn benches(c: &mut Criterion) {
     )
     .expect("copy echo");
     let db_dir = tempfile::tempdir().expect("a temp dir");
+    let sqlite = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
+        .expect("open the SQLite store");
+    let cluster;
+    let url = match std::env::var("TOOLHOST_BENCH_PG_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            cluster = pg::Cluster::start_durable();
+            cluster.fresh_db()
+        }
+    };
+    let postgres = rt
+        .block_on(Store::open_postgres(&url, StoreOptions::default()))
+        .expect("open the PostgreSQL store");
     let config = Config::default();
-    let sandbox = rt
-        .block_on(Sandbox::open(SandboxOptions::for_dir(tools.path())))
-        .expect("open the sandbox");
-    let store = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
-        .expect("open the store");
-    let executor = Arc::new(Executor::new(sandbox, store));
-    let specs: Vec<ToolSpec> = executor
-        .sandbox()
-        .tools()
-        .map(|t| ToolSpec {
-            name: t.name.clone(),
-            description: t.description.clone(),
-            input_schema: t.input_schema.clone(),
-        })
-        .collect();
     let options = AgentOptions::from_config(&config.agent);
     let n = AtomicU64::new(0);
 
     let mut group = c.benchmark_group("agent");
-    group.throughput(Throughput::Elements(STEPS as u64));
     group.measurement_time(Duration::from_secs(5));
-    // The scripted model answers by the conversation, so every run is the
-    // same 10 steps on one chain.
-    let agent = Agent::new(executor.clone(), chain(&config), &config);
-    let bare = chain(&config);
-    group.bench_function("journaled_step", |b| {
-        b.iter(|| {
-            let id = format!("run-{}", n.fetch_add(1, Ordering::Relaxed));
-            let out = rt
-                .block_on(agent.start(Some(id), "echo", &options))
-                .expect("the run");
-            assert_eq!(out.steps as usize, STEPS);
-        })
-    });
-    group.bench_function("bare_step", |b| {
-        b.iter(|| {
-            let run = n.fetch_add(1, Ordering::Relaxed);
-            rt.block_on(bare_run(&bare, &executor, &specs, run));
-        })
-    });
-    group.throughput(Throughput::Elements(1));
-    let store = executor.store().clone();
-    group.bench_function("commit", |b| {
-        b.iter(|| {
-            rt.block_on(store.bump(vec![("bench_commit", 1)]))
-                .expect("a durable commit")
-        })
-    });
+    for (name, store) in [("sqlite", sqlite), ("postgres", postgres)] {
+        let (executor, specs) = executor(&rt, tools.path(), store);
+        group.throughput(Throughput::Elements(STEPS as u64));
+        // The scripted model answers by the conversation, so every run is
+        // the same 10 steps on one chain.
+        let agent = Agent::new(executor.clone(), chain(&config), &config);
+        let bare = chain(&config);
+        group.bench_function(format!("{name}/journaled_step"), |b| {
+            b.iter(|| {
+                let id = format!("run-{}", n.fetch_add(1, Ordering::Relaxed));
+                let out = rt
+                    .block_on(agent.start(Some(id), "echo", &options))
+                    .expect("the run");
+                assert_eq!(out.steps as usize, STEPS);
+            })
+        });
+        group.bench_function(format!("{name}/bare_step"), |b| {
+            b.iter(|| {
+                let run = n.fetch_add(1, Ordering::Relaxed);
+                rt.block_on(bare_run(&bare, &executor, &specs, run));
+            })
+        });
+        group.throughput(Throughput::Elements(1));
+        let store = executor.store().clone();
+        group.bench_function(format!("{name}/commit"), |b| {
+            b.iter(|| {
+                rt.block_on(store.bump(vec![("bench_commit", 1)]))
+                    .expect("a durable commit")
+            })
+        });
+    }
     group.finish();
 }
 

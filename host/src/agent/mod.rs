@@ -35,7 +35,9 @@ pub use run::{Agent, AgentOptions, ResumeOptions, RunOutcome};
 
 use crate::store::{RunStatus, StoreError};
 
-/// Why a run could not be started, resumed or replayed. A model or tool
+/// Why a run could not be started, resumed or replayed (or, with
+/// `run_fenced`, went on elsewhere: another process took it over while this
+/// one was paused past its lease, and this one's write was refused). A model or tool
 /// failure inside a run is not an error here: it ends the run `failed` or
 /// becomes a result the model sees.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,7 @@ impl AgentError {
     /// The stable kind for `--json` output.
     pub fn kind(&self) -> &'static str {
         match self {
+            AgentError::Store(StoreError::RunFenced { .. }) => "run_fenced",
             AgentError::Store(_) => "store_unavailable",
             AgentError::RunExists(_) => "run_exists",
             AgentError::NoSuchRun(_) => "not_found",

@@ -97,14 +97,7 @@ pub struct Agent {
     pub(crate) system: String,
     observer: Arc<dyn Observer>,
     cancel: Option<watch::Receiver<bool>>,
-    /// When stored breaker states were last adopted (models, tools).
-    adopted: std::sync::Mutex<(Option<Instant>, Option<Instant>)>,
 }
-
-/// How often stored breaker states are read: often enough that a breaker
-/// another process opened takes effect within a fraction of a second, rarely
-/// enough that a fast loop does not pay a store round trip per step.
-const ADOPT_EVERY: Duration = Duration::from_millis(200);
 
 /// Where the loop stopped.
 struct End {
@@ -176,20 +169,7 @@ impl Agent {
                 .unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
             observer: Arc::new(Silent),
             cancel: None,
-            adopted: std::sync::Mutex::new((None, None)),
         }
-    }
-
-    /// Whether stored breaker states are due to be read again (models when
-    /// `models`, else tools), marking them read if so.
-    fn adopt_due(&self, models: bool) -> bool {
-        let mut at = self.adopted.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = if models { &mut at.0 } else { &mut at.1 };
-        let due = slot.is_none_or(|t| t.elapsed() >= ADOPT_EVERY);
-        if due {
-            *slot = Some(Instant::now());
-        }
-        due
     }
 
     /// Whether a call of `tool` can have no effect: only then may the turn
@@ -318,7 +298,23 @@ impl Agent {
         self.drive(run, steps, changes).await
     }
 
+    /// Drives the run this store now owns; if the session stops on an
+    /// error, the store stops renewing its ownership (a resume may take it).
     async fn drive(
+        &self,
+        run: RunRecord,
+        steps: Vec<StepRecord>,
+        changes: Vec<String>,
+    ) -> Result<RunOutcome, AgentError> {
+        let id = run.id.clone();
+        let outcome = self.drive_held(run, steps, changes).await;
+        if outcome.is_err() {
+            self.store().let_go_run(&id);
+        }
+        outcome
+    }
+
+    async fn drive_held(
         &self,
         run: RunRecord,
         steps: Vec<StepRecord>,
@@ -458,11 +454,10 @@ impl Agent {
             return Ok(Err(end));
         }
         let store = self.store();
-        // Breakers other processes opened are open here too.
-        if self.adopt_due(true) {
-            self.chain
-                .adopt_breakers(&store.breaker_map("model:").await?);
-        }
+        // Breakers other processes (on any host) opened are open here too,
+        // from this call on: the store's read is one cheap query.
+        self.chain
+            .adopt_breakers(&store.breaker_map("model:").await?);
         let opens_before = self.chain.metrics().breaker_opens;
         self.observer.event(&Event::ModelCalling { step });
         let remaining = Duration::from_millis(s.run.time_budget_ms.saturating_sub(s.spent_ms()));
@@ -615,9 +610,7 @@ impl Agent {
         let mut stops = Vec::new();
         if !live.is_empty() {
             let store = self.store();
-            if self.adopt_due(false) {
-                self.tools.adopt(&store.breaker_map("tool:").await?);
-            }
+            self.tools.adopt(&store.breaker_map("tool:").await?);
             self.observer.event(&Event::ToolsCalling {
                 step,
                 tools: live.iter().map(|&i| calls[i].name.clone()).collect(),

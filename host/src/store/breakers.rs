@@ -8,7 +8,10 @@
 //!
 //! Writes are queued without waiting (`worker::Handle::submit`): a breaker
 //! decides under a lock that must not await, and a breaker snapshot lost in
-//! a crash only means a dependency gets probed again.
+//! a crash only means a dependency gets probed again. Reads go to the
+//! read-only connection: an agent reads before every model turn and tool
+//! phase. On PostgreSQL the same contract holds across hosts
+//! (`pg/breakers.rs`).
 //!
 //! API for readers (`/metrics`, dashboards): [`Store::breaker_states`].
 
@@ -32,11 +35,7 @@ pub struct BreakerRow {
 fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Result<()> {
     let body = serde_json::to_string(state)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let label = match state.state {
-        crate::resilience::breaker::State::Closed => "closed",
-        crate::resilience::breaker::State::Open => "open",
-        crate::resilience::breaker::State::HalfOpen => "half_open",
-    };
+    let label = state.state.as_str();
     c.execute(
         "INSERT INTO breakers (name, state, body, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET state = excluded.state, body = excluded.body,
@@ -93,6 +92,9 @@ impl StoreSink {
 impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
+        if let super::Backend::Postgres(pg) = &self.store.backend {
+            return pg.publish_breaker(name, state);
+        }
         self.store
             .submit("breaker snapshots", move |c| save(c, &name, &state));
     }
@@ -102,8 +104,11 @@ impl Store {
     /// Every persisted breaker whose name starts with `prefix` (`""` for
     /// all, `"model:"`, `"tool:"`), by name.
     pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.breaker_states(prefix).await;
+        }
         let prefix = prefix.to_string();
-        self.run(move |c| load(c, &prefix)).await
+        self.read(move |c| load(c, &prefix)).await
     }
 
     /// The persisted states under `prefix`, keyed by the name after it.

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,7 +40,7 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> RunStatus {
+    pub(crate) fn parse(s: &str) -> RunStatus {
         match s {
             "completed" => RunStatus::Completed,
             "failed" => RunStatus::Failed,
@@ -165,6 +165,14 @@ pub enum Claim {
     Busy { owner: String },
     /// It already completed: nothing to resume.
     Completed(RunRecord),
+}
+
+/// The `kind` column of a step part.
+pub(crate) fn kind_name(kind: StepKind) -> &'static str {
+    match kind {
+        StepKind::Model => "model",
+        StepKind::Tool => "tool",
+    }
 }
 
 /// The blake3 digest of `body`, in hex: the blob's address.
@@ -298,10 +306,7 @@ pub(crate) fn record_step(
             run_id,
             s.step,
             s.part,
-            match s.kind {
-                StepKind::Model => "model",
-                StepKind::Tool => "tool",
-            },
+            kind_name(s.kind),
             s.is_final,
             s.name,
             s.request_digest,
@@ -424,21 +429,31 @@ pub(crate) fn bytes_by_step(c: &Connection, run_id: &str) -> rusqlite::Result<Ve
 impl Store {
     /// Writes a new run owned by this store; `false` if the id is taken.
     pub async fn create_run(&self, run: NewRun) -> Result<bool, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.create_run(&run).await;
+        }
         let owner = self.owner_id().to_string();
         self.run(move |c| create_run(c, &run, &owner)).await
     }
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.get_run(id).await;
+        }
         let id = id.to_string();
         self.run(move |c| get_run(c, &id)).await
     }
 
     /// The newest runs first.
     pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.list_runs(limit).await;
+        }
         self.run(move |c| list_runs(c, limit)).await
     }
 
-    /// Takes ownership of a run to resume it: refused while its owner lives.
+    /// Takes ownership of a run to resume it: refused while its owner lives
+    /// (SQLite: its `flock` is held; PostgreSQL: its lease has not passed).
     /// The budgets given replace the recorded ones (a resume may extend them).
     pub async fn claim_run(
         &self,
@@ -447,6 +462,9 @@ impl Store {
         time_budget_ms: u64,
         now_ms: i64,
     ) -> Result<Claim, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.claim_run(id, max_steps, time_budget_ms, now_ms).await;
+        }
         loop {
             let Some(run) = self.get_run(id).await? else {
                 return Ok(Claim::Missing);
@@ -487,13 +505,18 @@ impl Store {
         }
     }
 
-    /// Journals one step part; durable (`synchronous=FULL`) when this returns.
+    /// Journals one step part; durable (`synchronous=FULL`, or PostgreSQL's
+    /// commit) when this returns. On PostgreSQL it is refused with
+    /// [`StoreError::RunFenced`] if another process took the run over.
     pub async fn record_step(
         &self,
         run_id: &str,
         step: StepRecord,
         spent_ms: u64,
     ) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.record_step(run_id, step, spent_ms).await;
+        }
         let run_id = run_id.to_string();
         self.run(move |c| record_step(c, &run_id, &step, spent_ms))
             .await
@@ -504,6 +527,9 @@ impl Store {
     /// tool calls are all pure, where losing the row in a crash costs only
     /// asking the model again (see `agent::run`). A failed write is traced.
     pub fn queue_step(&self, run_id: &str, step: StepRecord, spent_ms: u64) {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.queue_step(run_id, step, spent_ms);
+        }
         let run_id = run_id.to_string();
         self.submit("queued journal rows", move |c| {
             let written = record_step(c, &run_id, &step, spent_ms);
@@ -514,14 +540,31 @@ impl Store {
         });
     }
 
+    /// This session of run `id` stopped on an error: the store stops
+    /// treating the run as one it drives (PostgreSQL: its queued rows are
+    /// dropped, and a resume in this process may take it at once; other
+    /// processes wait for the lease). On SQLite nothing changes: the run's
+    /// owner is this process while its `flock` is held.
+    pub fn let_go_run(&self, id: &str) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.let_go_run(id);
+        }
+    }
+
     /// Every row of a run's journal, in order, with the blobs.
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.steps(run_id).await;
+        }
         let run_id = run_id.to_string();
         self.run(move |c| steps(c, &run_id)).await
     }
 
     /// Counts steps served from the journal by a resume.
     pub async fn add_steps_resumed(&self, run_id: &str, n: u64) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.add_steps_resumed(run_id, n).await;
+        }
         let run_id = run_id.to_string();
         self.run(move |c| {
             c.execute(
@@ -535,12 +578,18 @@ impl Store {
 
     /// Records how the run ended and releases it (only while this store owns it).
     pub async fn finish_run(&self, id: &str, end: RunEnd) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.finish_run(id, end).await;
+        }
         let (id, owner) = (id.to_string(), self.owner_id().to_string());
         self.run(move |c| finish_run(c, &id, &owner, &end)).await
     }
 
     /// Journal bytes of each step of a run (see [`bytes_by_step`]).
     pub async fn journal_bytes_by_step(&self, run_id: &str) -> Result<Vec<(u32, u64)>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.journal_bytes_by_step(run_id).await;
+        }
         let run_id = run_id.to_string();
         self.run(move |c| bytes_by_step(c, &run_id)).await
     }

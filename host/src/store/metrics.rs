@@ -97,9 +97,94 @@ fn attempt_errors(report: &str, into: &mut BTreeMap<String, u64>) -> (u64, u64) 
     (network, all)
 }
 
+/// The aggregation behind [`Stats`], fed row by row by either backend's
+/// SQL, so both compute the numbers the same way.
+#[derive(Default)]
+pub(crate) struct Tally {
+    s: Stats,
+    times: Vec<u64>,
+}
+
+/// The columns of one `steps` row that the numbers need.
+pub(crate) struct StepFacts {
+    pub is_model: bool,
+    pub is_final: bool,
+    pub error_kind: Option<String>,
+    pub cached: bool,
+    pub retries: u64,
+    pub fallbacks: u64,
+    pub breaker_opens: u64,
+    pub report: Option<String>,
+}
+
+impl Tally {
+    /// One `runs` row.
+    pub fn run(&mut self, status: &str, spent_ms: u64, steps_resumed: u64) {
+        let s = &mut self.s;
+        s.runs += 1;
+        s.steps_resumed += steps_resumed;
+        match status {
+            "completed" => {
+                s.completed += 1;
+                self.times.push(spent_ms);
+            }
+            "failed" => s.failed += 1,
+            "partial" => s.partial += 1,
+            _ => s.running += 1,
+        }
+    }
+
+    /// One `steps` row.
+    pub fn step(&mut self, f: StepFacts) {
+        let s = &mut self.s;
+        if f.is_model {
+            s.model_turns += 1;
+            if f.is_final {
+                s.steps += 1;
+            }
+            s.retries += f.retries;
+            if f.fallbacks > 0 {
+                s.fell_back += 1;
+            }
+            s.breaker_opens += f.breaker_opens;
+            let (network, _) = f
+                .report
+                .as_deref()
+                .map(|rep| attempt_errors(rep, &mut s.errors_by_kind))
+                .unwrap_or_default();
+            s.model_attempts += network;
+        } else {
+            s.tool_calls += 1;
+            if f.cached {
+                s.cache_hits += 1;
+            }
+            if let Some(k) = f.error_kind {
+                *s.errors_by_kind.entry(k).or_default() += 1;
+            }
+        }
+    }
+
+    /// The numbers, given the journal's size.
+    pub fn finish(mut self, journal_bytes: u64) -> Stats {
+        let s = &mut self.s;
+        self.times.sort_unstable();
+        s.completion_rate = ratio(s.completed, s.completed + s.failed + s.partial);
+        if !self.times.is_empty() {
+            s.mean_time_to_completion_ms =
+                self.times.iter().sum::<u64>() as f64 / self.times.len() as f64;
+        }
+        s.p95_time_to_completion_ms = percentile(&self.times, 0.95);
+        s.retry_rate = ratio(s.retries, s.model_attempts);
+        s.fallback_rate = ratio(s.fell_back, s.model_turns);
+        s.cache_hit_rate = ratio(s.cache_hits, s.tool_calls);
+        s.journal_bytes = journal_bytes;
+        s.journal_bytes_per_step = ratio(journal_bytes, s.steps);
+        self.s
+    }
+}
+
 pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Stats> {
-    let mut s = Stats::default();
-    let mut times = Vec::new();
+    let mut t = Tally::default();
     {
         let mut stmt = c.prepare(
             "SELECT status, spent_ms, steps_resumed FROM runs WHERE ?1 IS NULL OR id = ?1",
@@ -107,65 +192,31 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
         let mut rows = stmt.query(params![run])?;
         while let Some(r) = rows.next()? {
             let status: String = r.get(0)?;
-            s.runs += 1;
-            s.steps_resumed += r.get::<_, i64>(2)? as u64;
-            match status.as_str() {
-                "completed" => {
-                    s.completed += 1;
-                    times.push(r.get::<_, i64>(1)? as u64);
-                }
-                "failed" => s.failed += 1,
-                "partial" => s.partial += 1,
-                _ => s.running += 1,
-            }
+            t.run(
+                &status,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            );
         }
     }
-    times.sort_unstable();
-    s.completion_rate = ratio(s.completed, s.completed + s.failed + s.partial);
-    if !times.is_empty() {
-        s.mean_time_to_completion_ms = times.iter().sum::<u64>() as f64 / times.len() as f64;
-    }
-    s.p95_time_to_completion_ms = percentile(&times, 0.95);
-
     let mut stmt = c.prepare(
-        "SELECT kind, final, ok, error_kind, cached, retries, fallbacks, breaker_opens, report
+        "SELECT kind, final, error_kind, cached, retries, fallbacks, breaker_opens, report
          FROM steps WHERE ?1 IS NULL OR run_id = ?1",
     )?;
     let mut rows = stmt.query(params![run])?;
     while let Some(r) = rows.next()? {
-        let kind: String = r.get(0)?;
-        let is_final: bool = r.get(1)?;
-        let error_kind: Option<String> = r.get(3)?;
-        if kind == "model" {
-            s.model_turns += 1;
-            if is_final {
-                s.steps += 1;
-            }
-            s.retries += r.get::<_, i64>(5)? as u64;
-            if r.get::<_, i64>(6)? > 0 {
-                s.fell_back += 1;
-            }
-            s.breaker_opens += r.get::<_, i64>(7)? as u64;
-            let report: Option<String> = r.get(8)?;
-            let (network, _) = report
-                .as_deref()
-                .map(|rep| attempt_errors(rep, &mut s.errors_by_kind))
-                .unwrap_or_default();
-            s.model_attempts += network;
-        } else {
-            s.tool_calls += 1;
-            if r.get::<_, bool>(4)? {
-                s.cache_hits += 1;
-            }
-            if let Some(k) = error_kind {
-                *s.errors_by_kind.entry(k).or_default() += 1;
-            }
-        }
+        t.step(StepFacts {
+            is_model: r.get::<_, String>(0)? == "model",
+            is_final: r.get(1)?,
+            error_kind: r.get(2)?,
+            cached: r.get(3)?,
+            retries: r.get::<_, i64>(4)? as u64,
+            fallbacks: r.get::<_, i64>(5)? as u64,
+            breaker_opens: r.get::<_, i64>(6)? as u64,
+            report: r.get(7)?,
+        });
     }
-    s.retry_rate = ratio(s.retries, s.model_attempts);
-    s.fallback_rate = ratio(s.fell_back, s.model_turns);
-    s.cache_hit_rate = ratio(s.cache_hits, s.tool_calls);
-    s.journal_bytes = match run {
+    let journal_bytes = match run {
         Some(id) => super::journal::bytes_by_step(c, id)?
             .iter()
             .map(|(_, b)| b)
@@ -181,13 +232,15 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
             |r| r.get::<_, i64>(0),
         )? as u64,
     };
-    s.journal_bytes_per_step = ratio(s.journal_bytes, s.steps);
-    Ok(s)
+    Ok(t.finish(journal_bytes))
 }
 
 impl Store {
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.stats(run).await;
+        }
         let run = run.map(str::to_string);
         self.run(move |c| compute(c, run.as_deref())).await
     }

@@ -94,6 +94,11 @@ pub enum StoreError {
         "the claim on {key} is no longer this process's (the row is {found}); its outcome was not recorded"
     )]
     NotOwner { key: String, found: String },
+    /// An agent run's journal write was refused: another process took the
+    /// run over (this one was paused past its lease), so this session's
+    /// step, or its end, was not written and the run stays the new owner's.
+    #[error("run `{run}` is no longer this process's: {message}")]
+    RunFenced { run: String, message: String },
     /// A write presented a fencing token that a take-over superseded: the
     /// claim was declared dead (its lease expired) and someone else took it,
     /// so this caller's outcome was not recorded.

@@ -4,12 +4,21 @@
 
 use serde_json::json;
 
-use super::{World, call, scripted_entry};
+use super::{Backend, World, call, scripted_entry};
 use crate::support::{stdout_json, toolhost};
 
 #[test]
-fn a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list() {
-    let mut world = World::new();
+fn a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list_on_sqlite() {
+    a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list(Backend::Sqlite);
+}
+
+#[test]
+fn a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list_on_postgres() {
+    a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list(Backend::Postgres);
+}
+
+fn a_breaker_opened_in_one_process_is_open_in_the_next_and_in_model_list(backend: Backend) {
+    let mut world = World::on(backend);
     world.extra = "[breaker]\nconsecutive_failures = 2\nopen_ms = 120000\n".into();
     let turns = json!([
         {"tool_calls": [call("calc", json!({"expr": "2+2"}))]},

@@ -7,7 +7,7 @@ use serde_json::json;
 use toolhost::agent::{AgentOptions, ResumeOptions};
 use toolhost::store::RunStatus;
 
-use super::{World, call, options, scripted};
+use super::{Backend, World, call, options, scripted};
 
 /// Six calc turns, then an answer.
 fn six_steps() -> serde_json::Value {
@@ -19,8 +19,21 @@ fn six_steps() -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest() {
-    let world = World::new();
+async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest_on_sqlite() {
+    max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest(Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test]
+async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest_on_postgres() {
+    max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest(Backend::Postgres)
+        .await;
+}
+
+async fn max_steps_gives_partial_with_the_steps_done_and_resume_spends_only_the_rest(
+    backend: Backend,
+) {
+    let world = World::on(backend);
     let config = world.config("");
     let (model, m) = scripted("m", six_steps());
     let agent = world.agent(&config, vec![m]).await;

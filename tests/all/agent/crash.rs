@@ -7,11 +7,16 @@
 //! request log shows at most the one request the kill interrupted, and the
 //! notes file (one line per execution) shows every tool ran once.
 //!
-//! `TOOLHOST_AGENT_CRASH_ITERS` (default 50) and `TOOLHOST_AGENT_CRASH_SEED`
-//! size and seed the loop.
+//! On PostgreSQL every resume runs as another host: its own config file
+//! and owner id, the same database (the notes directory stands for the
+//! outside world both hosts act on); it takes the run once the killed
+//! owner's lease has passed.
+//!
+//! `TOOLHOST_AGENT_CRASH_ITERS` (default 50 on SQLite, 12 on PostgreSQL,
+//! where each resume first waits out a lease) and
+//! `TOOLHOST_AGENT_CRASH_SEED` size and seed the loop.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,8 +24,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
-use super::ownership::run_owned;
-use super::{World, call, in_doubt_key, scripted_entry};
+use super::ownership::{run_owned, until_free};
+use super::{Backend, World, call, in_doubt_key, scripted_entry};
 use crate::support::{stdout_json, toolhost};
 
 const STEPS: usize = 6;
@@ -65,18 +70,10 @@ fn requests_by_step(world: &World, i: usize) -> BTreeMap<usize, usize> {
     by
 }
 
-fn journaled_turns(db: &Path, id: &str) -> usize {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    c.query_row(
-        "SELECT COUNT(*) FROM steps WHERE run_id = ?1 AND kind = 'model' AND final = 1",
-        [id],
-        |r| r.get::<_, i64>(0),
-    )
-    .unwrap_or(0) as usize
+fn journaled_turns(world: &World, id: &str) -> usize {
+    world.rows(&format!(
+        "SELECT 1 FROM steps WHERE run_id = '{id}' AND kind = 'model' AND final = true"
+    ))
 }
 
 /// Resumes (or starts, if the kill came before the run existed) until it
@@ -85,8 +82,8 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
     let id = format!("it{i}");
     let mut resolutions = 0;
     for _ in 0..(STEPS * CALLS + 2) {
-        let out = toolhost(
-            world.path(),
+        let out = until_free(
+            world,
             &["--config", config, "--json", "agent", "resume", &id],
         );
         let mut v = stdout_json(&out);
@@ -137,15 +134,41 @@ fn finish(world: &World, config: &str, i: usize) -> (Value, usize) {
 }
 
 #[test]
-fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
-    let iterations = env_or("TOOLHOST_AGENT_CRASH_ITERS", 50) as usize;
+fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect_on_sqlite() {
+    sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(Backend::Sqlite, 50);
+}
+
+#[test]
+fn sigkill_on_one_host_then_resume_on_another_never_repeats_a_step_or_an_effect_on_postgres() {
+    sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(Backend::Postgres, 12);
+}
+
+fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(
+    backend: Backend,
+    default_iterations: u64,
+) {
+    let iterations = env_or("TOOLHOST_AGENT_CRASH_ITERS", default_iterations) as usize;
     let seed = env_or("TOOLHOST_AGENT_CRASH_SEED", 0x5eed_0010);
-    let mut world = World::new();
+    let mut world = World::on(backend);
     world.own_tools(&["notes"]);
     let script_path = world.path().join("script.json");
     let config = world.write_config(&scripted_entry("m", &script_path));
     let config = config.to_str().unwrap().to_string();
-    let db = world.db();
+    // Host B: the same config in a directory of its own. On SQLite it is
+    // the same host (the file is local); on PostgreSQL another machine.
+    let other = world.path().join("host-b");
+    std::fs::create_dir_all(&other).unwrap();
+    let resume_config = other.join("toolhost.toml");
+    std::fs::copy(&config, &resume_config).unwrap();
+    let resume_config = resume_config.to_str().unwrap().to_string();
+
+    // The store is made (and migrated) once, before the calibration, so
+    // that one-time cost does not stretch the window the kills aim at.
+    let out = toolhost(
+        world.path(),
+        &["--config", &config, "--json", "runs", "list"],
+    );
+    assert!(out.status.success(), "{out:?}");
 
     // Calibration (iteration 0, not killed): when the run starts and ends.
     std::fs::write(&script_path, script(0).to_string()).unwrap();
@@ -165,7 +188,7 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
             start.elapsed() < Duration::from_secs(60),
             "calibration run hung"
         );
-        if started.is_none() && run_owned(&db, "it0") {
+        if started.is_none() && run_owned(&world, "it0") {
             started = Some(start.elapsed());
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -180,11 +203,14 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
 
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut before_run, mut mid_run, mut after_run, mut in_doubt) = (0, 0, 0, 0);
+    // Kill instants span the whole run, with a little of the start-up. The
+    // window follows what the kills find (a run already over: aim earlier;
+    // not yet begun: aim later), so a machine whose speed changes under
+    // other load still gets its kills mid-run.
+    let (mut lo, mut hi) = (started.as_micros() as u64 / 2, total.as_micros() as u64);
     for i in 1..=iterations {
         std::fs::write(&script_path, script(i).to_string()).unwrap();
-        // Kill instants span the whole run, with a little of the start-up.
-        let lo = started.as_micros() as u64 / 2;
-        let hi = (total.as_micros() as u64).max(lo + 1);
+        hi = hi.max(lo + 1);
         let kill_at = Duration::from_micros(rng.random_range(lo..hi));
         let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
             .args([
@@ -206,14 +232,22 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
         let exited = child.try_wait().unwrap().is_some();
         child.kill().ok(); // SIGKILL
         child.wait().unwrap();
-        let turns = journaled_turns(&db, &format!("it{i}"));
+        let turns = journaled_turns(&world, &format!("it{i}"));
         match (exited, turns) {
-            (true, _) => after_run += 1,
-            (false, 0) => before_run += 1,
+            (true, _) => {
+                after_run += 1;
+                hi = kill_at.as_micros() as u64;
+                lo = lo.min(hi / 2);
+            }
+            (false, 0) => {
+                before_run += 1;
+                lo = kill_at.as_micros() as u64;
+                hi = hi.max(lo * 2);
+            }
             (false, _) => mid_run += 1,
         }
 
-        let (v, resolutions) = finish(&world, &config, i);
+        let (v, resolutions) = finish(&world, &resume_config, i);
         in_doubt += resolutions;
         assert_eq!(v["answer"], format!("iteration {i} done"));
         let lines = world.lines(&format!("notes-{i}.txt"));
@@ -238,10 +272,10 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect() {
             repeats <= 1,
             "iteration {i}: a journaled step was asked again: {by_step:?}"
         );
-        assert_eq!(journaled_turns(&db, &format!("it{i}")), STEPS + 1);
+        assert_eq!(journaled_turns(&world, &format!("it{i}")), STEPS + 1);
     }
     eprintln!(
-        "crash loop: {iterations} iterations (seed {seed:#x}, run {started:?}..{total:?}): \
+        "crash loop ({backend:?}): {iterations} iterations (seed {seed:#x}, run {started:?}..{total:?}): \
          {before_run} killed before the run started, {mid_run} mid-run, {after_run} after it ended; \
          {in_doubt} in-doubt calls resolved"
     );

@@ -5,7 +5,7 @@ use serde_json::json;
 use toolhost::model::{Part, Scripted};
 use toolhost::store::RunStatus;
 
-use super::{Counting, World, call, options, scripted, turns};
+use super::{Backend, Counting, World, call, options, scripted, turns};
 
 /// The tool results the model received in its `n`th request.
 fn results(model: &Counting, n: usize) -> Vec<(String, bool)> {
@@ -84,8 +84,17 @@ async fn invalid_tool_arguments_are_corrected_on_the_next_turn() {
 }
 
 #[tokio::test]
-async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run() {
-    let mut world = World::new();
+async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run_on_sqlite() {
+    a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run_on_postgres() {
+    a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run(Backend::Postgres).await;
+}
+
+async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run(backend: Backend) {
+    let mut world = World::on(backend);
     world.extra = "[tools.slow]\ntimeout_ms = 50\n\n[breaker]\nconsecutive_failures = 2\n".into();
     let config = world.config("");
     let slow = || call("slow", json!({"ms": 2000}));
@@ -125,8 +134,24 @@ async fn a_tool_whose_breaker_is_open_is_reported_unavailable_and_not_run() {
 }
 
 #[tokio::test]
-async fn an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it() {
-    let world = World::new();
+async fn an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it_on_sqlite() {
+    an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it(Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test]
+async fn an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it_on_postgres()
+{
+    an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it(
+        Backend::Postgres,
+    )
+    .await;
+}
+
+async fn an_outage_of_the_primary_mid_run_completes_on_the_fallback_and_stats_shows_it(
+    backend: Backend,
+) {
+    let world = World::on(backend);
     let config = world.config("");
     let script = json!([
         {"tool_calls": [call("calc", json!({"expr": "1+2"}))]},

@@ -4,11 +4,20 @@
 use serde_json::json;
 use toolhost::store::RunStatus;
 
-use super::{World, call, options, scripted};
+use super::{Backend, World, call, options, scripted};
 
 #[tokio::test]
-async fn a_50_step_journal_grows_linearly_not_quadratically() {
-    let world = World::new();
+async fn a_50_step_journal_grows_linearly_not_quadratically_on_sqlite() {
+    a_50_step_journal_grows_linearly_not_quadratically(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_50_step_journal_grows_linearly_not_quadratically_on_postgres() {
+    a_50_step_journal_grows_linearly_not_quadratically(Backend::Postgres).await;
+}
+
+async fn a_50_step_journal_grows_linearly_not_quadratically(backend: Backend) {
+    let world = World::on(backend);
     let config = world.config("");
     // 49 echo turns with a 1 KiB message each, then the answer. A
     // checkpoint holding the conversation would store step n's n KiB.

@@ -1,7 +1,8 @@
 //! Agent runs end to end: the loop over real sandboxed tools and a real
-//! SQLite journal, on the scripted model (zero latency) or real HTTP to the
-//! loopback fault server; crashes are real child processes killed with
-//! SIGKILL.
+//! journal (a SQLite file, or a database on a throwaway PostgreSQL cluster:
+//! the contract tests run on both), on the scripted model (zero latency) or
+//! real HTTP to the loopback fault server; crashes are real child processes
+//! killed with SIGKILL.
 
 mod breakers;
 mod budgets;
@@ -10,6 +11,7 @@ mod degradation;
 mod journal;
 mod ownership;
 mod replay;
+mod scaleout;
 mod stats;
 mod wire;
 
@@ -24,7 +26,18 @@ use toolhost::idempotency::Executor;
 use toolhost::model::{BoxFuture, ChatRequest, ChatResponse, Model, ModelError, Scripted, Turn};
 use toolhost::resilience::{CallContext, ChainBuilder, EntrySpec};
 use toolhost::sandbox::{Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreOptions, StoreSink};
+use toolhost::store::{Store, StoreLocation, StoreOptions, StoreSink};
+
+/// Which store a contract test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The lease of runs and claims on PostgreSQL in these tests: short, so a
+/// killed owner's run can be resumed soon (the heartbeat renews every third).
+pub const TEST_LEASE_MS: u64 = 900;
 
 /// A temp directory with `data/` (granted to `notes`), a database and a
 /// `toolhost.toml`.
@@ -34,6 +47,8 @@ pub struct World {
     pub tools: PathBuf,
     /// Extra TOML appended to the config.
     pub extra: String,
+    /// The PostgreSQL database, when the world runs on one.
+    pub pg: Option<String>,
 }
 
 pub fn artifacts() -> PathBuf {
@@ -42,12 +57,106 @@ pub fn artifacts() -> PathBuf {
 
 impl World {
     pub fn new() -> World {
+        World::on(Backend::Sqlite)
+    }
+
+    /// A world whose store is `backend`: a SQLite file in the directory, or
+    /// a fresh database in the shared PostgreSQL cluster.
+    pub fn on(backend: Backend) -> World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         World {
             dir,
             tools: crate::support::examples_dir(),
             extra: String::new(),
+            pg: (backend == Backend::Postgres).then(crate::support::pg::fresh_db),
+        }
+    }
+
+    /// A world on a database of `cluster` (a private one, for tests that
+    /// stop the server).
+    pub fn on_cluster(cluster: &crate::support::pg::Cluster) -> World {
+        let mut world = World::on(Backend::Sqlite);
+        world.pg = Some(cluster.fresh_db());
+        world
+    }
+
+    /// The `[store]` lines of this world's config.
+    fn store_toml(&self) -> String {
+        match &self.pg {
+            Some(url) => format!(
+                "url = {url:?}
+lease_ms = {TEST_LEASE_MS}
+"
+            ),
+            None => format!(
+                "path = {:?}
+",
+                self.db()
+            ),
+        }
+    }
+
+    /// Options matching the config's `[store]`.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            lease: std::time::Duration::from_millis(TEST_LEASE_MS),
+            ..StoreOptions::default()
+        }
+    }
+
+    /// Opens this world's store (another owner each time: another "host").
+    pub async fn store(&self) -> Store {
+        let location = match &self.pg {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Sqlite(self.db()),
+        };
+        Store::open_at(&location, self.store_options())
+            .await
+            .unwrap()
+    }
+
+    /// How many rows `sql` (a `SELECT 1 FROM ...` that both SQLite and
+    /// PostgreSQL read alike) returns from the store; 0 if the store has no
+    /// such table yet (the run was killed before the database was made).
+    pub fn rows(&self, sql: &str) -> usize {
+        match &self.pg {
+            Some(url) => {
+                let (url, sql) = (url.clone(), sql.to_string());
+                // On its own thread: callers may be inside a runtime.
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async move {
+                        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                            .await
+                            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+                        let conn = tokio::spawn(conn);
+                        // No table yet: no toolhost has migrated the database.
+                        let n = client.query(sql.as_str(), &[]).await.map_or(0, |r| r.len());
+                        drop(client);
+                        let _ = conn.await;
+                        n
+                    })
+                })
+                .join()
+                .unwrap()
+            }
+            None => {
+                let Ok(c) = rusqlite::Connection::open_with_flags(
+                    self.db(),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                ) else {
+                    return 0;
+                };
+                let Ok(mut stmt) = c.prepare(sql) else {
+                    return 0;
+                };
+                stmt.query_map([], |_| Ok(()))
+                    .map_or(0, |rows| rows.count())
+            }
         }
     }
 
@@ -94,11 +203,11 @@ impl World {
     pub fn write_config(&self, models: &str) -> PathBuf {
         let path = self.path().join("toolhost.toml");
         let text = format!(
-            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n\n[retry]\nbase_delay_ms = 1\nmax_delay_ms = 5\n\n[store]\npath = {:?}\n\n{models}\n{}\n",
+            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n\n[retry]\nbase_delay_ms = 1\nmax_delay_ms = 5\n\n[store]\n{}\n{models}\n{}\n",
             self.tools,
             artifacts(),
             self.data(),
-            self.db(),
+            self.store_toml(),
             self.extra,
         );
         std::fs::write(&path, text).unwrap();
@@ -116,8 +225,7 @@ impl World {
         options.tools_dir = self.tools.clone();
         options.cache_dir = Some(artifacts());
         let sandbox = Sandbox::open(options).await.unwrap();
-        let store = Store::open(&self.db(), StoreOptions::default()).unwrap();
-        Executor::new(sandbox, store)
+        Executor::new(sandbox, self.store().await)
     }
 
     /// An agent on `models` (in chain order), with breakers shared through

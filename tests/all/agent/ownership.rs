@@ -1,6 +1,7 @@
 //! A run has one owner at a time; an `in_doubt` call stops a run `failed`,
 //! names its key, and resume goes on once an operator resolves it. Both
-//! with real child processes killed with SIGKILL.
+//! with real child processes killed with SIGKILL, on both stores (on
+//! PostgreSQL a killed owner's run is free once its lease has passed).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,8 +10,31 @@ use serde_json::json;
 use toolhost::agent::{AgentError, ResumeOptions};
 use toolhost::store::RunStatus;
 
-use super::{World, call, in_doubt_key, scripted, scripted_entry};
+use super::{Backend, World, call, in_doubt_key, scripted, scripted_entry};
 use crate::support::{stdout_json, toolhost};
+
+/// How long a test waits for a dead owner's lease to pass: the lease, and
+/// then some for a loaded machine.
+const LEASE_WAIT: Duration = Duration::from_secs(15);
+
+/// Runs `toolhost ARGS` until it answers something other than `run_busy`
+/// (a killed owner's lease has not passed yet), for at most [`LEASE_WAIT`].
+pub fn until_free(world: &World, args: &[&str]) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        let out = toolhost(world.path(), args);
+        let busy = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["error"]["kind"] == "run_busy");
+        if !busy {
+            return out;
+        }
+        assert!(
+            start.elapsed() < LEASE_WAIT,
+            "the run stayed busy for {LEASE_WAIT:?}: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_toolhost"))
@@ -46,25 +70,25 @@ fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// Whether run `id` exists with an owner, read with plain SQLite (the
-/// database may not exist yet).
-pub fn run_owned(db: &std::path::Path, id: &str) -> bool {
-    let Ok(c) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return false;
-    };
-    c.query_row(
-        "SELECT owner IS NOT NULL FROM runs WHERE id = ?1",
-        [id],
-        |r| r.get::<_, bool>(0),
-    )
-    .unwrap_or(false)
+/// Whether run `id` exists with an owner (the database may not exist yet).
+pub fn run_owned(world: &World, id: &str) -> bool {
+    world.rows(&format!(
+        "SELECT 1 FROM runs WHERE id = '{id}' AND owner IS NOT NULL"
+    )) > 0
 }
 
 #[test]
-fn a_second_resume_of_a_live_run_is_refused() {
-    let world = World::new();
+fn a_second_resume_of_a_live_run_is_refused_on_sqlite() {
+    a_second_resume_of_a_live_run_is_refused(Backend::Sqlite);
+}
+
+#[test]
+fn a_second_resume_of_a_live_run_is_refused_on_postgres() {
+    a_second_resume_of_a_live_run_is_refused(Backend::Postgres);
+}
+
+fn a_second_resume_of_a_live_run_is_refused(backend: Backend) {
+    let world = World::on(backend);
     // The child's first model turn takes 30 s: it is alive and owns the run.
     let script = world.script(
         "slow.json",
@@ -72,8 +96,9 @@ fn a_second_resume_of_a_live_run_is_refused() {
     );
     let config_path = world.write_config(&scripted_entry("m", &script));
     let mut child = spawn(&world, &config_path, "owned");
-    let db = world.db();
-    wait_until(&mut child, "the run to start", || run_owned(&db, "owned"));
+    wait_until(&mut child, "the run to start", || {
+        run_owned(&world, "owned")
+    });
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
@@ -89,18 +114,35 @@ fn a_second_resume_of_a_live_run_is_refused() {
 
         child.kill().unwrap();
         child.wait().unwrap();
-        let out = agent
-            .resume("owned", &ResumeOptions::default())
-            .await
-            .unwrap();
+        // SQLite: the owner's lock died with it. PostgreSQL: its lease
+        // passes within TEST_LEASE_MS.
+        let start = Instant::now();
+        let out = loop {
+            match agent.resume("owned", &ResumeOptions::default()).await {
+                Err(AgentError::Busy { .. }) if start.elapsed() < LEASE_WAIT => {
+                    assert_eq!(backend, Backend::Postgres, "a dead owner's run stayed busy");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert_eq!(out.status, RunStatus::Completed, "{out:?}");
         assert_eq!(out.answer.as_deref(), Some("resumed"));
     });
 }
 
 #[test]
-fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve() {
-    let mut world = World::new();
+fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve_on_sqlite() {
+    an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(Backend::Sqlite);
+}
+
+#[test]
+fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve_on_postgres() {
+    an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(Backend::Postgres);
+}
+
+fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(backend: Backend) {
+    let mut world = World::on(backend);
     let tools = world.path().join("tools");
     std::fs::create_dir_all(&tools).unwrap();
     let testkit = std::path::PathBuf::from(toolhost::sandbox::TESTKIT_DIR);
@@ -129,7 +171,7 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
     child.wait().unwrap();
 
     let resume = ["--config", config, "--json", "agent", "resume", "pay"];
-    let out = toolhost(world.path(), &resume);
+    let out = until_free(&world, &resume);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let v = stdout_json(&out);
     assert_eq!(v["status"], "failed", "{v}");
@@ -173,8 +215,17 @@ fn an_in_doubt_call_fails_the_run_with_its_key_and_resume_goes_on_after_resolve(
 }
 
 #[test]
-fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable() {
-    let world = World::new();
+fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable_on_sqlite() {
+    ctrl_c_stops_a_run_cleanly_as_partial_and_resumable(Backend::Sqlite);
+}
+
+#[test]
+fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable_on_postgres() {
+    ctrl_c_stops_a_run_cleanly_as_partial_and_resumable(Backend::Postgres);
+}
+
+fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable(backend: Backend) {
+    let world = World::on(backend);
     // A first turn that asks for a tool, then a slow one: Ctrl-C lands
     // while the model is thinking about step 2.
     let script = world.script(
@@ -186,19 +237,9 @@ fn ctrl_c_stops_a_run_cleanly_as_partial_and_resumable() {
     );
     let config = world.write_config(&scripted_entry("m", &script));
     let mut child = spawn(&world, &config, "int");
-    let db = world.db();
-    let steps = |db: &std::path::Path| {
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|c| {
-                c.query_row(
-                    "SELECT COUNT(*) FROM steps WHERE run_id = 'int' AND kind = 'tool'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .unwrap_or(0)
-    };
-    wait_until(&mut child, "step 1's tool call", || steps(&db) == 1);
+    wait_until(&mut child, "step 1's tool call", || {
+        world.rows("SELECT 1 FROM steps WHERE run_id = 'int' AND kind = 'tool'") == 1
+    });
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -5,7 +5,7 @@ use serde_json::json;
 use toolhost::agent::{AgentError, AgentOptions, ResumeOptions};
 use toolhost::store::RunStatus;
 
-use super::{World, call, options, scripted};
+use super::{Backend, World, call, options, scripted};
 
 fn script() -> serde_json::Value {
     json!([
@@ -31,8 +31,21 @@ fn rebuild(path: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool() {
-    let mut world = World::new();
+async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool_on_sqlite() {
+    replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool(Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test]
+async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool_on_postgres() {
+    replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool(Backend::Postgres)
+        .await;
+}
+
+async fn replay_makes_no_live_call_gives_the_same_answer_and_reports_a_rebuilt_tool(
+    backend: Backend,
+) {
+    let mut world = World::on(backend);
     world.own_tools(&["calc", "echo"]);
     let config = world.config("");
     let (model, m) = scripted("m", script());
@@ -83,8 +96,17 @@ fn agent_runs(agent: &toolhost::agent::Agent) -> u64 {
 }
 
 #[tokio::test]
-async fn resume_refuses_a_rebuilt_tool_unless_allowed() {
-    let mut world = World::new();
+async fn resume_refuses_a_rebuilt_tool_unless_allowed_on_sqlite() {
+    resume_refuses_a_rebuilt_tool_unless_allowed(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn resume_refuses_a_rebuilt_tool_unless_allowed_on_postgres() {
+    resume_refuses_a_rebuilt_tool_unless_allowed(Backend::Postgres).await;
+}
+
+async fn resume_refuses_a_rebuilt_tool_unless_allowed(backend: Backend) {
+    let mut world = World::on(backend);
     world.own_tools(&["calc", "echo"]);
     let config = world.config("");
     let (_, m) = scripted("m", script());

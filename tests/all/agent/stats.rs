@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{World, call, scripted_entry};
+use super::{Backend, World, call, scripted_entry};
 use crate::support::{stdout_json, toolhost};
 
 fn two_turns() -> serde_json::Value {
@@ -25,8 +25,17 @@ fn run(world: &World, config: &std::path::Path, id: &str) -> std::process::Outpu
 }
 
 #[test]
-fn stats_json_reports_exactly_the_scripted_rates() {
-    let mut world = World::new();
+fn stats_json_reports_exactly_the_scripted_rates_on_sqlite() {
+    stats_json_reports_exactly_the_scripted_rates(Backend::Sqlite);
+}
+
+#[test]
+fn stats_json_reports_exactly_the_scripted_rates_on_postgres() {
+    stats_json_reports_exactly_the_scripted_rates(Backend::Postgres);
+}
+
+fn stats_json_reports_exactly_the_scripted_rates(backend: Backend) {
+    let mut world = World::on(backend);
     // Two attempts per model; breakers that never open in this test.
     world.extra = "[breaker]\nconsecutive_failures = 100\nmin_calls = 100\nwindow = 100\n".into();
     let healthy = world.script(

@@ -32,7 +32,25 @@ async fn metrics_show_the_breakers_persisted_by_other_processes() {
     // What an agent run and a `model call` in other processes leave behind.
     StoreSink::tools(store.clone()).publish("notes", &shared(State::Open));
     StoreSink::models(store.clone()).publish("primary", &shared(State::HalfOpen));
+    breakers_reach_metrics(store).await;
+}
 
+#[tokio::test]
+async fn metrics_show_the_breakers_persisted_by_other_hosts_on_postgres() {
+    let url = crate::support::pg::fresh_db();
+    // Another host publishes; this server's store only reads.
+    let other = Store::open_postgres(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    StoreSink::tools(other.clone()).publish("notes", &shared(State::Open));
+    StoreSink::models(other.clone()).publish("primary", &shared(State::HalfOpen));
+    let here = Store::open_postgres(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    breakers_reach_metrics(here).await;
+}
+
+async fn breakers_reach_metrics(store: Store) {
     let metrics = ServerMetrics::new(4, persisted_breakers(store, Duration::from_millis(10)));
     let tool_open = r#"toolhost_breaker_state{dependency="tool:notes",state="open"} 1"#;
     let model_half = r#"toolhost_breaker_state{dependency="model:primary",state="half_open"} 1"#;

@@ -38,6 +38,7 @@ pub(crate) const REGISTER: &str = "INSERT INTO owners (id, lease_until, host, pi
 /// claim this owner still holds.
 pub(crate) const RENEWALS: &[&str] = &[
     "UPDATE calls SET lease_until = toolhost_now_ms() + $2 WHERE owner = $1 AND state = 'running'",
+    super::journal::RENEW_RUNS,
 ];
 
 /// This process's owner id: the host name, the pid, and 64 random bits.

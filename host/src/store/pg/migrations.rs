@@ -65,6 +65,83 @@ const MIGRATIONS: &[&str] = &[
         pid         integer NOT NULL,
         started_at  bigint NOT NULL
     );",
+    // v2 (issue 13, the journal half): the agent journal (runs, steps,
+    // content-addressed blobs), with run ownership as a lease (`owner`,
+    // `lease_until` on the database's clock, renewed by the owner's
+    // heartbeat while the run is `running`) and a fencing token (`fence`,
+    // raised by every takeover; every write of the owner checks it), and
+    // the shared circuit breakers, whose `version` grows with each write so
+    // a reader fetches only the bodies that changed (see `journal.rs`,
+    // `breakers.rs`). Blobs are bytes: a tool's text may hold NUL, which
+    // PostgreSQL text cannot.
+    "CREATE TABLE runs (
+        id             text PRIMARY KEY,
+        task           text NOT NULL,
+        status         text NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'partial')),
+        config_digest  text NOT NULL,
+        config_parts   text NOT NULL,
+        chain          text NOT NULL,
+        chain_digest   text NOT NULL,
+        tools_digest   text NOT NULL,
+        max_steps      bigint NOT NULL,
+        time_budget_ms bigint NOT NULL,
+        token_budget   bigint,
+        spent_ms       bigint NOT NULL DEFAULT 0,
+        owner          text,
+        lease_until    bigint,
+        fence          bigint NOT NULL DEFAULT 1,
+        reason         text,
+        answer         text,
+        sessions       bigint NOT NULL DEFAULT 1,
+        steps_resumed  bigint NOT NULL DEFAULT 0,
+        created_at     bigint NOT NULL,
+        updated_at     bigint NOT NULL,
+        finished_at    bigint
+    );
+    CREATE INDEX runs_created ON runs (created_at);
+    CREATE INDEX runs_running ON runs (owner) WHERE status = 'running';
+    CREATE TABLE blobs (
+        digest text PRIMARY KEY,
+        body   bytea NOT NULL
+    );
+    CREATE TABLE steps (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id         text NOT NULL REFERENCES runs (id),
+        step           bigint NOT NULL,
+        part           bigint NOT NULL,
+        kind           text NOT NULL CHECK (kind IN ('model', 'tool')),
+        final          boolean NOT NULL,
+        name           text NOT NULL,
+        request_digest text,
+        body           text NOT NULL REFERENCES blobs (digest),
+        ok             boolean NOT NULL,
+        error_kind     text,
+        cached         boolean NOT NULL DEFAULT false,
+        attempts       bigint NOT NULL DEFAULT 0,
+        retries        bigint NOT NULL DEFAULT 0,
+        fallbacks      bigint NOT NULL DEFAULT 0,
+        breaker_opens  bigint NOT NULL DEFAULT 0,
+        tokens         bigint NOT NULL DEFAULT 0,
+        fuel           bigint NOT NULL DEFAULT 0,
+        duration_us    bigint NOT NULL,
+        report         text,
+        tool_digest    text,
+        policy_digest  text,
+        config_digest  text NOT NULL,
+        chain_digest   text NOT NULL,
+        tools_digest   text NOT NULL,
+        created_at     bigint NOT NULL
+    );
+    CREATE UNIQUE INDEX steps_final ON steps (run_id, step, part) WHERE final;
+    CREATE INDEX steps_run ON steps (run_id, step, part);
+    CREATE INDEX steps_body ON steps (body);
+    CREATE TABLE breakers (
+        name       text PRIMARY KEY,
+        state      text NOT NULL,
+        body       text NOT NULL,
+        updated_at bigint NOT NULL,
+        version    bigint NOT NULL DEFAULT 1
+    );",
 ];
 
 /// The PostgreSQL schema version this build writes.

@@ -11,8 +11,10 @@
 //! Layout: `pool` (a bounded deadpool of tokio-postgres clients, TLS via
 //! rustls), `migrations` (versioned, under a transaction-scoped advisory
 //! lock), `lease` (owner ids and the heartbeat), `calls` (the idempotency
-//! table's SQL). The journal, breakers and metrics arms of the facade are
-//! added beside these (`journal.rs`, `breakers.rs`, `metrics.rs`).
+//! table's SQL), `journal` (agent runs, steps and blobs; run ownership as a
+//! lease and a fencing token), `breakers` (shared breaker states: a cheap
+//! versioned read before every call, writes from a thread of their own),
+//! `metrics` (`toolhost stats` from the shared journal).
 //!
 //! Every statement runs on a pooled connection in autocommit (each claim
 //! write is one conditional statement), under `synchronous_commit` as the
@@ -59,8 +61,11 @@ macro_rules! retrying {
     }};
 }
 
+mod breakers;
 mod calls;
+mod journal;
 mod lease;
+mod metrics;
 mod migrations;
 mod pool;
 
@@ -195,6 +200,10 @@ pub(crate) struct PgStore {
     pub(crate) lease: Duration,
     reconnect_window: Duration,
     heartbeat: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The agent runs this process holds, at their fencing tokens (`journal.rs`).
+    runs: journal::Runs,
+    /// Breaker states read so far, and their writer thread (`breakers.rs`).
+    breakers: breakers::Breakers,
 }
 
 impl Drop for PgStore {
@@ -221,6 +230,7 @@ impl PgStore {
                 message: "the pool size must be at least 1".into(),
             });
         }
+        let breakers = breakers::Breakers::start(url, &display, options.busy_timeout)?;
         let beat = pool::PgPool::new(config.clone(), display.clone(), 1, options.busy_timeout)?;
         let pool = pool::PgPool::new(config, display, options.pool_size, options.busy_timeout)?;
         let store = Arc::new(PgStore {
@@ -230,6 +240,8 @@ impl PgStore {
             lease: options.lease,
             reconnect_window: options.busy_timeout,
             heartbeat: std::sync::Mutex::new(None),
+            runs: journal::Runs::default(),
+            breakers,
         });
         {
             let mut client = store.pool.get().await?;
