@@ -9,6 +9,7 @@ mod call;
 mod demo;
 mod model;
 mod output;
+mod paths;
 mod progress;
 mod replay;
 mod runs;
@@ -32,13 +33,13 @@ pub use output::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "toolhost", version, about)]
 pub struct Cli {
-    /// The config file (default: ./toolhost.toml if present, else built-in defaults).
+    /// The config file (default: ./toolhost.toml, else toolhost.toml in the user's config directory, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Load tools from this directory instead of the config's `tools_dir`.
+    /// Search this directory for tools last (after the built-in and the user's tools), instead of the config's `tools_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     tools_dir: Option<PathBuf>,
-    /// The SQLite database (default: the config's `[store] path`).
+    /// The SQLite database; its directory must exist (default: the config's `[store] path`, else toolhost.db in the user's data directory).
     #[arg(long, global = true, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Print machine-readable JSON.
@@ -85,12 +86,23 @@ pub struct Env {
 }
 
 impl Env {
-    /// Opens the sandbox on the configured (or `--tools-dir`) directory.
+    /// Opens the sandbox on the search path: the built-in tools, the user's
+    /// tools directory, then the configured (or `--tools-dir`) directory.
     pub async fn sandbox(&self) -> Result<Sandbox, Failure> {
+        self.sandbox_for(None).await
+    }
+
+    /// [`Env::sandbox`], with only the tools in `only` made ready to call
+    /// (the others are named from cached metadata, never loaded).
+    pub async fn sandbox_for(
+        &self,
+        only: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<Sandbox, Failure> {
         let mut options = SandboxOptions::from_config(&self.config);
         if let Some(dir) = &self.tools_dir {
-            options.tools_dir = dir.clone();
+            options.tools_dir = Some(dir.clone());
         }
+        options.only = only;
         Sandbox::open(options)
             .await
             .map_err(|e| Failure::usage(e.to_string()))
@@ -113,8 +125,16 @@ impl Env {
 
     /// The sandbox and the store, as one idempotent executor.
     pub async fn executor(&self) -> Result<Executor, Failure> {
+        self.executor_for(None).await
+    }
+
+    /// [`Env::executor`] with only `only`'s tools ready (see [`Env::sandbox_for`]).
+    pub async fn executor_for(
+        &self,
+        only: Option<std::collections::BTreeSet<String>>,
+    ) -> Result<Executor, Failure> {
         let store = self.store().await?;
-        Ok(Executor::new(self.sandbox().await?, store))
+        Ok(Executor::new(self.sandbox_for(only).await?, store))
     }
 }
 
@@ -139,6 +159,14 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    let mut cli = cli;
+    // Flags are paths relative to where the command runs (a config's are
+    // relative to the config); made absolute once, here.
+    cli.db = cli.db.map(|p| absolute(&p));
+    cli.tools_dir = cli.tools_dir.map(|p| absolute(&p));
+    if let Some(db) = &cli.db {
+        paths::check_db_parent(db)?;
+    }
     // Overrides go in before validation: a grant reaching the `--db` store
     // or the `--tools-dir` directory is refused like a configured one.
     let config = Config::load_adjusted(cli.config.as_deref(), |config| {
@@ -174,6 +202,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Command::Serve(args) => serve::run(&env, args).await,
         }
     })
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn init_tracing() {

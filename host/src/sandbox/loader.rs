@@ -16,6 +16,7 @@ use wasmtime::component::Linker;
 use super::artifacts::{ArtifactCache, LoadSource};
 use super::bindings::{Effect, ToolPre};
 use super::capabilities::HostState;
+use super::catalog::{Location, Origin};
 use super::error::LoadError;
 use crate::config::EffectName;
 
@@ -29,13 +30,16 @@ pub struct Tool {
     pub effect: EffectName,
     pub input_schema: Value,
     pub output_schema: Option<Value>,
-    /// The file it was loaded from.
+    /// The file it was loaded from (`builtin:NAME.wasm` for a built-in tool).
     pub path: PathBuf,
+    /// Where on the search path it was found.
+    pub origin: Origin,
     /// blake3 of the wasm bytes, hex.
     pub digest: String,
-    /// Whether this load compiled the component or read the cache.
-    pub source: LoadSource,
-    pub(crate) pre: ToolPre<HostState>,
+    pub(crate) location: Location,
+    /// The pre-linked component, loaded on first use (a start that only
+    /// lists tools, or calls another, never deserialises this one).
+    pub(crate) component: tokio::sync::OnceCell<(ToolPre<HostState>, LoadSource)>,
     pub(crate) input_validator: jsonschema::Validator,
     pub(crate) output_validator: Option<jsonschema::Validator>,
 }
@@ -48,7 +52,16 @@ impl std::fmt::Debug for Tool {
             .field("effect", &self.effect)
             .field("digest", &self.digest)
             .field("path", &self.path)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
+    }
+}
+
+impl Tool {
+    /// Whether this process compiled the component or read it from the
+    /// cache; `None` until it is loaded (see `Sandbox::load`).
+    pub fn source(&self) -> Option<LoadSource> {
+        self.component.get().map(|(_, source)| *source)
     }
 }
 
@@ -66,52 +79,80 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Compiles (or reads from cache) and links one file, before `describe`.
+/// Compiles (or reads from cache) and links one component, before
+/// `describe`; `digest` is blake3 of `bytes`.
 pub(crate) fn prepare(
     engine: &Engine,
     linker: &Linker<HostState>,
     cache: &ArtifactCache,
-    path: &Path,
-) -> Result<(ToolPre<HostState>, String, LoadSource), LoadError> {
-    let fail = |reason: String| LoadError {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    check_header(&bytes).map_err(fail)?;
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let (component, source) = cache.load(engine, &bytes, &digest).map_err(fail)?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| fail(format!("needs an import the sandbox does not provide: {e}")))?;
-    let pre = ToolPre::new(instance_pre)
-        .map_err(|e| fail(format!("is not a toolhost:tool/tool@0.1.0 component: {e}")))?;
-    Ok((pre, digest, source))
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(ToolPre<HostState>, LoadSource), String> {
+    check_header(bytes)?;
+    let (component, source) = cache.load(engine, bytes, digest)?;
+    link(linker, &component).map(|pre| (pre, source))
 }
 
-/// What `describe` returned, checked and compiled into a [`Tool`].
+/// The component of `digest` at `location`: the authenticated artifact if
+/// the cache has one, else a compile of the bytes, which must still be
+/// those `digest` names.
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    cache: &ArtifactCache,
+    location: &Location,
+    digest: &str,
+) -> Result<(ToolPre<HostState>, LoadSource), String> {
+    if let Some(component) = cache.load_cached(engine, digest) {
+        return link(linker, &component).map(|pre| (pre, LoadSource::Cached));
+    }
+    let bytes = location.read().map_err(|e| format!("cannot read: {e}"))?;
+    if blake3::hash(&bytes).to_hex().as_str() != digest {
+        return Err("the file changed since the sandbox opened".into());
+    }
+    prepare(engine, linker, cache, &bytes, digest)
+}
+
+fn link(
+    linker: &Linker<HostState>,
+    component: &wasmtime::component::Component,
+) -> Result<ToolPre<HostState>, String> {
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("needs an import the sandbox does not provide: {e}"))?;
+    ToolPre::new(instance_pre)
+        .map_err(|e| format!("is not a toolhost:tool/tool@0.1.0 component: {e}"))
+}
+
+/// Checked metadata, a digest and (maybe) a loaded component, as a [`Tool`].
 pub(crate) fn finish(
-    path: &Path,
-    pre: ToolPre<HostState>,
+    origin: Origin,
+    location: Location,
     digest: String,
-    source: LoadSource,
-    meta: super::bindings::toolhost::tool::types::Metadata,
+    component: Option<(ToolPre<HostState>, LoadSource)>,
+    meta: &super::bindings::toolhost::tool::types::Metadata,
 ) -> Result<Tool, LoadError> {
-    let checked = check_metadata(&meta).map_err(|reason| LoadError {
-        path: path.to_path_buf(),
+    let path = location.display();
+    let checked = check_metadata(meta).map_err(|reason| LoadError {
+        path: path.clone(),
         reason,
     })?;
+    let cell = match component {
+        Some(c) => tokio::sync::OnceCell::new_with(Some(c)),
+        None => tokio::sync::OnceCell::new(),
+    };
     Ok(Tool {
-        name: meta.name,
-        description: meta.description,
-        version: meta.version,
+        name: meta.name.clone(),
+        description: meta.description.clone(),
+        version: meta.version.clone(),
         effect: checked.effect,
         input_schema: checked.input_schema,
         output_schema: checked.output.as_ref().map(|(schema, _)| schema.clone()),
-        path: path.to_path_buf(),
+        path,
+        origin,
         digest,
-        source,
-        pre,
+        location,
+        component: cell,
         input_validator: checked.input_validator,
         output_validator: checked.output.map(|(_, v)| v),
     })

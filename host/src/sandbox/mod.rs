@@ -2,7 +2,10 @@
 //! fuel-, time-, memory- and output-limited store with no ambient authority.
 //!
 //! Layout: `engine` configures wasmtime (the only place), `artifacts` caches
-//! compiled components on disk, `loader` turns files into [`Tool`]s,
+//! compiled components on disk, `metadata` caches what each said it is,
+//! `catalog` is the search path (`builtin` tools embedded in the binary, the
+//! user's, the configured directory) and learns what is on it without
+//! running it, `loader` turns components into [`Tool`]s,
 //! `capabilities` builds what a store may touch, `egress` checks and sends
 //! outgoing HTTP, `policy` digests a tool's effective limits and grants,
 //! `call` runs one call and names what stopped it, `limits` and `error` are
@@ -11,25 +14,29 @@
 mod artifact_key;
 mod artifacts;
 mod bindings;
+pub mod builtin;
 mod call;
 mod capabilities;
+mod catalog;
 pub mod egress;
 mod engine;
 mod error;
 mod limits;
 mod loader;
+mod metadata;
 pub mod policy;
 
 pub use artifact_key::{KeyError, default_key_dir};
 pub use artifacts::LoadSource;
+pub use catalog::Origin;
 pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
 pub use policy::PolicyDigest;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,7 +50,9 @@ use crate::config::{Config, ToolPolicy};
 use artifacts::ArtifactCache;
 use capabilities::{HostState, OpenedDirs};
 
-/// Where the build put the example tools: the default tools directory.
+/// Where the build put the example tools, for tests and benches that need
+/// them as files. The binary never reads it: it carries the examples
+/// ([`builtin`]).
 pub const EXAMPLES_DIR: &str = env!("TOOLHOST_EXAMPLES_DIR");
 /// Where the build put the hostile test tools (never loaded by default).
 pub const HOSTILE_DIR: &str = env!("TOOLHOST_HOSTILE_DIR");
@@ -53,8 +62,19 @@ pub const TESTKIT_DIR: &str = env!("TOOLHOST_TESTKIT_DIR");
 /// How to open a sandbox.
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
-    /// The directory whose `.wasm` files are loaded.
-    pub tools_dir: PathBuf,
+    /// Whether the examples embedded in the binary come first on the search
+    /// path.
+    pub builtin: bool,
+    /// The user's tools directory, searched next; it may not exist.
+    pub user_tools_dir: Option<PathBuf>,
+    /// The directory searched last (a later tool of the same name wins); it
+    /// must exist.
+    pub tools_dir: Option<PathBuf>,
+    /// Make only these tools ready to call (`None`: all). The others are
+    /// still named (for `unknown_tool` and for who wins a name) from cached
+    /// metadata, but not checked, loaded or described: a call pays only for
+    /// the tool it calls.
+    pub only: Option<BTreeSet<String>>,
     /// Where compiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
     /// Where the per-user key that authenticates cached artifacts lives;
@@ -71,18 +91,17 @@ pub struct SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// Options from a config: its tools dir (else the built examples), its
-    /// cache dir (else `artifacts/` beside the database), limits and policies.
+    /// Options from a config: the built-in tools (unless
+    /// `builtin_tools = false`), the user's tools directory, its
+    /// `tools_dir`, its cache dir (else the user's cache directory), limits
+    /// and policies.
     pub fn from_config(config: &Config) -> Self {
-        let tools_dir = config
-            .sandbox
-            .tools_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(EXAMPLES_DIR));
-        let cache_dir = Some(config.sandbox.effective_cache_dir(&config.store));
         SandboxOptions {
-            tools_dir,
-            cache_dir,
+            builtin: config.sandbox.builtin_tools,
+            user_tools_dir: crate::paths::user_tools_dir(),
+            tools_dir: config.sandbox.tools_dir.clone(),
+            only: None,
+            cache_dir: config.sandbox.effective_cache_dir(),
             key_dir: config.sandbox.key_dir.clone(),
             limits: Limits::from_config(&config.sandbox),
             policies: config.tools.clone(),
@@ -91,10 +110,14 @@ impl SandboxOptions {
         }
     }
 
-    /// Defaults with the given tools directory and no artifact cache.
+    /// Defaults with the given tools directory alone on the search path
+    /// (no built-in or user tools) and no artifact cache.
     pub fn for_dir(tools_dir: impl Into<PathBuf>) -> Self {
         SandboxOptions {
-            tools_dir: tools_dir.into(),
+            builtin: false,
+            user_tools_dir: None,
+            tools_dir: Some(tools_dir.into()),
+            only: None,
             cache_dir: None,
             key_dir: None,
             limits: Limits::default(),
@@ -153,7 +176,12 @@ pub struct Sandbox {
 
 struct Inner {
     engine: Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    /// The tools made ready (all, or those `only` named).
     tools: BTreeMap<String, Arc<Tool>>,
+    /// Every name on the search path, ready or not.
+    names: BTreeSet<String>,
     load_errors: Vec<LoadError>,
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
@@ -167,15 +195,19 @@ struct Inner {
 }
 
 impl Sandbox {
-    /// Loads every `.wasm` in the tools directory. A bad file is reported in
-    /// [`Sandbox::load_errors`] and skipped; only an unusable directory or
-    /// engine fails the whole open.
+    /// Finds every tool on the search path and makes the wanted ones
+    /// ready: cached metadata is read, only what is new is compiled and
+    /// described, and a component is loaded on its first call. A bad file is
+    /// reported in [`Sandbox::load_errors`] and skipped; only an unusable
+    /// directory or engine fails the whole open.
     pub async fn open(options: SandboxOptions) -> Result<Sandbox, OpenError> {
-        let files =
-            loader::wasm_files(&options.tools_dir).map_err(|source| OpenError::ToolsDir {
-                dir: options.tools_dir.clone(),
-                source,
-            })?;
+        let search = catalog::SearchPath {
+            builtin: options.builtin,
+            user: options.user_tools_dir.clone(),
+            dir: options.tools_dir.clone(),
+        };
+        let candidates = catalog::candidates(&search)
+            .map_err(|(dir, source)| OpenError::ToolsDir { dir, source })?;
         let engine = engine::build(options.max_concurrent_calls)
             .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
         let ticker =
@@ -192,49 +224,83 @@ impl Sandbox {
             options.key_dir.as_deref(),
         );
 
-        // Compiling (or authenticating and deserialising) is seconds of CPU:
-        // it runs on a blocking thread, never on an async worker.
-        let prepared = {
-            let (engine, linker) = (engine.clone(), linker.clone());
+        // Reading records is quick, but compiling what is new is seconds of
+        // CPU: it all runs on a blocking thread, never on an async worker.
+        let (mut entries, mut index) = {
+            let (engine, linker, cache) = (engine.clone(), linker.clone(), cache.clone());
+            let only = options.only.clone();
             tokio::task::spawn_blocking(move || {
-                files
-                    .into_iter()
-                    .map(|path| {
-                        let result = loader::prepare(&engine, &linker, &cache, &path);
-                        (path, result)
-                    })
-                    .collect::<Vec<_>>()
+                let mut index = catalog::Index::read(&cache);
+                let compiler = catalog::Compiler {
+                    engine: &engine,
+                    linker: &linker,
+                    cache: &cache,
+                };
+                let entries = catalog::identify(candidates, only.as_ref(), &mut index, &compiler);
+                (entries, index)
             })
             .await
             .map_err(|e| OpenError::Engine(format!("the compiler thread died: {e}")))?
         };
 
-        let mut tools = BTreeMap::new();
-        let mut load_errors = Vec::new();
-        for (path, prepared) in prepared {
-            let loaded = match prepared {
-                Ok(p) => describe_one(&engine, &ticker, p, &path, &options).await,
-                Err(e) => Err(e),
+        // What was compiled now runs `describe` (under every limit).
+        let mut records = Vec::new();
+        let mut ready = BTreeMap::new();
+        for entry in &mut entries {
+            let catalog::State::Compiled(pre, source) = &entry.state else {
+                continue;
             };
-            match loaded {
-                Ok(tool) if tools.contains_key(&tool.name) => {
-                    let first: &Arc<Tool> = &tools[&tool.name];
-                    load_errors.push(LoadError {
-                        path,
-                        reason: format!(
-                            "tool name `{}` is taken by {}",
-                            tool.name,
-                            first.path.display()
-                        ),
-                    });
+            let (pre, source) = (pre.clone(), *source);
+            entry.state = match describe_new(&engine, &ticker, &pre, &options).await {
+                Ok(described) => {
+                    records.push((entry.digest.clone(), metadata::Record::Described(described.clone())));
+                    ready.insert(entry.digest.clone(), (pre, source));
+                    catalog::State::Described(described)
                 }
+                Err(DescribeError::Refused(reason)) => {
+                    records.push((entry.digest.clone(), metadata::Record::Failed(reason.clone())));
+                    catalog::State::Failed(reason)
+                }
+                Err(DescribeError::Failed(reason)) => catalog::State::Failed(reason),
+            };
+        }
+        for entry in &entries {
+            index.name(&entry.location, &entry.digest, entry.name());
+        }
+        {
+            let cache = cache.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (digest, record) in &records {
+                    metadata::write(&cache, digest, record);
+                }
+                index.write(&cache);
+            })
+            .await;
+        }
+
+        let (winners, mut load_errors) = resolve(entries);
+        let names = winners.keys().cloned().collect();
+        let mut tools = BTreeMap::new();
+        for (name, entry) in winners {
+            if options.only.as_ref().is_some_and(|o| !o.contains(&name)) {
+                continue;
+            }
+            let catalog::State::Described(described) = &entry.state else {
+                continue;
+            };
+            let Some(meta) = described.metadata() else {
+                load_errors.push(LoadError {
+                    path: entry.location.display(),
+                    reason: "its metadata names an unknown effect".into(),
+                });
+                continue;
+            };
+            let component = ready.remove(&entry.digest);
+            match loader::finish(entry.origin, entry.location, entry.digest, component, &meta) {
                 Ok(tool) => {
-                    tools.insert(tool.name.clone(), Arc::new(tool));
+                    tools.insert(name, Arc::new(tool));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping a tool");
-                    load_errors.push(e);
-                }
+                Err(e) => load_errors.push(e),
             }
         }
         let dirs = options
@@ -245,7 +311,10 @@ impl Sandbox {
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
+                linker,
+                cache,
                 tools,
+                names,
                 load_errors,
                 limits: options.limits,
                 policies: options.policies,
@@ -256,6 +325,50 @@ impl Sandbox {
                 ticker,
             }),
         })
+    }
+
+    /// Loads `name`'s component now if it is not yet (from the cache, else
+    /// by compiling), and says which it was.
+    pub async fn load(&self, name: &str) -> Result<LoadSource, CallError> {
+        let Some(tool) = self.tool(name) else {
+            return Err(self.unknown(name));
+        };
+        self.component(tool).await.map(|(_, source)| *source)
+    }
+
+    /// A tool's component, loaded on first use off the async workers.
+    async fn component<'t>(
+        &self,
+        tool: &'t Tool,
+    ) -> Result<&'t (bindings::ToolPre<HostState>, LoadSource), CallError> {
+        tool.component
+            .get_or_try_init(|| async {
+                let (engine, linker, cache) = (
+                    self.inner.engine.clone(),
+                    self.inner.linker.clone(),
+                    self.inner.cache.clone(),
+                );
+                let (location, digest) = (tool.location.clone(), tool.digest.clone());
+                tokio::task::spawn_blocking(move || {
+                    loader::load(&engine, &linker, &cache, &location, &digest)
+                })
+                .await
+                .map_err(|e| CallError::Internal(format!("the compiler thread died: {e}")))?
+                .map_err(|reason| {
+                    CallError::Internal(format!(
+                        "cannot load {}: {reason}",
+                        tool.path.display()
+                    ))
+                })
+            })
+            .await
+    }
+
+    fn unknown(&self, name: &str) -> CallError {
+        CallError::UnknownTool {
+            name: name.to_string(),
+            known: self.inner.names.iter().cloned().collect(),
+        }
     }
 
     /// Whether the epoch ticker is asleep: true whenever no call runs (an
@@ -329,10 +442,7 @@ impl Sandbox {
         overrides: &Overrides,
     ) -> Result<Prepared, CallError> {
         let Some(t) = self.tool(tool) else {
-            return Err(CallError::UnknownTool {
-                name: tool.to_string(),
-                known: self.inner.tools.keys().cloned().collect(),
-            });
+            return Err(self.unknown(tool));
         };
         // Parsed once, as I-JSON; the guest gets the canonical text, which
         // is exactly what the idempotency key hashes.
@@ -357,6 +467,7 @@ impl Sandbox {
     ) -> Result<CallOutput, CallError> {
         let t = &prepared.tool;
         let limits = prepared.limits;
+        let (pre, _) = self.component(t).await?;
         let ctx = bindings::toolhost::tool::types::CallContext {
             idempotency_key: request.idempotency_key,
             attempt: request.attempt.max(1),
@@ -384,7 +495,7 @@ impl Sandbox {
         };
         let done = call::call(
             &self.inner.engine,
-            &t.pre,
+            pre,
             &limits,
             &grants,
             &self.inner.egress,
@@ -456,22 +567,64 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
     }
 }
 
-/// Runs `describe` on a prepared component and checks what it says.
-async fn describe_one(
+/// Why a new component's `describe` gave no usable metadata.
+enum DescribeError {
+    /// What it returned is unusable (a bad name or schema): the bytes
+    /// decide this, so it is recorded.
+    Refused(String),
+    /// The run failed (a limit, a trap): it may pass under other limits,
+    /// so it is not recorded.
+    Failed(String),
+}
+
+/// Runs `describe` on a new component and checks what it says.
+async fn describe_new(
     engine: &Engine,
     ticker: &engine::Ticker,
-    (pre, digest, source): (bindings::ToolPre<HostState>, String, LoadSource),
-    path: &Path,
+    pre: &bindings::ToolPre<HostState>,
     options: &SandboxOptions,
-) -> Result<Tool, LoadError> {
+) -> Result<metadata::Described, DescribeError> {
     let _running = ticker.enter();
-    let meta = call::describe(engine, &pre, &options.limits, &options.egress)
+    let meta = call::describe(engine, pre, &options.limits, &options.egress)
         .await
-        .map_err(|e| LoadError {
-            path: path.to_path_buf(),
-            reason: format!("describe failed: {} ({e})", e.kind()),
-        })?;
-    loader::finish(path, pre, digest, source, meta)
+        .map_err(|e| DescribeError::Failed(format!("describe failed: {} ({e})", e.kind())))?;
+    loader::check_metadata(&meta).map_err(DescribeError::Refused)?;
+    Ok(metadata::Described::of(&meta))
+}
+
+/// Who wins each name: a later place on the search path replaces an
+/// earlier one; two files of one place claiming a name are a load error
+/// (the first keeps it). Files that cannot load are load errors.
+fn resolve(entries: Vec<catalog::Entry>) -> (BTreeMap<String, catalog::Entry>, Vec<LoadError>) {
+    let mut winners: BTreeMap<String, catalog::Entry> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let name = match (&entry.state, entry.name()) {
+            (catalog::State::Failed(reason), _) => {
+                tracing::warn!(path = %entry.location.display().display(), reason, "skipping a tool");
+                errors.push(LoadError {
+                    path: entry.location.display(),
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+            (_, Some(name)) => name.to_string(),
+            (_, None) => continue,
+        };
+        match winners.get(&name) {
+            Some(first) if first.origin == entry.origin => errors.push(LoadError {
+                path: entry.location.display(),
+                reason: format!(
+                    "tool name `{name}` is taken by {}",
+                    first.location.display().display()
+                ),
+            }),
+            _ => {
+                winners.insert(name, entry);
+            }
+        }
+    }
+    (winners, errors)
 }
 
 /// Generators shared by the sandbox's property tests.
