@@ -134,12 +134,12 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     copy_example(tools.path(), "calc.wasm");
 
     let first = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(first.load("calc").await.unwrap(), LoadSource::Compiled);
     let artifacts = cached_artifacts(cache.path());
     assert_eq!(artifacts.len(), 1);
 
     let second = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(second.tool("calc").unwrap().source, LoadSource::Cached);
+    assert_eq!(second.load("calc").await.unwrap(), LoadSource::Cached);
     let out = crate::support::call(&second, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -151,7 +151,7 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     bytes[mid] ^= 0xff;
     std::fs::write(&artifacts[0], &bytes).unwrap();
     let third = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(third.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(third.load("calc").await.unwrap(), LoadSource::Compiled);
     let out = crate::support::call(&third, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -160,9 +160,9 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     // Truncated, and garbage: recompiled as well; the rewrite is trusted again.
     std::fs::write(&artifacts[0], &bytes[..100]).unwrap();
     let fourth = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(fourth.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(fourth.load("calc").await.unwrap(), LoadSource::Compiled);
     let fifth = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(fifth.tool("calc").unwrap().source, LoadSource::Cached);
+    assert_eq!(fifth.load("calc").await.unwrap(), LoadSource::Cached);
 }
 
 /// A header whose checksum is right but whose MAC is not: what anyone who can
@@ -177,7 +177,7 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     copy_example(tools.path(), "echo.wasm");
 
     let first = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(first.load("calc").await.unwrap(), LoadSource::Compiled);
     let artifacts = cached_artifacts(&cache);
     assert_eq!(artifacts.len(), 2);
     let calc_digest = &first.tool("calc").unwrap().digest;
@@ -198,7 +198,7 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     forged[16..payload_at].copy_from_slice(sum.as_bytes());
     std::fs::write(&calc_path, &forged).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
     assert_eq!(
         std::fs::read(&calc_path).unwrap(),
         genuine,
@@ -215,13 +215,13 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
         .unwrap();
     std::fs::copy(&foreign, &calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
 
     // 3. Swapped: echo's genuine artifact under calc's name (the MAC binds
     //    the wasm digest, so it is not calc's).
     std::fs::copy(&echo_path, &calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
     let out = crate::support::call(&s, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -232,8 +232,8 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     std::fs::remove_file(&calc_path).unwrap();
     std::fs::create_dir(&calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Cached);
 }
 
 #[cfg(unix)]
@@ -250,12 +250,12 @@ async fn the_key_is_private_and_an_open_key_dir_turns_the_cache_off() {
     assert_eq!(mode(&key), 0o700);
     assert_eq!(mode(&key.join("artifact.key")), 0o600);
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Cached);
 
     // Readable by others: no longer a secret, so nothing is trusted.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o755)).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Compiled);
 }
 
 /// Compiling runs on a blocking thread: on a single-threaded runtime, a
