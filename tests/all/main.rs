@@ -7,6 +7,7 @@ mod capabilities;
 mod cli;
 mod hostile;
 mod idempotency;
+mod install;
 mod loading;
 mod mcp;
 mod model;

@@ -114,10 +114,21 @@ const BINARY_DEADLINE: Duration = Duration::from_secs(120);
 /// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
 /// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_toolhost"))
+    run_binary(
+        Path::new(env!("CARGO_BIN_EXE_toolhost")),
+        cwd,
+        args,
+        &state_env(cwd),
+    )
+}
+
+/// Runs `binary` in `cwd` with `env` (the directories it may use) set, as
+/// [`toolhost`] does.
+pub fn run_binary(binary: &Path, cwd: &Path, args: &[&str], env: &[(&str, PathBuf)]) -> Output {
+    let mut child = Command::new(binary)
         .args(args)
         .current_dir(cwd)
-        .envs(state_env(cwd))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("TOOLHOST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
