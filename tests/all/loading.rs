@@ -377,10 +377,17 @@ async fn tool_metadata_is_cached_sealed_and_never_believed_forged() {
     let mut bytes = b"toolhost-index1\n".to_vec();
     bytes.extend_from_slice(&[0u8; 32]);
     let calc_path = tools.path().join("calc.wasm");
+    // calc's true facts: without the MAC, this entry would be believed.
+    let facts = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&calc_path).unwrap();
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        serde_json::json!({"dev": m.dev(), "ino": m.ino(), "len": m.len(),
+            "mtime_ns": ns(m.mtime(), m.mtime_nsec()), "ctime_ns": ns(m.ctime(), m.ctime_nsec())})
+    };
     bytes.extend_from_slice(
         serde_json::json!({"files": {calc_path.to_str().unwrap(): {
-            "facts": {"dev": 0, "ino": 0, "len": 0, "mtime_ns": 0, "ctime_ns": 0},
-            "digest": echo_digest, "name": "calc"}}})
+            "facts": facts, "digest": echo_digest, "name": "calc", "racy": false}}})
         .to_string()
         .as_bytes(),
     );

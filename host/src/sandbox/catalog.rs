@@ -15,9 +15,10 @@
 //!   size, mtime and ctime in nanoseconds), its blake3 digest and the name
 //!   its metadata gives. A file whose facts still match is not read at all.
 //!   A rewrite changes the ctime, which no user can set; a file changed
-//!   within a clock tick of being hashed could keep its facts, so entries
-//!   for files changed in the last [`RACY`] are not recorded (as git does
-//!   with "racily clean" entries): they are hashed again next time.
+//!   within a clock tick of being hashed could keep its facts, so an entry
+//!   for a file changed in the last [`RACY`] before it was hashed is marked
+//!   racy and not trusted (as git does with "racily clean" entries): it is
+//!   hashed again next time, and recorded as settled once it is.
 //! - `<digest>.meta` (`metadata`): what `describe` returned.
 //!
 //! Only what is new (a digest without a record) is compiled and described.
@@ -213,6 +214,9 @@ struct Indexed {
     digest: String,
     /// The name its metadata gives; `None`: see the metadata record.
     name: Option<String>,
+    /// Hashed so soon after a change that the facts may not show a later
+    /// one: not trusted.
+    racy: bool,
 }
 
 /// The sealed index, by [`Location::display`] path.
@@ -329,6 +333,7 @@ fn digest_of(
                         facts: Facts::default(),
                         digest: b.digest.to_string(),
                         name: None,
+                        racy: false,
                     },
                 );
             }
@@ -340,20 +345,23 @@ fn digest_of(
     let before = stat(path).map_err(|e| format!("cannot read: {e}"))?;
     if let Some(e) = index.files.get(&key)
         && e.facts == before
+        && !e.racy
     {
         return Ok((e.digest.clone(), e.name.clone(), None));
     }
     let bytes = location.read().map_err(|e| format!("cannot read: {e}"))?;
     let digest = blake3::hash(&bytes).to_hex().to_string();
-    // Recorded only if nothing changed while we read, and not so recently
-    // that a change could hide inside one timestamp tick.
-    if stat(path).is_ok_and(|after| after == before) && !before.racy() {
+    // Recorded only if nothing changed while we read; marked racy if the
+    // last change was so recent that another could hide in its tick.
+    if stat(path).is_ok_and(|after| after == before) {
+        let racy = before.racy();
         index.set(
             key,
             Indexed {
                 facts: before,
                 digest: digest.clone(),
                 name: None,
+                racy,
             },
         );
     }
@@ -390,5 +398,68 @@ fn describe_or_compile(
             metadata::write(compiler.cache, digest, &Record::Failed(reason.clone()));
             State::Failed(reason)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &Path, digest: &str, racy: bool) -> Indexed {
+        Indexed {
+            facts: Facts::of(&std::fs::metadata(path).unwrap()),
+            digest: digest.into(),
+            name: Some("t".into()),
+            racy,
+        }
+    }
+
+    /// A settled entry whose facts match is believed without a read; a
+    /// racy one, or one whose file changed, is hashed again.
+    #[test]
+    fn the_index_is_trusted_only_for_settled_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wasm");
+        std::fs::write(&path, b"one").unwrap();
+        let location = Location::File(path.clone());
+        let real = |bytes: &[u8]| blake3::hash(bytes).to_hex().to_string();
+
+        let mut index = Index::default();
+        index.files.insert(path.clone(), entry(&path, "recorded", false));
+        let (digest, name, bytes) = digest_of(&location, &mut index).unwrap();
+        assert_eq!((digest.as_str(), name.as_deref()), ("recorded", Some("t")));
+        assert!(bytes.is_none(), "not read");
+
+        index.files.insert(path.clone(), entry(&path, "recorded", true));
+        let (digest, name, _) = digest_of(&location, &mut index).unwrap();
+        assert_eq!(digest, real(b"one"), "racy: hashed again");
+        assert_eq!(name, None);
+        assert!(index.files[&path].racy, "just written: still racy");
+
+        index.files.insert(path.clone(), entry(&path, "recorded", false));
+        std::fs::write(&path, b"two, longer").unwrap();
+        let (digest, _, _) = digest_of(&location, &mut index).unwrap();
+        assert_eq!(digest, real(b"two, longer"), "changed: hashed again");
+        assert!(index.dirty);
+    }
+
+    #[test]
+    fn a_file_changed_long_ago_is_settled_and_one_changed_now_is_racy() {
+        let old = Facts {
+            mtime_ns: 1,
+            ctime_ns: 1,
+            ..Facts::default()
+        };
+        assert!(!old.racy());
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i128;
+        let fresh = Facts {
+            mtime_ns: 1,
+            ctime_ns: now,
+            ..Facts::default()
+        };
+        assert!(fresh.racy(), "the ctime counts, whatever the mtime says");
     }
 }
