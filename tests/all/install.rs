@@ -418,3 +418,22 @@ fn a_call_loads_only_the_tool_it_calls() {
     assert_eq!(stdout_json(&out)["output"]["value"], 42);
     assert_ne!(std::fs::read(&calc).unwrap(), damaged, "rewritten, authentic");
 }
+
+/// A new user's first call compiles the one tool it calls, not the seven
+/// built-in ones (their names are known without running them).
+#[test]
+fn a_first_call_compiles_only_its_tool() {
+    let user = User::with_own_cache();
+    let cwd = user.dir("work");
+    let out = user.run_in(&cwd, &["--json", "call", "calc", "--input", r#"{"expr":"6*7"}"#]);
+    ok(&out);
+    assert_eq!(stdout_json(&out)["output"]["value"], 42);
+    assert_eq!(artifacts(&user.cache()).len(), 1, "only calc was compiled");
+
+    // An unknown tool still hears every name on the search path.
+    let out = user.run_in(&cwd, &["call", "nope", "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("calc, echo, http_fetch, jq, markdown, notes, slow"), "{stderr}");
+    assert_eq!(artifacts(&user.cache()).len(), 1);
+}

@@ -133,8 +133,11 @@ impl Env {
         &self,
         only: Option<std::collections::BTreeSet<String>>,
     ) -> Result<Executor, Failure> {
-        let store = self.store().await?;
-        Ok(Executor::new(self.sandbox_for(only).await?, store))
+        // Independent, and each mostly file I/O on a blocking thread: opened
+        // side by side, a start pays for the slower, not for both.
+        let (store, sandbox) = tokio::join!(self.store(), self.sandbox_for(only));
+        let store = store?;
+        Ok(Executor::new(sandbox?, store))
     }
 }
 

@@ -295,6 +295,14 @@ impl Sandbox {
                 });
                 continue;
             };
+            if meta.name != name {
+                // Only a built-in tool is named before it is described.
+                load_errors.push(LoadError {
+                    path: entry.location.display(),
+                    reason: format!("describes itself as `{}`, not `{name}`", meta.name),
+                });
+                continue;
+            }
             let component = ready.remove(&entry.digest);
             match loader::finish(entry.origin, entry.location, entry.digest, component, &meta) {
                 Ok(tool) => {
