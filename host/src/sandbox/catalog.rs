@@ -134,6 +134,8 @@ pub(crate) enum State {
     Described(Described),
     /// Compiled now; `describe` has not run yet.
     Compiled(ToolPre<HostState>, LoadSource),
+    /// Compiled and described now: its metadata and its loaded component.
+    Ready(Described, ToolPre<HostState>, LoadSource),
     /// It cannot load, and why.
     Failed(String),
 }
@@ -152,7 +154,7 @@ impl Entry {
     pub(crate) fn name(&self) -> Option<&str> {
         match &self.state {
             State::Named(n) => Some(n),
-            State::Described(d) => Some(d.name()),
+            State::Described(d) | State::Ready(d, ..) => Some(d.name()),
             State::Compiled(..) | State::Failed(_) => None,
         }
     }
@@ -245,6 +247,11 @@ impl Index {
         {
             cache.write_sealed(INDEX, INDEX_NAME, &bytes);
         }
+    }
+
+    /// Whether this start learnt something to write back.
+    pub(crate) fn dirty(&self) -> bool {
+        self.dirty
     }
 
     fn set(&mut self, key: PathBuf, value: Indexed) {

@@ -243,31 +243,11 @@ impl Sandbox {
             .map_err(|e| OpenError::Engine(format!("the compiler thread died: {e}")))?
         };
 
-        // What was compiled now runs `describe` (under every limit).
-        let mut records = Vec::new();
-        let mut ready = BTreeMap::new();
-        for entry in &mut entries {
-            let catalog::State::Compiled(pre, source) = &entry.state else {
-                continue;
-            };
-            let (pre, source) = (pre.clone(), *source);
-            entry.state = match describe_new(&engine, &ticker, &pre, &options).await {
-                Ok(described) => {
-                    records.push((entry.digest.clone(), metadata::Record::Described(described.clone())));
-                    ready.insert(entry.digest.clone(), (pre, source));
-                    catalog::State::Described(described)
-                }
-                Err(DescribeError::Refused(reason)) => {
-                    records.push((entry.digest.clone(), metadata::Record::Failed(reason.clone())));
-                    catalog::State::Failed(reason)
-                }
-                Err(DescribeError::Failed(reason)) => catalog::State::Failed(reason),
-            };
-        }
+        let records = describe_compiled(&mut entries, &engine, &ticker, &options).await;
         for entry in &entries {
             index.name(&entry.location, &entry.digest, entry.name());
         }
-        {
+        if !records.is_empty() || index.dirty() {
             let cache = cache.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for (digest, record) in &records {
@@ -280,40 +260,22 @@ impl Sandbox {
 
         let (winners, mut load_errors) = resolve(entries);
         let names = winners.keys().cloned().collect();
+        let wanted = |name: &str| options.only.as_ref().is_none_or(|o| o.contains(name));
         let mut tools = BTreeMap::new();
-        for (name, entry) in winners {
-            if options.only.as_ref().is_some_and(|o| !o.contains(&name)) {
-                continue;
-            }
-            let catalog::State::Described(described) = &entry.state else {
-                continue;
-            };
-            let Some(meta) = described.metadata() else {
-                load_errors.push(LoadError {
-                    path: entry.location.display(),
-                    reason: "its metadata names an unknown effect".into(),
-                });
-                continue;
-            };
-            if meta.name != name {
-                // Only a built-in tool is named before it is described.
-                load_errors.push(LoadError {
-                    path: entry.location.display(),
-                    reason: format!("describes itself as `{}`, not `{name}`", meta.name),
-                });
-                continue;
-            }
-            let component = ready.remove(&entry.digest);
-            match loader::finish(entry.origin, entry.location, entry.digest, component, &meta) {
-                Ok(tool) => {
+        for (name, entry) in winners.into_iter().filter(|(n, _)| wanted(n)) {
+            match ready_tool(&name, entry) {
+                Some(Ok(tool)) => {
                     tools.insert(name, Arc::new(tool));
                 }
-                Err(e) => load_errors.push(e),
+                Some(Err(e)) => load_errors.push(e),
+                None => {}
             }
         }
+        // Only the grants of tools that may run are opened.
         let dirs = options
             .policies
             .iter()
+            .filter(|(name, _)| wanted(name))
             .map(|(name, policy)| (name.clone(), OpenedDirs::open(Some(policy))))
             .collect();
         Ok(Sandbox {
@@ -573,6 +535,64 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
             Err(format!("violates its schema at {at}: {err}"))
         }
     }
+}
+
+/// Runs `describe` on every component compiled at this open, turning each
+/// into its metadata (or a load error). Returns the records to seal.
+async fn describe_compiled(
+    entries: &mut [catalog::Entry],
+    engine: &Engine,
+    ticker: &engine::Ticker,
+    options: &SandboxOptions,
+) -> Vec<(String, metadata::Record)> {
+    let mut records = Vec::new();
+    for entry in entries {
+        let catalog::State::Compiled(pre, source) = &entry.state else {
+            continue;
+        };
+        let (pre, source) = (pre.clone(), *source);
+        entry.state = match describe_new(engine, ticker, &pre, options).await {
+            Ok(described) => {
+                let record = metadata::Record::Described(described.clone());
+                records.push((entry.digest.clone(), record));
+                catalog::State::Ready(described, pre, source)
+            }
+            Err(DescribeError::Refused(reason)) => {
+                let record = metadata::Record::Failed(reason.clone());
+                records.push((entry.digest.clone(), record));
+                catalog::State::Failed(reason)
+            }
+            Err(DescribeError::Failed(reason)) => catalog::State::Failed(reason),
+        };
+    }
+    records
+}
+
+/// The [`Tool`] a winning entry makes (`None`: not described, so not
+/// wanted), with its schemas checked.
+fn ready_tool(name: &str, entry: catalog::Entry) -> Option<Result<Tool, LoadError>> {
+    let (described, component) = match entry.state {
+        catalog::State::Described(d) => (d, None),
+        catalog::State::Ready(d, pre, source) => (d, Some((pre, source))),
+        _ => return None,
+    };
+    let path = entry.location.display();
+    let Some(meta) = described.metadata() else {
+        let reason = "its metadata names an unknown effect".into();
+        return Some(Err(LoadError { path, reason }));
+    };
+    if meta.name != name {
+        // Only a built-in tool is named before it is described.
+        let reason = format!("describes itself as `{}`, not `{name}`", meta.name);
+        return Some(Err(LoadError { path, reason }));
+    }
+    Some(loader::finish(
+        entry.origin,
+        entry.location,
+        entry.digest,
+        component,
+        &meta,
+    ))
 }
 
 /// Why a new component's `describe` gave no usable metadata.
