@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--counts", default="1,10,100")
     ap.add_argument("--runs", type=int, default=200)
     args = ap.parse_args()
+    args.binary = os.path.abspath(args.binary)
     echo = open(args.wasm, "rb").read()
     message = '{"message":"hi"}'
     commands = [

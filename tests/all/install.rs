@@ -80,7 +80,12 @@ impl User {
     }
 
     fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        run_binary(Path::new(env!("CARGO_BIN_EXE_toolhost")), cwd, args, &self.env())
+        run_binary(
+            Path::new(env!("CARGO_BIN_EXE_toolhost")),
+            cwd,
+            args,
+            &self.env(),
+        )
     }
 
     /// Writes the user's own config (`$XDG_CONFIG_HOME/toolhost/toolhost.toml`).
@@ -186,8 +191,16 @@ fn the_config_is_found_at_the_flag_then_here_then_in_the_users_config_dir() {
     user.write_user_config("[tools.echo]\ntimeout_ms = 1111\n");
     assert_eq!(echo_timeout(&user, &cwd, &[]), 1111, "the user's config");
 
-    std::fs::write(cwd.join("toolhost.toml"), "[tools.echo]\ntimeout_ms = 2222\n").unwrap();
-    assert_eq!(echo_timeout(&user, &cwd, &[]), 2222, "./toolhost.toml first");
+    std::fs::write(
+        cwd.join("toolhost.toml"),
+        "[tools.echo]\ntimeout_ms = 2222\n",
+    )
+    .unwrap();
+    assert_eq!(
+        echo_timeout(&user, &cwd, &[]),
+        2222,
+        "./toolhost.toml first"
+    );
 
     let explicit = user.path().join("explicit.toml");
     std::fs::write(&explicit, "[tools.echo]\ntimeout_ms = 3333\n").unwrap();
@@ -216,7 +229,13 @@ fn relative_paths_in_a_config_resolve_against_its_own_directory() {
     for cwd in [user.dir("a"), user.dir("b/c")] {
         let out = user.run_in(
             &cwd,
-            &["--config", config.to_str().unwrap(), "--json", "tools", "list"],
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--json",
+                "tools",
+                "list",
+            ],
         );
         let tools = listed(&out);
         assert_eq!(tools["echo"].0, "dir");
@@ -234,7 +253,10 @@ fn relative_paths_in_a_config_resolve_against_its_own_directory() {
         );
         ok(&out);
     }
-    assert!(conf_dir.join("state.db").is_file(), "the store beside the config");
+    assert!(
+        conf_dir.join("state.db").is_file(),
+        "the store beside the config"
+    );
 }
 
 #[test]
@@ -290,7 +312,15 @@ fn a_copied_binary_runs_from_anywhere_with_its_builtin_tools() {
     let names: Vec<_> = tools.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        ["calc", "echo", "http_fetch", "jq", "markdown", "notes", "slow"],
+        [
+            "calc",
+            "echo",
+            "http_fetch",
+            "jq",
+            "markdown",
+            "notes",
+            "slow"
+        ],
         "the examples and nothing else (no hostile or test-kit tool)"
     );
     for (name, (origin, path)) in &tools {
@@ -316,7 +346,11 @@ fn the_search_path_lets_later_tools_win_and_says_where_each_came_from() {
     // and a tool of its own.
     let user_tools = user.data().join("toolhost").join("tools");
     std::fs::create_dir_all(&user_tools).unwrap();
-    std::fs::copy(examples_dir().join("echo.wasm"), user_tools.join("echo.wasm")).unwrap();
+    std::fs::copy(
+        examples_dir().join("echo.wasm"),
+        user_tools.join("echo.wasm"),
+    )
+    .unwrap();
     std::fs::copy(
         crate::support::hostile_dir().join("spin.wasm"),
         user_tools.join("spin.wasm"),
@@ -325,7 +359,10 @@ fn the_search_path_lets_later_tools_win_and_says_where_each_came_from() {
 
     let tools = listed(&user.run_in(&cwd, &["--json", "tools", "list"]));
     assert_eq!(tools["calc"].0, "builtin");
-    assert_eq!(tools["echo"].0, "user", "the user's echo replaces the builtin");
+    assert_eq!(
+        tools["echo"].0, "user",
+        "the user's echo replaces the builtin"
+    );
     assert_eq!(Path::new(&tools["echo"].1), user_tools.join("echo.wasm"));
     assert_eq!(tools["spin"].0, "user");
 
@@ -334,7 +371,13 @@ fn the_search_path_lets_later_tools_win_and_says_where_each_came_from() {
     std::fs::copy(examples_dir().join("echo.wasm"), dir.join("echo.wasm")).unwrap();
     let tools = listed(&user.run_in(
         &cwd,
-        &["--tools-dir", dir.to_str().unwrap(), "--json", "tools", "list"],
+        &[
+            "--tools-dir",
+            dir.to_str().unwrap(),
+            "--json",
+            "tools",
+            "list",
+        ],
     ));
     assert_eq!(tools["echo"].0, "dir");
     assert_eq!(Path::new(&tools["echo"].1), dir.join("echo.wasm"));
@@ -346,7 +389,10 @@ fn the_search_path_lets_later_tools_win_and_says_where_each_came_from() {
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let echo = text.lines().find(|l| l.starts_with("echo ")).unwrap();
-    assert!(echo.contains("user") && echo.contains("echo.wasm"), "{text}");
+    assert!(
+        echo.contains("user") && echo.contains("echo.wasm"),
+        "{text}"
+    );
     let calc = text.lines().find(|l| l.starts_with("calc ")).unwrap();
     assert!(calc.trim_end().ends_with("builtin"), "{text}");
 }
@@ -405,18 +451,35 @@ fn a_call_loads_only_the_tool_it_calls() {
 
     let out = user.run_in(
         &cwd,
-        &["call", "echo", "--input", r#"{"message":"hi"}"#, "--no-cache"],
+        &[
+            "call",
+            "echo",
+            "--input",
+            r#"{"message":"hi"}"#,
+            "--no-cache",
+        ],
     );
     ok(&out);
     let out = user.run_in(&cwd, &["tools", "list"]);
     ok(&out);
-    assert_eq!(std::fs::read(&calc).unwrap(), damaged, "calc was never loaded");
+    assert_eq!(
+        std::fs::read(&calc).unwrap(),
+        damaged,
+        "calc was never loaded"
+    );
 
     // Calling calc loads it: the damage is found, it is recompiled, and runs.
-    let out = user.run_in(&cwd, &["--json", "call", "calc", "--input", r#"{"expr":"6*7"}"#]);
+    let out = user.run_in(
+        &cwd,
+        &["--json", "call", "calc", "--input", r#"{"expr":"6*7"}"#],
+    );
     ok(&out);
     assert_eq!(stdout_json(&out)["output"]["value"], 42);
-    assert_ne!(std::fs::read(&calc).unwrap(), damaged, "rewritten, authentic");
+    assert_ne!(
+        std::fs::read(&calc).unwrap(),
+        damaged,
+        "rewritten, authentic"
+    );
 }
 
 /// A new user's first call compiles the one tool it calls, not the seven
@@ -425,7 +488,10 @@ fn a_call_loads_only_the_tool_it_calls() {
 fn a_first_call_compiles_only_its_tool() {
     let user = User::with_own_cache();
     let cwd = user.dir("work");
-    let out = user.run_in(&cwd, &["--json", "call", "calc", "--input", r#"{"expr":"6*7"}"#]);
+    let out = user.run_in(
+        &cwd,
+        &["--json", "call", "calc", "--input", r#"{"expr":"6*7"}"#],
+    );
     ok(&out);
     assert_eq!(stdout_json(&out)["output"]["value"], 42);
     assert_eq!(artifacts(&user.cache()).len(), 1, "only calc was compiled");
@@ -434,6 +500,9 @@ fn a_first_call_compiles_only_its_tool() {
     let out = user.run_in(&cwd, &["call", "nope", "--input", "{}"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("calc, echo, http_fetch, jq, markdown, notes, slow"), "{stderr}");
+    assert!(
+        stderr.contains("calc, echo, http_fetch, jq, markdown, notes, slow"),
+        "{stderr}"
+    );
     assert_eq!(artifacts(&user.cache()).len(), 1);
 }

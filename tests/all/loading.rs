@@ -355,13 +355,20 @@ async fn tool_metadata_is_cached_sealed_and_never_believed_forged() {
 
     // 1. Forged: the payload says something else; the MAC no longer fits.
     let forged = String::from_utf8_lossy(&genuine)
-        .replace("Returns its message unchanged.", "Returns its message, changed!!")
+        .replace(
+            "Returns its message unchanged.",
+            "Returns its message, changed!!",
+        )
         .into_bytes();
     assert_ne!(forged, genuine);
     std::fs::write(&echo_meta, &forged).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
     assert_eq!(description(&s, "echo"), echo_description);
-    assert_eq!(std::fs::read(&echo_meta).unwrap(), genuine, "rebuilt, authentic");
+    assert_eq!(
+        std::fs::read(&echo_meta).unwrap(),
+        genuine,
+        "rebuilt, authentic"
+    );
 
     // 2. Swapped: calc's genuine record under echo's digest (the MAC binds
     //    the digest), which would make echo's file answer to `calc`.
@@ -425,7 +432,10 @@ async fn only_new_files_are_compiled_and_only_wanted_tools_made_ready() {
     options.key_dir = Some(key.clone());
     options.only = Some(["echo".to_string()].into_iter().collect());
     let s = Sandbox::open(options).await.unwrap();
-    assert_eq!(s.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["echo"]);
+    assert_eq!(
+        s.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["echo"]
+    );
     let err = crate::support::call(&s, "nope", "{}").await.unwrap_err();
     assert!(err.to_string().contains("calc, echo"), "{err}");
     let out = crate::support::call(&s, "echo", r#"{"message":"hi"}"#)

@@ -73,7 +73,10 @@ path = "state/toolhost.db"
         let mut config: Config = toml::from_str(text).unwrap();
         resolve(&mut config, Path::new("/etc/toolhost/toolhost.toml"));
         let s = &config.sandbox;
-        assert_eq!(s.tools_dir.as_deref(), Some(Path::new("/etc/toolhost/tools")));
+        assert_eq!(
+            s.tools_dir.as_deref(),
+            Some(Path::new("/etc/toolhost/tools"))
+        );
         assert_eq!(
             s.cache_dir.as_deref(),
             Some(Path::new("/etc/toolhost/../cache"))

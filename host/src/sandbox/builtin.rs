@@ -37,9 +37,17 @@ mod tests {
     fn the_digests_are_of_the_embedded_bytes() {
         assert_eq!(super::all().len(), 7);
         for b in super::all() {
-            assert_eq!(blake3::hash(b.bytes).to_hex().as_str(), b.digest, "{}", b.file);
+            assert_eq!(
+                blake3::hash(b.bytes).to_hex().as_str(),
+                b.digest,
+                "{}",
+                b.file
+            );
         }
         assert!(super::bytes("echo.wasm").is_some());
-        assert!(super::bytes("spin.wasm").is_none(), "no hostile tool is embedded");
+        assert!(
+            super::bytes("spin.wasm").is_none(),
+            "no hostile tool is embedded"
+        );
     }
 }

@@ -387,7 +387,13 @@ fn describe_or_compile(
     if digest_now != digest {
         return State::Failed("changed while loading; run again".into());
     }
-    match loader::prepare(compiler.engine, compiler.linker, compiler.cache, &bytes, digest) {
+    match loader::prepare(
+        compiler.engine,
+        compiler.linker,
+        compiler.cache,
+        &bytes,
+        digest,
+    ) {
         Ok((pre, source)) => State::Compiled(pre, source),
         Err(reason) => {
             // The bytes alone decide this: record it, so it is not redone.
@@ -421,18 +427,24 @@ mod tests {
         let real = |bytes: &[u8]| blake3::hash(bytes).to_hex().to_string();
 
         let mut index = Index::default();
-        index.files.insert(path.clone(), entry(&path, "recorded", false));
+        index
+            .files
+            .insert(path.clone(), entry(&path, "recorded", false));
         let (digest, name, bytes) = digest_of(&location, &mut index).unwrap();
         assert_eq!((digest.as_str(), name.as_deref()), ("recorded", Some("t")));
         assert!(bytes.is_none(), "not read");
 
-        index.files.insert(path.clone(), entry(&path, "recorded", true));
+        index
+            .files
+            .insert(path.clone(), entry(&path, "recorded", true));
         let (digest, name, _) = digest_of(&location, &mut index).unwrap();
         assert_eq!(digest, real(b"one"), "racy: hashed again");
         assert_eq!(name, None);
         assert!(index.files[&path].racy, "just written: still racy");
 
-        index.files.insert(path.clone(), entry(&path, "recorded", false));
+        index
+            .files
+            .insert(path.clone(), entry(&path, "recorded", false));
         std::fs::write(&path, b"two, longer").unwrap();
         let (digest, _, _) = digest_of(&location, &mut index).unwrap();
         assert_eq!(digest, real(b"two, longer"), "changed: hashed again");

@@ -325,10 +325,7 @@ impl Sandbox {
                 .await
                 .map_err(|e| CallError::Internal(format!("the compiler thread died: {e}")))?
                 .map_err(|reason| {
-                    CallError::Internal(format!(
-                        "cannot load {}: {reason}",
-                        tool.path.display()
-                    ))
+                    CallError::Internal(format!("cannot load {}: {reason}", tool.path.display()))
                 })
             })
             .await
