@@ -249,6 +249,19 @@ impl Index {
         }
     }
 
+    /// Drops the entries of files that are gone from a directory this start
+    /// found tools in, so the index does not grow with every file ever seen
+    /// there. (A directory emptied of tools keeps its few stale entries.)
+    fn forget_missing(&mut self, candidates: &[(Origin, Location)]) {
+        let present: BTreeSet<PathBuf> = candidates.iter().map(|(_, l)| l.display()).collect();
+        let listed: BTreeSet<&Path> = present.iter().filter_map(|p| p.parent()).collect();
+        let before = self.files.len();
+        self.files.retain(|path, _| {
+            present.contains(path) || !path.parent().is_some_and(|d| listed.contains(d))
+        });
+        self.dirty |= self.files.len() != before;
+    }
+
     /// Whether this start learnt something to write back.
     pub(crate) fn dirty(&self) -> bool {
         self.dirty
@@ -290,6 +303,7 @@ pub(crate) fn identify(
     index: &mut Index,
     compiler: &Compiler<'_>,
 ) -> Vec<Entry> {
+    index.forget_missing(&candidates);
     candidates
         .into_iter()
         .map(|(origin, location)| {
@@ -448,6 +462,27 @@ mod tests {
         std::fs::write(&path, b"two, longer").unwrap();
         let (digest, _, _) = digest_of(&location, &mut index).unwrap();
         assert_eq!(digest, real(b"two, longer"), "changed: hashed again");
+        assert!(index.dirty);
+    }
+
+    #[test]
+    fn entries_of_removed_files_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, gone) = (dir.path().join("a.wasm"), dir.path().join("b.wasm"));
+        std::fs::write(&kept, b"a").unwrap();
+        std::fs::write(&gone, b"b").unwrap();
+        let elsewhere = PathBuf::from("/elsewhere/c.wasm");
+        let mut index = Index::default();
+        for p in [&kept, &gone] {
+            index.files.insert(p.clone(), entry(p, "d", false));
+        }
+        let mut other = entry(&kept, "d", false);
+        other.name = None;
+        index.files.insert(elsewhere.clone(), other);
+        std::fs::remove_file(&gone).unwrap();
+        index.forget_missing(&[(Origin::Dir, Location::File(kept.clone()))]);
+        let left: Vec<_> = index.files.keys().cloned().collect();
+        assert_eq!(left, [elsewhere, kept], "another directory's entries stay");
         assert!(index.dirty);
     }
 
