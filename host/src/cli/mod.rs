@@ -89,20 +89,19 @@ impl Env {
     /// Opens the sandbox on the search path: the built-in tools, the user's
     /// tools directory, then the configured (or `--tools-dir`) directory.
     pub async fn sandbox(&self) -> Result<Sandbox, Failure> {
-        self.sandbox_for(None).await
+        self.sandbox_with(|_| {}).await
     }
 
-    /// [`Env::sandbox`], with only the tools in `only` made ready to call
-    /// (the others are named from cached metadata, never loaded).
-    pub async fn sandbox_for(
+    /// [`Env::sandbox`], with `adjust` applied to its options.
+    async fn sandbox_with(
         &self,
-        only: Option<std::collections::BTreeSet<String>>,
+        adjust: impl FnOnce(&mut SandboxOptions),
     ) -> Result<Sandbox, Failure> {
         let mut options = SandboxOptions::from_config(&self.config);
         if let Some(dir) = &self.tools_dir {
             options.tools_dir = Some(dir.clone());
         }
-        options.only = only;
+        adjust(&mut options);
         Sandbox::open(options)
             .await
             .map_err(|e| Failure::usage(e.to_string()))
@@ -125,17 +124,28 @@ impl Env {
 
     /// The sandbox and the store, as one idempotent executor.
     pub async fn executor(&self) -> Result<Executor, Failure> {
-        self.executor_for(None).await
+        self.executor_with(|_| {}).await
     }
 
-    /// [`Env::executor`] with only `only`'s tools ready (see [`Env::sandbox_for`]).
-    pub async fn executor_for(
+    /// An executor for one call of `tool` in this process: only that tool
+    /// is made ready (the others are named from cached metadata, never
+    /// loaded), and the instance pool has one slot (this process runs one
+    /// call; reserving and freeing 128 slots costs about a millisecond).
+    pub async fn executor_for_call(&self, tool: &str) -> Result<Executor, Failure> {
+        self.executor_with(|options| {
+            options.only = Some([tool.to_string()].into_iter().collect());
+            options.max_concurrent_calls = 1;
+        })
+        .await
+    }
+
+    async fn executor_with(
         &self,
-        only: Option<std::collections::BTreeSet<String>>,
+        adjust: impl FnOnce(&mut SandboxOptions),
     ) -> Result<Executor, Failure> {
         // Independent, and each mostly file I/O on a blocking thread: opened
         // side by side, a start pays for the slower, not for both.
-        let (store, sandbox) = tokio::join!(self.store(), self.sandbox_for(only));
+        let (store, sandbox) = tokio::join!(self.store(), self.sandbox_with(adjust));
         let store = store?;
         Ok(Executor::new(sandbox?, store))
     }
@@ -186,7 +196,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         json: cli.json,
         tools_dir: cli.tools_dir,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A call or a listing does one thing at a time: one thread runs it (the
+    // blocking pool still opens the store and the sandbox side by side).
+    // Servers, agents and the demo get a worker per core.
+    let mut builder = match &cli.command {
+        Command::Call(_) | Command::Tools(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

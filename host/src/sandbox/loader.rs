@@ -8,6 +8,7 @@
 //! files still load.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use wasmtime::Engine;
@@ -17,7 +18,7 @@ use super::artifacts::{ArtifactCache, LoadSource};
 use super::bindings::{Effect, ToolPre};
 use super::capabilities::HostState;
 use super::catalog::{Location, Origin};
-use super::error::LoadError;
+use super::error::{CallError, LoadError};
 use crate::config::EffectName;
 
 /// A loaded tool: its metadata, digest and pre-linked component.
@@ -40,8 +41,11 @@ pub struct Tool {
     /// The pre-linked component, loaded on first use (a start that only
     /// lists tools, or calls another, never deserialises this one).
     pub(crate) component: tokio::sync::OnceCell<(ToolPre<HostState>, LoadSource)>,
-    pub(crate) input_validator: jsonschema::Validator,
-    pub(crate) output_validator: Option<jsonschema::Validator>,
+    /// Compiled on first use: listing tools never compiles a schema, and a
+    /// call compiles only its own tool's. (Both schemas were checked when
+    /// the tool was described, before its metadata was recorded.)
+    input_validator: OnceLock<Result<jsonschema::Validator, String>>,
+    output_validator: OnceLock<Result<Option<jsonschema::Validator>, String>>,
 }
 
 impl std::fmt::Debug for Tool {
@@ -58,6 +62,28 @@ impl std::fmt::Debug for Tool {
 }
 
 impl Tool {
+    /// The compiled input schema.
+    pub(crate) fn input_validator(&self) -> Result<&jsonschema::Validator, CallError> {
+        self.input_validator
+            .get_or_init(|| compile_schema("input", &self.input_schema))
+            .as_ref()
+            .map_err(|e| CallError::Internal(format!("{}: {e}", self.name)))
+    }
+
+    /// The compiled output schema, if the tool has one.
+    pub(crate) fn output_validator(&self) -> Result<Option<&jsonschema::Validator>, CallError> {
+        self.output_validator
+            .get_or_init(|| {
+                self.output_schema
+                    .as_ref()
+                    .map(|s| compile_schema("output", s))
+                    .transpose()
+            })
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|e| CallError::Internal(format!("{}: {e}", self.name)))
+    }
+
     /// Whether this process compiled the component or read it from the
     /// cache; `None` until it is loaded (see `Sandbox::load`).
     pub fn source(&self) -> Option<LoadSource> {
@@ -124,7 +150,9 @@ fn link(
         .map_err(|e| format!("is not a toolhost:tool/tool@0.1.0 component: {e}"))
 }
 
-/// Checked metadata, a digest and (maybe) a loaded component, as a [`Tool`].
+/// Metadata that passed [`check_metadata`] when it was described, a
+/// digest and (maybe) a loaded component, as a [`Tool`]. Its schemas are
+/// parsed now and compiled on first use.
 pub(crate) fn finish(
     origin: Origin,
     location: Location,
@@ -133,10 +161,22 @@ pub(crate) fn finish(
     meta: &super::bindings::toolhost::tool::types::Metadata,
 ) -> Result<Tool, LoadError> {
     let path = location.display();
-    let checked = check_metadata(meta).map_err(|reason| LoadError {
+    let fail = |reason: String| LoadError {
         path: path.clone(),
         reason,
-    })?;
+    };
+    if !valid_name(&meta.name) {
+        return Err(fail(format!("tool name `{}` is not valid", meta.name)));
+    }
+    let parse = |what: &str, text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_err(|e| fail(format!("{what} schema is not JSON: {e}")))
+    };
+    let input_schema = parse("input", &meta.input_schema)?;
+    let output_schema = match &meta.output_schema {
+        Some(text) => Some(parse("output", text)?),
+        None => None,
+    };
     let cell = match component {
         Some(c) => tokio::sync::OnceCell::new_with(Some(c)),
         None => tokio::sync::OnceCell::new(),
@@ -145,63 +185,56 @@ pub(crate) fn finish(
         name: meta.name.clone(),
         description: meta.description.clone(),
         version: meta.version.clone(),
-        effect: checked.effect,
-        input_schema: checked.input_schema,
-        output_schema: checked.output.as_ref().map(|(schema, _)| schema.clone()),
+        effect: effect_name(meta.effect),
+        input_schema,
+        output_schema,
         path,
         origin,
         digest,
         location,
         component: cell,
-        input_validator: checked.input_validator,
-        output_validator: checked.output.map(|(_, v)| v),
+        input_validator: OnceLock::new(),
+        output_validator: OnceLock::new(),
     })
 }
 
-/// Metadata that passed [`check_metadata`].
-pub(crate) struct CheckedMetadata {
-    effect: EffectName,
-    input_schema: Value,
-    input_validator: jsonschema::Validator,
-    output: Option<(Value, jsonschema::Validator)>,
+fn compile_schema(what: &str, schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::draft202012::new(schema)
+        .map_err(|e| format!("{what} schema is not a valid JSON Schema: {e}"))
+}
+
+fn effect_name(effect: Effect) -> EffectName {
+    match effect {
+        Effect::Pure => EffectName::Pure,
+        Effect::ReadOnly => EffectName::ReadOnly,
+        Effect::Idempotent => EffectName::Idempotent,
+        Effect::SideEffecting => EffectName::SideEffecting,
+    }
 }
 
 /// Whatever a tool's `describe` returns (it is the tool's to choose): a
 /// usable name and JSON Schemas that compile, or the reason they are not.
+/// Checked once, when a component is described; what passes is recorded.
 pub(crate) fn check_metadata(
     meta: &super::bindings::toolhost::tool::types::Metadata,
-) -> Result<CheckedMetadata, String> {
+) -> Result<(), String> {
     if !valid_name(&meta.name) {
         return Err(format!(
             "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
             meta.name
         ));
     }
-    let input_schema: Value = serde_json::from_str(&meta.input_schema)
-        .map_err(|e| format!("input schema is not JSON: {e}"))?;
-    let input_validator = jsonschema::draft202012::new(&input_schema)
-        .map_err(|e| format!("input schema is not a valid JSON Schema: {e}"))?;
-    let output = match &meta.output_schema {
-        None => None,
-        Some(text) => {
-            let schema: Value = serde_json::from_str(text)
-                .map_err(|e| format!("output schema is not JSON: {e}"))?;
-            let validator = jsonschema::draft202012::new(&schema)
-                .map_err(|e| format!("output schema is not a valid JSON Schema: {e}"))?;
-            Some((schema, validator))
-        }
-    };
-    Ok(CheckedMetadata {
-        effect: match meta.effect {
-            Effect::Pure => EffectName::Pure,
-            Effect::ReadOnly => EffectName::ReadOnly,
-            Effect::Idempotent => EffectName::Idempotent,
-            Effect::SideEffecting => EffectName::SideEffecting,
-        },
-        input_schema,
-        input_validator,
-        output,
-    })
+    let schemas = [
+        ("input", Some(&meta.input_schema)),
+        ("output", meta.output_schema.as_ref()),
+    ];
+    for (what, text) in schemas {
+        let Some(text) = text else { continue };
+        let schema: Value =
+            serde_json::from_str(text).map_err(|e| format!("{what} schema is not JSON: {e}"))?;
+        compile_schema(what, &schema)?;
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {

@@ -415,7 +415,7 @@ impl Sandbox {
         // is exactly what the idempotency key hashes.
         let parsed = crate::idempotency::parse_ijson(input)
             .map_err(|e| CallError::InvalidInput(e.to_string()))?;
-        check(&t.input_validator, &parsed)
+        check(t.input_validator()?, &parsed)
             .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
         Ok(Prepared {
             tool: t.clone(),
@@ -471,7 +471,7 @@ impl Sandbox {
         )
         .await?;
 
-        let output = parse_output(&done.value, t.output_validator.as_ref())?;
+        let output = parse_output(&done.value, t.output_validator()?)?;
         Ok(CallOutput {
             output,
             fuel_used: done.fuel_used,
