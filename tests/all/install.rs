@@ -467,6 +467,8 @@ fn a_call_loads_only_the_tool_it_calls() {
         damaged,
         "calc was never loaded"
     );
+    // The call's one-slot engine shares the artifacts `tools list` compiled.
+    assert_eq!(artifacts(&user.cache()).len(), 2, "nothing recompiled");
 
     // Calling calc loads it: the damage is found, it is recompiled, and runs.
     let out = user.run_in(
