@@ -17,9 +17,12 @@
 //! unreadable) is recompiled from the wasm and rewritten, never deserialised.
 //! Without a usable key the cache is off and every start compiles.
 //!
-//! Beside each artifact lives what the tool's `describe` returned
-//! (`<digest>.meta`), and one index of tools files (`files.index`, see
-//! `catalog`), so a start reads metadata instead of running every tool.
+//! Beside the artifacts, in `<dir>/meta/`, lives what each tool's
+//! `describe` returned (`<digest>.meta`) and one index of tools files
+//! (`files.index`, see `catalog`), so a start reads metadata instead of
+//! running every tool. They depend on the wasm alone, not on the engine, so
+//! reading them needs no engine: a call whose result is replayed never
+//! builds one.
 //! Both steer what runs (a forged name could route a call to another tool),
 //! so both are sealed the same way, each kind under its own MAC domain, and
 //! anything that fails the check is ignored and rebuilt.
@@ -83,15 +86,17 @@ pub(crate) struct ArtifactCache {
 
 #[derive(Clone, Debug)]
 struct Store {
-    dir: PathBuf,
-    fingerprint: String,
+    root: PathBuf,
     key: ArtifactKey,
 }
+
+/// The directory of records that do not depend on the engine.
+const META_DIR: &str = "meta";
 
 impl ArtifactCache {
     /// A cache under `root` (none: no cache), authenticated with the key in
     /// `key_dir` (none: the user's default key directory).
-    pub(crate) fn new(engine: &Engine, root: Option<&Path>, key_dir: Option<&Path>) -> Self {
+    pub(crate) fn new(root: Option<&Path>, key_dir: Option<&Path>) -> Self {
         let Some(root) = root else {
             return ArtifactCache { store: None };
         };
@@ -111,11 +116,9 @@ impl ArtifactCache {
                 return ArtifactCache { store: None };
             }
         };
-        let fingerprint = fingerprint(engine);
         ArtifactCache {
             store: Some(Store {
-                dir: root.join(&fingerprint),
-                fingerprint,
+                root: root.to_path_buf(),
                 key,
             }),
         }
@@ -123,16 +126,14 @@ impl ArtifactCache {
 
     /// The authenticated payload of the `kind` file named `name`, if present.
     pub(crate) fn read_sealed(&self, kind: Kind, name: &str) -> Option<Vec<u8>> {
-        self.store.as_ref()?.read(kind, name)
+        self.store.as_ref()?.read(kind, META_DIR, name)
     }
 
     /// Seals and writes a `kind` file named `name`; failures cost a rebuild
     /// next time, nothing more.
     pub(crate) fn write_sealed(&self, kind: Kind, name: &str, payload: &[u8]) {
-        if let Some(store) = &self.store
-            && let Err(e) = store.write(kind, name, payload)
-        {
-            tracing::warn!(dir = %store.dir.display(), error = %e, "cannot write to the artifact cache");
+        if let Some(store) = &self.store {
+            store.write_logged(kind, META_DIR, name, payload);
         }
     }
 
@@ -154,9 +155,9 @@ impl ArtifactCache {
         }
         let component =
             Component::new(engine, wasm).map_err(|e| format!("does not compile: {e:#}"))?;
-        if self.store.is_some() {
+        if let Some(store) = &self.store {
             match component.serialize() {
-                Ok(payload) => self.write_sealed(ARTIFACT, digest, &payload),
+                Ok(payload) => store.write_logged(ARTIFACT, &fingerprint(engine), digest, &payload),
                 Err(e) => tracing::warn!(error = %e, "cannot serialise a compiled component"),
             }
         }
@@ -171,14 +172,15 @@ fn fingerprint(engine: &Engine) -> String {
 }
 
 impl Store {
-    fn path(&self, kind: Kind, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.{}", kind.ext))
+    fn path(&self, kind: Kind, dir: &str, name: &str) -> PathBuf {
+        self.root.join(dir).join(format!("{name}.{}", kind.ext))
     }
 
-    /// The MAC of `payload` stored as `kind` under `name`.
-    fn mac(&self, kind: Kind, name: &str, payload: &[u8]) -> blake3::Hash {
+    /// The MAC of `payload` stored as `kind` under `dir/name` (`dir`: the
+    /// engine fingerprint of an artifact, `meta` for the rest).
+    fn mac(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) -> blake3::Hash {
         let mut h = blake3::Hasher::new_keyed(self.key.as_bytes());
-        for field in [kind.domain, self.fingerprint.as_bytes(), name.as_bytes()] {
+        for field in [kind.domain, dir.as_bytes(), name.as_bytes()] {
             h.update(&(field.len() as u64).to_le_bytes());
             h.update(field);
         }
@@ -188,8 +190,8 @@ impl Store {
 
     /// A sealed file's payload, or `None` if absent, unreadable or
     /// unauthentic.
-    fn read(&self, kind: Kind, name: &str) -> Option<Vec<u8>> {
-        let path = self.path(kind, name);
+    fn read(&self, kind: Kind, dir: &str, name: &str) -> Option<Vec<u8>> {
+        let path = self.path(kind, dir, name);
         let mut bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -205,7 +207,7 @@ impl Store {
         let (mac, payload) = bytes[kind.magic.len()..].split_at(blake3::OUT_LEN);
         // blake3::Hash compares in constant time.
         let mac = blake3::Hash::from_bytes(mac.try_into().ok()?);
-        if mac != self.mac(kind, name, payload) {
+        if mac != self.mac(kind, dir, name, payload) {
             tracing::warn!(path = %path.display(), "ignoring a cache file that fails authentication");
             return None;
         }
@@ -216,7 +218,7 @@ impl Store {
     /// A cached component, or `None` if absent, unreadable, unauthentic or
     /// incompatible.
     fn component(&self, engine: &Engine, digest: &str) -> Option<Component> {
-        let payload = self.read(ARTIFACT, digest)?;
+        let payload = self.read(ARTIFACT, &fingerprint(engine), digest)?;
         // SAFETY: the MAC proves this payload is exactly what
         // `Component::serialize` produced, in a process holding this user's
         // key, for this engine fingerprint and this wasm digest; wasmtime
@@ -230,20 +232,28 @@ impl Store {
         }
     }
 
-    fn write(&self, kind: Kind, name: &str, payload: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+    /// [`Store::write`]; a failure costs a rebuild next time, nothing more.
+    fn write_logged(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) {
+        if let Err(e) = self.write(kind, dir, name, payload) {
+            tracing::warn!(dir = %self.root.join(dir).display(), error = %e, "cannot write to the artifact cache");
+        }
+    }
+
+    fn write(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) -> std::io::Result<()> {
+        let dir_path = self.root.join(dir);
+        std::fs::create_dir_all(&dir_path)?;
         let mut bytes = Vec::with_capacity(HEADER + payload.len());
         bytes.extend_from_slice(kind.magic);
-        bytes.extend_from_slice(self.mac(kind, name, payload).as_bytes());
+        bytes.extend_from_slice(self.mac(kind, dir, name, payload).as_bytes());
         bytes.extend_from_slice(payload);
         // Unique per process and per write, so concurrent writers never share it.
         static WRITES: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join(format!(
+        let tmp = dir_path.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),
             WRITES.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, self.path(kind, name))
+        std::fs::rename(&tmp, self.path(kind, dir, name))
     }
 }

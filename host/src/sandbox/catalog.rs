@@ -29,8 +29,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use wasmtime::Engine;
-use wasmtime::component::Linker;
 
 use super::artifacts::{ArtifactCache, INDEX, LoadSource};
 use super::bindings::ToolPre;
@@ -38,6 +36,7 @@ use super::builtin::{self, Builtin};
 use super::capabilities::HostState;
 use super::loader;
 use super::metadata::{self, Described, Record};
+use super::wasm::LazyWasm;
 
 /// Files changed more recently than this are hashed again next time rather
 /// than trusted by their inode facts (timestamps tick coarsely).
@@ -287,10 +286,9 @@ impl Index {
     }
 }
 
-/// How to compile what is new.
+/// How to compile what is new (the engine is built only if something is).
 pub(crate) struct Compiler<'a> {
-    pub engine: &'a Engine,
-    pub linker: &'a Linker<HostState>,
+    pub wasm: &'a LazyWasm,
     pub cache: &'a ArtifactCache,
 }
 
@@ -401,13 +399,11 @@ fn describe_or_compile(
     if digest_now != digest {
         return State::Failed("changed while loading; run again".into());
     }
-    match loader::prepare(
-        compiler.engine,
-        compiler.linker,
-        compiler.cache,
-        &bytes,
-        digest,
-    ) {
+    let wasm = match compiler.wasm.get() {
+        Ok(w) => w,
+        Err(e) => return State::Failed(format!("cannot start the wasm engine: {e}")),
+    };
+    match loader::prepare(&wasm.engine, &wasm.linker, compiler.cache, &bytes, digest) {
         Ok((pre, source)) => State::Compiled(pre, source),
         Err(reason) => {
             // The bytes alone decide this: record it, so it is not redone.

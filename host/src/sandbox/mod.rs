@@ -25,6 +25,7 @@ mod limits;
 mod loader;
 mod metadata;
 pub mod policy;
+mod wasm;
 
 pub use artifact_key::{KeyError, default_key_dir};
 pub use artifacts::LoadSource;
@@ -44,7 +45,6 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::Linker;
 
 use crate::config::{Config, ToolPolicy};
 use artifacts::ArtifactCache;
@@ -175,8 +175,6 @@ pub struct Sandbox {
 }
 
 struct Inner {
-    engine: Engine,
-    linker: Linker<HostState>,
     cache: ArtifactCache,
     /// The tools made ready (all, or those `only` named).
     tools: BTreeMap<String, Arc<Tool>>,
@@ -191,7 +189,7 @@ struct Inner {
     slots: Semaphore,
     runs: AtomicU64,
     // Declared last: dropped after everything that might still run wasm.
-    ticker: engine::Ticker,
+    wasm: wasm::LazyWasm,
 }
 
 impl Sandbox {
@@ -208,32 +206,19 @@ impl Sandbox {
         };
         let candidates = catalog::candidates(&search)
             .map_err(|(dir, source)| OpenError::ToolsDir { dir, source })?;
-        let engine = engine::build(options.max_concurrent_calls)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let ticker =
-            engine::Ticker::start(&engine).map_err(|e| OpenError::Engine(e.to_string()))?;
-        let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        // wasi:http, sent through the egress checks (capabilities::HostState).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let cache = ArtifactCache::new(
-            &engine,
-            options.cache_dir.as_deref(),
-            options.key_dir.as_deref(),
-        );
+        let cache = ArtifactCache::new(options.cache_dir.as_deref(), options.key_dir.as_deref());
+        // Built only if something must be compiled (see `wasm`).
+        let wasm = wasm::LazyWasm::new(options.max_concurrent_calls);
 
         // Reading records is quick, but compiling what is new is seconds of
         // CPU: it all runs on a blocking thread, never on an async worker.
         let (mut entries, mut index) = {
-            let (engine, linker, cache) = (engine.clone(), linker.clone(), cache.clone());
+            let (wasm, cache) = (wasm.clone(), cache.clone());
             let only = options.only.clone();
             tokio::task::spawn_blocking(move || {
                 let mut index = catalog::Index::read(&cache);
                 let compiler = catalog::Compiler {
-                    engine: &engine,
-                    linker: &linker,
+                    wasm: &wasm,
                     cache: &cache,
                 };
                 let entries = catalog::identify(candidates, only.as_ref(), &mut index, &compiler);
@@ -242,8 +227,14 @@ impl Sandbox {
             .await
             .map_err(|e| OpenError::Engine(format!("the compiler thread died: {e}")))?
         };
+        if let Some(e) = wasm.failure() {
+            return Err(OpenError::Engine(e.to_string()));
+        }
 
-        let records = describe_compiled(&mut entries, &engine, &ticker, &options).await;
+        let records = match wasm.started() {
+            Some(w) => describe_compiled(&mut entries, w, &options).await,
+            None => Vec::new(),
+        };
         for entry in &entries {
             index.name(&entry.location, &entry.digest, entry.name());
         }
@@ -280,8 +271,6 @@ impl Sandbox {
             .collect();
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                engine,
-                linker,
                 cache,
                 tools,
                 names,
@@ -292,7 +281,7 @@ impl Sandbox {
                 dirs,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
                 runs: AtomicU64::new(0),
-                ticker,
+                wasm,
             }),
         })
     }
@@ -313,14 +302,13 @@ impl Sandbox {
     ) -> Result<&'t (bindings::ToolPre<HostState>, LoadSource), CallError> {
         tool.component
             .get_or_try_init(|| async {
-                let (engine, linker, cache) = (
-                    self.inner.engine.clone(),
-                    self.inner.linker.clone(),
-                    self.inner.cache.clone(),
-                );
+                let (wasm, cache) = (self.inner.wasm.clone(), self.inner.cache.clone());
                 let (location, digest) = (tool.location.clone(), tool.digest.clone());
                 tokio::task::spawn_blocking(move || {
-                    loader::load(&engine, &linker, &cache, &location, &digest)
+                    let w = wasm
+                        .get()
+                        .map_err(|e| format!("cannot start the wasm engine: {e}"))?;
+                    loader::load(&w.engine, &w.linker, &cache, &location, &digest)
                 })
                 .await
                 .map_err(|e| CallError::Internal(format!("the compiler thread died: {e}")))?
@@ -341,12 +329,15 @@ impl Sandbox {
     /// Whether the epoch ticker is asleep: true whenever no call runs (an
     /// idle host spends no CPU on it).
     pub fn ticker_idle(&self) -> bool {
-        self.inner.ticker.is_parked()
+        self.inner
+            .wasm
+            .started()
+            .is_none_or(|w| w.ticker.is_parked())
     }
 
     /// How many times the epoch ticker has advanced the engine's epoch.
     pub fn ticks(&self) -> u64 {
-        self.inner.ticker.ticks()
+        self.inner.wasm.started().map_or(0, |w| w.ticker.ticks())
     }
 
     /// The loaded tools, by name.
@@ -447,7 +438,8 @@ impl Sandbox {
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
         self.inner.runs.fetch_add(1, Ordering::Relaxed);
-        let _running = self.inner.ticker.enter();
+        let wasm = self.inner.wasm.get().map_err(CallError::Internal)?;
+        let _running = wasm.ticker.enter();
         let no_dirs;
         let dirs = match self.inner.dirs.get(&t.name) {
             Some(d) => d,
@@ -461,7 +453,7 @@ impl Sandbox {
             dirs,
         };
         let done = call::call(
-            &self.inner.engine,
+            &wasm.engine,
             pre,
             &limits,
             &grants,
@@ -538,8 +530,7 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
 /// into its metadata (or a load error). Returns the records to seal.
 async fn describe_compiled(
     entries: &mut [catalog::Entry],
-    engine: &Engine,
-    ticker: &engine::Ticker,
+    wasm: &wasm::Wasm,
     options: &SandboxOptions,
 ) -> Vec<(String, metadata::Record)> {
     let mut records = Vec::new();
@@ -548,7 +539,7 @@ async fn describe_compiled(
             continue;
         };
         let (pre, source) = (pre.clone(), *source);
-        entry.state = match describe_new(engine, ticker, &pre, options).await {
+        entry.state = match describe_new(&wasm.engine, &wasm.ticker, &pre, options).await {
             Ok(described) => {
                 let record = metadata::Record::Described(described.clone());
                 records.push((entry.digest.clone(), record));
