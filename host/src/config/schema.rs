@@ -541,7 +541,10 @@ mod tests {
 
     #[test]
     fn empty_is_the_defaults() {
-        assert_eq!(parse("").unwrap(), Config::default());
+        let mut parsed = parse("").unwrap();
+        let file = parsed.file.take().expect("the file it was read from");
+        assert!(file.is_absolute() && file.ends_with("toolhost.toml"), "{file:?}");
+        assert_eq!(parsed, Config::default());
         assert_eq!(Config::default().sandbox.fuel, 1_000_000_000);
         assert_eq!(Config::default().retry.max_attempts, 5);
     }
