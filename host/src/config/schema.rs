@@ -543,7 +543,10 @@ mod tests {
     fn empty_is_the_defaults() {
         let mut parsed = parse("").unwrap();
         let file = parsed.file.take().expect("the file it was read from");
-        assert!(file.is_absolute() && file.ends_with("toolhost.toml"), "{file:?}");
+        assert!(
+            file.is_absolute() && file.ends_with("toolhost.toml"),
+            "{file:?}"
+        );
         assert_eq!(parsed, Config::default());
         assert_eq!(Config::default().sandbox.fuel, 1_000_000_000);
         assert_eq!(Config::default().retry.max_attempts, 5);
