@@ -16,6 +16,8 @@
 //! - [`store`]: SQLite: the idempotency cache, the journal, breakers, stats.
 //! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
+//! - [`paths`]: where state lives by default: the user's data, cache,
+//!   state and config directories, never the current one.
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
@@ -26,6 +28,7 @@ pub mod idempotency;
 pub mod mcp;
 pub mod metrics;
 pub mod model;
+pub mod paths;
 pub mod resilience;
 pub mod sandbox;
 pub mod store;

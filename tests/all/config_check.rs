@@ -29,7 +29,11 @@ fn a_missing_grant_makes_only_that_tool_unusable() {
     assert_eq!(list.status.code(), Some(0), "{list:?}");
     let warned = stderr(&list);
     assert!(
-        warned.contains("warning: toolhost.toml line 5 at `tools.notes.dirs.0.host`: `./data` is not a directory"),
+        warned.contains("warning: toolhost.toml line 5 at `tools.notes.dirs.0.host`: `")
+            && warned.contains(&format!(
+                "{}` is not a directory",
+                dir.path().join("data").display()
+            )),
         "{warned}"
     );
     let listed = String::from_utf8_lossy(&list.stdout);

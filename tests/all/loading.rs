@@ -134,12 +134,12 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     copy_example(tools.path(), "calc.wasm");
 
     let first = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(first.load("calc").await.unwrap(), LoadSource::Compiled);
     let artifacts = cached_artifacts(cache.path());
     assert_eq!(artifacts.len(), 1);
 
     let second = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(second.tool("calc").unwrap().source, LoadSource::Cached);
+    assert_eq!(second.load("calc").await.unwrap(), LoadSource::Cached);
     let out = crate::support::call(&second, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -151,7 +151,7 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     bytes[mid] ^= 0xff;
     std::fs::write(&artifacts[0], &bytes).unwrap();
     let third = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(third.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(third.load("calc").await.unwrap(), LoadSource::Compiled);
     let out = crate::support::call(&third, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -160,9 +160,9 @@ async fn compiled_components_are_cached_and_bad_entries_recompiled() {
     // Truncated, and garbage: recompiled as well; the rewrite is trusted again.
     std::fs::write(&artifacts[0], &bytes[..100]).unwrap();
     let fourth = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(fourth.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(fourth.load("calc").await.unwrap(), LoadSource::Compiled);
     let fifth = open_cached(tools.path(), cache.path()).await;
-    assert_eq!(fifth.tool("calc").unwrap().source, LoadSource::Cached);
+    assert_eq!(fifth.load("calc").await.unwrap(), LoadSource::Cached);
 }
 
 /// A header whose checksum is right but whose MAC is not: what anyone who can
@@ -177,7 +177,7 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     copy_example(tools.path(), "echo.wasm");
 
     let first = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(first.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(first.load("calc").await.unwrap(), LoadSource::Compiled);
     let artifacts = cached_artifacts(&cache);
     assert_eq!(artifacts.len(), 2);
     let calc_digest = &first.tool("calc").unwrap().digest;
@@ -198,7 +198,7 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     forged[16..payload_at].copy_from_slice(sum.as_bytes());
     std::fs::write(&calc_path, &forged).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
     assert_eq!(
         std::fs::read(&calc_path).unwrap(),
         genuine,
@@ -215,13 +215,13 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
         .unwrap();
     std::fs::copy(&foreign, &calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
 
     // 3. Swapped: echo's genuine artifact under calc's name (the MAC binds
     //    the wasm digest, so it is not calc's).
     std::fs::copy(&echo_path, &calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
     let out = crate::support::call(&s, "calc", r#"{"expr":"6*7"}"#)
         .await
         .unwrap();
@@ -232,8 +232,8 @@ async fn a_forged_or_foreign_artifact_is_recompiled_never_deserialised() {
     std::fs::remove_file(&calc_path).unwrap();
     std::fs::create_dir(&calc_path).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("calc").unwrap().source, LoadSource::Compiled);
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+    assert_eq!(s.load("calc").await.unwrap(), LoadSource::Compiled);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Cached);
 }
 
 #[cfg(unix)]
@@ -250,12 +250,12 @@ async fn the_key_is_private_and_an_open_key_dir_turns_the_cache_off() {
     assert_eq!(mode(&key), 0o700);
     assert_eq!(mode(&key.join("artifact.key")), 0o600);
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Cached);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Cached);
 
     // Readable by others: no longer a secret, so nothing is trusted.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o755)).unwrap();
     let s = open_keyed(tools.path(), &cache, &key).await;
-    assert_eq!(s.tool("echo").unwrap().source, LoadSource::Compiled);
+    assert_eq!(s.load("echo").await.unwrap(), LoadSource::Compiled);
 }
 
 /// Compiling runs on a blocking thread: on a single-threaded runtime, a
@@ -304,4 +304,143 @@ fn compilation_runs_off_the_async_workers() {
         );
         assert!(beats.len() > 5, "only {} beats in {took:?}", beats.len());
     });
+}
+
+/// Files of one kind (`meta`, `index`, `cwasm`) in a cache.
+fn cache_files(cache: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for engine_dir in std::fs::read_dir(cache).unwrap().flatten() {
+        for f in std::fs::read_dir(engine_dir.path()).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == ext) {
+                found.push(f.path());
+            }
+        }
+    }
+    found
+}
+
+/// A start reads what each tool said it is from a sealed record beside its
+/// artifact, loading nothing; a record or index that fails its MAC (forged,
+/// or another tool's genuine one) is ignored and rebuilt, never believed.
+#[tokio::test]
+async fn tool_metadata_is_cached_sealed_and_never_believed_forged() {
+    let tools = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (cache, key) = (root.path().join("cache"), root.path().join("key"));
+    copy_example(tools.path(), "calc.wasm");
+    copy_example(tools.path(), "echo.wasm");
+
+    let first = open_keyed(tools.path(), &cache, &key).await;
+    let description = |s: &Sandbox, name: &str| s.tool(name).unwrap().description.clone();
+    let echo_description = description(&first, "echo");
+    assert_eq!(cache_files(&cache, "meta").len(), 2);
+    assert_eq!(cache_files(&cache, "index").len(), 1);
+
+    // Warm: every tool known, none loaded (no artifact read, no describe).
+    let warm = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(warm.tools().count(), 2);
+    assert!(warm.tools().all(|t| t.source().is_none()));
+    assert_eq!(description(&warm, "echo"), echo_description);
+
+    let echo_digest = first.tool("echo").unwrap().digest.clone();
+    let calc_digest = first.tool("calc").unwrap().digest.clone();
+    let meta = |digest: &str| {
+        cache_files(&cache, "meta")
+            .into_iter()
+            .find(|p| p.file_stem().unwrap().to_str() == Some(digest))
+            .unwrap()
+    };
+    let (echo_meta, calc_meta) = (meta(&echo_digest), meta(&calc_digest));
+    let genuine = std::fs::read(&echo_meta).unwrap();
+
+    // 1. Forged: the payload says something else; the MAC no longer fits.
+    let forged = String::from_utf8_lossy(&genuine)
+        .replace(
+            "Returns its message unchanged.",
+            "Returns its message, changed!!",
+        )
+        .into_bytes();
+    assert_ne!(forged, genuine);
+    std::fs::write(&echo_meta, &forged).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(description(&s, "echo"), echo_description);
+    assert_eq!(
+        std::fs::read(&echo_meta).unwrap(),
+        genuine,
+        "rebuilt, authentic"
+    );
+
+    // 2. Swapped: calc's genuine record under echo's digest (the MAC binds
+    //    the digest), which would make echo's file answer to `calc`.
+    std::fs::copy(&calc_meta, &echo_meta).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(description(&s, "echo"), echo_description);
+    assert_eq!(s.tool("calc").unwrap().digest, calc_digest);
+    assert!(s.load_errors().is_empty(), "{:?}", s.load_errors());
+
+    // 3. A forged index naming calc's file with echo's digest: ignored,
+    //    the file is hashed again.
+    let index = cache_files(&cache, "index").remove(0);
+    let mut bytes = b"toolhost-index1\n".to_vec();
+    bytes.extend_from_slice(&[0u8; 32]);
+    let calc_path = tools.path().join("calc.wasm");
+    // calc's true facts: without the MAC, this entry would be believed.
+    let facts = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&calc_path).unwrap();
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        serde_json::json!({"dev": m.dev(), "ino": m.ino(), "len": m.len(),
+            "mtime_ns": ns(m.mtime(), m.mtime_nsec()), "ctime_ns": ns(m.ctime(), m.ctime_nsec())})
+    };
+    bytes.extend_from_slice(
+        serde_json::json!({"files": {calc_path.to_str().unwrap(): {
+            "facts": facts, "digest": echo_digest, "name": "calc", "racy": false}}})
+        .to_string()
+        .as_bytes(),
+    );
+    std::fs::write(&index, &bytes).unwrap();
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("calc").unwrap().digest, calc_digest);
+    let out = crate::support::call(&s, "calc", r#"{"expr":"6*7"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["value"], 42);
+}
+
+/// Only what is new is compiled: a file added to a warm directory is
+/// compiled and described; the others stay unloaded. A `only` open makes
+/// only the named tool ready, but still knows every name.
+#[tokio::test]
+async fn only_new_files_are_compiled_and_only_wanted_tools_made_ready() {
+    let tools = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let (cache, key) = (root.path().join("cache"), root.path().join("key"));
+    copy_example(tools.path(), "echo.wasm");
+    open_keyed(tools.path(), &cache, &key).await;
+
+    copy_example(tools.path(), "calc.wasm");
+    let s = open_keyed(tools.path(), &cache, &key).await;
+    assert_eq!(s.tool("echo").unwrap().source(), None, "known: not loaded");
+    assert_eq!(
+        s.tool("calc").unwrap().source(),
+        Some(LoadSource::Compiled),
+        "new: compiled and described"
+    );
+
+    let mut options = SandboxOptions::for_dir(tools.path());
+    options.cache_dir = Some(cache.clone());
+    options.key_dir = Some(key.clone());
+    options.only = Some(["echo".to_string()].into_iter().collect());
+    let s = Sandbox::open(options).await.unwrap();
+    assert_eq!(
+        s.tools().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["echo"]
+    );
+    let err = crate::support::call(&s, "nope", "{}").await.unwrap_err();
+    assert!(err.to_string().contains("calc, echo"), "{err}");
+    let out = crate::support::call(&s, "echo", r#"{"message":"hi"}"#)
+        .await
+        .unwrap();
+    assert_eq!(out.output["message"], "hi");
+    assert_eq!(s.tool("echo").unwrap().source(), Some(LoadSource::Cached));
 }

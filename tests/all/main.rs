@@ -9,6 +9,7 @@ mod config_check;
 mod docs;
 mod hostile;
 mod idempotency;
+mod install;
 mod loading;
 mod mcp;
 mod model;

@@ -40,9 +40,10 @@ fn a_grant_reaching_the_hosts_own_files_is_refused_with_key_and_line() {
     let origin = root.path().join("conf").join("toolhost.toml");
     std::fs::create_dir_all(origin.parent().unwrap()).unwrap();
     let dirs = format!(
-        "tools_dir = {:?}\nkey_dir = {:?}",
+        "tools_dir = {:?}\nkey_dir = {:?}\ncache_dir = {:?}",
         tools.display().to_string(),
-        keys.display().to_string()
+        keys.display().to_string(),
+        state.join("artifacts").display().to_string()
     );
 
     let cases: &[(&Path, &str)] = &[
@@ -62,7 +63,7 @@ fn a_grant_reaching_the_hosts_own_files_is_refused_with_key_and_line() {
         let text = grant_config(&db, grant, &dirs);
         let e = refused(&text, &origin);
         assert_eq!(e.key.as_deref(), Some("tools.notes.dirs.0.host"), "{e}");
-        assert_eq!(e.line, Some(11), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
         assert!(e.message.contains(why), "{why}: {e}");
     }
     // A directory of its own is fine.

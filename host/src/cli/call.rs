@@ -68,7 +68,8 @@ pub async fn run(env: &Env, args: CallArgs) -> Result<(), Failure> {
         return Err(Failure::usage("--idempotency-key must be 1-256 characters"));
     }
     let input = read_input(&args.input).map_err(|e| Failure::usage_from(&e))?;
-    let executor = env.executor().await?;
+    // A call pays only for the tool it calls.
+    let executor = env.executor_for_call(&args.tool).await?;
     let scope = match (&args.idempotency_key, args.no_cache) {
         (Some(k), _) => Scope::Explicit(k.clone()),
         (None, true) => Scope::Fresh,

@@ -43,17 +43,27 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
     let ConfigCommand::Check = cmd;
     let config = &env.config;
     let sandbox = env.sandbox().await?;
-    let tools_dir = config
-        .sandbox
-        .tools_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(toolhost::sandbox::EXAMPLES_DIR));
+    // The search path in order: later entries win over earlier ones.
+    let mut search = Vec::new();
+    if config.sandbox.builtin_tools {
+        search.push(json!("builtin"));
+    }
+    if let Some(user) = toolhost::paths::user_tools_dir() {
+        search.push(json!(absolute(&user)));
+    }
+    if let Some(dir) = &config.sandbox.tools_dir {
+        search.push(json!(absolute(dir)));
+    }
+    let store = match config.store.location() {
+        toolhost::store::StoreLocation::Sqlite(path) => json!(absolute(&path)),
+        toolhost::store::StoreLocation::Postgres(url) => json!(toolhost::store::redact_url(&url)),
+    };
     let paths = json!({
         "config": config.diagnostics.file.as_deref().map(absolute),
-        "store": absolute(&config.store.path),
-        "artifacts": absolute(&config.sandbox.effective_cache_dir(&config.store)),
+        "store": store,
+        "artifacts": config.sandbox.effective_cache_dir().as_deref().map(absolute),
         "key_dir": config.sandbox.key_dir.clone().or_else(toolhost::sandbox::default_key_dir),
-        "tools_dir": absolute(&tools_dir),
+        "tools_path": search,
     });
     let tools: Vec<Value> = sandbox
         .tools()
@@ -170,10 +180,12 @@ fn print_human(body: &Value) {
         ("store", "store"),
         ("artifacts", "artifacts"),
         ("key dir", "key_dir"),
-        ("tools dir", "tools_dir"),
+        ("tools", "tools_path"),
     ] {
         let value = if key == "config" && p[key].is_null() {
             "none (built-in defaults)".to_string()
+        } else if let Value::Array(items) = &p[key] {
+            items.iter().map(s).collect::<Vec<_>>().join(", then ")
         } else {
             s(&p[key])
         };

@@ -113,6 +113,7 @@ fn write_config(
     let text = format!(
         r#"# Written by `toolhost demo`.
 [sandbox]
+builtin_tools = false
 tools_dir = {tools}
 cache_dir = {cache}
 
@@ -186,18 +187,25 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
     };
     std::fs::create_dir_all(dir.join("data")).map_err(io)?;
     let dir = dir.canonicalize().map_err(io)?;
-    // Only the tools the story uses, so a first run compiles little.
+    // Only the tools the story uses, so a first run compiles little: from
+    // the configured tools directory, else the built-in ones.
     let source = env
         .tools_dir
         .clone()
-        .or_else(|| env.config.sandbox.tools_dir.clone())
-        .unwrap_or_else(|| PathBuf::from(toolhost::sandbox::EXAMPLES_DIR));
+        .or_else(|| env.config.sandbox.tools_dir.clone());
     let tools = dir.join("tools");
     std::fs::create_dir_all(&tools).map_err(io)?;
     for t in ["calc", "jq", "notes"] {
         let file = format!("{t}.wasm");
-        std::fs::copy(source.join(&file), tools.join(&file))
-            .map_err(|e| io(format!("cannot copy {file} from {}: {e}", source.display())))?;
+        let copied = match (&source, toolhost::sandbox::builtin::bytes(&file)) {
+            (Some(source), _) => std::fs::copy(source.join(&file), tools.join(&file))
+                .map(drop)
+                .map_err(|e| format!("cannot copy {file} from {}: {e}", source.display())),
+            (None, Some(bytes)) => std::fs::write(tools.join(&file), bytes)
+                .map_err(|e| format!("cannot write {file}: {e}")),
+            (None, None) => Err(format!("{file} is not a built-in tool")),
+        };
+        copied.map_err(io)?;
     }
     // The primary: two rate limits (Retry-After 30 ms), then from its 5th
     // request on an outage. The backup answers everything.

@@ -13,6 +13,7 @@ mod human;
 mod lookup;
 mod model;
 mod output;
+mod paths;
 mod progress;
 mod replay;
 mod runs;
@@ -36,14 +37,15 @@ pub use output::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "toolhost", version, about)]
 pub struct Cli {
-    /// The config file (default: ./toolhost.toml if present, else built-in defaults).
+    /// The config file (default: ./toolhost.toml, else toolhost.toml in the user's config directory, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Load tools from this directory instead of the config's `tools_dir`.
+    /// Search this directory for tools last (after the built-in and the user's tools), instead of the config's `tools_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     tools_dir: Option<PathBuf>,
-    /// The store: a SQLite file, or a shared PostgreSQL database as
-    /// postgres://USER@HOST:PORT/DB (default: the config's `[store]`).
+    /// The store: a SQLite file whose directory must exist, or a shared
+    /// PostgreSQL database as postgres://USER@HOST:PORT/DB (default: the
+    /// config's `[store]`, else toolhost.db in the user's data directory).
     #[arg(long, global = true, value_name = "PATH|postgres://...")]
     db: Option<String>,
     /// Print machine-readable JSON.
@@ -100,12 +102,22 @@ pub struct Env {
 }
 
 impl Env {
-    /// Opens the sandbox on the configured (or `--tools-dir`) directory.
+    /// Opens the sandbox on the search path: the built-in tools, the user's
+    /// tools directory, then the configured (or `--tools-dir`) directory.
     pub async fn sandbox(&self) -> Result<Sandbox, Failure> {
+        self.sandbox_with(|_| {}).await
+    }
+
+    /// [`Env::sandbox`], with `adjust` applied to its options.
+    async fn sandbox_with(
+        &self,
+        adjust: impl FnOnce(&mut SandboxOptions),
+    ) -> Result<Sandbox, Failure> {
         let mut options = SandboxOptions::from_config(&self.config);
         if let Some(dir) = &self.tools_dir {
-            options.tools_dir = dir.clone();
+            options.tools_dir = Some(dir.clone());
         }
+        adjust(&mut options);
         let sandbox = Sandbox::open(options)
             .await
             .map_err(|e| Failure::usage(e.to_string()))?;
@@ -129,8 +141,30 @@ impl Env {
 
     /// The sandbox and the store, as one idempotent executor.
     pub async fn executor(&self) -> Result<Executor, Failure> {
-        let store = self.store().await?;
-        Ok(Executor::new(self.sandbox().await?, store))
+        self.executor_with(|_| {}).await
+    }
+
+    /// An executor for one call of `tool` in this process: only that tool
+    /// is made ready (the others are named from cached metadata, never
+    /// loaded), and the instance pool has one slot (this process runs one
+    /// call; reserving and freeing 128 slots costs about a millisecond).
+    pub async fn executor_for_call(&self, tool: &str) -> Result<Executor, Failure> {
+        self.executor_with(|options| {
+            options.only = Some([tool.to_string()].into_iter().collect());
+            options.max_concurrent_calls = 1;
+        })
+        .await
+    }
+
+    async fn executor_with(
+        &self,
+        adjust: impl FnOnce(&mut SandboxOptions),
+    ) -> Result<Executor, Failure> {
+        // Independent, and each mostly file I/O on a blocking thread: opened
+        // side by side, a start pays for the slower, not for both.
+        let (store, sandbox) = tokio::join!(self.store(), self.sandbox_with(adjust));
+        let store = store?;
+        Ok(Executor::new(sandbox?, store))
     }
 }
 
@@ -159,6 +193,18 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    let mut cli = cli;
+    // Flags are paths relative to where the command runs (a config's are
+    // relative to the config); made absolute once, here.
+    // A URL (a shared store) is kept as given.
+    cli.db = cli.db.map(|db| match StoreLocation::parse(&db) {
+        StoreLocation::Sqlite(path) => absolute(&path).to_string_lossy().into_owned(),
+        StoreLocation::Postgres(_) => db,
+    });
+    cli.tools_dir = cli.tools_dir.map(|p| absolute(&p));
+    if let Some(db) = &cli.db {
+        paths::check_db_parent(std::path::Path::new(db))?;
+    }
     // Overrides go in before validation: a grant reaching the `--db` store
     // or the `--tools-dir` directory is refused like a configured one.
     let config = Config::load_adjusted(cli.config.as_deref(), |config| {
@@ -192,7 +238,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             config_check::warn(&w.to_string());
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // A call or a listing does one thing at a time: one thread runs it (the
+    // blocking pool still opens the store and the sandbox side by side).
+    // Servers, agents and the demo get a worker per core.
+    let mut builder = match &cli.command {
+        Command::Call(_) | Command::Tools(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -260,6 +313,10 @@ fn quiet_on_closed_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn init_tracing() {

@@ -38,7 +38,7 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
                 json!({
                     "name": t.name, "version": t.version, "effect": effect(t),
                     "description": t.description, "digest": t.digest,
-                    "path": t.path,
+                    "path": t.path, "origin": t.origin.as_str(),
                     "unusable": sandbox.policy(&t.name).and_then(|p| p.unusable.clone()),
                 })
             })
@@ -52,8 +52,8 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<9} {:<15} DESCRIPTION",
-        "NAME", "VERSION", "EFFECT"
+        "{:<16} {:<9} {:<15} {:<40} FROM",
+        "NAME", "VERSION", "EFFECT", "DESCRIPTION"
     );
     for t in sandbox.tools() {
         let unusable = sandbox
@@ -64,12 +64,20 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
         } else {
             ""
         };
+        // Where it came from: `builtin`, else the file (in the user's tools
+        // directory or the configured one).
+        let from = match t.origin {
+            toolhost::sandbox::Origin::Builtin => t.origin.as_str().to_string(),
+            toolhost::sandbox::Origin::User | toolhost::sandbox::Origin::Dir => {
+                format!("{} {}", t.origin.as_str(), t.path.display())
+            }
+        };
+        let description = format!("{mark}{}", t.description);
         println!(
-            "{:<16} {:<9} {:<15} {mark}{}",
+            "{:<16} {:<9} {:<15} {description:<40} {from}",
             t.name,
             t.version,
             effect(t),
-            t.description
         );
     }
     for e in sandbox.load_errors() {
@@ -117,6 +125,7 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
         "effective_effect": effective_effect.as_str(),
         "digest": tool.digest,
         "path": tool.path,
+        "origin": tool.origin.as_str(),
         "input_schema": tool.input_schema,
         "output_schema": tool.output_schema,
         "limits": {

@@ -39,19 +39,27 @@ fn protected(config: &Config, origin: Option<&Path>) -> Vec<Protected> {
             what: "the store's owner locks",
             path: db.with_file_name(owners),
         },
-        Protected {
-            what: "the artifact cache",
-            path: config.sandbox.effective_cache_dir(&config.store),
-        },
-        Protected {
-            what: "the tools directory",
-            path: config
-                .sandbox
-                .tools_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(crate::sandbox::EXAMPLES_DIR)),
-        },
     ];
+    if let Some(cache) = config.sandbox.effective_cache_dir() {
+        out.push(Protected {
+            what: "the artifact cache",
+            path: cache,
+        });
+    }
+    // Every directory on the tool search path: whoever writes one picks
+    // what runs.
+    for dir in [
+        config.sandbox.tools_dir.clone(),
+        crate::paths::user_tools_dir(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push(Protected {
+            what: "the tools directory",
+            path: dir,
+        });
+    }
     if let Some(key_dir) = config
         .sandbox
         .key_dir

@@ -10,6 +10,7 @@ mod diagnostics;
 mod error;
 mod grants;
 mod host_pattern;
+mod relative;
 mod schema;
 mod serve;
 mod spans;
@@ -24,20 +25,33 @@ use std::path::{Path, PathBuf};
 
 use error::Invalid;
 
-/// The file read when `--config` is not given, if it exists.
+/// The file read from the current directory when `--config` is not given.
 pub const DEFAULT_PATH: &str = "toolhost.toml";
+
+/// Which config file applies without `--config`: `./toolhost.toml`, else
+/// `toolhost.toml` in the user's config directory, else none (built-in
+/// defaults).
+pub fn discover() -> Option<PathBuf> {
+    let here = PathBuf::from(DEFAULT_PATH);
+    if here.is_file() {
+        return Some(here);
+    }
+    crate::paths::user_config().filter(|p| p.is_file())
+}
 
 impl Config {
     /// Parses and validates a config text. `origin` names the file in errors
-    /// (and is one of the host's own files no grant may reach).
+    /// (and is one of the host's own files no grant may reach); relative
+    /// paths in it resolve against `origin`'s directory.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         Config::parse_adjusted(text, origin, |_| {})
     }
 
-    /// Parses a config text, lets `adjust` apply command-line overrides
-    /// (`--db`, `--tools-dir`), then validates the result, so a grant that
-    /// reaches an overridden store is refused like one that reaches the
-    /// configured store, naming the grant's key and line.
+    /// Parses a config text, resolves its relative paths against `origin`'s
+    /// directory, lets `adjust` apply command-line overrides (`--db`,
+    /// `--tools-dir`, already absolute), then validates the result, so a
+    /// grant that reaches an overridden store is refused like one that
+    /// reaches the configured store, naming the grant's key and line.
     pub fn parse_adjusted(
         text: &str,
         origin: &Path,
@@ -53,6 +67,8 @@ impl Config {
             )
             .locate(&spans, origin));
         }
+        relative::resolve(&mut config, origin);
+        config.file = Some(std::path::absolute(origin).unwrap_or_else(|_| origin.to_path_buf()));
         adjust(&mut config);
         config.validate().map_err(|v| v.locate(&spans, origin))?;
         grants::check(&config, Some(origin)).map_err(|v| v.locate(&spans, origin))?;
@@ -60,7 +76,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Loads `path`; `None` reads `./toolhost.toml` if present, else defaults.
+    /// Loads `path`; `None` reads the file [`discover`] finds, else defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::load_adjusted(path, |_| {})
     }
@@ -71,21 +87,21 @@ impl Config {
         path: Option<&Path>,
         adjust: impl FnOnce(&mut Config),
     ) -> Result<Config, ConfigError> {
-        let (path, required) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_PATH), false),
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse_adjusted(&text, &path, adjust),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+        match path.map(Path::to_path_buf).or_else(discover) {
+            Some(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => Config::parse_adjusted(&text, &path, adjust),
+                Err(e) => Err(ConfigError::unreadable(&path, &e)),
+            },
+            None => {
+                // No file: only the command line can make defaults invalid.
+                let origin = Path::new("(command line)");
                 let mut config = Config::default();
                 adjust(&mut config);
                 let spans = spans::Spans::parse("");
-                config.validate().map_err(|v| v.locate(&spans, &path))?;
-                grants::check(&config, None).map_err(|v| v.locate(&spans, &path))?;
+                config.validate().map_err(|v| v.locate(&spans, origin))?;
+                grants::check(&config, None).map_err(|v| v.locate(&spans, origin))?;
                 Ok(config)
             }
-            Err(e) => Err(ConfigError::unreadable(&path, &e)),
         }
     }
 }

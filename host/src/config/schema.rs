@@ -28,14 +28,22 @@ pub struct Config {
     /// (`config/diagnostics.rs`); not a key of the file.
     #[serde(skip)]
     pub diagnostics: super::Diagnostics,
+    /// The file this config was read from (`None`: built-in defaults). Its
+    /// directory is what relative paths inside it were resolved against.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// `[sandbox]`: limits every tool gets unless its policy overrides them.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
-    /// Where `.wasm` tools load from; default: the examples the build made.
+    /// A directory of `.wasm` tools, searched last (after the built-in
+    /// examples and the user's tools directory); default: none.
     pub tools_dir: Option<PathBuf>,
+    /// Whether the example tools embedded in the binary are on the search
+    /// path. Default true.
+    pub builtin_tools: bool,
     /// Wasm instructions (roughly) a call may execute. Default 1e9.
     pub fuel: u64,
     /// Wall-clock limit of a call, host calls included. Default 10 s.
@@ -51,22 +59,22 @@ pub struct SandboxConfig {
     /// Calls that run at once; more wait for a slot. Sizes the instance pool.
     /// Default 128.
     pub max_concurrent_calls: u32,
-    /// Where compiled components are cached; default: `artifacts/` beside the
-    /// database.
+    /// Where compiled components and tool metadata are cached; default:
+    /// `artifacts/` in the user's cache directory (`$XDG_CACHE_HOME/toolhost`).
     pub cache_dir: Option<PathBuf>,
     /// Where the per-user key that authenticates cached artifacts lives
-    /// (a 0700 directory of this user); default: `$XDG_STATE_HOME/toolhost`,
-    /// else `~/.local/state/toolhost`.
+    /// (a 0700 directory of this user); default: the user's state directory,
+    /// `$XDG_STATE_HOME/toolhost`, else `~/.local/state/toolhost`.
     pub key_dir: Option<PathBuf>,
 }
 
 impl SandboxConfig {
-    /// The artifact cache: `cache_dir`, else `artifacts/` beside the database.
-    pub fn effective_cache_dir(&self, store: &StoreConfig) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(|| {
-            let db_dir = store.path.parent().unwrap_or(std::path::Path::new("."));
-            db_dir.join("artifacts")
-        })
+    /// The artifact cache: `cache_dir`, else `artifacts/` in the user's
+    /// cache directory; `None` (no cache) without either.
+    pub fn effective_cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(crate::paths::default_artifacts)
     }
 }
 
@@ -74,6 +82,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             tools_dir: None,
+            builtin_tools: true,
             fuel: 1_000_000_000,
             timeout_ms: 10_000,
             memory_mb: 64,
@@ -323,6 +332,8 @@ impl Default for AgentConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// The SQLite file; default: `toolhost.db` in the user's data directory
+    /// (`$XDG_DATA_HOME/toolhost`).
     pub path: PathBuf,
     /// `postgres://USER@HOST:PORT/DB`: the shared store, instead of `path`.
     pub url: Option<String>,
@@ -339,7 +350,9 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            path: PathBuf::from(".toolhost/toolhost.db"),
+            // Empty only without a home directory: validation then asks
+            // for a path.
+            path: crate::paths::default_store().unwrap_or_default(),
             url: None,
             busy_timeout_ms: 5_000,
             pool_size: 16,
@@ -368,8 +381,11 @@ impl StoreConfig {
     }
 
     fn validate(&self) -> Result<(), Invalid> {
-        if self.path.as_os_str().is_empty() {
-            return Err(Invalid::new("store.path", "must not be empty"));
+        if self.url.is_none() && self.path.as_os_str().is_empty() {
+            return Err(Invalid::new(
+                "store.path",
+                "must not be empty (with no home directory there is no default: set it, or pass --db)",
+            ));
         }
         if let Some(url) = &self.url {
             crate::store::check_url(url).map_err(|e| Invalid::new("store.url", e))?;
@@ -588,13 +604,18 @@ mod tests {
 
     #[test]
     fn empty_is_the_defaults() {
-        let mut empty = parse("").unwrap();
+        let mut parsed = parse("").unwrap();
+        let file = parsed.file.take().expect("the file it was read from");
+        assert!(
+            file.is_absolute() && file.ends_with("toolhost.toml"),
+            "{file:?}"
+        );
         assert_eq!(
-            empty.diagnostics.file.as_deref(),
+            parsed.diagnostics.file.as_deref(),
             Some(Path::new("toolhost.toml"))
         );
-        empty.diagnostics = Default::default();
-        assert_eq!(empty, Config::default());
+        parsed.diagnostics = Default::default();
+        assert_eq!(parsed, Config::default());
         assert_eq!(Config::default().sandbox.fuel, 1_000_000_000);
         assert_eq!(Config::default().retry.max_attempts, 5);
     }

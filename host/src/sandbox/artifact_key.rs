@@ -67,18 +67,11 @@ pub enum KeyError {
     Unsupported,
 }
 
-/// Where the key lives unless configured: `$XDG_STATE_HOME/toolhost`, else
-/// `~/.local/state/toolhost`. `None` without a home directory.
+/// Where the key lives unless configured: the user's state directory
+/// (`$XDG_STATE_HOME/toolhost`, else `~/.local/state/toolhost` on Linux; see
+/// [`crate::paths`]). `None` without a home directory.
 pub fn default_key_dir() -> Option<PathBuf> {
-    let from = |var: &str| {
-        std::env::var_os(var)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    from("XDG_STATE_HOME")
-        .filter(|p| p.is_absolute())
-        .or_else(|| from("HOME").map(|h| h.join(".local").join("state")))
-        .map(|base| base.join("toolhost"))
+    crate::paths::state_dir()
 }
 
 /// The key in `dir`, made now if there is none yet.

@@ -17,6 +17,16 @@
 //! unreadable) is recompiled from the wasm and rewritten, never deserialised.
 //! Without a usable key the cache is off and every start compiles.
 //!
+//! Beside the artifacts, in `<dir>/meta/`, lives what each tool's
+//! `describe` returned (`<digest>.meta`) and one index of tools files
+//! (`files.index`, see `catalog`), so a start reads metadata instead of
+//! running every tool. They depend on the wasm alone, not on the engine, so
+//! reading them needs no engine: a call whose result is replayed never
+//! builds one.
+//! Both steer what runs (a forged name could route a call to another tool),
+//! so both are sealed the same way, each kind under its own MAC domain, and
+//! anything that fails the check is ignored and rebuilt.
+//!
 //! Writes go to a temporary file and are renamed into place, so a crash or a
 //! concurrent writer never leaves half an artifact under the real name.
 
@@ -29,10 +39,35 @@ use wasmtime::component::Component;
 
 use super::artifact_key::{self, ArtifactKey};
 
-const MAGIC: &[u8; 16] = b"toolhost-cwasm2\n";
-const HEADER: usize = MAGIC.len() + blake3::OUT_LEN;
-/// Changes whenever what the MAC covers does.
-const DOMAIN: &[u8] = b"toolhost/artifact-mac/v1";
+/// One kind of sealed file: how it starts, what its MAC's domain is, how
+/// its name ends.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Kind {
+    magic: &'static [u8; 16],
+    /// Changes whenever what the MAC covers does.
+    domain: &'static [u8],
+    ext: &'static str,
+}
+
+/// Compiled components.
+const ARTIFACT: Kind = Kind {
+    magic: b"toolhost-cwasm2\n",
+    domain: b"toolhost/artifact-mac/v1",
+    ext: "cwasm",
+};
+/// What a component's `describe` returned (or why it cannot load).
+pub(crate) const METADATA: Kind = Kind {
+    magic: b"toolhost-meta-1\n",
+    domain: b"toolhost/metadata-mac/v1",
+    ext: "meta",
+};
+/// The index from tools files (path and inode facts) to digests and names.
+pub(crate) const INDEX: Kind = Kind {
+    magic: b"toolhost-index1\n",
+    domain: b"toolhost/index-mac/v1",
+    ext: "index",
+};
+const HEADER: usize = 16 + blake3::OUT_LEN;
 
 /// Where a loaded component came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,15 +86,17 @@ pub(crate) struct ArtifactCache {
 
 #[derive(Clone, Debug)]
 struct Store {
-    dir: PathBuf,
-    fingerprint: String,
+    root: PathBuf,
     key: ArtifactKey,
 }
+
+/// The directory of records that do not depend on the engine.
+const META_DIR: &str = "meta";
 
 impl ArtifactCache {
     /// A cache under `root` (none: no cache), authenticated with the key in
     /// `key_dir` (none: the user's default key directory).
-    pub(crate) fn new(engine: &Engine, root: Option<&Path>, key_dir: Option<&Path>) -> Self {
+    pub(crate) fn new(root: Option<&Path>, key_dir: Option<&Path>) -> Self {
         let Some(root) = root else {
             return ArtifactCache { store: None };
         };
@@ -79,14 +116,31 @@ impl ArtifactCache {
                 return ArtifactCache { store: None };
             }
         };
-        let fingerprint = fingerprint(engine);
         ArtifactCache {
             store: Some(Store {
-                dir: root.join(&fingerprint),
-                fingerprint,
+                root: root.to_path_buf(),
                 key,
             }),
         }
+    }
+
+    /// The authenticated payload of the `kind` file named `name`, if present.
+    pub(crate) fn read_sealed(&self, kind: Kind, name: &str) -> Option<Vec<u8>> {
+        self.store.as_ref()?.read(kind, META_DIR, name)
+    }
+
+    /// Seals and writes a `kind` file named `name`; failures cost a rebuild
+    /// next time, nothing more.
+    pub(crate) fn write_sealed(&self, kind: Kind, name: &str, payload: &[u8]) {
+        if let Some(store) = &self.store {
+            store.write_logged(kind, META_DIR, name, payload);
+        }
+    }
+
+    /// The cached component for `digest`, without its wasm: `None` if there
+    /// is no authentic one.
+    pub(crate) fn load_cached(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        self.store.as_ref()?.component(engine, digest)
     }
 
     /// The cached component for `digest`, or a fresh compile of `wasm`.
@@ -96,18 +150,16 @@ impl ArtifactCache {
         wasm: &[u8],
         digest: &str,
     ) -> Result<(Component, LoadSource), String> {
-        if let Some(store) = &self.store
-            && let Some(component) = store.read(engine, digest)
-        {
+        if let Some(component) = self.load_cached(engine, digest) {
             return Ok((component, LoadSource::Cached));
         }
         let component =
             Component::new(engine, wasm).map_err(|e| format!("does not compile: {e:#}"))?;
-        if let Some(store) = &self.store
-            && let Err(e) = store.write(&component, digest)
-        {
-            // A read-only or full disk costs a recompile next time, nothing more.
-            tracing::warn!(dir = %store.dir.display(), error = %e, "cannot cache a compiled component");
+        if let Some(store) = &self.store {
+            match component.serialize() {
+                Ok(payload) => store.write_logged(ARTIFACT, &fingerprint(engine), digest, &payload),
+                Err(e) => tracing::warn!(error = %e, "cannot serialise a compiled component"),
+            }
         }
         Ok((component, LoadSource::Compiled))
     }
@@ -120,14 +172,15 @@ fn fingerprint(engine: &Engine) -> String {
 }
 
 impl Store {
-    fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}.cwasm"))
+    fn path(&self, kind: Kind, dir: &str, name: &str) -> PathBuf {
+        self.root.join(dir).join(format!("{name}.{}", kind.ext))
     }
 
-    /// The MAC of `payload` stored under `digest`.
-    fn mac(&self, digest: &str, payload: &[u8]) -> blake3::Hash {
+    /// The MAC of `payload` stored as `kind` under `dir/name` (`dir`: the
+    /// engine fingerprint of an artifact, `meta` for the rest).
+    fn mac(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) -> blake3::Hash {
         let mut h = blake3::Hasher::new_keyed(self.key.as_bytes());
-        for field in [DOMAIN, self.fingerprint.as_bytes(), digest.as_bytes()] {
+        for field in [kind.domain, dir.as_bytes(), name.as_bytes()] {
             h.update(&(field.len() as u64).to_le_bytes());
             h.update(field);
         }
@@ -135,59 +188,72 @@ impl Store {
         h.finalize()
     }
 
-    /// A cached component, or `None` if absent, unreadable, unauthentic or
-    /// incompatible.
-    fn read(&self, engine: &Engine, digest: &str) -> Option<Component> {
-        let path = self.path(digest);
-        let bytes = match std::fs::read(&path) {
+    /// A sealed file's payload, or `None` if absent, unreadable or
+    /// unauthentic.
+    fn read(&self, kind: Kind, dir: &str, name: &str) -> Option<Vec<u8>> {
+        let path = self.path(kind, dir, name);
+        let mut bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cached artifact");
+                tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable cache file");
                 return None;
             }
         };
-        if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-            tracing::warn!(path = %path.display(), "ignoring a cached artifact without our header");
+        if bytes.len() < HEADER || &bytes[..kind.magic.len()] != kind.magic {
+            tracing::warn!(path = %path.display(), "ignoring a cache file without our header");
             return None;
         }
-        let (mac, payload) = bytes[MAGIC.len()..].split_at(blake3::OUT_LEN);
+        let (mac, payload) = bytes[kind.magic.len()..].split_at(blake3::OUT_LEN);
         // blake3::Hash compares in constant time.
         let mac = blake3::Hash::from_bytes(mac.try_into().ok()?);
-        if mac != self.mac(digest, payload) {
-            tracing::warn!(path = %path.display(), "ignoring a cached artifact that fails authentication");
+        if mac != self.mac(kind, dir, name, payload) {
+            tracing::warn!(path = %path.display(), "ignoring a cache file that fails authentication");
             return None;
         }
+        bytes.drain(..HEADER);
+        Some(bytes)
+    }
+
+    /// A cached component, or `None` if absent, unreadable, unauthentic or
+    /// incompatible.
+    fn component(&self, engine: &Engine, digest: &str) -> Option<Component> {
+        let payload = self.read(ARTIFACT, &fingerprint(engine), digest)?;
         // SAFETY: the MAC proves this payload is exactly what
         // `Component::serialize` produced, in a process holding this user's
         // key, for this engine fingerprint and this wasm digest; wasmtime
         // also rejects artifacts of other engine configs.
-        match unsafe { Component::deserialize(engine, payload) } {
+        match unsafe { Component::deserialize(engine, &payload) } {
             Ok(c) => Some(c),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring an incompatible cached artifact");
+                tracing::warn!(digest, error = %e, "ignoring an incompatible cached artifact");
                 None
             }
         }
     }
 
-    fn write(&self, component: &Component, digest: &str) -> std::io::Result<()> {
-        let payload = component
-            .serialize()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::fs::create_dir_all(&self.dir)?;
+    /// [`Store::write`]; a failure costs a rebuild next time, nothing more.
+    fn write_logged(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) {
+        if let Err(e) = self.write(kind, dir, name, payload) {
+            tracing::warn!(dir = %self.root.join(dir).display(), error = %e, "cannot write to the artifact cache");
+        }
+    }
+
+    fn write(&self, kind: Kind, dir: &str, name: &str, payload: &[u8]) -> std::io::Result<()> {
+        let dir_path = self.root.join(dir);
+        std::fs::create_dir_all(&dir_path)?;
         let mut bytes = Vec::with_capacity(HEADER + payload.len());
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(self.mac(digest, &payload).as_bytes());
-        bytes.extend_from_slice(&payload);
+        bytes.extend_from_slice(kind.magic);
+        bytes.extend_from_slice(self.mac(kind, dir, name, payload).as_bytes());
+        bytes.extend_from_slice(payload);
         // Unique per process and per write, so concurrent writers never share it.
         static WRITES: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.dir.join(format!(
-            ".{digest}.{}.{}.tmp",
+        let tmp = dir_path.join(format!(
+            ".{name}.{}.{}.tmp",
             std::process::id(),
             WRITES.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&tmp, &bytes)?;
-        std::fs::rename(&tmp, self.path(digest))
+        std::fs::rename(&tmp, self.path(kind, dir, name))
     }
 }

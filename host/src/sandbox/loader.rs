@@ -8,6 +8,7 @@
 //! files still load.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use wasmtime::Engine;
@@ -16,7 +17,8 @@ use wasmtime::component::Linker;
 use super::artifacts::{ArtifactCache, LoadSource};
 use super::bindings::{Effect, ToolPre};
 use super::capabilities::HostState;
-use super::error::LoadError;
+use super::catalog::{Location, Origin};
+use super::error::{CallError, LoadError};
 use crate::config::EffectName;
 
 /// A loaded tool: its metadata, digest and pre-linked component.
@@ -29,15 +31,21 @@ pub struct Tool {
     pub effect: EffectName,
     pub input_schema: Value,
     pub output_schema: Option<Value>,
-    /// The file it was loaded from.
+    /// The file it was loaded from (`builtin:NAME.wasm` for a built-in tool).
     pub path: PathBuf,
+    /// Where on the search path it was found.
+    pub origin: Origin,
     /// blake3 of the wasm bytes, hex.
     pub digest: String,
-    /// Whether this load compiled the component or read the cache.
-    pub source: LoadSource,
-    pub(crate) pre: ToolPre<HostState>,
-    pub(crate) input_validator: jsonschema::Validator,
-    pub(crate) output_validator: Option<jsonschema::Validator>,
+    pub(crate) location: Location,
+    /// The pre-linked component, loaded on first use (a start that only
+    /// lists tools, or calls another, never deserialises this one).
+    pub(crate) component: tokio::sync::OnceCell<(ToolPre<HostState>, LoadSource)>,
+    /// Compiled on first use: listing tools never compiles a schema, and a
+    /// call compiles only its own tool's. (Both schemas were checked when
+    /// the tool was described, before its metadata was recorded.)
+    input_validator: OnceLock<Result<jsonschema::Validator, String>>,
+    output_validator: OnceLock<Result<Option<jsonschema::Validator>, String>>,
 }
 
 impl std::fmt::Debug for Tool {
@@ -48,7 +56,38 @@ impl std::fmt::Debug for Tool {
             .field("effect", &self.effect)
             .field("digest", &self.digest)
             .field("path", &self.path)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
+    }
+}
+
+impl Tool {
+    /// The compiled input schema.
+    pub(crate) fn input_validator(&self) -> Result<&jsonschema::Validator, CallError> {
+        self.input_validator
+            .get_or_init(|| compile_schema("input", &self.input_schema))
+            .as_ref()
+            .map_err(|e| CallError::Internal(format!("{}: {e}", self.name)))
+    }
+
+    /// The compiled output schema, if the tool has one.
+    pub(crate) fn output_validator(&self) -> Result<Option<&jsonschema::Validator>, CallError> {
+        self.output_validator
+            .get_or_init(|| {
+                self.output_schema
+                    .as_ref()
+                    .map(|s| compile_schema("output", s))
+                    .transpose()
+            })
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|e| CallError::Internal(format!("{}: {e}", self.name)))
+    }
+
+    /// Whether this process compiled the component or read it from the
+    /// cache; `None` until it is loaded (see `Sandbox::load`).
+    pub fn source(&self) -> Option<LoadSource> {
+        self.component.get().map(|(_, source)| *source)
     }
 }
 
@@ -66,101 +105,136 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Compiles (or reads from cache) and links one file, before `describe`.
+/// Compiles (or reads from cache) and links one component, before
+/// `describe`; `digest` is blake3 of `bytes`.
 pub(crate) fn prepare(
     engine: &Engine,
     linker: &Linker<HostState>,
     cache: &ArtifactCache,
-    path: &Path,
-) -> Result<(ToolPre<HostState>, String, LoadSource), LoadError> {
-    let fail = |reason: String| LoadError {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    check_header(&bytes).map_err(fail)?;
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let (component, source) = cache.load(engine, &bytes, &digest).map_err(fail)?;
-    let instance_pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| fail(format!("needs an import the sandbox does not provide: {e}")))?;
-    let pre = ToolPre::new(instance_pre)
-        .map_err(|e| fail(format!("is not a toolhost:tool/tool@0.1.0 component: {e}")))?;
-    Ok((pre, digest, source))
+    bytes: &[u8],
+    digest: &str,
+) -> Result<(ToolPre<HostState>, LoadSource), String> {
+    check_header(bytes)?;
+    let (component, source) = cache.load(engine, bytes, digest)?;
+    link(linker, &component).map(|pre| (pre, source))
 }
 
-/// What `describe` returned, checked and compiled into a [`Tool`].
+/// The component of `digest` at `location`: the authenticated artifact if
+/// the cache has one, else a compile of the bytes, which must still be
+/// those `digest` names.
+pub(crate) fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    cache: &ArtifactCache,
+    location: &Location,
+    digest: &str,
+) -> Result<(ToolPre<HostState>, LoadSource), String> {
+    if let Some(component) = cache.load_cached(engine, digest) {
+        return link(linker, &component).map(|pre| (pre, LoadSource::Cached));
+    }
+    let bytes = location.read().map_err(|e| format!("cannot read: {e}"))?;
+    if blake3::hash(&bytes).to_hex().as_str() != digest {
+        return Err("the file changed since the sandbox opened".into());
+    }
+    prepare(engine, linker, cache, &bytes, digest)
+}
+
+fn link(
+    linker: &Linker<HostState>,
+    component: &wasmtime::component::Component,
+) -> Result<ToolPre<HostState>, String> {
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("needs an import the sandbox does not provide: {e}"))?;
+    ToolPre::new(instance_pre)
+        .map_err(|e| format!("is not a toolhost:tool/tool@0.1.0 component: {e}"))
+}
+
+/// Metadata that passed [`check_metadata`] when it was described, a
+/// digest and (maybe) a loaded component, as a [`Tool`]. Its schemas are
+/// parsed now and compiled on first use.
 pub(crate) fn finish(
-    path: &Path,
-    pre: ToolPre<HostState>,
+    origin: Origin,
+    location: Location,
     digest: String,
-    source: LoadSource,
-    meta: super::bindings::toolhost::tool::types::Metadata,
+    component: Option<(ToolPre<HostState>, LoadSource)>,
+    meta: &super::bindings::toolhost::tool::types::Metadata,
 ) -> Result<Tool, LoadError> {
-    let checked = check_metadata(&meta).map_err(|reason| LoadError {
-        path: path.to_path_buf(),
+    let path = location.display();
+    let fail = |reason: String| LoadError {
+        path: path.clone(),
         reason,
-    })?;
+    };
+    if !valid_name(&meta.name) {
+        return Err(fail(format!("tool name `{}` is not valid", meta.name)));
+    }
+    let parse = |what: &str, text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_err(|e| fail(format!("{what} schema is not JSON: {e}")))
+    };
+    let input_schema = parse("input", &meta.input_schema)?;
+    let output_schema = match &meta.output_schema {
+        Some(text) => Some(parse("output", text)?),
+        None => None,
+    };
+    let cell = match component {
+        Some(c) => tokio::sync::OnceCell::new_with(Some(c)),
+        None => tokio::sync::OnceCell::new(),
+    };
     Ok(Tool {
-        name: meta.name,
-        description: meta.description,
-        version: meta.version,
-        effect: checked.effect,
-        input_schema: checked.input_schema,
-        output_schema: checked.output.as_ref().map(|(schema, _)| schema.clone()),
-        path: path.to_path_buf(),
+        name: meta.name.clone(),
+        description: meta.description.clone(),
+        version: meta.version.clone(),
+        effect: effect_name(meta.effect),
+        input_schema,
+        output_schema,
+        path,
+        origin,
         digest,
-        source,
-        pre,
-        input_validator: checked.input_validator,
-        output_validator: checked.output.map(|(_, v)| v),
+        location,
+        component: cell,
+        input_validator: OnceLock::new(),
+        output_validator: OnceLock::new(),
     })
 }
 
-/// Metadata that passed [`check_metadata`].
-pub(crate) struct CheckedMetadata {
-    effect: EffectName,
-    input_schema: Value,
-    input_validator: jsonschema::Validator,
-    output: Option<(Value, jsonschema::Validator)>,
+fn compile_schema(what: &str, schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::draft202012::new(schema)
+        .map_err(|e| format!("{what} schema is not a valid JSON Schema: {e}"))
+}
+
+fn effect_name(effect: Effect) -> EffectName {
+    match effect {
+        Effect::Pure => EffectName::Pure,
+        Effect::ReadOnly => EffectName::ReadOnly,
+        Effect::Idempotent => EffectName::Idempotent,
+        Effect::SideEffecting => EffectName::SideEffecting,
+    }
 }
 
 /// Whatever a tool's `describe` returns (it is the tool's to choose): a
 /// usable name and JSON Schemas that compile, or the reason they are not.
+/// Checked once, when a component is described; what passes is recorded.
 pub(crate) fn check_metadata(
     meta: &super::bindings::toolhost::tool::types::Metadata,
-) -> Result<CheckedMetadata, String> {
+) -> Result<(), String> {
     if !valid_name(&meta.name) {
         return Err(format!(
             "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
             meta.name
         ));
     }
-    let input_schema: Value = serde_json::from_str(&meta.input_schema)
-        .map_err(|e| format!("input schema is not JSON: {e}"))?;
-    let input_validator = jsonschema::draft202012::new(&input_schema)
-        .map_err(|e| format!("input schema is not a valid JSON Schema: {e}"))?;
-    let output = match &meta.output_schema {
-        None => None,
-        Some(text) => {
-            let schema: Value = serde_json::from_str(text)
-                .map_err(|e| format!("output schema is not JSON: {e}"))?;
-            let validator = jsonschema::draft202012::new(&schema)
-                .map_err(|e| format!("output schema is not a valid JSON Schema: {e}"))?;
-            Some((schema, validator))
-        }
-    };
-    Ok(CheckedMetadata {
-        effect: match meta.effect {
-            Effect::Pure => EffectName::Pure,
-            Effect::ReadOnly => EffectName::ReadOnly,
-            Effect::Idempotent => EffectName::Idempotent,
-            Effect::SideEffecting => EffectName::SideEffecting,
-        },
-        input_schema,
-        input_validator,
-        output,
-    })
+    let schemas = [
+        ("input", Some(&meta.input_schema)),
+        ("output", meta.output_schema.as_ref()),
+    ];
+    for (what, text) in schemas {
+        let Some(text) = text else { continue };
+        let schema: Value =
+            serde_json::from_str(text).map_err(|e| format!("{what} schema is not JSON: {e}"))?;
+        compile_schema(what, &schema)?;
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {

@@ -2,7 +2,10 @@
 //! fuel-, time-, memory- and output-limited store with no ambient authority.
 //!
 //! Layout: `engine` configures wasmtime (the only place), `artifacts` caches
-//! compiled components on disk, `loader` turns files into [`Tool`]s,
+//! compiled components on disk, `metadata` caches what each said it is,
+//! `catalog` is the search path (`builtin` tools embedded in the binary, the
+//! user's, the configured directory) and learns what is on it without
+//! running it, `loader` turns components into [`Tool`]s,
 //! `capabilities` builds what a store may touch, `egress` checks and sends
 //! outgoing HTTP, `policy` digests a tool's effective limits and grants,
 //! `call` runs one call and names what stopped it, `limits` and `error` are
@@ -11,25 +14,30 @@
 mod artifact_key;
 mod artifacts;
 mod bindings;
+pub mod builtin;
 mod call;
 mod capabilities;
+mod catalog;
 pub mod egress;
 mod engine;
 mod error;
 mod limits;
 mod loader;
+mod metadata;
 pub mod policy;
+mod wasm;
 
 pub use artifact_key::{KeyError, default_key_dir};
 pub use artifacts::LoadSource;
+pub use catalog::Origin;
 pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
 pub use policy::PolicyDigest;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,13 +45,14 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use wasmtime::Engine;
-use wasmtime::component::Linker;
 
 use crate::config::{Config, ToolPolicy};
 use artifacts::ArtifactCache;
 use capabilities::{HostState, OpenedDirs};
 
-/// Where the build put the example tools: the default tools directory.
+/// Where the build put the example tools, for tests and benches that need
+/// them as files. The binary never reads it: it carries the examples
+/// ([`builtin`]).
 pub const EXAMPLES_DIR: &str = env!("TOOLHOST_EXAMPLES_DIR");
 /// Where the build put the hostile test tools (never loaded by default).
 pub const HOSTILE_DIR: &str = env!("TOOLHOST_HOSTILE_DIR");
@@ -53,8 +62,19 @@ pub const TESTKIT_DIR: &str = env!("TOOLHOST_TESTKIT_DIR");
 /// How to open a sandbox.
 #[derive(Clone, Debug)]
 pub struct SandboxOptions {
-    /// The directory whose `.wasm` files are loaded.
-    pub tools_dir: PathBuf,
+    /// Whether the examples embedded in the binary come first on the search
+    /// path.
+    pub builtin: bool,
+    /// The user's tools directory, searched next; it may not exist.
+    pub user_tools_dir: Option<PathBuf>,
+    /// The directory searched last (a later tool of the same name wins); it
+    /// must exist.
+    pub tools_dir: Option<PathBuf>,
+    /// Make only these tools ready to call (`None`: all). The others are
+    /// still named (for `unknown_tool` and for who wins a name) from cached
+    /// metadata, but not checked, loaded or described: a call pays only for
+    /// the tool it calls.
+    pub only: Option<BTreeSet<String>>,
     /// Where compiled components are cached; `None` compiles on every start.
     pub cache_dir: Option<PathBuf>,
     /// Where the per-user key that authenticates cached artifacts lives;
@@ -71,18 +91,17 @@ pub struct SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// Options from a config: its tools dir (else the built examples), its
-    /// cache dir (else `artifacts/` beside the database), limits and policies.
+    /// Options from a config: the built-in tools (unless
+    /// `builtin_tools = false`), the user's tools directory, its
+    /// `tools_dir`, its cache dir (else the user's cache directory), limits
+    /// and policies.
     pub fn from_config(config: &Config) -> Self {
-        let tools_dir = config
-            .sandbox
-            .tools_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(EXAMPLES_DIR));
-        let cache_dir = Some(config.sandbox.effective_cache_dir(&config.store));
         SandboxOptions {
-            tools_dir,
-            cache_dir,
+            builtin: config.sandbox.builtin_tools,
+            user_tools_dir: crate::paths::user_tools_dir(),
+            tools_dir: config.sandbox.tools_dir.clone(),
+            only: None,
+            cache_dir: config.sandbox.effective_cache_dir(),
             key_dir: config.sandbox.key_dir.clone(),
             limits: Limits::from_config(&config.sandbox),
             policies: config.tools.clone(),
@@ -91,10 +110,14 @@ impl SandboxOptions {
         }
     }
 
-    /// Defaults with the given tools directory and no artifact cache.
+    /// Defaults with the given tools directory alone on the search path
+    /// (no built-in or user tools) and no artifact cache.
     pub fn for_dir(tools_dir: impl Into<PathBuf>) -> Self {
         SandboxOptions {
-            tools_dir: tools_dir.into(),
+            builtin: false,
+            user_tools_dir: None,
+            tools_dir: Some(tools_dir.into()),
+            only: None,
             cache_dir: None,
             key_dir: None,
             limits: Limits::default(),
@@ -152,8 +175,11 @@ pub struct Sandbox {
 }
 
 struct Inner {
-    engine: Engine,
+    cache: ArtifactCache,
+    /// The tools made ready (all, or those `only` named).
     tools: BTreeMap<String, Arc<Tool>>,
+    /// Every name on the search path, ready or not.
+    names: BTreeSet<String>,
     load_errors: Vec<LoadError>,
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
@@ -163,89 +189,91 @@ struct Inner {
     slots: Semaphore,
     runs: AtomicU64,
     // Declared last: dropped after everything that might still run wasm.
-    ticker: engine::Ticker,
+    wasm: wasm::LazyWasm,
 }
 
 impl Sandbox {
-    /// Loads every `.wasm` in the tools directory. A bad file is reported in
-    /// [`Sandbox::load_errors`] and skipped; only an unusable directory or
-    /// engine fails the whole open.
+    /// Finds every tool on the search path and makes the wanted ones
+    /// ready: cached metadata is read, only what is new is compiled and
+    /// described, and a component is loaded on its first call. A bad file is
+    /// reported in [`Sandbox::load_errors`] and skipped; only an unusable
+    /// directory or engine fails the whole open.
     pub async fn open(options: SandboxOptions) -> Result<Sandbox, OpenError> {
-        let files =
-            loader::wasm_files(&options.tools_dir).map_err(|source| OpenError::ToolsDir {
-                dir: options.tools_dir.clone(),
-                source,
-            })?;
-        let engine = engine::build(options.max_concurrent_calls)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let ticker =
-            engine::Ticker::start(&engine).map_err(|e| OpenError::Engine(e.to_string()))?;
-        let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        // wasi:http, sent through the egress checks (capabilities::HostState).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| OpenError::Engine(format!("{e:#}")))?;
-        let cache = ArtifactCache::new(
-            &engine,
-            options.cache_dir.as_deref(),
-            options.key_dir.as_deref(),
-        );
+        let search = catalog::SearchPath {
+            builtin: options.builtin,
+            user: options.user_tools_dir.clone(),
+            dir: options.tools_dir.clone(),
+        };
+        let candidates = catalog::candidates(&search)
+            .map_err(|(dir, source)| OpenError::ToolsDir { dir, source })?;
+        let cache = ArtifactCache::new(options.cache_dir.as_deref(), options.key_dir.as_deref());
+        // Built only if something must be compiled (see `wasm`).
+        let wasm = wasm::LazyWasm::new(options.max_concurrent_calls);
 
-        // Compiling (or authenticating and deserialising) is seconds of CPU:
-        // it runs on a blocking thread, never on an async worker.
-        let prepared = {
-            let (engine, linker) = (engine.clone(), linker.clone());
+        // Reading records is quick, but compiling what is new is seconds of
+        // CPU: it all runs on a blocking thread, never on an async worker.
+        let (mut entries, mut index) = {
+            let (wasm, cache) = (wasm.clone(), cache.clone());
+            let only = options.only.clone();
             tokio::task::spawn_blocking(move || {
-                files
-                    .into_iter()
-                    .map(|path| {
-                        let result = loader::prepare(&engine, &linker, &cache, &path);
-                        (path, result)
-                    })
-                    .collect::<Vec<_>>()
+                let mut index = catalog::Index::read(&cache);
+                let compiler = catalog::Compiler {
+                    wasm: &wasm,
+                    cache: &cache,
+                };
+                let entries = catalog::identify(candidates, only.as_ref(), &mut index, &compiler);
+                (entries, index)
             })
             .await
             .map_err(|e| OpenError::Engine(format!("the compiler thread died: {e}")))?
         };
+        if let Some(e) = wasm.failure() {
+            return Err(OpenError::Engine(e.to_string()));
+        }
 
+        let records = match wasm.started() {
+            Some(w) => describe_compiled(&mut entries, w, &options).await,
+            None => Vec::new(),
+        };
+        for entry in &entries {
+            index.name(&entry.location, &entry.digest, entry.name());
+        }
+        if !records.is_empty() || index.dirty() {
+            let cache = cache.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (digest, record) in &records {
+                    metadata::write(&cache, digest, record);
+                }
+                index.write(&cache);
+            })
+            .await;
+        }
+
+        let (winners, mut load_errors) = resolve(entries);
+        let names = winners.keys().cloned().collect();
+        let wanted = |name: &str| options.only.as_ref().is_none_or(|o| o.contains(name));
         let mut tools = BTreeMap::new();
-        let mut load_errors = Vec::new();
-        for (path, prepared) in prepared {
-            let loaded = match prepared {
-                Ok(p) => describe_one(&engine, &ticker, p, &path, &options).await,
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok(tool) if tools.contains_key(&tool.name) => {
-                    let first: &Arc<Tool> = &tools[&tool.name];
-                    load_errors.push(LoadError {
-                        path,
-                        reason: format!(
-                            "tool name `{}` is taken by {}",
-                            tool.name,
-                            first.path.display()
-                        ),
-                    });
+        for (name, entry) in winners.into_iter().filter(|(n, _)| wanted(n)) {
+            match ready_tool(&name, entry) {
+                Some(Ok(tool)) => {
+                    tools.insert(name, Arc::new(tool));
                 }
-                Ok(tool) => {
-                    tools.insert(tool.name.clone(), Arc::new(tool));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping a tool");
-                    load_errors.push(e);
-                }
+                Some(Err(e)) => load_errors.push(e),
+                None => {}
             }
         }
+        // Only the grants of tools that may run are opened.
         let dirs = options
             .policies
             .iter()
+            .filter(|(name, _)| wanted(name))
             .map(|(name, policy)| (name.clone(), OpenedDirs::open(Some(policy))))
             .collect();
         Ok(Sandbox {
             inner: Arc::new(Inner {
-                engine,
+                cache,
                 tools,
+                names,
                 load_errors,
                 limits: options.limits,
                 policies: options.policies,
@@ -253,20 +281,63 @@ impl Sandbox {
                 dirs,
                 slots: Semaphore::new(options.max_concurrent_calls as usize),
                 runs: AtomicU64::new(0),
-                ticker,
+                wasm,
             }),
         })
+    }
+
+    /// Loads `name`'s component now if it is not yet (from the cache, else
+    /// by compiling), and says which it was.
+    pub async fn load(&self, name: &str) -> Result<LoadSource, CallError> {
+        let Some(tool) = self.tool(name) else {
+            return Err(self.unknown(name));
+        };
+        self.component(tool).await.map(|(_, source)| *source)
+    }
+
+    /// A tool's component, loaded on first use off the async workers.
+    async fn component<'t>(
+        &self,
+        tool: &'t Tool,
+    ) -> Result<&'t (bindings::ToolPre<HostState>, LoadSource), CallError> {
+        tool.component
+            .get_or_try_init(|| async {
+                let (wasm, cache) = (self.inner.wasm.clone(), self.inner.cache.clone());
+                let (location, digest) = (tool.location.clone(), tool.digest.clone());
+                tokio::task::spawn_blocking(move || {
+                    let w = wasm
+                        .get()
+                        .map_err(|e| format!("cannot start the wasm engine: {e}"))?;
+                    loader::load(&w.engine, &w.linker, &cache, &location, &digest)
+                })
+                .await
+                .map_err(|e| CallError::Internal(format!("the compiler thread died: {e}")))?
+                .map_err(|reason| {
+                    CallError::Internal(format!("cannot load {}: {reason}", tool.path.display()))
+                })
+            })
+            .await
+    }
+
+    fn unknown(&self, name: &str) -> CallError {
+        CallError::UnknownTool {
+            name: name.to_string(),
+            known: self.inner.names.iter().cloned().collect(),
+        }
     }
 
     /// Whether the epoch ticker is asleep: true whenever no call runs (an
     /// idle host spends no CPU on it).
     pub fn ticker_idle(&self) -> bool {
-        self.inner.ticker.is_parked()
+        self.inner
+            .wasm
+            .started()
+            .is_none_or(|w| w.ticker.is_parked())
     }
 
     /// How many times the epoch ticker has advanced the engine's epoch.
     pub fn ticks(&self) -> u64 {
-        self.inner.ticker.ticks()
+        self.inner.wasm.started().map_or(0, |w| w.ticker.ticks())
     }
 
     /// The loaded tools, by name.
@@ -329,10 +400,7 @@ impl Sandbox {
         overrides: &Overrides,
     ) -> Result<Prepared, CallError> {
         let Some(t) = self.tool(tool) else {
-            return Err(CallError::UnknownTool {
-                name: tool.to_string(),
-                known: self.inner.tools.keys().cloned().collect(),
-            });
+            return Err(self.unknown(tool));
         };
         if let Some(reason) = self.policy(tool).and_then(|p| p.unusable.as_ref()) {
             return Err(CallError::Config(reason.clone()));
@@ -341,7 +409,7 @@ impl Sandbox {
         // is exactly what the idempotency key hashes.
         let parsed = crate::idempotency::parse_ijson(input)
             .map_err(|e| CallError::InvalidInput(e.to_string()))?;
-        check(&t.input_validator, &parsed)
+        check(t.input_validator()?, &parsed)
             .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
         Ok(Prepared {
             tool: t.clone(),
@@ -360,6 +428,7 @@ impl Sandbox {
     ) -> Result<CallOutput, CallError> {
         let t = &prepared.tool;
         let limits = prepared.limits;
+        let (pre, _) = self.component(t).await?;
         let ctx = bindings::toolhost::tool::types::CallContext {
             idempotency_key: request.idempotency_key,
             attempt: request.attempt.max(1),
@@ -372,7 +441,8 @@ impl Sandbox {
             .await
             .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
         self.inner.runs.fetch_add(1, Ordering::Relaxed);
-        let _running = self.inner.ticker.enter();
+        let wasm = self.inner.wasm.get().map_err(CallError::Internal)?;
+        let _running = wasm.ticker.enter();
         let no_dirs;
         let dirs = match self.inner.dirs.get(&t.name) {
             Some(d) => d,
@@ -386,8 +456,8 @@ impl Sandbox {
             dirs,
         };
         let done = call::call(
-            &self.inner.engine,
-            &t.pre,
+            &wasm.engine,
+            pre,
             &limits,
             &grants,
             &self.inner.egress,
@@ -396,7 +466,7 @@ impl Sandbox {
         )
         .await?;
 
-        let output = parse_output(&done.value, t.output_validator.as_ref())?;
+        let output = parse_output(&done.value, t.output_validator()?)?;
         Ok(CallOutput {
             output,
             fuel_used: done.fuel_used,
@@ -459,22 +529,121 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
     }
 }
 
-/// Runs `describe` on a prepared component and checks what it says.
-async fn describe_one(
+/// Runs `describe` on every component compiled at this open, turning each
+/// into its metadata (or a load error). Returns the records to seal.
+async fn describe_compiled(
+    entries: &mut [catalog::Entry],
+    wasm: &wasm::Wasm,
+    options: &SandboxOptions,
+) -> Vec<(String, metadata::Record)> {
+    let mut records = Vec::new();
+    for entry in entries {
+        let catalog::State::Compiled(pre, source) = &entry.state else {
+            continue;
+        };
+        let (pre, source) = (pre.clone(), *source);
+        entry.state = match describe_new(&wasm.engine, &wasm.ticker, &pre, options).await {
+            Ok(described) => {
+                let record = metadata::Record::Described(described.clone());
+                records.push((entry.digest.clone(), record));
+                catalog::State::Ready(described, pre, source)
+            }
+            Err(DescribeError::Refused(reason)) => {
+                let record = metadata::Record::Failed(reason.clone());
+                records.push((entry.digest.clone(), record));
+                catalog::State::Failed(reason)
+            }
+            Err(DescribeError::Failed(reason)) => catalog::State::Failed(reason),
+        };
+    }
+    records
+}
+
+/// The [`Tool`] a winning entry makes (`None`: not described, so not
+/// wanted), with its schemas checked.
+fn ready_tool(name: &str, entry: catalog::Entry) -> Option<Result<Tool, LoadError>> {
+    let (described, component) = match entry.state {
+        catalog::State::Described(d) => (d, None),
+        catalog::State::Ready(d, pre, source) => (d, Some((pre, source))),
+        _ => return None,
+    };
+    let path = entry.location.display();
+    let Some(meta) = described.metadata() else {
+        let reason = "its metadata names an unknown effect".into();
+        return Some(Err(LoadError { path, reason }));
+    };
+    if meta.name != name {
+        // Only a built-in tool is named before it is described.
+        let reason = format!("describes itself as `{}`, not `{name}`", meta.name);
+        return Some(Err(LoadError { path, reason }));
+    }
+    Some(loader::finish(
+        entry.origin,
+        entry.location,
+        entry.digest,
+        component,
+        &meta,
+    ))
+}
+
+/// Why a new component's `describe` gave no usable metadata.
+enum DescribeError {
+    /// What it returned is unusable (a bad name or schema): the bytes
+    /// decide this, so it is recorded.
+    Refused(String),
+    /// The run failed (a limit, a trap): it may pass under other limits,
+    /// so it is not recorded.
+    Failed(String),
+}
+
+/// Runs `describe` on a new component and checks what it says.
+async fn describe_new(
     engine: &Engine,
     ticker: &engine::Ticker,
-    (pre, digest, source): (bindings::ToolPre<HostState>, String, LoadSource),
-    path: &Path,
+    pre: &bindings::ToolPre<HostState>,
     options: &SandboxOptions,
-) -> Result<Tool, LoadError> {
+) -> Result<metadata::Described, DescribeError> {
     let _running = ticker.enter();
-    let meta = call::describe(engine, &pre, &options.limits, &options.egress)
+    let meta = call::describe(engine, pre, &options.limits, &options.egress)
         .await
-        .map_err(|e| LoadError {
-            path: path.to_path_buf(),
-            reason: format!("describe failed: {} ({e})", e.kind()),
-        })?;
-    loader::finish(path, pre, digest, source, meta)
+        .map_err(|e| DescribeError::Failed(format!("describe failed: {} ({e})", e.kind())))?;
+    loader::check_metadata(&meta).map_err(DescribeError::Refused)?;
+    Ok(metadata::Described::of(&meta))
+}
+
+/// Who wins each name: a later place on the search path replaces an
+/// earlier one; two files of one place claiming a name are a load error
+/// (the first keeps it). Files that cannot load are load errors.
+fn resolve(entries: Vec<catalog::Entry>) -> (BTreeMap<String, catalog::Entry>, Vec<LoadError>) {
+    let mut winners: BTreeMap<String, catalog::Entry> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let name = match (&entry.state, entry.name()) {
+            (catalog::State::Failed(reason), _) => {
+                tracing::warn!(path = %entry.location.display().display(), reason, "skipping a tool");
+                errors.push(LoadError {
+                    path: entry.location.display(),
+                    reason: reason.clone(),
+                });
+                continue;
+            }
+            (_, Some(name)) => name.to_string(),
+            (_, None) => continue,
+        };
+        match winners.get(&name) {
+            Some(first) if first.origin == entry.origin => errors.push(LoadError {
+                path: entry.location.display(),
+                reason: format!(
+                    "tool name `{name}` is taken by {}",
+                    first.location.display().display()
+                ),
+            }),
+            _ => {
+                winners.insert(name, entry);
+            }
+        }
+    }
+    (winners, errors)
 }
 
 /// Generators shared by the sandbox's property tests.

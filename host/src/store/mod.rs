@@ -36,8 +36,8 @@ mod journal;
 mod liveness;
 mod metrics;
 mod migrations;
-mod prefix;
 mod pg;
+mod prefix;
 mod reader;
 mod sqlite;
 mod worker;
@@ -53,8 +53,8 @@ pub use calls::{
 pub(crate) use liveness::random_hex;
 pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
-pub use prefix::Prefixed;
 pub use pg::{PG_SCHEMA_VERSION, check_url, redact_url};
+pub use prefix::Prefixed;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -28,6 +28,9 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
+        if let super::Backend::Postgres(pg) = &self.backend {
+            return pg.with_prefix(what, prefix, limit).await;
+        }
         // GLOB's own metacharacters, matched literally as one-character sets.
         let mut pattern = String::with_capacity(prefix.len() + 1);
         for c in prefix.chars() {

@@ -178,6 +178,7 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(
             "--config", &config, "agent", "run", "task", "--run-id", "it0",
         ])
         .current_dir(world.path())
+        .envs(crate::support::state_env(world.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -223,6 +224,7 @@ fn sigkill_at_seeded_random_instants_never_repeats_a_step_or_an_effect(
                 &format!("it{i}"),
             ])
             .current_dir(world.path())
+            .envs(crate::support::state_env(world.path()))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

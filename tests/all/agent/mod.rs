@@ -203,9 +203,10 @@ lease_ms = {TEST_LEASE_MS}
     pub fn write_config(&self, models: &str) -> PathBuf {
         let path = self.path().join("toolhost.toml");
         let text = format!(
-            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n\n[retry]\nbase_delay_ms = 1\nmax_delay_ms = 5\n\n[store]\n{}\n{models}\n{}\n",
+            "[sandbox]\nbuiltin_tools = false\ntools_dir = {:?}\ncache_dir = {:?}\nkey_dir = {:?}\n\n[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n\n[retry]\nbase_delay_ms = 1\nmax_delay_ms = 5\n\n[store]\n{}\n{models}\n{}\n",
             self.tools,
             artifacts(),
+            artifacts().with_extension("key"),
             self.data(),
             self.store_toml(),
             self.extra,
@@ -222,7 +223,8 @@ lease_ms = {TEST_LEASE_MS}
     /// An executor on this world's tools and database under `config`.
     pub async fn executor(&self, config: &Config) -> Executor {
         let mut options = SandboxOptions::from_config(config);
-        options.tools_dir = self.tools.clone();
+        options.tools_dir = Some(self.tools.clone());
+        options.user_tools_dir = None;
         options.cache_dir = Some(artifacts());
         let sandbox = Sandbox::open(options).await.unwrap();
         Executor::new(sandbox, self.store().await)

@@ -48,6 +48,7 @@ fn spawn(world: &World, config: &std::path::Path, id: &str) -> Child {
             id,
         ])
         .current_dir(world.path())
+        .envs(crate::support::state_env(world.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

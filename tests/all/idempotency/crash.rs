@@ -31,6 +31,7 @@ fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
     let mut victim = Command::new(env!("CARGO_BIN_EXE_toolhost"))
         .args(args)
         .current_dir(world.path())
+        .envs(crate::support::state_env(world.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

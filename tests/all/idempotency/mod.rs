@@ -166,9 +166,10 @@ impl World {
     pub fn write_config(&self) -> PathBuf {
         let path = self.root.join("toolhost.toml");
         let text = format!(
-            "[sandbox]\ntools_dir = {:?}\ncache_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\n{}\n",
+            "[sandbox]\nbuiltin_tools = false\ntools_dir = {:?}\ncache_dir = {:?}\nkey_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\n{}\n",
             testkit_dir(),
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"),
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts.key"),
             self.data(),
             match &self.pg {
                 None => format!("path = {:?}", self.db()),

@@ -41,6 +41,7 @@ async fn run_script(cwd: &Path, args: &[&str]) -> Value {
         .arg(SCRIPT)
         .args(args)
         .current_dir(cwd)
+        .envs(crate::support::state_env(cwd))
         .env_remove("TOOLHOST_LOG")
         .kill_on_drop(true)
         .output();

@@ -33,8 +33,9 @@ impl Workdir {
         }
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
         let config = format!(
-            "[sandbox]\ntools_dir = \"tools\"\ncache_dir = \"{}\"\n",
-            cache.display()
+            "[sandbox]\nbuiltin_tools = false\ntools_dir = \"tools\"\ncache_dir = \"{}\"\nkey_dir = \"{}\"\n",
+            cache.display(),
+            cache.with_extension("key").display()
         );
         std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
         Workdir { dir }
@@ -49,6 +50,7 @@ impl Workdir {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolhost"));
         command
             .current_dir(self.path())
+            .envs(crate::support::state_env(self.path()))
             .args(["--db", "mcp.db", "serve"])
             .args(serve_args)
             .kill_on_drop(true);

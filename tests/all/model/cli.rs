@@ -45,6 +45,7 @@ async fn toolhost(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
     cmd.args(args)
         .current_dir(dir)
+        .envs(crate::support::state_env(dir))
         .env("TOOLHOST_TEST_KEY", KEY)
         .env("TOOLHOST_LOG", "info");
     // The servers run on this test's runtime; the binary blocks elsewhere.

@@ -90,6 +90,23 @@ pub async fn call_with(
     sandbox.call(tool, input, request).await
 }
 
+/// The environment every run of the binary gets, so no test reads or writes
+/// the real user's directories: the data directory (store, user tools) and
+/// config directory are the test's own (`cwd`), as `./.toolhost` used to be;
+/// the cache and the artifact key are shared by the whole suite (under the
+/// target's temp directory), so a tool compiles once per suite, not once
+/// per test.
+pub fn state_env(cwd: &Path) -> Vec<(&'static str, PathBuf)> {
+    let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xdg");
+    vec![
+        ("HOME", shared.join("home")),
+        ("XDG_DATA_HOME", cwd.join(".xdg-data")),
+        ("XDG_CONFIG_HOME", cwd.join(".xdg-config")),
+        ("XDG_CACHE_HOME", shared.join("cache")),
+        ("XDG_STATE_HOME", shared.join("state")),
+    ]
+}
+
 /// How long one run of the binary may take before the test fails: every
 /// command the suite runs finishes in seconds, so a hang is a regression.
 pub const BINARY_DEADLINE: Duration = Duration::from_secs(120);
@@ -97,9 +114,21 @@ pub const BINARY_DEADLINE: Duration = Duration::from_secs(120);
 /// Runs the real `toolhost` binary in `cwd`, killing it (and failing the
 /// test) if it has not exited within [`BINARY_DEADLINE`].
 pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
+    run_binary(
+        Path::new(env!("CARGO_BIN_EXE_toolhost")),
+        cwd,
+        args,
+        &state_env(cwd),
+    )
+}
+
+/// Runs `binary` in `cwd` with `env` (the directories it may use) set, as
+/// [`toolhost`] does.
+pub fn run_binary(binary: &Path, cwd: &Path, args: &[&str], env: &[(&str, PathBuf)]) -> Output {
+    let mut cmd = Command::new(binary);
     cmd.args(args)
         .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("TOOLHOST_LOG")
         .stdin(Stdio::null());
     output_within(cmd, BINARY_DEADLINE)

@@ -68,6 +68,7 @@ mod lease;
 mod metrics;
 mod migrations;
 mod pool;
+mod prefix;
 
 pub use migrations::PG_SCHEMA_VERSION;
 

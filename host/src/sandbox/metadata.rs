@@ -1,0 +1,136 @@
+//! What a tool's `describe` said, kept beside its artifact so a start does
+//! not run every tool to learn its name.
+//!
+//! The record is keyed by the wasm digest (the same bytes describe
+//! themselves the same way) and sealed like the artifact (`artifacts`): it
+//! decides which component a name runs and which schema an input must meet,
+//! so a file anyone could write must never be believed. A failure that the
+//! bytes alone decide (not wasm, not a component, does not compile or link,
+//! a bad name or schema) is recorded too, so a broken file is not recompiled
+//! on every start; a failed `describe` run is not (it depends on the limits,
+//! which a config edit can raise).
+
+use serde::{Deserialize, Serialize};
+
+use super::artifacts::{ArtifactCache, METADATA};
+use super::bindings::Effect;
+use super::bindings::toolhost::tool::types::Metadata;
+
+/// A sealed metadata record: what `describe` returned, or why the bytes
+/// cannot load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Record {
+    Described(Described),
+    Failed(String),
+}
+
+/// `describe`'s answer, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Described {
+    name: String,
+    description: String,
+    version: String,
+    input_schema: String,
+    output_schema: Option<String>,
+    effect: String,
+}
+
+impl Described {
+    pub(crate) fn of(meta: &Metadata) -> Self {
+        Described {
+            name: meta.name.clone(),
+            description: meta.description.clone(),
+            version: meta.version.clone(),
+            input_schema: meta.input_schema.clone(),
+            output_schema: meta.output_schema.clone(),
+            effect: effect_name(meta.effect).to_string(),
+        }
+    }
+
+    /// The name the tool gave itself.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Back to the WIT type; `None` for an effect this build does not know.
+    pub(crate) fn metadata(&self) -> Option<Metadata> {
+        let effect = [
+            Effect::Pure,
+            Effect::ReadOnly,
+            Effect::Idempotent,
+            Effect::SideEffecting,
+        ]
+        .into_iter()
+        .find(|e| effect_name(*e) == self.effect)?;
+        Some(Metadata {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            version: self.version.clone(),
+            input_schema: self.input_schema.clone(),
+            output_schema: self.output_schema.clone(),
+            effect,
+        })
+    }
+}
+
+fn effect_name(e: Effect) -> &'static str {
+    match e {
+        Effect::Pure => "pure",
+        Effect::ReadOnly => "read-only",
+        Effect::Idempotent => "idempotent",
+        Effect::SideEffecting => "side-effecting",
+    }
+}
+
+/// The authentic record for `digest`, if the cache has one.
+pub(crate) fn read(cache: &ArtifactCache, digest: &str) -> Option<Record> {
+    let bytes = cache.read_sealed(METADATA, digest)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            // Authentic but unreadable: written by another toolhost version.
+            tracing::debug!(digest, error = %e, "ignoring a metadata record of another format");
+            None
+        }
+    }
+}
+
+/// Records what `digest`'s bytes are.
+pub(crate) fn write(cache: &ArtifactCache, digest: &str, record: &Record) {
+    if let Ok(bytes) = serde_json::to_vec(record) {
+        cache.write_sealed(METADATA, digest, &bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_every_effect() {
+        for effect in [
+            Effect::Pure,
+            Effect::ReadOnly,
+            Effect::Idempotent,
+            Effect::SideEffecting,
+        ] {
+            let meta = Metadata {
+                name: "t".into(),
+                description: "d".into(),
+                version: "1".into(),
+                input_schema: "{}".into(),
+                output_schema: Some("{}".into()),
+                effect,
+            };
+            let text = serde_json::to_vec(&Record::Described(Described::of(&meta))).unwrap();
+            let Record::Described(back) = serde_json::from_slice(&text).unwrap() else {
+                panic!("not described");
+            };
+            let back = back.metadata().unwrap();
+            assert_eq!(back.name, "t");
+            assert_eq!(effect_name(back.effect), effect_name(effect));
+            assert_eq!(back.output_schema.as_deref(), Some("{}"));
+        }
+    }
+}
