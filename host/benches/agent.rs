@@ -32,23 +32,14 @@ use toolhost::idempotency::{ExecOptions, Executor, Scope};
 use toolhost::model::{ChatRequest, Message, Part, Role, Scripted, ToolSpec, Turn};
 use toolhost::resilience::{Chain, ChainBuilder, EntrySpec};
 use toolhost::sandbox::{EXAMPLES_DIR, Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreOptions};
+use toolhost::store::Store;
 
-// The tests' throwaway-cluster helper (a durable cluster, fresh databases, a
-// reaper that stops the server when this process exits).
-#[allow(dead_code)]
-#[path = "../../tests/all/support/pg.rs"]
-mod pg;
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{runtime, stores};
 
 const STEPS: usize = 10;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
 
 fn turns() -> Vec<Turn> {
     let mut t: Vec<_> = (1..STEPS)
@@ -146,20 +137,8 @@ fn benches(c: &mut Criterion) {
         tools.path().join("echo.wasm"),
     )
     .expect("copy echo");
-    let db_dir = tempfile::tempdir().expect("a temp dir");
-    let sqlite = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
-        .expect("open the SQLite store");
-    let cluster;
-    let url = match std::env::var("TOOLHOST_BENCH_PG_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            cluster = pg::Cluster::start_durable();
-            cluster.fresh_db()
-        }
-    };
-    let postgres = rt
-        .block_on(Store::open_postgres(&url, StoreOptions::default()))
-        .expect("open the PostgreSQL store");
+    let stores = stores::open(&rt);
+    let (sqlite, postgres) = (stores.sqlite.clone(), stores.postgres.clone());
     let config = Config::default();
     let options = AgentOptions::from_config(&config.agent);
     let n = AtomicU64::new(0);

@@ -17,18 +17,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use toolhost::store::{ClaimOutcome, ClaimRequest, Store, StoreOptions, StoredOutcome};
+use toolhost::store::{ClaimOutcome, ClaimRequest, Store, StoredOutcome};
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{pairs, runtime};
-
-// The tests' throwaway-cluster helper (fresh databases, a reaper that stops
-// the server when this process exits); the bench uses a part of it.
-#[allow(dead_code)]
-#[path = "../../tests/all/support/pg.rs"]
-mod pg;
+use support::{pairs, runtime, stores};
 
 fn recorded(store: &Store, key: &str) -> ClaimRequest {
     ClaimRequest {
@@ -47,20 +41,8 @@ fn recorded(store: &Store, key: &str) -> ClaimRequest {
 
 fn benches(c: &mut Criterion) {
     let rt = runtime();
-    let db_dir = tempfile::tempdir().expect("a temp dir");
-    let sqlite = Store::open(&db_dir.path().join("bench.db"), StoreOptions::default())
-        .expect("open the SQLite store");
-    let cluster;
-    let url = match std::env::var("TOOLHOST_BENCH_PG_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            cluster = pg::Cluster::start_durable();
-            cluster.fresh_db()
-        }
-    };
-    let postgres = rt
-        .block_on(Store::open_postgres(&url, StoreOptions::default()))
-        .expect("open the PostgreSQL store");
+    let stores = stores::open(&rt);
+    let (sqlite, postgres) = (stores.sqlite.clone(), stores.postgres.clone());
 
     let mut group = c.benchmark_group("store");
     // Short: the build machine is shared; criterion still reports spread.

@@ -1,8 +1,9 @@
-//! What the `cache` and `store` benches share (included by `#[path]`).
+//! What the benches share (included by `#[path]`).
 
 #![allow(dead_code)]
 
 pub mod pairs;
+pub mod stores;
 
 /// The benches' runtime: two workers, as many as this machine's cores.
 pub fn runtime() -> tokio::runtime::Runtime {
