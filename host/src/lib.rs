@@ -18,13 +18,24 @@
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
 //! - [`paths`]: where state lives by default: the user's data, cache,
 //!   state and config directories, never the current one.
+//! - [`json`]: the strict I-JSON parse and RFC 8785 canonical JSON.
+//! - [`clock`]: wall time, monotonic time and sleeps, injectable.
+//! - [`urls`]: store and model URLs as text (checked, redacted).
+//!
+//! Arrows point down only: the foundation (`json`, `clock`, `urls`,
+//! `paths`, `config`) names nothing above it; `src/layers.rs` holds the
+//! layer table and the test that keeps it so.
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
 pub mod agent;
+pub mod clock;
 pub mod config;
 pub mod idempotency;
+pub mod json;
+#[cfg(test)]
+mod layers;
 pub mod mcp;
 pub mod metrics;
 pub mod model;
@@ -32,3 +43,4 @@ pub mod paths;
 pub mod resilience;
 pub mod sandbox;
 pub mod store;
+pub mod urls;

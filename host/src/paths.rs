@@ -66,9 +66,20 @@ pub fn user_tools_dir() -> Option<PathBuf> {
     data_dir().map(|d| d.join("tools"))
 }
 
+/// The config file's name, looked for in the current directory, then in
+/// the config directory.
+pub const CONFIG_FILE: &str = "toolhost.toml";
+
 /// The user's config file: `toolhost.toml` in the config directory.
 pub fn user_config() -> Option<PathBuf> {
-    config_dir().map(|d| d.join(crate::config::DEFAULT_PATH))
+    config_dir().map(|d| d.join(CONFIG_FILE))
+}
+
+/// Where the artifact key lives unless configured: the user's state
+/// directory (`$XDG_STATE_HOME/toolhost`, else `~/.local/state/toolhost` on
+/// Linux). `None` without a home directory.
+pub fn default_key_dir() -> Option<PathBuf> {
+    state_dir()
 }
 
 /// `path` made absolute against `base` (a config file's directory, or the

@@ -22,10 +22,11 @@ use super::AgentError;
 use super::digest::{Digests, change_list, hex};
 use super::event::{Event, Observer, Silent};
 use super::tools::{ToolOutcome, ToolSet, call_one};
+use crate::clock::unix_ms;
 use crate::config::{AgentConfig, Config};
 use crate::idempotency::{Executor, Scope};
 use crate::model::{ChatRequest, ChatResponse, Message, Part, Role};
-use crate::resilience::{Chain, unix_ms};
+use crate::resilience::Chain;
 use crate::store::{
     Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, Store, StoreSink,
     blob_digest,

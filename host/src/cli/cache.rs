@@ -2,7 +2,7 @@
 
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
-use toolhost::idempotency::{Clock, RecordedLimits, SystemClock};
+use toolhost::idempotency::RecordedLimits;
 use toolhost::store::{CallRecord, CallState};
 
 use super::human::{self, Table, style};
@@ -178,7 +178,7 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             }
         }
         CacheCommand::Gc { older_than } => {
-            let now = SystemClock.now_ms();
+            let now = toolhost::clock::unix_ms();
             let before = older_than
                 .as_deref()
                 .map(parse_duration_ms)

@@ -54,7 +54,7 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
     if let Some(dir) = &config.sandbox.tools_dir {
         search.push(json!(absolute(dir)));
     }
-    let store = match config.store.location() {
+    let store = match toolhost::store::StoreLocation::from_config(&config.store) {
         toolhost::store::StoreLocation::Sqlite(path) => json!(absolute(&path)),
         toolhost::store::StoreLocation::Postgres(url) => json!(toolhost::store::redact_url(&url)),
     };

@@ -44,7 +44,7 @@ pub fn ago(then_ms: i64, now_ms: i64) -> String {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    toolhost::resilience::unix_ms()
+    toolhost::clock::unix_ms()
 }
 
 /// A byte count in binary units ("1.5 KiB").

@@ -134,9 +134,15 @@ impl Env {
     /// async workers, or a PostgreSQL pool.
     pub async fn store(&self) -> Result<Store, Failure> {
         let store = &self.config.store;
-        Store::open_at(&store.location(), store.options())
-            .await
-            .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
+        Store::open_at(
+            &toolhost::store::StoreLocation::from_config(store),
+            toolhost::store::StoreOptions {
+                rekey: Some(toolhost::idempotency::effect_key),
+                ..toolhost::store::StoreOptions::from_config(store)
+            },
+        )
+        .await
+        .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))
     }
 
     /// The sandbox and the store, as one idempotent executor.

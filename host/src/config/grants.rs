@@ -64,7 +64,7 @@ fn protected(config: &Config, origin: Option<&Path>) -> Vec<Protected> {
         .sandbox
         .key_dir
         .clone()
-        .or_else(crate::sandbox::default_key_dir)
+        .or_else(crate::paths::default_key_dir)
     {
         out.push(Protected {
             what: "the artifact key directory",

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use error::Invalid;
 
 /// The file read from the current directory when `--config` is not given.
-pub const DEFAULT_PATH: &str = "toolhost.toml";
+pub const DEFAULT_PATH: &str = crate::paths::CONFIG_FILE;
 
 /// Which config file applies without `--config`: `./toolhost.toml`, else
 /// `toolhost.toml` in the user's config directory, else none (built-in

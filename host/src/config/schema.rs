@@ -362,24 +362,6 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// Where the store is: the PostgreSQL URL if one is set, else the file.
-    pub fn location(&self) -> crate::store::StoreLocation {
-        match &self.url {
-            Some(url) => crate::store::StoreLocation::Postgres(url.clone()),
-            None => crate::store::StoreLocation::Sqlite(self.path.clone()),
-        }
-    }
-
-    /// The options the store opens with.
-    pub fn options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(self.busy_timeout_ms),
-            pool_size: self.pool_size,
-            lease: std::time::Duration::from_millis(self.lease_ms),
-            ..crate::store::StoreOptions::default()
-        }
-    }
-
     fn validate(&self) -> Result<(), Invalid> {
         if self.url.is_none() && self.path.as_os_str().is_empty() {
             return Err(Invalid::new(
@@ -388,7 +370,7 @@ impl StoreConfig {
             ));
         }
         if let Some(url) = &self.url {
-            crate::store::check_url(url).map_err(|e| Invalid::new("store.url", e))?;
+            crate::urls::check_url(url).map_err(|e| Invalid::new("store.url", e))?;
         }
         positive("store.busy_timeout_ms", self.busy_timeout_ms)?;
         positive("store.pool_size", self.pool_size as u64)?;
@@ -480,7 +462,7 @@ impl Config {
             if let Some(url) = &m.base_url
                 && m.api_key_env.is_some()
                 && !m.allow_insecure
-                && crate::model::is_plain_remote(url)
+                && crate::urls::is_plain_remote(url)
             {
                 return Err(Invalid::new(
                     format!("{key}.base_url"),
@@ -668,12 +650,10 @@ path = ".toolhost/toolhost.db"
         )
         .unwrap();
         assert_eq!(
-            c.store.location(),
-            crate::store::StoreLocation::Postgres(
-                "postgres://toolhost@db.internal:5432/toolhost".into()
-            )
+            c.store.url.as_deref(),
+            Some("postgres://toolhost@db.internal:5432/toolhost")
         );
-        assert_eq!(c.store.options().pool_size, 4);
+        assert_eq!(c.store.pool_size, 4);
         let e = parse("[store]\npath = \"t.db\"\nurl = \"postgres://u@h/db\"\n").unwrap_err();
         assert_eq!(
             (e.key.as_deref(), e.line),

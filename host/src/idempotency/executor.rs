@@ -10,7 +10,8 @@ use super::key::{Build, KeyParts, derive_key};
 use super::memo::Memo;
 use super::outcome::{RecordedLimits, fresh, recordable, replay, to_stored};
 use super::retention::expiry;
-use super::{Clock, ExecError, ExecOutput, Scope, SystemClock};
+use super::{Clock, ExecError, ExecOutput, Scope};
+use crate::clock::TokioClock;
 use crate::config::EffectName;
 use crate::sandbox::{CallError, CallOutput, CallRequest, Overrides, Prepared, Sandbox};
 use crate::store::{CallRecord, CallState, ClaimOutcome, ClaimRequest, Store, StoreError};
@@ -64,7 +65,7 @@ pub(crate) struct Pending<'a> {
 
 impl Executor {
     pub fn new(sandbox: Sandbox, store: Store) -> Self {
-        Executor::with_clock(sandbox, store, Arc::new(SystemClock))
+        Executor::with_clock(sandbox, store, Arc::new(TokioClock::default()))
     }
 
     /// With an injected clock (tests move time by hand).

@@ -30,12 +30,10 @@
 //! - `errors`: the error kinds (`in_doubt`, `key_conflict`, `still_running`).
 
 mod claimed;
-mod clock;
 mod errors;
 mod executor;
 mod flight;
 mod guard;
-mod ijson;
 mod key;
 mod memo;
 mod operator;
@@ -43,12 +41,13 @@ mod outcome;
 mod retention;
 mod scope;
 
+pub use crate::clock::{Clock, ManualClock};
+pub use crate::json::canonical_json;
+pub use crate::json::{IJsonError, MAX_DEPTH, parse_ijson};
 pub use claimed::{RECORD_ATTEMPTS, WAIT_GRACE};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use errors::ExecError;
 pub use executor::{ExecOptions, ExecStats, Executor};
-pub use ijson::{IJsonError, MAX_DEPTH, parse_ijson};
-pub use key::{Build, KeyParts, canonical_json, derive_key};
+pub use key::{Build, KeyParts, derive_key};
 pub use memo::MEMO_CAPACITY;
 pub use outcome::{ExecOutput, RecordedLimits};
 pub use retention::{

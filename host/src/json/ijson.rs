@@ -396,7 +396,7 @@ mod tests {
         }
         // serde_json reads `-0` as a float; both are canonically `0`.
         assert_eq!(
-            crate::idempotency::canonical_json(&parse_ijson("-0").unwrap()),
+            crate::json::canonical_json(&parse_ijson("-0").unwrap()),
             "0"
         );
     }

@@ -4,13 +4,13 @@
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+use super::CallContext;
+use super::classify::Wire;
 use super::http::{self, malformed};
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Endpoint, Model, ModelError, Part, Role, StopReason,
     ToolCall, Usage,
 };
-use crate::resilience::CallContext;
-use crate::resilience::classify::Wire;
 
 /// The API version every request pins.
 const VERSION: &str = "2023-06-01";

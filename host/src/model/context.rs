@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::clock::{Clock, TokioClock};
 use super::report::{Attempt, FellBack, Report, Retried};
+use crate::clock::{Clock, TokioClock};
 
 /// One request's budget and accounting.
 #[derive(Debug)]

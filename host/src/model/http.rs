@@ -7,8 +7,10 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::classify::{self, Wire};
 use super::{ApiKey, ErrorKind, ModelError};
-use crate::resilience::classify::{self, Wire};
+use crate::urls::is_loopback;
+pub(crate) use crate::urls::is_plain_remote;
 
 /// Connecting takes at most this long; the per-attempt deadline (a policy)
 /// bounds the whole attempt.
@@ -31,26 +33,6 @@ pub(crate) fn client(base_url: Option<&str>) -> Result<reqwest::Client, ModelErr
             format!("cannot build an HTTP client: {e}"),
         )
     })
-}
-
-/// Whether `url` is plain `http://` to a host that is not loopback: where an
-/// API key must not go unless the config allows it.
-pub(crate) fn is_plain_remote(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http") && !is_loopback(url)
-}
-
-fn is_loopback(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    }
 }
 
 /// Posts `body` to `url` with `auth` (a header name and the key) and returns

@@ -12,19 +12,27 @@
 //! - `error`: [`ErrorKind`] (the design's names) and [`ModelError`].
 //! - `anthropic`, `openai`, `scripted`: the providers.
 //! - `http`: the shared request path; `secret`: [`ApiKey`], never printed.
+//! - `classify`: status, headers, body or transport error -> error kind.
+//! - `context`: one request's budget and the [`Report`] the policy
+//!   wrappers in [`crate::resilience`] append to; `report`: the report.
+//!   They live here, below the wrappers, because [`Model::chat`] takes them.
 
 mod anthropic;
+pub mod classify;
+mod context;
 mod error;
 mod http;
-pub(crate) use http::is_plain_remote;
 mod openai;
+pub(crate) mod report;
 mod scripted;
 mod secret;
 mod types;
 
 pub use anthropic::Anthropic;
+pub use context::CallContext;
 pub use error::{ErrorKind, ModelError};
 pub use openai::OpenAi;
+pub use report::{Attempt, FellBack, Report, Retried};
 pub use scripted::{Fault, Mode as ScriptMode, ScriptError, Scripted, ScriptedCall, Turn};
 pub use secret::ApiKey;
 pub use types::*;
@@ -37,16 +45,10 @@ pub mod wire {
     pub use super::openai::{parse_response as parse_openai, request_body as openai_request};
 }
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::clock::BoxFuture;
 use crate::config::{ModelConfig, ProviderName};
-use crate::resilience::CallContext;
-
-/// A boxed, sendable future: what [`Model::chat`] returns, so models can be
-/// trait objects and wrappers can nest.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Anything that answers a chat turn: a provider, or a policy wrapped around
 /// one.

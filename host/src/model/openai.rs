@@ -6,13 +6,13 @@
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde_json::{Value, json};
 
+use super::CallContext;
+use super::classify::Wire;
 use super::http::{self, malformed};
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Endpoint, Model, ModelError, Part, Role, StopReason,
     ToolCall, Usage,
 };
-use crate::resilience::CallContext;
-use crate::resilience::classify::Wire;
 
 /// Default base URL.
 pub const BASE_URL: &str = "https://api.openai.com/v1";

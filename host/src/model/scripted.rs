@@ -40,11 +40,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::CallContext;
 use super::{
     BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError, Role, StopReason, ToolCall,
     Usage,
 };
-use crate::resilience::CallContext;
 
 /// Why a script could not be used.
 #[derive(Debug, thiserror::Error)]

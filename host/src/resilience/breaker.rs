@@ -27,9 +27,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::CallContext;
-use super::clock::Clock;
-use super::report::ms;
+use crate::clock::Clock;
 use crate::config::BreakerConfig;
+use crate::model::report::ms;
 use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
 
 /// When a breaker opens and for how long.
@@ -180,12 +180,7 @@ pub trait BreakerSink: Send + Sync + std::fmt::Debug {
     fn publish(&self, name: &str, state: &Shared);
 }
 
-/// Wall-clock now, in Unix ms.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::unix_ms;
 
 /// One dependency's breaker.
 #[derive(Debug)]

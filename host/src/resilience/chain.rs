@@ -16,13 +16,13 @@ use serde::Serialize;
 
 use super::CallContext;
 use super::breaker::{self, Breaker, BreakerPolicy, CircuitBreaker};
-use super::clock::{Clock, TokioClock};
 use super::fallback::{Fallback, Link};
 use super::metrics::{Metrics, Snapshot};
-use super::report::{Report, ms};
 use super::retry::{Retry, RetryPolicy, is_transient};
 use super::timeout::AttemptTimeout;
+use crate::clock::{Clock, TokioClock};
 use crate::config::{BreakerConfig, Config, RetryConfig};
+use crate::model::report::{Report, ms};
 use crate::model::{
     self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, Model, ModelError,
 };

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use super::CallContext;
-use super::report::FellBack;
 use super::retry::is_transient;
+use crate::model::report::FellBack;
 use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
 
 /// What to do after a model failed.

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-use super::report::Report;
 use crate::model::ErrorKind;
+use crate::model::report::Report;
 
 /// Live counters; [`Metrics::snapshot`] reads them.
 #[derive(Debug, Default)]

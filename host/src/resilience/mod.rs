@@ -12,31 +12,30 @@
 //!
 //! ## Layout
 //!
-//! - `classify`: status, headers, body or transport error -> error kind.
 //! - `retry`, `timeout`, `breaker`, `fallback`: one policy each.
-//! - `context`: one request's budget and report; `report`: the report.
 //! - `metrics`: counters over all requests; `chain`: the assembly.
-//! - `clock`: [`TokioClock`] and [`ManualClock`].
+//!
+//! What the wrappers share with the providers lives below them, in
+//! [`crate::model`] (the [`CallContext`] and its [`Report`]; the
+//! classification of wire errors, `model::classify`) and [`crate::clock`]
+//! ([`TokioClock`] and [`ManualClock`]): resilience stands wholly above
+//! model, and is re-exported here for callers that name it so.
 
 pub mod breaker;
 mod chain;
-pub mod classify;
-mod clock;
-mod context;
 pub mod fallback;
 mod metrics;
-mod report;
 pub mod retry;
 mod timeout;
 
+pub use crate::clock::{Clock, ManualClock, TokioClock};
+pub use crate::model::CallContext;
+pub use crate::model::{Attempt, FellBack, Report, Retried};
 pub use breaker::{
     Breaker, BreakerPolicy, BreakerSink, CircuitBreaker, Rejected, Shared, Verdict, unix_ms,
 };
 pub use chain::{Chain, ChainBuilder, EntrySpec, EntryStatus, Served, Unserved};
-pub use clock::{Clock, ManualClock, TokioClock};
-pub use context::CallContext;
 pub use fallback::{Fallback, FallbackPolicy, Link};
 pub use metrics::{Metrics, Snapshot};
-pub use report::{Attempt, FellBack, Report, Retried};
 pub use retry::{Retry, RetryPolicy};
 pub use timeout::AttemptTimeout;

@@ -18,9 +18,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::CallContext;
-use super::clock::Clock;
-use super::report::{Attempt, Retried, ms};
+use crate::clock::Clock;
 use crate::config::RetryConfig;
+use crate::model::report::{Attempt, Retried, ms};
 use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
 
 /// When and how long to retry.

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::CallContext;
-use super::report::ms;
+use crate::model::report::ms;
 use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
 
 /// Bounds each attempt on `inner`.

@@ -67,12 +67,7 @@ pub enum KeyError {
     Unsupported,
 }
 
-/// Where the key lives unless configured: the user's state directory
-/// (`$XDG_STATE_HOME/toolhost`, else `~/.local/state/toolhost` on Linux; see
-/// [`crate::paths`]). `None` without a home directory.
-pub fn default_key_dir() -> Option<PathBuf> {
-    crate::paths::state_dir()
-}
+pub use crate::paths::default_key_dir;
 
 /// The key in `dir`, made now if there is none yet.
 #[cfg(unix)]

@@ -407,13 +407,13 @@ impl Sandbox {
         }
         // Parsed once, as I-JSON; the guest gets the canonical text, which
         // is exactly what the idempotency key hashes.
-        let parsed = crate::idempotency::parse_ijson(input)
-            .map_err(|e| CallError::InvalidInput(e.to_string()))?;
+        let parsed =
+            crate::json::parse_ijson(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
         check(t.input_validator()?, &parsed)
             .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
         Ok(Prepared {
             tool: t.clone(),
-            text: crate::idempotency::canonical_json(&parsed),
+            text: crate::json::canonical_json(&parsed),
             input: parsed,
             limits: self.limits_for(tool).with_overrides(overrides),
         })

@@ -20,27 +20,23 @@
 //! whole batch durable before any caller hears back. That is group commit:
 //! under load, thousands of claims per second cost a few hundred fsyncs.
 //!
-//! Layout: `sqlite` (opening the file), `worker` (the owner thread and batching), `reader` (a read-only
-//! connection for lookups and polls, off the write lock), `migrations`
-//! (schema versions in `user_version`), `calls` (the idempotency table's
-//! SQL), `liveness` (which claim owners are still alive), `faults` (test
-//! fault injection on the recording path), `journal` (agent runs, steps,
-//! blobs), `breakers` (breaker state shared by processes), `metrics` (the
-//! reliability numbers of `toolhost stats`, read from the journal); `pg`
+//! Layout: `error` ([`StoreError`], both backends); `faults` (test fault
+//! injection on the recording path); `prefix` (explicit-key prefixes);
+//! `sqlite/` (the SQLite backend: `mod` opens the file, `worker` is the
+//! owner thread and its batching, `reader` a read-only connection for
+//! lookups and polls, `migrations` the schema versions in `user_version`,
+//! `calls` the idempotency table's SQL, `liveness` which claim owners are
+//! alive, `journal` agent runs, steps and blobs, `breakers` breaker state
+//! shared by processes, `metrics` the numbers of `toolhost stats`); `pg/`
 //! (the PostgreSQL backend: pool, migrations, claims with leases).
 
-mod breakers;
-mod calls;
+mod error;
 mod faults;
-mod journal;
-mod liveness;
-mod metrics;
-mod migrations;
 mod pg;
 mod prefix;
-mod reader;
 mod sqlite;
-mod worker;
+
+pub(crate) use sqlite::{breakers, calls, journal, liveness, metrics, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
 pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
@@ -50,6 +46,7 @@ pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport,
     StoredError, StoredOutcome, TakenOver,
 };
+pub use error::StoreError;
 pub(crate) use liveness::random_hex;
 pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
@@ -62,152 +59,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-/// Why the store failed. The host keeps running; the call that needed the
-/// store fails with this.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The file exists but is not a SQLite database (or is damaged).
-    #[error("the database {} is corrupt or not a SQLite database: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
-    /// Another process held the database longer than the busy timeout.
-    #[error("the database {} stayed locked for {} ms (busy timeout): {message}", path.display(), timeout.as_millis())]
-    Locked {
-        path: PathBuf,
-        timeout: Duration,
-        message: String,
-    },
-    /// The database was written by a newer toolhost.
-    #[error("the database {} has schema version {found}; this toolhost knows up to {SCHEMA_VERSION}", path.display())]
-    TooNew { path: PathBuf, found: i64 },
-    /// The file or its directory cannot be opened or created.
-    #[error("cannot open the database {}: {message}", path.display())]
-    Open { path: PathBuf, message: String },
-    /// Any other SQLite failure.
-    #[error("database error on {}: {message}", path.display())]
-    Sqlite { path: PathBuf, message: String },
-    /// The owner thread is gone (the store was shut down).
-    #[error("the database owner thread has stopped")]
-    Closed,
-    /// A write that needs this process's `running` claim found something
-    /// else: the outcome was not recorded.
-    #[error(
-        "the claim on {key} is no longer this process's (the row is {found}); its outcome was not recorded"
-    )]
-    NotOwner { key: String, found: String },
-    /// An agent run's journal write was refused: another process took the
-    /// run over (this one was paused past its lease), so this session's
-    /// step, or its end, was not written and the run stays the new owner's.
-    #[error("run `{run}` is no longer this process's: {message}")]
-    RunFenced { run: String, message: String },
-    /// A write presented a fencing token that a take-over superseded: the
-    /// claim was declared dead (its lease expired) and someone else took it,
-    /// so this caller's outcome was not recorded.
-    #[error(
-        "the claim on {key} was taken over: its fencing token {fence} is superseded by {current} (the row is {found}); its outcome was not recorded"
-    )]
-    Fenced {
-        key: String,
-        fence: i64,
-        current: i64,
-        found: String,
-    },
-    /// The PostgreSQL store cannot be reached: refused, down, restarting,
-    /// or the connection dropped and reconnecting did not help.
-    #[error("the store {store} is unavailable: {reason}")]
-    Unavailable { store: String, reason: String },
-    /// Every pooled connection stayed busy for the whole wait.
-    #[error(
-        "the store {store} is unavailable: all {size} pooled connections stayed busy for {} ms (raise [store] pool_size, or lower the load)",
-        waited.as_millis()
-    )]
-    PoolExhausted {
-        store: String,
-        size: usize,
-        waited: Duration,
-    },
-    /// The PostgreSQL store refused a statement (not a connection problem).
-    #[error("database error on {store}: {message}")]
-    Postgres { store: String, message: String },
-    /// The PostgreSQL schema is newer than this build knows.
-    #[error("the store {store} has schema version {found}; this toolhost knows up to {known}")]
-    PgTooNew {
-        store: String,
-        found: i64,
-        known: i64,
-    },
-    /// The `[store] url` (or `--db`) is not a usable PostgreSQL URL.
-    #[error("the store URL {url} is not usable: {message}")]
-    BadUrl { url: String, message: String },
-    /// An operation this backend does not offer (raw SQLite access on the
-    /// PostgreSQL store).
-    #[error("{what} is not available on the {backend} store")]
-    Unsupported {
-        what: &'static str,
-        backend: &'static str,
-    },
-    /// A test armed a fault on the recording path (`Store::inject_write_failures`).
-    #[error("injected write failure on {}", path.display())]
-    Injected { path: PathBuf },
-}
-
-impl StoreError {
-    pub(crate) fn from_sqlite(path: &Path, timeout: Duration, e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode;
-        let message = e.to_string();
-        let code = e.sqlite_error_code();
-        let path = path.to_path_buf();
-        match code {
-            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Locked {
-                path,
-                timeout,
-                message,
-            },
-            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-                StoreError::Corrupt { path, message }
-            }
-            Some(ErrorCode::CannotOpen) => StoreError::Open { path, message },
-            _ => StoreError::Sqlite { path, message },
-        }
-    }
-}
-
-/// A step that may be retried while SQLite says "busy".
-pub(crate) enum Retry {
-    Sqlite(rusqlite::Error),
-    Final(StoreError),
-}
-
-impl From<rusqlite::Error> for Retry {
-    fn from(e: rusqlite::Error) -> Self {
-        Retry::Sqlite(e)
-    }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
-/// Runs `step` until it succeeds, fails with something other than "busy",
-/// or `timeout` has passed, sleeping a little longer each time.
-pub(crate) fn retry_busy<T>(
-    timeout: Duration,
-    mut step: impl FnMut() -> Result<T, Retry>,
-) -> Result<T, Retry> {
-    let start = std::time::Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match step() {
-            Err(Retry::Sqlite(e)) if is_busy(&e) && start.elapsed() < timeout => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
-}
+use crate::config::StoreConfig;
 
 /// Where the store lives: a SQLite file, or a PostgreSQL database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +80,17 @@ impl StoreLocation {
     }
 }
 
+impl StoreLocation {
+    /// Where `[store]` puts the store: the PostgreSQL URL if one is set,
+    /// else the file.
+    pub fn from_config(config: &StoreConfig) -> StoreLocation {
+        match &config.url {
+            Some(url) => StoreLocation::Postgres(url.clone()),
+            None => StoreLocation::Sqlite(config.path.clone()),
+        }
+    }
+}
+
 /// How to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -242,7 +105,15 @@ pub struct StoreOptions {
     /// PostgreSQL: how long a claim (and this process's owner row) stays
     /// alive without a heartbeat. Renewed every third of it.
     pub lease: Duration,
+    /// SQLite: today's key of an effect row (tool, canonical input, scope),
+    /// for rows recorded under an older key derivation. The key rule is
+    /// idempotency's, above the store, so whoever opens the store passes
+    /// it in (`idempotency::effect_key`); `None` leaves old rows as they are.
+    pub rekey: Option<Rekey>,
 }
+
+/// Derives an effect row's key from its tool, canonical input and scope.
+pub type Rekey = fn(&str, &str, &str) -> String;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -251,6 +122,19 @@ impl Default for StoreOptions {
             max_batch: 256,
             pool_size: 16,
             lease: Duration::from_secs(10),
+            rekey: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The options `[store]` asks for; the batch size is not configurable.
+    pub fn from_config(config: &StoreConfig) -> StoreOptions {
+        StoreOptions {
+            busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+            pool_size: config.pool_size,
+            lease: Duration::from_millis(config.lease_ms),
+            ..StoreOptions::default()
         }
     }
 }
@@ -720,5 +604,37 @@ fn held_or_error(key: &str, fence: i64, held: calls::Held) -> Result<(), StoreEr
             current,
             found,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_section_names_the_location_and_options() {
+        let shared = StoreConfig {
+            url: Some("postgres://toolhost@db.internal:5432/toolhost".into()),
+            pool_size: 4,
+            lease_ms: 2_000,
+            ..StoreConfig::default()
+        };
+        assert_eq!(
+            StoreLocation::from_config(&shared),
+            StoreLocation::Postgres("postgres://toolhost@db.internal:5432/toolhost".into())
+        );
+        let options = StoreOptions::from_config(&shared);
+        assert_eq!(
+            (options.pool_size, options.lease, options.max_batch),
+            (4, Duration::from_secs(2), StoreOptions::default().max_batch)
+        );
+        let file = StoreConfig {
+            path: PathBuf::from("t.db"),
+            ..StoreConfig::default()
+        };
+        assert_eq!(
+            StoreLocation::from_config(&file),
+            StoreLocation::Sqlite(PathBuf::from("t.db"))
+        );
     }
 }

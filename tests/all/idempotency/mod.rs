@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use toolhost::clock::{Clock, TokioClock};
 use toolhost::config::{DirGrant, DirMode, EffectName, ToolPolicy};
-use toolhost::idempotency::{Clock, Executor, SystemClock};
+use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
 use toolhost::store::{Store, StoreOptions};
 
@@ -196,7 +197,7 @@ impl World {
         Executor::with_clock(
             sandbox,
             store,
-            clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock.unwrap_or_else(|| Arc::new(TokioClock::default())),
         )
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use toolhost::config::{EffectName, ToolPolicy};
@@ -114,7 +115,7 @@ async fn limit_errors_of_pure_tools_are_not_recorded(world) {
 on_both_backends! {
 #[tokio::test]
 async fn read_only_results_expire_after_their_ttl(world) {
-    let clock = ManualClock::new(1_000_000);
+    let clock = ManualClock::at(1_000_000);
     let policy = ToolPolicy {
         ttl_s: Some(60),
         ..effect_policy(EffectName::ReadOnly)
@@ -131,14 +132,14 @@ async fn read_only_results_expire_after_their_ttl(world) {
             .unwrap()
             .cached
     );
-    clock.advance(59_000);
+    clock.advance(Duration::from_millis(59_000));
     assert!(
         ex.call("calc", input, ExecOptions::default())
             .await
             .unwrap()
             .cached
     );
-    clock.advance(2_000);
+    clock.advance(Duration::from_millis(2_000));
     let fresh = ex
         .call("calc", input, ExecOptions::default())
         .await
@@ -199,7 +200,7 @@ on_both_backends! {
 /// Every row gets the expiry the README documents (see `retention`).
 #[tokio::test]
 async fn recorded_rows_expire_by_the_documented_policy(world) {
-    let clock = ManualClock::new(1_000_000);
+    let clock = ManualClock::at(1_000_000);
     let ex = world
         .executor(
             &examples_dir(),
@@ -236,7 +237,7 @@ async fn recorded_rows_expire_by_the_documented_policy(world) {
         assert_eq!(row.expires_at, Some(1_000_000 + kept), "{scope:?}");
     }
     // Past its expiry a pure row is a miss, and runs again.
-    clock.advance(30 * day + 1);
+    clock.advance(Duration::from_millis((30 * day + 1) as u64));
     let again = ex
         .call("calc", r#"{"expr":"1+2"}"#, ExecOptions::default())
         .await

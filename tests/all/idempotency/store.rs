@@ -119,7 +119,11 @@ async fn an_old_schema_is_migrated_and_its_effects_rekeyed() {
         )
         .unwrap();
     }
-    let store = Store::open(&world.db(), StoreOptions::default()).unwrap();
+    let options = StoreOptions {
+        rekey: Some(toolhost::idempotency::effect_key),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&world.db(), options).unwrap();
     let version: i64 = store
         .run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
         .await

@@ -77,64 +77,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Liveness, StoreError, StoreOptions};
+pub(crate) use crate::urls::is_url;
+pub use crate::urls::{check_url, redact_url};
 
 /// The first pause before a retry on a fresh connection (doubling each
 /// time, up to [`RECONNECT_PAUSE_MAX`]).
 const RECONNECT_PAUSE: Duration = Duration::from_millis(25);
 const RECONNECT_PAUSE_MAX: Duration = Duration::from_millis(500);
-
-/// Whether `arg` names a PostgreSQL database rather than a SQLite file.
-pub(crate) fn is_url(arg: &str) -> bool {
-    arg.starts_with("postgres://") || arg.starts_with("postgresql://")
-}
-
-/// `url` with its password (if any) replaced by `***`: what error
-/// messages, logs and `config check` show.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => userinfo.to_string(),
-    };
-    // A password given as a query parameter goes too.
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|kv| {
-                    if kv.starts_with("password=") {
-                        "password=***".to_string()
-                    } else {
-                        kv.to_string()
-                    }
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{user}@{host}{tail}")
-}
-
-/// Checks a `[store] url` / `--db` URL: a `postgres://` or
-/// `postgresql://` URL that tokio-postgres can use. The error names what is
-/// wrong, never the password.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if !is_url(url) {
-        return Err(format!(
-            "`{}` is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)",
-            redact_url(url)
-        ));
-    }
-    parse_url(url).map(|_| ()).map_err(|e| e.to_string())
-}
 
 /// Parses a URL the way the store will use it.
 pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
@@ -150,14 +99,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    crate::urls::error_chain(e)
 }
 
 /// Whether `e` means the connection (or the server) went away, rather than

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
 use crate::resilience::{BreakerSink, Shared};
+use crate::store::{Store, StoreError};
 
 /// One persisted breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -92,7 +92,7 @@ impl StoreSink {
 impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
-        if let super::Backend::Postgres(pg) = &self.store.backend {
+        if let crate::store::Backend::Postgres(pg) = &self.store.backend {
             return pg.publish_breaker(name, state);
         }
         self.store
@@ -104,7 +104,7 @@ impl Store {
     /// Every persisted breaker whose name starts with `prefix` (`""` for
     /// all, `"model:"`, `"tool:"`), by name.
     pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
-        if let super::Backend::Postgres(pg) = &self.backend {
+        if let crate::store::Backend::Postgres(pg) = &self.backend {
             return pg.breaker_states(prefix).await;
         }
         let prefix = prefix.to_string();

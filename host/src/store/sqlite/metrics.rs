@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The numbers over a set of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -238,7 +238,7 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
 impl Store {
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
-        if let super::Backend::Postgres(pg) = &self.backend {
+        if let crate::store::Backend::Postgres(pg) = &self.backend {
             return pg.stats(run).await;
         }
         let run = run.map(str::to_string);

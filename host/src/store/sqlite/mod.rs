@@ -2,14 +2,24 @@
 //! read-only connection for lookups and polls (`reader`), and claim-owner
 //! liveness by `flock` (`liveness`). The embedded default: one machine.
 
+pub(crate) mod breakers;
+pub(crate) mod calls;
+pub(crate) mod journal;
+pub(crate) mod liveness;
+pub(crate) mod metrics;
+pub(crate) mod migrations;
+mod reader;
+mod worker;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::liveness::{self, Liveness, OwnerLock};
-use super::{Retry, StoreError, StoreOptions, calls, migrations, reader, retry_busy, worker};
+use self::liveness::OwnerLock;
+use crate::store::Liveness;
+use crate::store::{StoreError, StoreOptions};
 
 pub(crate) struct Sqlite {
     pub(crate) inner: worker::Handle,
@@ -62,7 +72,9 @@ impl Sqlite {
         retry_busy(options.busy_timeout, || {
             conn.execute_batch("BEGIN IMMEDIATE")?;
             let step = (|| {
-                calls::rekey_legacy_effects(&conn, crate::idempotency::effect_key)?;
+                if let Some(key_of) = options.rekey {
+                    calls::rekey_legacy_effects(&conn, key_of)?;
+                }
                 let dead = dead_owners(path, owner.id(), calls::running_owners(&conn)?);
                 calls::sweep_dead(&conn, &dead)
             })();
@@ -164,4 +176,64 @@ fn dead_owners(db: &Path, own: &str, owners: Vec<String>) -> Vec<String> {
         .into_iter()
         .filter(|o| o != own && liveness::probe(db, o) == Liveness::Dead)
         .collect()
+}
+
+impl StoreError {
+    /// A rusqlite error on `path`, by its SQLite code.
+    pub(crate) fn from_sqlite(path: &Path, timeout: Duration, e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let message = e.to_string();
+        let code = e.sqlite_error_code();
+        let path = path.to_path_buf();
+        match code {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path,
+                timeout,
+                message,
+            },
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt { path, message }
+            }
+            Some(ErrorCode::CannotOpen) => StoreError::Open { path, message },
+            _ => StoreError::Sqlite { path, message },
+        }
+    }
+}
+
+/// A step that may be retried while SQLite says "busy".
+pub(crate) enum Retry {
+    Sqlite(rusqlite::Error),
+    Final(StoreError),
+}
+
+impl From<rusqlite::Error> for Retry {
+    fn from(e: rusqlite::Error) -> Self {
+        Retry::Sqlite(e)
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `step` until it succeeds, fails with something other than "busy",
+/// or `timeout` has passed, sleeping a little longer each time.
+pub(crate) fn retry_busy<T>(
+    timeout: Duration,
+    mut step: impl FnMut() -> Result<T, Retry>,
+) -> Result<T, Retry> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match step() {
+            Err(Retry::Sqlite(e)) if is_busy(&e) && start.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{StoreError, StoreOptions};
+use crate::store::{StoreError, StoreOptions};
 
 /// Delivers a job's result once its batch's fate (commit or not) is known.
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
