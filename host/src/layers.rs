@@ -122,14 +122,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn no_module_imports_from_a_layer_above_it() {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = Vec::new();
-        rust_files(&src, &mut files);
+    /// Every arrow in `files` (path under `src/`, text) that points up or
+    /// at a module with no layer.
+    fn violations(files: &[(std::path::PathBuf, String)]) -> Vec<String> {
         let mut wrong = Vec::new();
-        for file in files {
-            let relative = file.strip_prefix(&src).expect("under src/");
+        for (relative, text) in files {
             let first = relative
                 .components()
                 .next()
@@ -146,8 +143,7 @@ mod tests {
                 ));
                 continue;
             };
-            let text = std::fs::read_to_string(&file).expect("a readable source file");
-            for name in named_modules(&code_only(&text)) {
+            for name in named_modules(&code_only(text)) {
                 if name == module {
                     continue;
                 }
@@ -164,10 +160,58 @@ mod tests {
                 }
             }
         }
+        wrong
+    }
+
+    #[test]
+    fn no_module_imports_from_a_layer_above_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut paths = Vec::new();
+        rust_files(&src, &mut paths);
+        let files: Vec<_> = paths
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).expect("a readable source file");
+                (
+                    p.strip_prefix(&src).expect("under src/").to_path_buf(),
+                    text,
+                )
+            })
+            .collect();
+        assert!(files.len() > 100, "src/ was read: {} files", files.len());
+        let wrong = violations(&files);
         assert!(
             wrong.is_empty(),
             "arrows must point down (see src/layers.rs):\n{}",
             wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn an_arrow_pointing_up_is_found() {
+        let files: Vec<(std::path::PathBuf, String)> = vec![
+            (
+                "config/schema.rs".into(),
+                "fn f() -> crate::store::StoreOptions { todo!() }".to_string(),
+            ),
+            (
+                "model/mod.rs".into(),
+                "use crate::config::ModelConfig;".into(),
+            ),
+            (
+                "resilience/retry.rs".into(),
+                "use crate::resilience::x;".into(),
+            ),
+            ("sandbox/mod.rs".into(), "use crate::model::Model;".into()),
+            ("newthing.rs".into(), String::new()),
+        ];
+        assert_eq!(
+            violations(&files),
+            vec![
+                "config/schema.rs: `config` (layer 2) uses `crate::store` (layer 5)",
+                "sandbox/mod.rs: `sandbox` (layer 3) uses `crate::model` (layer 3)",
+                "newthing.rs: module `newthing` has no layer in src/layers.rs",
+            ]
         );
     }
 
