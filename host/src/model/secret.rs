@@ -299,7 +299,7 @@ mod tests {
     fn json_bodies_are_scrubbed_value_by_value() {
         let key = ApiKey::new(KEY);
         // `/` and `+` escaped as JSON allows: no raw occurrence in the text.
-        let body = r#"{"error":{"message":"bad key sk-ant_api03-Very\/Secret\u002bKey=123"},"sk-ant_api03-Very/Secret+Key=123":1}"#;
+        let body = r#"{"error":{"message":"bad key sk-ant_api03-Very\/Secret\u002bKey=123"},"sk-ant_api03-Very\/Secret+Key=123":1}"#;
         assert!(!body.contains(KEY));
         let scrubbed = key.scrub_body(body);
         let v: serde_json::Value = serde_json::from_str(&scrubbed).unwrap();
