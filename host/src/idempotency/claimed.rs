@@ -18,8 +18,11 @@
 //!
 //! Recording an outcome is retried ([`RECORD_ATTEMPTS`], with backoff). If
 //! it still fails, the row is marked `in_doubt` through a fresh connection
-//! and the caller gets `in_doubt`: the row is never left `running` under a
-//! live owner, where every later caller would wait and then fail.
+//! and the caller gets `in_doubt`. If that fails too (a full disk refuses
+//! every write), the write becomes a pending one (see `pending`): retried in
+//! the background until it lands, while waiters in this process answer
+//! `in_doubt` rather than wait for `still_running`. The row is never left
+//! `running` under a live owner for good.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -27,11 +30,12 @@ use std::time::{Duration, Instant};
 use super::executor::{Executor, Pending, conflict};
 use super::guard::ClaimGuard;
 use super::outcome::{fresh, recordable, replay, to_stored};
+use super::pending::{self, PendingWrite};
 use super::retention::expiry;
 use super::{ExecError, ExecOutput};
 use crate::config::{EffectName, InDoubtPolicy};
 use crate::sandbox::{CallError, CallOutput, ErrorKind, Prepared};
-use crate::store::{CallState, ClaimOutcome, StoreError, StoredOutcome};
+use crate::store::{CallState, ClaimOutcome, StoreError};
 
 /// Time a waiter allows, beyond the call's own timeout, for the owner to
 /// record its outcome.
@@ -127,6 +131,14 @@ impl Executor {
                 CallState::Running => {
                     let owner = row.owner.clone().unwrap_or_default();
                     let fence = row.fence;
+                    if owner == self.store.owner_id() && self.store.is_unrecorded(&key) {
+                        // The call is over; only its record is missing.
+                        self.counters.in_doubt.fetch_add(1, Relaxed);
+                        return Err(ExecError::in_doubt(
+                            &key,
+                            "it ran, but the store refused to record its outcome; this process keeps retrying the write, and a later call replays the outcome once it lands",
+                        ));
+                    }
                     if self
                         .store
                         .claim_alive(&key, &owner, fence)
@@ -222,6 +234,31 @@ impl Executor {
         fresh(result, key, attempt, stored_at)
     }
 
+    /// The write `settle` calls for, as of now.
+    fn owed_write(
+        &self,
+        pending: &Pending<'_>,
+        result: &Result<CallOutput, CallError>,
+        settle: &Settle,
+    ) -> PendingWrite {
+        match *settle {
+            Settle::Release => PendingWrite::Release,
+            Settle::Record(state) => {
+                let now_ms = self.clock.now_ms();
+                let policy = self.sandbox.policy(&pending.prepared.tool.name);
+                PendingWrite::Complete {
+                    state,
+                    outcome: to_stored(result),
+                    now_ms,
+                    expires_at_ms: match state {
+                        CallState::Done => expiry(pending.effect, pending.scope, policy, now_ms),
+                        _ => None,
+                    },
+                }
+            }
+        }
+    }
+
     /// Records (or releases) a claimed call's outcome, retrying a failed
     /// write; if every try fails, marks the row `in_doubt` through a fresh
     /// connection and reports `in_doubt`.
@@ -241,22 +278,8 @@ impl Executor {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
             }
-            let written = match settle {
-                Settle::Release => self.store.release(key, fence).await,
-                Settle::Record(state) => {
-                    let now = self.clock.now_ms();
-                    let policy = self.sandbox.policy(&pending.prepared.tool.name);
-                    let expires = match state {
-                        CallState::Done => expiry(pending.effect, pending.scope, policy, now),
-                        _ => None,
-                    };
-                    let outcome: StoredOutcome = to_stored(result);
-                    self.store
-                        .complete(key, fence, state, outcome, now, expires)
-                        .await
-                }
-            };
-            match written {
+            let written = self.owed_write(pending, result, &settle);
+            match pending::try_once(&self.store, key, fence, &written).await {
                 Ok(()) => return Ok(()),
                 Err(e @ StoreError::Fenced { .. }) => {
                     self.counters.in_doubt.fetch_add(1, Relaxed);
@@ -285,16 +308,19 @@ impl Executor {
             }
         }
         let last = last.map(|e| e.to_string()).unwrap_or_default();
-        match self.store.mark_in_doubt_fresh(key, fence).await {
-            Ok(_) => {}
+        let later = match self.store.mark_in_doubt_fresh(key, fence).await {
+            Ok(_) => "",
             Err(e) => {
-                tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; it stays running until this process exits")
+                tracing::error!(%key, error = %e, "cannot mark an unrecorded call in_doubt; retrying its write in the background");
+                let write = self.owed_write(pending, result, &settle);
+                pending::retry_in_background(&self.store, key, fence, write);
+                "; this process keeps retrying the write, and a later call replays the outcome once it lands"
             }
-        }
+        };
         self.counters.in_doubt.fetch_add(1, Relaxed);
         Err(ExecError::in_doubt(
             key,
-            format!("it ran, but its outcome could not be recorded ({last})"),
+            format!("it ran, but its outcome could not be recorded ({last}){later}"),
         ))
     }
 }

@@ -9,6 +9,7 @@
 //! retries, is covered too. Settling is conditional on the row still being
 //! this owner's `running` claim, so an outcome that did land is never undone.
 
+use super::pending::{PendingWrite, retry_in_background};
 use crate::config::EffectName;
 use crate::store::Store;
 
@@ -66,7 +67,12 @@ impl Drop for ClaimGuard {
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "cannot settle a cancelled claim; marking it in_doubt afresh");
                     if let Err(e) = store.mark_in_doubt_fresh(&key, fence).await {
-                        tracing::error!(%key, error = %e, "a cancelled claim stays running");
+                        tracing::error!(%key, error = %e, "cannot settle a cancelled claim; retrying in the background");
+                        let write = match effect {
+                            EffectName::Idempotent => PendingWrite::Release,
+                            _ => PendingWrite::MarkInDoubt,
+                        };
+                        retry_in_background(&store, &key, fence, write);
                     }
                 }
             }

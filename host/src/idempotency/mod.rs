@@ -22,6 +22,7 @@
 //! - `executor`: the effect table above; pure and read-only lookups;
 //! - `claimed`: claims, waiting (`still_running`), recording with retries;
 //! - `guard`: a cancelled caller's claim is settled, never stranded;
+//! - `pending`: a write the store refused is retried until it lands;
 //! - `flight`: in-process callers of one key queue, and leave no entry;
 //! - `memo`: recorded pure outcomes kept in memory;
 //! - `retention`: how long each kind of row answers;
@@ -38,6 +39,7 @@ mod key;
 mod memo;
 mod operator;
 mod outcome;
+mod pending;
 mod retention;
 mod scope;
 
@@ -50,6 +52,7 @@ pub use executor::{ExecOptions, ExecStats, Executor};
 pub use key::{Build, KeyParts, derive_key};
 pub use memo::MEMO_CAPACITY;
 pub use outcome::{ExecOutput, RecordedLimits};
+pub use pending::{RETRY_FIRST, RETRY_MAX};
 pub use retention::{
     DEFAULT_TTL, DEFAULT_WINDOW, EXPLICIT_RETENTION, FRESH_RETENTION, PURE_RETENTION,
 };

@@ -1,6 +1,15 @@
 //! The one HTTP path both wire formats share: post JSON, turn a transport
 //! failure or a non-2xx answer into a classified [`ModelError`], and scrub the
 //! API key out of anything a provider echoes back.
+//!
+//! Two rules keep the key where it belongs:
+//! - **No redirects.** A 3xx is an `invalid_request` error naming the status
+//!   and the (scrubbed) `Location`, never followed: reqwest strips
+//!   `Authorization` on a cross-origin hop but not `x-api-key`, and a
+//!   redirect to another origin is exactly how a key reaches an attacker
+//!   (docs/decisions/0017-model-clients-follow-no-redirects.md).
+//! - **Scrub first, cut later.** Every body, success or error, is scrubbed
+//!   as a whole before anything reads, cuts, prints or stores it.
 
 use std::time::Duration;
 
@@ -23,6 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) fn client(base_url: Option<&str>) -> Result<reqwest::Client, ModelError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("toolhost/", env!("CARGO_PKG_VERSION")));
     if base_url.is_some_and(is_loopback) {
         builder = builder.no_proxy();
@@ -64,20 +74,76 @@ pub(crate) async fn post_json(
         .map_err(|e| scrubbed(classify::from_transport(&e), &scrub))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
+    let key = auth.as_ref().map(|(_, _, key)| *key);
+    if (300..400).contains(&status) {
+        return Err(redirected(status, &headers, key));
+    }
     let text = read_body(response).await.map_err(|e| scrubbed(e, &scrub))?;
     if !(200..300).contains(&status) {
+        // Scrubbed before classification, which cuts the message.
+        let text = key.map_or(text.clone(), |k| k.scrub_body(&text));
         return Err(scrubbed(
             classify::from_response(wire, status, &headers, &text),
             &scrub,
         ));
     }
-    serde_json::from_str(&text).map_err(|e| {
+    let mut v: Value = serde_json::from_str(&text).map_err(|e| {
         ModelError::new(
             ErrorKind::MalformedResponse,
             format!("the response is not JSON: {e}"),
         )
         .with_status(status)
-    })
+    })?;
+    if let Some(key) = key {
+        key.scrub_json(&mut v);
+    }
+    Ok(v)
+}
+
+/// A 3xx answer: an error naming the status and where it pointed, never
+/// followed. `invalid_request` with `x-should-retry` forced off: the
+/// configured `base_url` is wrong (or hostile), which neither a retry nor a
+/// fallback to the same URL can fix.
+fn redirected(status: u16, headers: &HeaderMap, key: Option<&ApiKey>) -> ModelError {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let shown = location.as_deref().map_or_else(
+        || "no Location".to_string(),
+        |l| {
+            let l = shown_location(l);
+            format!("Location: {}", key.map_or(l.clone(), |k| k.scrub(&l)))
+        },
+    );
+    let mut e = ModelError::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "HTTP {status} redirect ({shown}): model clients follow no redirects, so the API key never goes to another address; set base_url to the address that answers"
+        ),
+    )
+    .with_status(status);
+    e.should_retry = Some(false);
+    e
+}
+
+/// A `Location` as an error may show it: without user info, query or
+/// fragment (where tokens travel), at most 200 characters.
+fn shown_location(location: &str) -> String {
+    let shown = match reqwest::Url::parse(location) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        }
+        Err(_) => location
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    shown.chars().take(200).collect()
 }
 
 /// Largest response body read: a model turn is kilobytes; a provider (or a
@@ -140,6 +206,37 @@ mod tests {
         ] {
             assert!(!is_loopback(url), "{url}");
         }
+    }
+
+    #[test]
+    fn a_redirect_is_a_caller_error_naming_a_scrubbed_location() {
+        let key = ApiKey::new("sk-test-RedirectSecret-0123456789");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static(
+                "http://user:pw@169.254.169.254/latest/sk-test-RedirectSecret-0123456789?token=abc#f",
+            ),
+        );
+        let e = redirected(307, &headers, Some(&key));
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        assert_eq!(e.status, Some(307));
+        assert_eq!(e.should_retry, Some(false));
+        assert!(
+            e.message
+                .contains("Location: http://169.254.169.254/latest/[redacted]"),
+            "{}",
+            e.message
+        );
+        for leaked in ["RedirectSecret", "token", "pw@"] {
+            assert!(!e.message.contains(leaked), "{}", e.message);
+        }
+        let e = redirected(302, &HeaderMap::new(), None);
+        assert!(
+            e.message.contains("HTTP 302 redirect (no Location)"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

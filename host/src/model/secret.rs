@@ -34,17 +34,67 @@ impl ApiKey {
     /// prefix can give it). A key shorter than 4 bytes is not scrubbed, and
     /// an encoded fragment shorter than 8 characters is not either: either
     /// would match ordinary text, and no provider issues such keys.
+    ///
+    /// Text may also arrive already cut (a provider or proxy that truncated
+    /// its own echo): a piece of at least 8 characters of any form, ending
+    /// the text (before a `...` or `…` that marks the cut) or starting it,
+    /// is removed too. Scrub before cutting: a cut through a whole key
+    /// leaves a piece no scrubber can recognise in the middle of the text.
     pub fn scrub(&self, text: &str) -> String {
         if self.0.len() < 4 {
             return text.to_string();
         }
+        let forms = self.forms();
         let mut out = text.to_string();
-        for form in self.forms() {
-            if (form == self.0 || form.len() >= MIN_SCRUBBED) && out.contains(&form) {
-                out = out.replace(&form, "[redacted]");
+        for form in &forms {
+            if (*form == self.0 || form.len() >= MIN_SCRUBBED) && out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), REDACTED);
             }
         }
+        redact_cut_pieces(&mut out, &forms);
         out
+    }
+
+    /// Every string in `v` (member names too) scrubbed: a provider's JSON
+    /// may hold the key with escapes (`\/`, `\u002b`) that only parsing
+    /// undoes, so a parsed body is scrubbed value by value.
+    pub fn scrub_json(&self, v: &mut serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => {
+                let clean = self.scrub(s);
+                if clean != *s {
+                    *s = clean;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_json(i)),
+            Value::Object(map) => {
+                let dirty: Vec<String> = map
+                    .keys()
+                    .filter(|k| self.scrub(k) != **k)
+                    .cloned()
+                    .collect();
+                for k in dirty {
+                    if let Some(value) = map.remove(&k) {
+                        map.insert(self.scrub(&k), value);
+                    }
+                }
+                map.values_mut().for_each(|i| self.scrub_json(i));
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// A provider body, scrubbed: JSON value by value (then re-serialised),
+    /// anything else as text.
+    pub fn scrub_body(&self, body: &str) -> String {
+        match serde_json::from_str::<serde_json::Value>(body) {
+            Ok(mut v) => {
+                self.scrub_json(&mut v);
+                v.to_string()
+            }
+            Err(_) => self.scrub(body),
+        }
     }
 
     /// Every encoding of the key [`ApiKey::scrub`] removes, longest first
@@ -88,8 +138,48 @@ impl ApiKey {
     }
 }
 
-/// Shortest encoded form [`ApiKey::scrub`] removes.
+/// Shortest encoded form, or piece of a form at a cut, [`ApiKey::scrub`]
+/// removes.
 const MIN_SCRUBBED: usize = 8;
+
+const REDACTED: &str = "[redacted]";
+
+/// Removes a piece of a form (>= [`MIN_SCRUBBED`] characters) cut off at
+/// either end of `text`: a prefix of a form ending the text (before a cut
+/// marker), or a suffix of one starting it.
+fn redact_cut_pieces(text: &mut String, forms: &[String]) {
+    let body_end = text
+        .strip_suffix("...")
+        .or_else(|| text.strip_suffix('…'))
+        .unwrap_or(text)
+        .len();
+    let longest_prefix = forms
+        .iter()
+        .filter_map(|f| {
+            (MIN_SCRUBBED..f.len())
+                .rev()
+                .filter(|&n| f.is_char_boundary(n))
+                .find(|&n| text[..body_end].ends_with(&f[..n]))
+        })
+        .max();
+    if let Some(n) = longest_prefix {
+        text.replace_range(body_end - n..body_end, REDACTED);
+    }
+    let longest_suffix = forms
+        .iter()
+        .filter_map(|f| {
+            (MIN_SCRUBBED..f.len())
+                .rev()
+                .map(|n| f.len() - n)
+                .filter(|&start| f.is_char_boundary(start))
+                .find(|&start| text.starts_with(&f[start..]))
+                .map(|start| f.len() - start)
+        })
+        .max();
+    if let Some(n) = longest_suffix {
+        text.replace_range(..n, REDACTED);
+    }
+}
 
 /// `%2D` -> `%2d`: encoders differ in hex case.
 fn lower_hex_escapes(s: &str) -> String {
@@ -187,5 +277,80 @@ mod tests {
         assert!(!format!("{key:?}").contains("secret"));
         let body = "Incorrect API key provided: sk-very-secret-123.";
         assert_eq!(key.scrub(body), "Incorrect API key provided: [redacted].");
+    }
+
+    #[test]
+    fn a_piece_of_the_key_at_a_cut_is_scrubbed() {
+        let key = ApiKey::new(KEY);
+        // A body cut by whoever sent it, with or without a marker.
+        for cut in ["", "...", "…"] {
+            let text = format!("<p>your key {}{cut}", &KEY[..12]);
+            let scrubbed = key.scrub(&text);
+            assert_eq!(scrubbed, format!("<p>your key [redacted]{cut}"));
+        }
+        // The tail of a key that starts a window of text.
+        let scrubbed = key.scrub(&format!("{} was rejected", &KEY[10..]));
+        assert_eq!(scrubbed, "[redacted] was rejected");
+        // Seven characters are ordinary text.
+        assert_eq!(key.scrub("ends sk-ant_"), "ends sk-ant_");
+    }
+
+    #[test]
+    fn json_bodies_are_scrubbed_value_by_value() {
+        let key = ApiKey::new(KEY);
+        // `/` and `+` escaped as JSON allows: no raw occurrence in the text.
+        let body = r#"{"error":{"message":"bad key sk-ant_api03-Very\/Secret\u002bKey=123"},"sk-ant_api03-Very\/Secret+Key=123":1}"#;
+        assert!(!body.contains(KEY));
+        let scrubbed = key.scrub_body(body);
+        let v: serde_json::Value = serde_json::from_str(&scrubbed).unwrap();
+        assert_eq!(v["error"]["message"], "bad key [redacted]");
+        assert_eq!(v["[redacted]"], 1);
+        assert_eq!(
+            key.scrub_body(&format!("<b>{KEY}</b>")),
+            "<b>[redacted]</b>"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever surrounds the key, and wherever the text is cut after
+        /// scrubbing, no 8-character piece of the key survives.
+        #[test]
+        fn no_piece_of_the_key_survives(
+            key in "[A-Za-z0-9_+/=-]{20,60}",
+            before in "[ -~]{0,40}",
+            after in "[ -~]{0,40}",
+            cut in 0usize..200,
+            encoding in 0usize..4,
+        ) {
+            use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+            let api = ApiKey::new(key.clone());
+            let shown = match encoding {
+                0 => key.clone(),
+                1 => percent_encoding::utf8_percent_encode(&key, percent_encoding::NON_ALPHANUMERIC).to_string(),
+                2 => STANDARD.encode(format!("{before}:{key}")),
+                _ => URL_SAFE.encode(format!("{key}:{after}")),
+            };
+            let text = format!("{before}{shown}{after}");
+            let scrubbed = api.scrub(&text);
+            let cut: String = scrubbed.chars().take(cut).collect();
+            for window in key.as_bytes().windows(8) {
+                let piece = std::str::from_utf8(window).unwrap();
+                // A piece also in the surroundings is not the key's.
+                if text.replacen(&shown, "", 1).contains(piece) { continue; }
+                if encoding == 0 {
+                    proptest::prop_assert!(!cut.contains(piece), "{piece} in {cut}");
+                }
+            }
+            proptest::prop_assert!(!scrubbed.contains(&shown) || shown.len() < 8);
+        }
+
+        /// A body cut before scrubbing (the order the scrubber cannot fix
+        /// in the middle of a text) still loses the piece at its end.
+        #[test]
+        fn a_prefix_at_the_end_is_scrubbed(key in "[A-Za-z0-9_-]{20,60}", n in 8usize..20) {
+            let api = ApiKey::new(key.clone());
+            let text = format!("error: {}", &key[..n]);
+            proptest::prop_assert_eq!(api.scrub(&text), "error: [redacted]");
+        }
     }
 }

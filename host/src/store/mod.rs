@@ -155,6 +155,10 @@ pub struct Store {
     /// Bumped whenever this store settles a claim (records, releases or
     /// marks it): in-process waiters wake on it instead of polling.
     settled: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Keys of this process's claims that ran but whose outcome (or
+    /// in-doubt mark) could not be written yet: a background task keeps
+    /// retrying, and in-process waiters answer `in_doubt` meanwhile.
+    unrecorded: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -171,6 +175,7 @@ impl Store {
             backend,
             faults: Arc::default(),
             settled: Arc::new(tokio::sync::watch::Sender::new(0)),
+            unrecorded: Arc::default(),
         }
     }
 
@@ -261,6 +266,27 @@ impl Store {
     /// A receiver that changes whenever this store settles a claim.
     pub fn settled(&self) -> tokio::sync::watch::Receiver<u64> {
         self.settled.subscribe()
+    }
+
+    /// Notes that this process's claim on `key` ran and its write is
+    /// pending (the store refused it); waiters wake and see it.
+    pub fn note_unrecorded(&self, key: &str, pending: bool) {
+        let mut keys = self.unrecorded.lock().unwrap_or_else(|p| p.into_inner());
+        if pending {
+            keys.insert(key.to_string());
+        } else {
+            keys.remove(key);
+        }
+        drop(keys);
+        self.notify_settled();
+    }
+
+    /// Whether this process holds a claim on `key` whose write is pending.
+    pub fn is_unrecorded(&self, key: &str) -> bool {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
     }
 
     fn notify_settled(&self) {

@@ -5,6 +5,7 @@ mod builds;
 mod child;
 mod crash;
 mod crash_loop;
+mod disk;
 mod effects;
 mod faults;
 mod ijson;

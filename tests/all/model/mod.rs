@@ -11,6 +11,7 @@ mod breaker;
 mod classify;
 mod cli;
 mod fallback;
+mod redirects;
 mod retry;
 mod secrets;
 mod soak;

@@ -52,6 +52,13 @@ pub enum Step {
     HtmlPage(u16),
     /// The inner step with one more response header.
     Header(&'static str, String, Box<Step>),
+    /// A redirect: this status with `Location` set to the URL.
+    Redirect(u16, String),
+    /// 200 whose text echoes the API key the request carried.
+    EchoKey,
+    /// An error status with a long HTML page that echoes the key past the
+    /// point where error messages are cut.
+    EchoKeyHtml(u16),
 }
 
 impl Step {
@@ -90,6 +97,8 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     violations: Mutex<Vec<String>>,
     count: AtomicUsize,
+    /// Connections accepted, complete requests or not.
+    connections: AtomicUsize,
 }
 
 /// A running server; it stops with the test's runtime.
@@ -147,10 +156,12 @@ impl ModelServer {
             seen: Mutex::default(),
             violations: Mutex::default(),
             count: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let s = state.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                s.connections.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(serve(socket, s.clone()));
             }
         });
@@ -180,6 +191,12 @@ impl ModelServer {
     /// Requests received (complete ones).
     pub fn requests(&self) -> usize {
         self.state.count.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far (a "recorder" that must stay unreached
+    /// checks this as well as [`ModelServer::seen`]).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -459,10 +476,30 @@ fn respond(
                 "<!-- a padding comment -->\n".repeat(200)
             ),
         ),
+        Step::Redirect(code, location) => (*code, h("location", location.clone()), String::new()),
+        Step::EchoKey => {
+            let text = format!("Your key is {}.", bare(key));
+            (200, vec![], success(wire, model, Some(&text), None))
+        }
+        Step::EchoKeyHtml(code) => (
+            *code,
+            vec![],
+            format!(
+                "<!DOCTYPE html>\n<html><head><title>{code}</title></head><body><p>{}request rejected for api_key={} (see logs)</p>\n{}</body></html>\n",
+                "upstream proxy said no; ".repeat(10),
+                bare(key),
+                "<!-- a padding comment -->\n".repeat(50)
+            ),
+        ),
         Step::Delay(..) | Step::Stall | Step::Drop | Step::Header(..) => {
             unreachable!("handled by serve")
         }
     }
+}
+
+/// The key in an auth header value (`Bearer KEY` or `KEY`).
+fn bare(header: &str) -> &str {
+    header.strip_prefix("Bearer ").unwrap_or(header)
 }
 
 fn success(wire: Wire, model: &str, text: Option<&String>, call: Option<(&str, &str)>) -> String {
@@ -589,6 +626,9 @@ fn content_policy(wire: Wire) -> String {
 fn http(status: u16, headers: &[(String, String)], body: &str) -> String {
     let reason = match status {
         200 => "OK",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
