@@ -208,8 +208,7 @@ fn redactions(cwd: &Path) -> Redactions {
 /// `SNAPSHOTS=overwrite`). Returns how many blocks ran, too.
 fn run_console_examples(path: &Path) -> (usize, Vec<String>) {
     let name = shown(path);
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {name}: {e}"));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {name}: {e}"));
     let examples = examples(&text);
     let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -312,7 +311,8 @@ fn console_fences(text: &str) -> usize {
     text.lines()
         .filter(|l| {
             let t = l.trim_start();
-            t.strip_prefix("```").or_else(|| t.strip_prefix("~~~"))
+            t.strip_prefix("```")
+                .or_else(|| t.strip_prefix("~~~"))
                 .is_some_and(|info| info.trim_start().starts_with("console"))
         })
         .count()
@@ -348,7 +348,10 @@ fn no_console_block_is_skipped() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(total >= 10, "only {total} console blocks in the README and the manual");
+    assert!(
+        total >= 10,
+        "only {total} console blocks in the README and the manual"
+    );
 }
 
 /// The files a hidden setup writes with `cat > NAME <<'EOF'`, as
@@ -381,10 +384,14 @@ fn hidden_setups_write_the_files_the_page_shows() {
     for path in &documents {
         let text = std::fs::read_to_string(path).expect("read a document");
         for example in examples(&text) {
-            let Some(setup) = &example.setup else { continue };
+            let Some(setup) = &example.setup else {
+                continue;
+            };
             for (name, content) in setup_files(setup) {
                 let label = format!("`{name}`:\n\n");
-                let Some(at) = text.find(&label) else { continue };
+                let Some(at) = text.find(&label) else {
+                    continue;
+                };
                 let shown_block = text[at + label.len()..]
                     .split_once('\n')
                     .and_then(|(_fence, rest)| rest.split("\n```").next())
@@ -401,7 +408,10 @@ fn hidden_setups_write_the_files_the_page_shows() {
             }
         }
     }
-    assert!(checked >= 2, "the quick start's files should be checked ({checked} were)");
+    assert!(
+        checked >= 2,
+        "the quick start's files should be checked ({checked} were)"
+    );
 }
 
 #[test]
