@@ -6,28 +6,35 @@
 //!
 //! ## Layout
 //!
-//! - [`config`]: `toolhost.toml`, parsed strictly (unknown keys are errors).
+//! From the foundation up (a module uses only modules below it):
+//!
+//! - Foundation, depending on nothing above it: [`config`] (`toolhost.toml`,
+//!   parsed strictly: unknown keys are errors), [`paths`] (where state lives
+//!   by default: the user's data, cache, state and config directories, never
+//!   the current one), [`json`] (the strict I-JSON parse and canonical JSON),
+//!   [`clock`] (wall time, monotonic time and sleeps, injectable) and
+//!   [`urls`] (store and model URLs as text, checked and redacted).
 //! - [`sandbox`]: wasmtime, narrowed: loading, limits, capabilities, calls.
-//! - [`model`]: model providers (Anthropic, OpenAI-compatible, scripted).
-//! - [`resilience`]: retry, fallback, circuit breakers and error classes
-//!   around any model.
+//! - [`model`]: the `Model` trait and its types, and the providers
+//!   (Anthropic, OpenAI-compatible, scripted).
+//! - [`resilience`]: retry, fallback and circuit breakers around any model.
+//! - [`store`]: SQLite or PostgreSQL behind one facade: the idempotency
+//!   cache, the agent journal, shared breakers, stats.
+//! - [`idempotency`]: keys and the `Executor`: every tool call, looked up,
+//!   claimed, run once and recorded.
 //! - [`agent`]: agent runs: the tool-calling loop, its journal, resume,
 //!   replay and budgets.
-//! - [`store`]: SQLite: the idempotency cache, the journal, breakers, stats.
 //! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
-//! - [`paths`]: where state lives by default: the user's data, cache,
-//!   state and config directories, never the current one.
-//! - [`json`]: the strict I-JSON parse and RFC 8785 canonical JSON.
-//! - [`clock`]: wall time, monotonic time and sleeps, injectable.
-//! - [`urls`]: store and model URLs as text (checked, redacted).
+//! - `cli` (in the binary): the `toolhost` commands (`anyhow` lives only
+//!   there).
 //!
-//! Arrows point down only: the foundation (`json`, `clock`, `urls`,
-//! `paths`, `config`) names nothing above it; `src/layers.rs` holds the
+//! Arrows point down only: the foundation ([`json`], [`clock`], [`urls`],
+//! [`paths`], [`config`]) names nothing above it; `src/layers.rs` holds the
 //! layer table and the test that keeps it so.
-//! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
-//! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
+//! `ARCHITECTURE.md` at the repository root is the map (the arrows, the
+//! call and step paths, the crash windows); the manual is `docs/`.
 
 pub mod agent;
 pub mod clock;

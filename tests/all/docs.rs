@@ -1,21 +1,26 @@
-//! The README and the `--help` texts cannot drift from the binary.
+//! The README, the manual and the `--help` texts cannot drift from the
+//! binary.
 //!
-//! - Every ```` ```console ```` block of `README.md` is run: each `$ ` line
-//!   through `sh` (stderr merged into stdout, as a terminal shows them) in
-//!   a fresh directory, and what follows it, up to the next `$ ` line, is
-//!   compared with what it printed (snapbox: `[..]` matches within a line,
-//!   `...` whole lines; `[KEY]` is a 64-digit key, `[CWD]` the directory the
+//! - Every ```` ```console ```` block of `README.md` and of every chapter
+//!   of the manual (`docs/src/*.md`) is run: each `$ ` line through `sh`
+//!   (stderr merged into stdout, as a terminal shows them) in a fresh
+//!   directory, and what follows it, up to the next `$ ` line, is compared
+//!   with what it printed (snapbox: `[..]` matches within a line, `...`
+//!   whole lines; `[KEY]` is a 64-digit key, `[CWD]` the directory the
 //!   example runs in). An HTML comment `<!-- readme-setup ... -->` right
 //!   before a block is a shell script run first (writing a config, say);
-//!   it is invisible on GitHub and plain in the source. Blocks that show
-//!   something a test cannot reproduce (a live provider, timings of the
-//!   demo) are ```` ```text ````, never ```` ```console ````.
+//!   it is invisible when rendered and plain in the source. Blocks that
+//!   show something a test cannot reproduce (a live provider, timings of
+//!   the demo) are ```` ```text ````, never ```` ```console ````.
+//! - A block the runner would not see (an indented or decorated fence, a
+//!   block without a `$ ` line) fails [`no_console_block_is_skipped`]:
+//!   the fences are counted separately from the parser.
 //! - Every command's `--help` is compared with `tests/all/snapshots/help/`;
 //!   the list of commands is read from the help texts themselves, so a new
 //!   subcommand gets a snapshot (and fails until it has one).
 //!
 //! `SNAPSHOTS=overwrite cargo test -p toolhost --test all docs::` rewrites
-//! the help snapshots and the outputs of README blocks that no longer match
+//! the help snapshots and the outputs of blocks that no longer match
 //! (review the diff: wildcards in a rewritten block must be put back by
 //! hand).
 //!
@@ -50,8 +55,40 @@ struct Example {
     steps: Vec<Step>,
 }
 
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn readme_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+    repo_root().join("README.md")
+}
+
+/// Every chapter of the manual: each `.md` file in `docs/src/`, found by
+/// listing the directory, so a new chapter is checked without being named
+/// here.
+fn chapters() -> Vec<PathBuf> {
+    let dir = repo_root().join("docs/src");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "the manual should have its chapters ({} found in {})",
+        files.len(),
+        dir.display()
+    );
+    files
+}
+
+/// How a document names itself in failures: its path from the repository root.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(repo_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The console blocks of a Markdown text.
@@ -166,16 +203,13 @@ fn redactions(cwd: &Path) -> Redactions {
     r
 }
 
-#[test]
-fn readme_console_examples_match_real_runs() {
-    let path = readme_path();
-    let text = std::fs::read_to_string(&path).expect("read README.md");
+/// Runs every console block of the Markdown file at `path` and returns
+/// the failures (or rewrites the file's outputs under
+/// `SNAPSHOTS=overwrite`). Returns how many blocks ran, too.
+fn run_console_examples(path: &Path) -> (usize, Vec<String>) {
+    let name = shown(path);
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {name}: {e}"));
     let examples = examples(&text);
-    assert!(
-        examples.len() >= 8,
-        "the README should keep its checked examples ({} found)",
-        examples.len()
-    );
     let overwrite = std::env::var("SNAPSHOTS").is_ok_and(|v| v == "overwrite");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut rewrites: Vec<(std::ops::Range<usize>, String)> = Vec::new();
@@ -196,7 +230,7 @@ fn readme_console_examples_match_real_runs() {
             let out = sh(root.path(), &cwd, setup);
             assert!(
                 out.status.success(),
-                "README.md line {}: the setup failed: {}",
+                "{name} line {}: the setup failed: {}",
                 example.line,
                 String::from_utf8_lossy(&out.stdout)
             );
@@ -209,7 +243,7 @@ fn readme_console_examples_match_real_runs() {
             let actual = String::from_utf8_lossy(&out.stdout).into_owned();
             let result = assert.try_eq(
                 Some(&format!(
-                    "README.md line {}: $ {}",
+                    "{name} line {}: $ {}",
                     step.lines.start, step.command
                 )),
                 Data::text(actual.clone()),
@@ -230,13 +264,161 @@ fn readme_console_examples_match_real_runs() {
             let new: Vec<String> = actual.lines().map(str::to_string).collect();
             lines.splice(range, new);
         }
-        std::fs::write(&path, lines.join("\n") + "\n").expect("rewrite README.md");
+        std::fs::write(path, lines.join("\n") + "\n")
+            .unwrap_or_else(|e| panic!("rewrite {name}: {e}"));
     }
+    (examples.len(), failures)
+}
+
+#[test]
+fn readme_console_examples_match_real_runs() {
+    let (ran, failures) = run_console_examples(&readme_path());
+    assert!(
+        ran >= 2,
+        "the README's quick start should keep its checked examples ({ran} found)"
+    );
     assert!(
         failures.is_empty(),
         "README examples differ from real runs (SNAPSHOTS=overwrite rewrites them):\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn manual_console_examples_match_real_runs() {
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for chapter in chapters() {
+        let (n, f) = run_console_examples(&chapter);
+        ran += n;
+        failures.extend(f);
+    }
+    assert!(
+        ran >= 8,
+        "the manual should keep its checked examples ({ran} found)"
+    );
+    assert!(
+        failures.is_empty(),
+        "examples in docs/src differ from real runs (SNAPSHOTS=overwrite rewrites them):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// How many lines of `text` open a console block, counted without the
+/// parser: any fence whose info string starts with `console`, however
+/// indented or decorated (`console,ignore`, `  ```console`).
+fn console_fences(text: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            t.strip_prefix("```")
+                .or_else(|| t.strip_prefix("~~~"))
+                .is_some_and(|info| info.trim_start().starts_with("console"))
+        })
+        .count()
+}
+
+/// A console block the runner would not run is a failure, not a silent
+/// skip: every fence that says `console` must be one the parser found,
+/// and every block must hold at least one `$ ` command.
+#[test]
+fn no_console_block_is_skipped() {
+    let mut documents = chapters();
+    documents.push(readme_path());
+    let mut problems = Vec::new();
+    let mut total = 0;
+    for path in &documents {
+        let text = std::fs::read_to_string(path).expect("read a document");
+        let fences = console_fences(&text);
+        let found = examples(&text);
+        total += found.len();
+        if fences != found.len() {
+            problems.push(format!(
+                "{}: {fences} console fences, but the runner finds {} blocks (use exactly ```console at the start of a line)",
+                shown(path),
+                found.len()
+            ));
+        }
+        for example in found.iter().filter(|e| e.steps.is_empty()) {
+            problems.push(format!(
+                "{} line {}: a console block without a `$ ` command runs nothing",
+                shown(path),
+                example.line
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        total >= 10,
+        "only {total} console blocks in the README and the manual"
+    );
+}
+
+/// The files a hidden setup writes with `cat > NAME <<'EOF'`, as
+/// (NAME, content).
+fn setup_files(setup: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut lines = setup.lines();
+    while let Some(line) = lines.next() {
+        let Some(name) = line
+            .strip_prefix("cat > ")
+            .and_then(|rest| rest.strip_suffix(" <<'EOF'"))
+        else {
+            continue;
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "EOF").collect();
+        files.push((name.to_string(), body.join("\n") + "\n"));
+    }
+    files
+}
+
+/// Where a page shows a file for the reader to create (a line
+/// `` `NAME`: `` and the fenced block after it) and also writes it in a
+/// hidden setup, the two must be the same text: the example that runs is
+/// the example that is shown.
+#[test]
+fn hidden_setups_write_the_files_the_page_shows() {
+    let mut documents = chapters();
+    documents.push(readme_path());
+    let mut checked = 0;
+    for path in &documents {
+        let text = std::fs::read_to_string(path).expect("read a document");
+        for example in examples(&text) {
+            let Some(setup) = &example.setup else {
+                continue;
+            };
+            for (name, content) in setup_files(setup) {
+                let label = format!("`{name}`:\n\n");
+                let Some(at) = text.find(&label) else {
+                    continue;
+                };
+                let shown_block = text[at + label.len()..]
+                    .split_once('\n')
+                    .and_then(|(_fence, rest)| rest.split("\n```").next())
+                    .map(|b| format!("{b}\n"))
+                    .expect("a fenced block after the file's name");
+                assert_eq!(
+                    shown_block,
+                    content,
+                    "{}: the setup before line {} writes `{name}` differently from the block the page shows",
+                    shown(path),
+                    example.line
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the quick start's files should be checked ({checked} were)"
+    );
+}
+
+#[test]
+fn the_skip_check_sees_decorated_fences() {
+    let md = "```console\n$ true\n```\n  ```console\n$ true\n  ```\n```console,ignore\n$ x\n```\n```text\n$ y\n```\n";
+    assert_eq!(console_fences(md), 3);
+    assert_eq!(examples(md).len(), 1);
 }
 
 /// The subcommands a help text lists under `Commands:`.
@@ -294,14 +476,15 @@ fn the_parser_reads_setup_commands_and_outputs() {
     assert_eq!(ex[1].steps[0].expected, "\n");
 }
 
-/// The README's example of a `scripted` provider file is a valid script.
+/// The manual's example of a `scripted` provider file is a valid script.
 #[test]
-fn the_readme_scripted_example_is_a_valid_script() {
-    let text = std::fs::read_to_string(readme_path()).expect("read README.md");
+fn the_manual_scripted_example_is_a_valid_script() {
+    let path = repo_root().join("docs/src/model-calls.md");
+    let text = std::fs::read_to_string(&path).expect("read docs/src/model-calls.md");
     let section = text
-        .split("### The `scripted` provider")
+        .split("## The `scripted` provider")
         .nth(1)
-        .expect("the README documents the scripted provider");
+        .expect("the model calls chapter documents the scripted provider");
     let json = section
         .split("```json\n")
         .nth(1)
@@ -311,5 +494,5 @@ fn the_readme_scripted_example_is_a_valid_script() {
     let path = dir.path().join("turns.json");
     std::fs::write(&path, json).expect("write the example");
     toolhost::model::Scripted::load("example", &path)
-        .unwrap_or_else(|e| panic!("the README's scripted example does not load: {e}"));
+        .unwrap_or_else(|e| panic!("the manual's scripted example does not load: {e}"));
 }
