@@ -9,7 +9,7 @@
 //! limit for `still_running`: the call is over, only its record is missing.
 //! A waiter in another process cannot be told (telling it would take the
 //! very write that fails); it sees a live owner's claim until the write
-//! lands (docs/decisions/0018-pending-outcome-writes.md).
+//! lands (docs/decisions/0031-pending-outcome-writes.md).
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //!   and the (scrubbed) `Location`, never followed: reqwest strips
 //!   `Authorization` on a cross-origin hop but not `x-api-key`, and a
 //!   redirect to another origin is exactly how a key reaches an attacker
-//!   (docs/decisions/0017-model-clients-follow-no-redirects.md).
+//!   (docs/decisions/0030-model-clients-follow-no-redirects.md).
 //! - **Scrub first, cut later.** Every body, success or error, is scrubbed
 //!   as a whole before anything reads, cuts, prints or stores it.
 
