@@ -18,12 +18,14 @@
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
 //! - [`paths`]: where state lives by default: the user's data, cache,
 //!   state and config directories, never the current one.
+//! - [`hint`]: commands in hints, repeating the process's own flags.
 //! - `cli`: the `toolhost` binary's commands (`anyhow` lives only there).
 //!
 //! `ARCHITECTURE.md` at the repository root has the data flow and invariants.
 
 pub mod agent;
 pub mod config;
+pub mod hint;
 pub mod idempotency;
 pub mod mcp;
 pub mod metrics;
