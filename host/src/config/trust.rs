@@ -155,13 +155,29 @@ pub fn trust_in(dir: &Path, path: &Path, bytes: &[u8]) -> Result<Record, TrustEr
         "# Trusted by `toolhost config trust`: used as a config while its contents hash to this.\n{}",
         toml::to_string(&record).expect("a record is plain TOML")
     );
-    // tempfile creates the file 0600; the rename replaces a record whole.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(write)?;
-    tmp.persist(record_file(dir, &record.path))
-        .map_err(|e| write(e.error))?;
+    // A private name per process and write, created 0600; the rename
+    // replaces a record whole.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, record_file(dir, &record.path)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write(e));
+    }
     Ok(record)
 }
 
