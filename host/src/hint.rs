@@ -43,9 +43,15 @@ mod tests {
     fn every_suggested_command_gets_the_flags() {
         let flags = ["--db".to_string(), "/s/x.db".to_string()];
         assert_eq!(
-            with_flags("run `toolhost cache resolve k --retry` or `toolhost cache list`", &flags),
+            with_flags(
+                "run `toolhost cache resolve k --retry` or `toolhost cache list`",
+                &flags
+            ),
             "run `toolhost --db /s/x.db cache resolve k --retry` or `toolhost --db /s/x.db cache list`"
         );
-        assert_eq!(with_flags("`toolhost cache list`", &[]), "`toolhost cache list`");
+        assert_eq!(
+            with_flags("`toolhost cache list`", &[]),
+            "`toolhost cache list`"
+        );
     }
 }

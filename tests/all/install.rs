@@ -183,7 +183,8 @@ fn echo_timeout(user: &User, cwd: &Path, extra: &[&str]) -> Value {
 }
 
 #[test]
-fn the_config_is_found_at_the_flag_the_variable_then_here_once_trusted_then_in_the_users_config_dir() {
+fn the_config_is_found_at_the_flag_the_variable_then_here_once_trusted_then_in_the_users_config_dir()
+ {
     let user = User::new();
     let cwd = user.dir("work");
     assert_eq!(echo_timeout(&user, &cwd, &[]), 10_000, "built-in defaults");

@@ -216,12 +216,7 @@ fn run_in(root: &Path, cwd: &Path, args: &[&str]) -> Output {
     let mut env = home_env(root);
     // Never a variable of the test's own environment.
     env.push(("TOOLHOST_CONFIG", PathBuf::new()));
-    run_binary(
-        Path::new(env!("CARGO_BIN_EXE_toolhost")),
-        cwd,
-        args,
-        &env,
-    )
+    run_binary(Path::new(env!("CARGO_BIN_EXE_toolhost")), cwd, args, &env)
 }
 
 fn text(out: &Output) -> String {
@@ -299,7 +294,13 @@ fn a_config_planted_by_a_tool_in_its_granted_dir_is_refused() {
 
     // The next run from `proj`: refused, whatever the command.
     for args in [
-        &["--json", "call", "snoop", "--input", r#"{"path":"/etc/passwd"}"#][..],
+        &[
+            "--json",
+            "call",
+            "snoop",
+            "--input",
+            r#"{"path":"/etc/passwd"}"#,
+        ][..],
         &["tools", "list"],
         &["config", "check"],
     ] {

@@ -96,22 +96,10 @@ fn grants(config: &Config) -> serde_json::Map<String, Value> {
             let mut lines: Vec<String> = policy
                 .dirs
                 .iter()
-                .map(|d| {
-                    format!(
-                        "{} -> {} ({})",
-                        d.host.display(),
-                        d.guest,
-                        d.mode.as_str()
-                    )
-                })
+                .map(|d| format!("{} -> {} ({})", d.host.display(), d.guest, d.mode.as_str()))
                 .collect();
             lines.extend(policy.env.iter().map(|v| format!("env {v}")));
-            lines.extend(
-                policy
-                    .host_patterns()
-                    .iter()
-                    .map(|h| format!("http {h}")),
-            );
+            lines.extend(policy.host_patterns().iter().map(|h| format!("http {h}")));
             (!lines.is_empty()).then(|| (name.clone(), json!(lines)))
         })
         .collect()

@@ -77,10 +77,7 @@ fn protected(config: &Config, origin: Option<&Path>) -> Vec<Protected> {
         });
     }
     let user_dirs = [
-        (
-            "the user's config directory",
-            crate::paths::config_dir(),
-        ),
+        ("the user's config directory", crate::paths::config_dir()),
         (
             "the user's state directory (trusted configs, artifact key)",
             crate::paths::state_dir(),
@@ -93,10 +90,7 @@ fn protected(config: &Config, origin: Option<&Path>) -> Vec<Protected> {
         }
     }
     for (what, dir) in [
-        (
-            "the host's processes and their environments",
-            "/proc",
-        ),
+        ("the host's processes and their environments", "/proc"),
         ("the host's kernel and devices", "/sys"),
         ("the host's devices", "/dev"),
     ] {

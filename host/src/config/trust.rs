@@ -68,7 +68,10 @@ pub enum Verdict {
     /// No record for this path.
     Unknown,
     /// A record, for other contents: the file changed since it was trusted.
-    Changed { trusted: String, now: String },
+    Changed {
+        trusted: String,
+        now: String,
+    },
 }
 
 /// Why a config could not be trusted.
@@ -261,7 +264,11 @@ mod tests {
             let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&records), 0o700);
             assert_eq!(mode(records.parent().unwrap()), 0o700);
-            let file = std::fs::read_dir(&records).unwrap().next().unwrap().unwrap();
+            let file = std::fs::read_dir(&records)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
             assert_eq!(mode(&file.path()), 0o600);
         }
     }
