@@ -261,6 +261,8 @@ fn colour_run(dir: &Path, vars: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
     cmd.args(["model", "list"])
         .current_dir(dir)
+        // The directories `write_trusted_config` trusted the config in.
+        .envs(crate::support::state_env(dir))
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE");
     for (k, v) in vars {
