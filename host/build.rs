@@ -27,6 +27,7 @@ const HOSTILE: &[&str] = &[
     "panic",
     "snoop",
     "sneak",
+    "plant",
     "dialer",
     "otherworld",
     "misbehave",

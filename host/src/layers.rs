@@ -7,7 +7,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | `json`, `clock`, `urls` | strict I-JSON and canonical JSON; wall and monotonic time; URL checks |
+//! | 0 | `json`, `clock`, `urls`, `hint` | strict I-JSON and canonical JSON; wall and monotonic time; URL checks; commands quoted in hints |
 //! | 1 | `paths` | where state lives by default |
 //! | 2 | `config` | `toolhost.toml`, parsed strictly |
 //! | 3 | `model`, `sandbox` | the `Model` trait, its types and providers; wasmtime, narrowed |
@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("json", 0),
     ("clock", 0),
     ("urls", 0),
+    ("hint", 0),
     ("paths", 1),
     ("config", 2),
     ("model", 3),

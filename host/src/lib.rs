@@ -26,6 +26,7 @@
 //!   replay and budgets.
 //! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
+//! - [`hint`]: commands in hints, repeating the process's own flags.
 //! - `cli` (in the binary): the `toolhost` commands (`anyhow` lives only
 //!   there).
 //!
@@ -39,6 +40,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod hint;
 pub mod idempotency;
 pub mod json;
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | the store (`toolhost.db`) and the user's tools (`tools/`) | data: losing it loses records | `$XDG_DATA_HOME/toolhost` (`~/.local/share/toolhost`) |
 //! | compiled components and tool metadata (`artifacts/`) | cache: safe to delete | `$XDG_CACHE_HOME/toolhost` (`~/.cache/toolhost`) |
-//! | the artifact key (`artifact.key`) | state: private, per machine | `$XDG_STATE_HOME/toolhost` (`~/.local/state/toolhost`) |
+//! | the artifact key (`artifact.key`) and the trusted configs (`trusted/`) | state: private, per machine | `$XDG_STATE_HOME/toolhost` (`~/.local/state/toolhost`) |
 //! | `toolhost.toml` when `./toolhost.toml` is absent | config | `$XDG_CONFIG_HOME/toolhost` (`~/.config/toolhost`) |
 //!
 //! Platforms without a state directory keep the key in the data directory.
@@ -80,6 +80,12 @@ pub fn user_config() -> Option<PathBuf> {
 /// Linux). `None` without a home directory.
 pub fn default_key_dir() -> Option<PathBuf> {
     state_dir()
+}
+
+/// Where `toolhost config trust` keeps its records: `trusted/` in the
+/// state directory, one file per trusted config.
+pub fn trust_dir() -> Option<PathBuf> {
+    state_dir().map(|d| d.join("trusted"))
 }
 
 /// `path` made absolute against `base` (a config file's directory, or the

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{hostile_dir, stdout_json, toolhost};
+use crate::support::{hostile_dir, stdout_json, toolhost, write_trusted_config};
 
 #[test]
 fn call_prints_the_output() {
@@ -165,11 +165,7 @@ fn a_broken_config_names_key_and_line_and_exits_2() {
 #[test]
 fn config_limits_apply_to_calls() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
-        "[tools.slow]\ntimeout_ms = 100\n",
-    )
-    .unwrap();
+    write_trusted_config(dir.path(), "[tools.slow]\ntimeout_ms = 100\n");
     let out = toolhost(
         dir.path(),
         &["--json", "call", "slow", "--input", r#"{"ms":2000}"#],
@@ -224,12 +220,11 @@ fn tools_list_and_inspect() {
 fn inspect_shows_the_effective_grants_and_policy_digest() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
-        shared_cache_config()
-            + "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"PATH\", \"TOOLHOST_TEST_SURELY_UNSET\"]\nallow_hosts = [\"API.example.com\", \"*.example.org\", \"127.0.0.1:8080\"]\nmax_response_bytes = 2048\n",
-    )
-    .unwrap();
+    write_trusted_config(
+        dir.path(),
+        &(shared_cache_config()
+            + "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"PATH\", \"TOOLHOST_TEST_SURELY_UNSET\"]\nallow_hosts = [\"API.example.com\", \"*.example.org\", \"127.0.0.1:8080\"]\nmax_response_bytes = 2048\n"),
+    );
     let out = toolhost(dir.path(), &["tools", "inspect", "notes", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let v = stdout_json(&out);
@@ -273,7 +268,7 @@ fn a_malformed_host_pattern_is_a_config_error_with_its_line() {
 #[test]
 fn notes_without_a_grant_is_capability_denied() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("toolhost.toml"), shared_cache_config()).unwrap();
+    write_trusted_config(dir.path(), &shared_cache_config());
     let out = toolhost(
         dir.path(),
         &[
@@ -298,11 +293,11 @@ fn shared_cache_config() -> String {
     )
 }
 
-/// Writes `text` as `./toolhost.toml` and checks that the binary refuses it
+/// Writes `text` as `toolhost.toml` and checks that the binary refuses it
 /// with exit 2, naming `key` and `line`.
 fn assert_config_error(dir: &std::path::Path, text: &str, line: usize, key: &str) {
     std::fs::write(dir.join("toolhost.toml"), text).unwrap();
-    let out = toolhost(dir, &["tools", "list"]);
+    let out = toolhost(dir, &["--config", "toolhost.toml", "tools", "list"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

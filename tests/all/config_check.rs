@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::people::workdir;
-use crate::support::{stdout_json, toolhost};
+use crate::support::{stdout_json, toolhost, write_trusted_config};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -14,11 +14,10 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// A config whose `notes` grant names a directory that does not exist yet.
 fn missing_grant(dir: &Path) {
-    std::fs::write(
-        dir.join("toolhost.toml"),
+    write_trusted_config(
+        dir,
         "[sandbox]\ntimeout_ms = 5_000\n\n[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\n",
-    )
-    .unwrap();
+    );
 }
 
 #[test]
@@ -76,11 +75,10 @@ fn a_missing_grant_makes_only_that_tool_unusable() {
 #[test]
 fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
     let dir = workdir();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    write_trusted_config(
+        dir.path(),
         "[tools.http-fetch]\nallow_hosts = [\"api.example.com\"]\n",
-    )
-    .unwrap();
+    );
     let out = toolhost(dir.path(), &["tools", "list"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
@@ -107,11 +105,10 @@ fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
 fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
     let dir = workdir();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    write_trusted_config(
+        dir.path(),
         "[tools.notes]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\nenv = [\"TOOLHOST_TEST_NOTES_OWNER\"]\ntimeout_ms = 2_000\n\n[[models]]\nname = \"hosted\"\nprovider = \"anthropic\"\nmodel = \"claude-sonnet-4-5\"\napi_key_env = \"TOOLHOST_TEST_UNSET_KEY\"\n\n[[models]]\nname = \"keyed\"\nprovider = \"openai\"\nmodel = \"gpt-4o\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"PATH\"\n",
-    )
-    .unwrap();
+    );
     let out = toolhost(dir.path(), &["config", "check", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v = stdout_json(&out);
@@ -127,6 +124,7 @@ fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
                 .starts_with(dir.path().to_str().unwrap())
     };
     assert!(under(&v["paths"]["config"]), "{v}");
+    assert_eq!(v["paths"]["config_source"], "working_dir", "{v}");
     assert!(under(&v["paths"]["store"]), "{v}");
     let notes = v["tools"]
         .as_array()
@@ -159,6 +157,7 @@ fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
         "no key (TOOLHOST_TEST_UNSET_KEY is not set)",
         "set (PATH)",
         "/data (rw)",
+        "(./toolhost.toml, trusted with `toolhost config trust`)",
         "\nok\n",
     ] {
         assert!(text.contains(part), "{part}: {text}");
@@ -185,10 +184,17 @@ fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
     );
 
     // A config that does not load: exit 2 naming the key and line.
+    // Trusting it refuses too, with the same words: a record for a config
+    // that cannot load would trust nothing.
     std::fs::write(dir.path().join("toolhost.toml"), "[sandbox]\nfuell = 5\n").unwrap();
-    let out = toolhost(dir.path(), &["config", "check"]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(stderr(&out).contains("line 2"), "{out:?}");
+    for args in [
+        &["--config", "toolhost.toml", "config", "check"][..],
+        &["config", "trust"],
+    ] {
+        let out = toolhost(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(stderr(&out).contains("line 2"), "{out:?}");
+    }
 }
 
 /// `unknown_tool` from `call` and `tools inspect`, with the same words; an
@@ -216,11 +222,10 @@ fn an_unknown_tool_is_unknown_tool_in_every_command() {
         r#"{"mode": "conversation", "turns": [{"tool_calls": [{"name": "nope", "arguments": {}}]}, {"text": "done"}]}"#,
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    write_trusted_config(
+        dir.path(),
         "[[models]]\nname = \"s\"\nprovider = \"scripted\"\nscript = \"turns.json\"\n",
-    )
-    .unwrap();
+    );
     let run = toolhost(
         dir.path(),
         &["--json", "agent", "run", "t", "--run-id", "r1"],

@@ -133,12 +133,12 @@ fn listed(out: &Output) -> std::collections::BTreeMap<String, (String, String)> 
 #[test]
 fn a_side_effect_repeated_from_two_directories_runs_once() {
     let user = User::new();
-    // A relative grant: beside the config file, wherever the command runs.
-    let config = user.write_user_config(
-        "[tools.notes]\ndirs = [{ host = \"notes\", guest = \"/data\", mode = \"rw\" }]\n",
-    );
-    let notes = config.parent().unwrap().join("notes");
-    std::fs::create_dir_all(&notes).unwrap();
+    // The grant is outside the config directory, which no grant may reach.
+    let notes = user.dir("notes");
+    user.write_user_config(&format!(
+        "[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n",
+        notes.display().to_string()
+    ));
     let input = r#"{"file":"log.txt","text":"paid invoice 7"}"#;
     let args = [
         "--json",
@@ -183,7 +183,8 @@ fn echo_timeout(user: &User, cwd: &Path, extra: &[&str]) -> Value {
 }
 
 #[test]
-fn the_config_is_found_at_the_flag_then_here_then_in_the_users_config_dir() {
+fn the_config_is_found_at_the_flag_the_variable_then_here_once_trusted_then_in_the_users_config_dir()
+ {
     let user = User::new();
     let cwd = user.dir("work");
     assert_eq!(echo_timeout(&user, &cwd, &[]), 10_000, "built-in defaults");
@@ -191,20 +192,36 @@ fn the_config_is_found_at_the_flag_then_here_then_in_the_users_config_dir() {
     user.write_user_config("[tools.echo]\ntimeout_ms = 1111\n");
     assert_eq!(echo_timeout(&user, &cwd, &[]), 1111, "the user's config");
 
+    // ./toolhost.toml comes first, once trusted (`tests/all/trust.rs`).
     std::fs::write(
         cwd.join("toolhost.toml"),
         "[tools.echo]\ntimeout_ms = 2222\n",
     )
     .unwrap();
+    ok(&user.run_in(&cwd, &["config", "trust"]));
     assert_eq!(
         echo_timeout(&user, &cwd, &[]),
         2222,
         "./toolhost.toml first"
     );
 
+    // TOOLHOST_CONFIG comes before it, and --config before that.
+    let named = user.path().join("named.toml");
+    std::fs::write(&named, "[tools.echo]\ntimeout_ms = 4444\n").unwrap();
+    let mut env = user.env();
+    env.push(("TOOLHOST_CONFIG", named.clone()));
+    let timeout = |args: &[&str]| {
+        let mut args = args.to_vec();
+        args.extend(["--json", "tools", "inspect", "echo"]);
+        let out = run_binary(Path::new(env!("CARGO_BIN_EXE_toolhost")), &cwd, &args, &env);
+        ok(&out);
+        stdout_json(&out)["limits"]["timeout_ms"].clone()
+    };
+    assert_eq!(timeout(&[]), 4444, "TOOLHOST_CONFIG before ./toolhost.toml");
     let explicit = user.path().join("explicit.toml");
     std::fs::write(&explicit, "[tools.echo]\ntimeout_ms = 3333\n").unwrap();
     let flag = ["--config", explicit.to_str().unwrap()];
+    assert_eq!(timeout(&flag), 3333, "--config before TOOLHOST_CONFIG");
     assert_eq!(echo_timeout(&user, &cwd, &flag), 3333, "--config first");
 
     // A --config that does not exist is an error, never a fallback.
@@ -432,6 +449,7 @@ fn a_call_loads_only_the_tool_it_calls() {
         ),
     )
     .unwrap();
+    ok(&user.run_in(&cwd, &["config", "trust"]));
     let list = listed(&user.run_in(&cwd, &["--json", "tools", "list"]));
     assert_eq!(list.len(), 2);
 

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{stdout_json, toolhost};
+use crate::support::{stdout_json, toolhost, write_trusted_config};
 
 /// A fresh working directory whose artifact cache (`.toolhost/artifacts`,
 /// beside the default store) is shared by these tests, so only the first
@@ -28,7 +28,7 @@ fn scripted_chain(dir: &Path, models: &str) {
     let config = format!(
         "{models}[[models]]\nname = \"local\"\nprovider = \"scripted\"\nscript = \"t.json\"\n"
     );
-    std::fs::write(dir.join("toolhost.toml"), config).unwrap();
+    write_trusted_config(dir, &config);
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -168,11 +168,10 @@ fn run_id_prefixes_are_accepted_everywhere_a_run_is() {
         r#"{"turns": [{"text": "done"}]}"#,
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
+    write_trusted_config(
+        dir.path(),
         "[[models]]\nname = \"s\"\nprovider = \"scripted\"\nscript = \"turns.json\"\n",
-    )
-    .unwrap();
+    );
     for id in ["nightly-report-1", "nightly-report-2", "audit"] {
         let out = toolhost(
             dir.path(),
@@ -262,6 +261,8 @@ fn colour_run(dir: &Path, vars: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
     cmd.args(["model", "list"])
         .current_dir(dir)
+        // The directories `write_trusted_config` trusted the config in.
+        .envs(crate::support::state_env(dir))
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE");
     for (k, v) in vars {

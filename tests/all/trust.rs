@@ -1,16 +1,20 @@
 //! The trust boundary around the host's own files and resources: grants
-//! cannot reach the store, locks, artifact cache, key, tools or config;
+//! cannot reach the store, locks, artifact cache, key, tools or config, the
+//! user's config and state directories, or `/proc`, `/sys` and `/dev`; a
+//! `./toolhost.toml` (which a tool may have written) is used only once
+//! trusted;
 //! granted directories are pinned when the sandbox opens; the epoch ticker
 //! sleeps when no call runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use toolhost::config::{Config, DirGrant, DirMode, ToolPolicy};
 use toolhost::sandbox::{Sandbox, SandboxOptions};
 
-use crate::support::{call, hostile_dir, toolhost};
+use crate::support::{call, hostile_dir, run_binary, stdout_json, toolhost};
 
 fn grant_config(store: &Path, grant: &Path, extra: &str) -> String {
     format!(
@@ -191,4 +195,259 @@ async fn the_epoch_ticker_sleeps_when_no_call_runs() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(sandbox.ticker_idle());
     assert_eq!(sandbox.ticks(), parked, "ticked while idle");
+}
+
+/// A home of its own for the binary: `HOME` holds the config, data and
+/// state directories (so granting `HOME` reaches them), the cache is the
+/// suite's (nothing recompiles).
+fn home_env(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    let home = root.join("home");
+    let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xdg");
+    vec![
+        ("HOME", home.clone()),
+        ("XDG_CONFIG_HOME", home.join(".config")),
+        ("XDG_DATA_HOME", home.join(".local/share")),
+        ("XDG_STATE_HOME", home.join(".local/state")),
+        ("XDG_CACHE_HOME", shared.join("cache")),
+    ]
+}
+
+fn run_in(root: &Path, cwd: &Path, args: &[&str]) -> Output {
+    let mut env = home_env(root);
+    // Never a variable of the test's own environment.
+    env.push(("TOOLHOST_CONFIG", PathBuf::new()));
+    run_binary(Path::new(env!("CARGO_BIN_EXE_toolhost")), cwd, args, &env)
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `[sandbox]` with the suite's compiled components and their key.
+fn shared_cache() -> String {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    format!(
+        "[sandbox]\ncache_dir = {:?}\nkey_dir = {:?}\n",
+        cache.display().to_string(),
+        cache.with_extension("key").display().to_string(),
+    )
+}
+
+/// [`shared_cache`] over the hostile tools alone (`plant`, `snoop`).
+fn hostile_sandbox() -> String {
+    format!(
+        "{}builtin_tools = false\ntools_dir = {:?}\n",
+        shared_cache(),
+        hostile_dir().display().to_string(),
+    )
+}
+
+/// The attack: a tool granted only `proj -> /project (rw)` writes
+/// `/project/toolhost.toml` granting `snoop` `/etc`; the next run from
+/// `proj` must not load it. It is refused (exit 2) with the command that
+/// would trust it, and `snoop` never runs.
+#[test]
+fn a_config_planted_by_a_tool_in_its_granted_dir_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let proj = root.path().join("proj");
+    let conf = root.path().join("conf");
+    for d in [&proj, &conf] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let host_config = conf.join("toolhost.toml");
+    std::fs::write(
+        &host_config,
+        format!(
+            "{}\n[tools.plant]\ndirs = [{{ host = {:?}, guest = \"/project\", mode = \"rw\" }}]\n",
+            hostile_sandbox(),
+            proj.display().to_string()
+        ),
+    )
+    .unwrap();
+    let planted = format!(
+        "{}\n[tools.snoop]\ndirs = [{{ host = \"/etc\", guest = \"/etc\" }}]\n",
+        hostile_sandbox()
+    );
+    let input = serde_json::json!({"path": "/project/toolhost.toml", "contents": planted});
+    let out = run_in(
+        root.path(),
+        &proj,
+        &[
+            "--config",
+            host_config.to_str().unwrap(),
+            "call",
+            "plant",
+            "--input",
+            &input.to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(proj.join("toolhost.toml")).unwrap(),
+        planted,
+        "the tool wrote the config"
+    );
+
+    // The next run from `proj`: refused, whatever the command.
+    for args in [
+        &[
+            "--json",
+            "call",
+            "snoop",
+            "--input",
+            r#"{"path":"/etc/passwd"}"#,
+        ][..],
+        &["tools", "list"],
+        &["config", "check"],
+    ] {
+        let out = run_in(root.path(), &proj, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let said = text(&out);
+        let real = proj.canonicalize().unwrap().join("toolhost.toml");
+        assert!(
+            said.contains("not trusted")
+                && said.contains(&format!("`toolhost config trust {}`", real.display())),
+            "{args:?}: {said}"
+        );
+        assert!(!said.contains("root:"), "snoop ran: {said}");
+    }
+}
+
+/// A trusted `./toolhost.toml` is used; once it changes it is refused
+/// again (exit 2, naming both digests and the command), until trusted
+/// again. `config check` says why the file it uses is trusted.
+#[test]
+fn a_trusted_config_that_changes_is_refused_again() {
+    let root = tempfile::tempdir().unwrap();
+    let proj = root.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    let config = proj.join("toolhost.toml");
+    let text_of = |ms: u32| format!("{}\n[tools.echo]\ntimeout_ms = {ms}\n", shared_cache());
+    std::fs::write(&config, text_of(1234)).unwrap();
+    // `echo`'s timeout as the run from `proj` sees it, or the refusal.
+    let timeout = || {
+        let out = run_in(root.path(), &proj, &["--json", "tools", "inspect", "echo"]);
+        match out.status.code() {
+            Some(0) => Ok(stdout_json(&out)["limits"]["timeout_ms"].clone()),
+            code => Err((code, text(&out))),
+        }
+    };
+    let (code, said) = timeout().expect_err("untrusted");
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("not trusted"), "{said}");
+
+    let out = run_in(root.path(), &proj, &["--json", "config", "trust"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let record = stdout_json(&out);
+    assert_eq!(
+        record["trusted"],
+        config.canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(
+        record["blake3"],
+        blake3::hash(text_of(1234).as_bytes()).to_hex().to_string()
+    );
+    assert_eq!(timeout().unwrap(), 1234);
+    let check = run_in(root.path(), &proj, &["--json", "config", "check"]);
+    assert_eq!(stdout_json(&check)["paths"]["config_source"], "working_dir");
+
+    // The record is private: 0600 in a 0700 directory, under the state dir.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let records = root.path().join("home/.local/state/toolhost/trusted");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&records), 0o700);
+        let files: Vec<_> = std::fs::read_dir(&records).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(mode(&files[0].path()), 0o600);
+    }
+
+    std::fs::write(&config, text_of(4321)).unwrap();
+    let (code, said) = timeout().expect_err("changed");
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("changed since it was trusted") && said.contains("`toolhost config trust "),
+        "{said}"
+    );
+    let out = run_in(root.path(), &proj, &["config", "trust"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(timeout().unwrap(), 4321);
+
+    // The same text at another path is not trusted by that record.
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(&config, other.join("toolhost.toml")).unwrap();
+    let out = run_in(root.path(), &other, &["tools", "list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // --config needs no record.
+    let out = run_in(
+        root.path(),
+        &other,
+        &["--config", "toolhost.toml", "--json", "config", "check"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stdout_json(&out)["paths"]["config_source"], "flag");
+}
+
+/// A grant of `/proc/self` exposed every host variable (API keys, the
+/// serve token); `/proc`, `/sys`, `/dev`, anything under them, the user's
+/// config and state directories, and any ancestor of these (`HOME`) can
+/// never be granted: a config error naming the key and line, symlinks
+/// resolved first.
+#[test]
+fn grants_of_the_hosts_kernel_files_and_the_users_own_dirs_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let config_dir = home.join(".config/toolhost");
+    let state_dir = home.join(".local/state/toolhost");
+    for d in [&config_dir, &state_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let into_proc = root.path().join("innocent");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/proc/self", &into_proc).unwrap();
+    let cases: Vec<(PathBuf, &str)> = vec![
+        ("/proc/self".into(), "lies inside the host's processes"),
+        ("/proc".into(), "is the host's processes"),
+        ("/proc/self/fd".into(), "lies inside the host's processes"),
+        (into_proc.clone(), "lies inside the host's processes"),
+        ("/sys".into(), "is the host's kernel"),
+        ("/sys/kernel".into(), "lies inside the host's kernel"),
+        ("/dev".into(), "is the host's devices"),
+        ("/dev/shm".into(), "lies inside the host's devices"),
+        (config_dir.clone(), "is the user's config directory"),
+        (home.join(".config"), "contains the user's config directory"),
+        (state_dir.clone(), "is the user's state directory"),
+        (home.clone(), "contains"),
+        ("/".into(), "contains"),
+    ];
+    let config = root.path().join("grant.toml");
+    for (grant, why) in &cases {
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[tools.snoop]\nenv = []\ndirs = [\n  {{ host = {:?}, guest = \"/x\" }},\n]\n",
+                hostile_sandbox(),
+                grant.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = run_in(
+            root.path(),
+            root.path(),
+            &["--config", config.to_str().unwrap(), "tools", "list"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{grant:?}: {}", text(&out));
+        let said = text(&out);
+        assert!(
+            said.contains("line 10") && said.contains("`tools.snoop.dirs.0.host`"),
+            "{grant:?}: {said}"
+        );
+        assert!(said.contains(why), "{grant:?} ({why}): {said}");
+    }
 }

@@ -24,6 +24,8 @@ use super::{Env, Failure};
 pub enum ConfigCommand {
     /// Print the resolved config and what is wrong with it; exit 2 if a tool cannot work as configured.
     Check,
+    /// Trust ./toolhost.toml (or PATH) as it is now, so runs from its directory use it.
+    Trust(super::config_trust::TrustArgs),
 }
 
 /// Prints a warning on stderr (yellow on a terminal).
@@ -40,7 +42,10 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
-    let ConfigCommand::Check = cmd;
+    if let ConfigCommand::Trust(args) = cmd {
+        // Handled before any config is read: see `cli::run`.
+        return super::config_trust::run(&args, env.json);
+    }
     let config = &env.config;
     let sandbox = env.sandbox().await?;
     // The search path in order: later entries win over earlier ones.
@@ -60,6 +65,8 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
     };
     let paths = json!({
         "config": config.diagnostics.file.as_deref().map(absolute),
+        "config_source": config.diagnostics.source,
+        "config_trusted_because": config.diagnostics.source.map(toolhost::config::Source::reason),
         "store": store,
         "artifacts": config.sandbox.effective_cache_dir().as_deref().map(absolute),
         "key_dir": config.sandbox.key_dir.clone().or_else(toolhost::sandbox::default_key_dir),
@@ -184,6 +191,8 @@ fn print_human(body: &Value) {
     ] {
         let value = if key == "config" && p[key].is_null() {
             "none (built-in defaults)".to_string()
+        } else if key == "config" {
+            format!("{} ({})", s(&p[key]), s(&p["config_trusted_because"]))
         } else if let Value::Array(items) = &p[key] {
             items.iter().map(s).collect::<Vec<_>>().join(", then ")
         } else {

@@ -39,13 +39,7 @@ impl Env {
     /// global flags this invocation used (`--config`, `--tools-dir`, `--db`,
     /// made absolute), so a hint can be pasted as it is.
     pub fn with_flags(&self, text: &str) -> String {
-        if self.flags.is_empty() {
-            return text.to_string();
-        }
-        text.replace(
-            "`toolhost ",
-            &format!("`toolhost {} ", self.flags.join(" ")),
-        )
+        toolhost::hint::with_flags(text, &self.flags)
     }
 }
 
@@ -79,27 +73,4 @@ async fn resolve(
     }
 }
 
-/// `arg` quoted for a POSIX shell when it needs it.
-pub fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("/tmp/a.db"), "/tmp/a.db");
-        assert_eq!(shell_quote("/tmp/my dir/a.db"), "'/tmp/my dir/a.db'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-    }
-}
+pub use toolhost::hint::shell_quote;

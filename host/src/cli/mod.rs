@@ -8,6 +8,7 @@ mod cache;
 mod call;
 mod completions;
 mod config_check;
+mod config_trust;
 mod demo;
 mod human;
 mod lookup;
@@ -37,7 +38,7 @@ pub use output::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "toolhost", version, about)]
 pub struct Cli {
-    /// The config file (default: ./toolhost.toml, else toolhost.toml in the user's config directory, else built-in defaults).
+    /// The config file (default: $TOOLHOST_CONFIG, else ./toolhost.toml once trusted with `config trust`, else toolhost.toml in the user's config directory, else built-in defaults).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Search this directory for tools last (after the built-in and the user's tools), instead of the config's `tools_dir`.
@@ -199,6 +200,16 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // Trusting a config must not load it: every other command refuses an
+    // untrusted ./toolhost.toml.
+    if let Command::Config(config_check::ConfigCommand::Trust(args)) = &cli.command {
+        if cli.config.is_some() {
+            return Err(Failure::usage(
+                "--config names a config that needs no trust; give the file to trust as `toolhost config trust PATH`",
+            ));
+        }
+        return config_trust::run(args, cli.json);
+    }
     let mut cli = cli;
     // Flags are paths relative to where the command runs (a config's are
     // relative to the config); made absolute once, here.

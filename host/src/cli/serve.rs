@@ -63,7 +63,10 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
     let max_calls = env.config.sandbox.max_concurrent_calls;
     let breakers = metrics::persisted_breakers(executor.store().clone(), BREAKER_REFRESH);
     let metrics = Arc::new(ServerMetrics::new(max_calls, breakers));
-    let server = McpServer::new(executor.clone(), metrics, max_calls as usize);
+    // An `in_doubt` hint names `toolhost cache resolve` with this server's
+    // flags, as the CLI's hints do.
+    let server = McpServer::new(executor.clone(), metrics, max_calls as usize)
+        .with_hint_flags(env.flags.clone());
     let flusher = tokio::spawn(flush_periodically(executor.clone()));
 
     let served = match args.http {

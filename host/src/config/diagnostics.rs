@@ -27,6 +27,8 @@ use super::spans::{self, Spans};
 pub struct Diagnostics {
     /// The file read, if any (none: built-in defaults).
     pub file: Option<PathBuf>,
+    /// Why the file may be used (`None`: parsed from text, or defaults).
+    pub source: Option<super::Source>,
     /// Problems found while loading, in file order.
     pub warnings: Vec<ConfigWarning>,
     /// The line of each `[tools.NAME]` policy, for later warnings.

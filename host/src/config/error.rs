@@ -42,6 +42,16 @@ impl ConfigError {
         }
     }
 
+    /// A working-directory config that is not trusted (`config::trust`).
+    pub(super) fn untrusted(file: &Path, verdict: &super::trust::Verdict) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: super::trust::refusal(file, verdict),
+        }
+    }
+
     pub(super) fn unreadable(file: &Path, e: &std::io::Error) -> Self {
         ConfigError {
             file: file.to_path_buf(),

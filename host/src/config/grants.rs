@@ -4,9 +4,14 @@
 //! what the cache replays) or forge a claim; over the owner locks, make a dead
 //! claimant look alive or a live one dead; over the artifact cache or the key
 //! directory, plant native code the host would run; over the tools directory,
-//! replace a tool; over the config file, widen its own grants. So a grant
-//! that contains any of these, or lies inside one, is a config error naming
-//! the grant's key and line.
+//! replace a tool; over the config file or the user's config directory,
+//! widen its own grants; over the state directory, forge the record that
+//! trusts a working-directory config (`trust`). `/proc`, `/sys` and `/dev`
+//! are the host itself: `/proc/self/environ` alone holds every variable of
+//! the host, API keys and the serve token included. So a grant that
+//! contains any of these, or lies inside one, is a config error naming the
+//! grant's key and line; granting an ancestor (`$HOME`, `/`) is refused for
+//! what it contains.
 //!
 //! Both sides are compared after resolving symlinks (`canonicalize`), so
 //! neither `grant -> /var/lib/toolhost` nor a store path reached through a
@@ -69,6 +74,29 @@ fn protected(config: &Config, origin: Option<&Path>) -> Vec<Protected> {
         out.push(Protected {
             what: "the artifact key directory",
             path: key_dir,
+        });
+    }
+    let user_dirs = [
+        ("the user's config directory", crate::paths::config_dir()),
+        (
+            "the user's state directory (trusted configs, artifact key)",
+            crate::paths::state_dir(),
+        ),
+        ("the user's cache directory", crate::paths::cache_dir()),
+    ];
+    for (what, dir) in user_dirs {
+        if let Some(path) = dir {
+            out.push(Protected { what, path });
+        }
+    }
+    for (what, dir) in [
+        ("the host's processes and their environments", "/proc"),
+        ("the host's kernel and devices", "/sys"),
+        ("the host's devices", "/dev"),
+    ] {
+        out.push(Protected {
+            what,
+            path: PathBuf::from(dir),
         });
     }
     if let Some(file) = origin {

@@ -14,12 +14,14 @@ mod relative;
 mod schema;
 mod serve;
 mod spans;
+pub mod trust;
 
 pub use diagnostics::{ConfigWarning, Diagnostics};
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
 pub use serve::{DEFAULT_MAX_BODY_BYTES, ServeConfig};
+pub use trust::Source;
 
 use std::path::{Path, PathBuf};
 
@@ -28,15 +30,25 @@ use error::Invalid;
 /// The file read from the current directory when `--config` is not given.
 pub const DEFAULT_PATH: &str = crate::paths::CONFIG_FILE;
 
-/// Which config file applies without `--config`: `./toolhost.toml`, else
+/// Which config file applies, and why it may be used: `flag` (`--config`),
+/// else `TOOLHOST_CONFIG` (empty means unset), else `./toolhost.toml`, else
 /// `toolhost.toml` in the user's config directory, else none (built-in
-/// defaults).
-pub fn discover() -> Option<PathBuf> {
+/// defaults). A working-directory file is returned here whether or not it
+/// is trusted: [`Config::load`] refuses it if not.
+pub fn locate(flag: Option<&Path>) -> Option<(PathBuf, Source)> {
+    if let Some(path) = flag {
+        return Some((path.to_path_buf(), Source::Flag));
+    }
+    if let Some(path) = std::env::var_os(trust::ENV_VAR).filter(|v| !v.is_empty()) {
+        return Some((PathBuf::from(path), Source::Env));
+    }
     let here = PathBuf::from(DEFAULT_PATH);
     if here.is_file() {
-        return Some(here);
+        return Some((here, Source::WorkingDir));
     }
-    crate::paths::user_config().filter(|p| p.is_file())
+    crate::paths::user_config()
+        .filter(|p| p.is_file())
+        .map(|p| (p, Source::UserConfigDir))
 }
 
 impl Config {
@@ -76,7 +88,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Loads `path`; `None` reads the file [`discover`] finds, else defaults.
+    /// Loads `path`; `None` reads the file [`locate`] finds, else defaults.
+    /// A `./toolhost.toml` that `toolhost config trust` has not recorded
+    /// (or that changed since) is refused.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         Config::load_adjusted(path, |_| {})
     }
@@ -87,11 +101,22 @@ impl Config {
         path: Option<&Path>,
         adjust: impl FnOnce(&mut Config),
     ) -> Result<Config, ConfigError> {
-        match path.map(Path::to_path_buf).or_else(discover) {
-            Some(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => Config::parse_adjusted(&text, &path, adjust),
-                Err(e) => Err(ConfigError::unreadable(&path, &e)),
-            },
+        match locate(path) {
+            Some((path, source)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::unreadable(&path, &e))?;
+                // The bytes checked are the bytes parsed: swapping the file
+                // after the check changes nothing.
+                if source == Source::WorkingDir {
+                    let verdict = trust::verdict(&path, text.as_bytes());
+                    if verdict != trust::Verdict::Trusted {
+                        return Err(ConfigError::untrusted(&path, &verdict));
+                    }
+                }
+                let mut config = Config::parse_adjusted(&text, &path, adjust)?;
+                config.diagnostics.source = Some(source);
+                Ok(config)
+            }
             None => {
                 // No file: only the command line can make defaults invalid.
                 let origin = Path::new("(command line)");

@@ -69,6 +69,9 @@ struct Inner {
     tools: Vec<McpTool>,
     /// Tools whose results also go out as `structuredContent`.
     structured: HashSet<String>,
+    /// The server's own global flags, repeated in every hint's command
+    /// (`crate::hint`).
+    hint_flags: Vec<String>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -108,8 +111,20 @@ impl McpServer {
                 admission: Admission::new(max_concurrent_calls.max(1)),
                 tools,
                 structured,
+                hint_flags: Vec::new(),
             }),
         }
+    }
+
+    /// Every `` `toolhost ...` `` command in an error message (the
+    /// `cache resolve` of an `in_doubt` call) repeats `flags` (quoted), the
+    /// server's own `--config`, `--tools-dir` and `--db`: pasted as given,
+    /// it acts on the server's store. Call before the server is shared.
+    pub fn with_hint_flags(mut self, flags: Vec<String>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("hint flags are set before the server is cloned")
+            .hint_flags = flags;
+        self
     }
 
     pub fn executor(&self) -> &Arc<Executor> {
@@ -215,7 +230,8 @@ impl McpServer {
                     fuel_used: 0,
                     duration: elapsed,
                 });
-                result::failure(e.kind(), &e.to_string(), e.key(), cached)
+                let message = crate::hint::with_flags(&e.to_string(), &self.inner.hint_flags);
+                result::failure(e.kind(), &message, e.key(), cached)
             }
         }
     }

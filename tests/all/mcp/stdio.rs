@@ -9,7 +9,7 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::harness::{WAIT, call, error_kind, output};
+use super::harness::{WAIT, call, error_kind, idempotency_meta, output, params, text};
 use crate::support::{examples_dir, hostile_dir, toolhost};
 
 /// A working directory with a config that shares the suite's compiled
@@ -37,7 +37,7 @@ impl Workdir {
             cache.display(),
             cache.with_extension("key").display()
         );
-        std::fs::write(dir.path().join("toolhost.toml"), config).unwrap();
+        crate::support::write_trusted_config(dir.path(), &config);
         Workdir { dir }
     }
 
@@ -202,4 +202,101 @@ fn serve_needs_one_transport_and_a_token_beyond_loopback() {
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not set"));
+}
+
+/// The `in_doubt` hint `serve` prints names `toolhost cache resolve` with
+/// the server's own `--config`, `--tools-dir` and `--db` (absolute, as the
+/// CLI's hint does), so pasted as given, from any directory, it resolves
+/// the call in the server's store, not in the default one.
+#[tokio::test]
+async fn the_in_doubt_hint_of_serve_repeats_the_servers_flags() {
+    let root = tempfile::tempdir().unwrap();
+    let work = root.path().join("work");
+    let tools = root.path().join("tools");
+    let data = root.path().join("data");
+    for d in [&work, &tools, &data] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(examples_dir().join("echo.wasm"), tools.join("echo.wasm")).unwrap();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::write(
+        work.join("server.toml"),
+        format!(
+            "[sandbox]\ncache_dir = {:?}\nkey_dir = {:?}\n\n[tools.notes]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\n",
+            cache.display().to_string(),
+            cache.with_extension("key").display().to_string(),
+            data.display().to_string(),
+        ),
+    )
+    .unwrap();
+    // Relative flags, as typed in `work/`.
+    let flags = [
+        "--config",
+        "server.toml",
+        "--tools-dir",
+        "../tools",
+        "--db",
+        "server.db",
+    ];
+    let input = json!({"file": "log.txt", "text": "charge"});
+    // A limit cuts the side effect short: the call is in doubt.
+    let mut args = flags.to_vec();
+    let input_text = input.to_string();
+    args.extend([
+        "call",
+        "notes",
+        "--input",
+        &input_text,
+        "--idempotency-key",
+        "order-9",
+        "--fuel",
+        "1",
+    ]);
+    let out = toolhost(&work, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolhost"));
+    command
+        .current_dir(&work)
+        .envs(crate::support::state_env(&work))
+        .env_remove("TOOLHOST_LOG")
+        .args(flags)
+        .args(["serve", "--stdio"])
+        .kill_on_drop(true);
+    let client = tokio::time::timeout(WAIT, ().serve(TokioChildProcess::new(command).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut request = params("notes", input);
+    request.meta = Some(idempotency_meta("order-9"));
+    let again = tokio::time::timeout(WAIT, client.call_tool(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(error_kind(&again), "in_doubt", "{}", text(&again));
+    client.cancel().await.unwrap();
+    let message = text(&again);
+    let start = message.find("`toolhost ").expect("a command") + 1;
+    let end = start + message[start..].find('`').unwrap();
+    let command = &message[start..end];
+    let real = |p: &Path| std::path::absolute(p).unwrap().display().to_string();
+    assert!(
+        command.starts_with(&format!(
+            "toolhost --config {} --tools-dir {} --db {} cache resolve ",
+            real(&work.join("server.toml")),
+            real(&work.join("../tools")),
+            real(&work.join("server.db")),
+        )),
+        "{command}"
+    );
+    // Pasted as printed (choosing --abandon) from another directory, it
+    // finds the call in the server's store.
+    let abandon = command.replace("--retry|--abandon", "--abandon");
+    let args: Vec<&str> = abandon.split(' ').skip(1).collect();
+    let out = toolhost(root.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("abandoned "),
+        "{out:?}"
+    );
 }

@@ -48,6 +48,12 @@ async fn toolhost(dir: &Path, args: &[&str]) -> Output {
         .envs(crate::support::state_env(dir))
         .env("TOOLHOST_TEST_KEY", KEY)
         .env("TOOLHOST_LOG", "info");
+    // Named through TOOLHOST_CONFIG, as a deployment would: trusted by
+    // being named, and re-read (changed or not) on every run.
+    let config = dir.join("toolhost.toml");
+    if config.is_file() {
+        cmd.env("TOOLHOST_CONFIG", config);
+    }
     // The servers run on this test's runtime; the binary blocks elsewhere.
     tokio::task::spawn_blocking(move || cmd.output().expect("run toolhost"))
         .await

@@ -196,14 +196,13 @@ fn the_cli_selects_the_shared_store_with_db() {
     let url = crate::support::pg::fresh_db();
     let dir = tempfile::tempdir().unwrap();
     // Only the shared compile cache: the store comes from `--db` alone.
-    std::fs::write(
-        dir.path().join("toolhost.toml"),
-        format!(
+    crate::support::write_trusted_config(
+        dir.path(),
+        &format!(
             "[sandbox]\ncache_dir = {:?}\n",
             std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts")
         ),
-    )
-    .unwrap();
+    );
     let call = [
         "--db",
         url.as_str(),

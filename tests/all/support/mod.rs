@@ -122,6 +122,20 @@ pub fn toolhost(cwd: &Path, args: &[&str]) -> Output {
     )
 }
 
+/// Writes `text` as `dir/toolhost.toml` and trusts it as a user would
+/// (`toolhost config trust`), so runs from `dir` use it.
+pub fn write_trusted_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("toolhost.toml");
+    std::fs::write(&path, text).expect("write toolhost.toml");
+    let out = toolhost(dir, &["config", "trust"]);
+    assert!(
+        out.status.success(),
+        "config trust: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
 /// Runs `binary` in `cwd` with `env` (the directories it may use) set, as
 /// [`toolhost`] does.
 pub fn run_binary(binary: &Path, cwd: &Path, args: &[&str], env: &[(&str, PathBuf)]) -> Output {
