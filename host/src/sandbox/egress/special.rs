@@ -55,8 +55,7 @@ pub(crate) enum Rule {
 /// One registry entry: a prefix, where it comes from, and its rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Row {
-    /// The network, as the top `len` bits of `bits` (IPv4 rows use the low
-    /// 32 bits of the IPv4-mapped form, see [`Row::v4`]).
+    /// The network: its top `len` bits are the prefix.
     pub(crate) net: IpAddr,
     pub(crate) len: u8,
     /// The registry's name for it.
