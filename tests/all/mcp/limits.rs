@@ -153,8 +153,8 @@ async fn a_session_flood_keeps_the_server_bounded() {
     let (mut opened, mut refused) = (0, 0);
     let mut burst = tokio::task::JoinSet::new();
     for i in 0..attempts {
-        let (http, url) = (http.clone(), url.clone());
-        burst.spawn(async move { initialize(&http, &url).await.status().as_u16() });
+        let (client, target) = (http.clone(), url.clone());
+        burst.spawn(async move { initialize(&client, &target).await.status().as_u16() });
         if burst.len() == 32 || i + 1 == attempts {
             while let Some(status) = burst.join_next().await {
                 match status.unwrap() {
