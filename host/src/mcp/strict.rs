@@ -102,7 +102,8 @@ mod tests {
             read(&call(r#"{"message":"hi","n":0.5}"#)),
             Ok(r#"{"message":"hi","n":0.5}"#.to_string())
         );
-        let no_arguments = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        let no_arguments =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
         assert_eq!(read(no_arguments), Ok("{}".to_string()));
         let envelope = r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{}}"#;
         let e = read(envelope).expect_err("a duplicate id");

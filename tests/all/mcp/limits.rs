@@ -232,7 +232,10 @@ async fn slow_headers_and_idle_connections_are_closed() {
             let stream = TcpStream::connect(addr).await.unwrap();
             let (mut read, mut write) = stream.into_split();
             let trickle = tokio::spawn(async move {
-                for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".iter().cycle() {
+                for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                    .iter()
+                    .cycle()
+                {
                     if write.write_all(&[*byte]).await.is_err() {
                         return;
                     }
@@ -335,13 +338,19 @@ async fn mcp_over_http_is_as_strict_as_the_cli() {
     // Nothing refused ran: the echo tool was never called.
     let page = h.metrics().await;
     assert_eq!(
-        sample(&page, r#"toolhost_tool_errors_total{tool="echo",kind="invalid_input"}"#),
+        sample(
+            &page,
+            r#"toolhost_tool_errors_total{tool="echo",kind="invalid_input"}"#
+        ),
         4.0
     );
     // Exact I-JSON still goes through, and the tool sees the strict value.
     let fine = raw.post(&tool_call(20, r#"{"message":"ok"}"#)).await;
     let reply = messages(&fine.text().await.unwrap()).remove(0);
-    assert_eq!(reply["result"]["structuredContent"], json!({"message": "ok"}));
+    assert_eq!(
+        reply["result"]["structuredContent"],
+        json!({"message": "ok"})
+    );
 }
 
 #[tokio::test]
@@ -366,7 +375,10 @@ async fn mcp_over_stdio_is_as_strict_as_the_cli() {
     }
     lines.push(tool_call(20, r#"{"message":"ok"}"#));
     for line in lines {
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
     let mut replies = std::collections::BTreeMap::new();
     while replies.len() < 6 {
@@ -388,7 +400,10 @@ async fn mcp_over_stdio_is_as_strict_as_the_cli() {
         json!({"message": "ok"})
     );
     drop(stdin);
-    tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// Waits (bounded) until `/metrics` shows `series` at `value`.
@@ -399,7 +414,10 @@ async fn wait_sample(h: &Harness, series: &str, value: f64) {
         if sample(&page, series) == value {
             return;
         }
-        assert!(Instant::now() < deadline, "{series} never reached {value}:\n{page}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {value}:\n{page}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -453,9 +471,8 @@ async fn a_disconnected_side_effect_that_had_not_started_never_runs() {
     let key = super::harness::idempotency_meta("order-1");
     let mut first = super::harness::params("append", input.clone());
     first.meta = Some(key.clone());
-    let request = rmcp::model::ClientRequest::CallToolRequest(
-        rmcp::model::CallToolRequest::new(first),
-    );
+    let request =
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(first));
     let holder = client
         .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
         .await
@@ -503,7 +520,12 @@ async fn a_refused_input_is_an_invalid_input_result_for_rmcp_clients() {
     let client = h.client().await;
     // rmcp's own client can only send exact JSON: an integer above 2^53 is
     // the one non-I-JSON value it serialises as given.
-    let handle = start_call(&client, "echo", json!({"message": "x", "n": 9_007_199_254_740_993u64})).await;
+    let handle = start_call(
+        &client,
+        "echo",
+        json!({"message": "x", "n": 9_007_199_254_740_993u64}),
+    )
+    .await;
     let result = tokio::time::timeout(WAIT, handle.await_response())
         .await
         .unwrap()

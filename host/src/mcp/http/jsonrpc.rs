@@ -229,7 +229,10 @@ pub async fn guard(State(state): State<GuardState>, request: Request, next: Next
 /// 503 past `serve.max_sessions`, with `Retry-After` and a JSON-RPC error
 /// whose `data` names the limit and its config key.
 fn full(sessions: &Sessions, id: Value) -> Response {
-    tracing::warn!(limit = sessions.limit(), "session refused: serve.max_sessions reached");
+    tracing::warn!(
+        limit = sessions.limit(),
+        "session refused: serve.max_sessions reached"
+    );
     let body = json!({
         "jsonrpc": "2.0",
         "id": id,

@@ -278,9 +278,10 @@ fn router(
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn(no_browser_origin))
         .with_state(Health { server, sessions });
-    guarded
-        .merge(health)
-        .layer(middleware::from_fn_with_state(hosts.map(Arc::new), known_host))
+    guarded.merge(health).layer(middleware::from_fn_with_state(
+        hosts.map(Arc::new),
+        known_host,
+    ))
 }
 
 /// 403 for a `Host` outside `hosts` (DNS rebinding), on every path.
@@ -293,7 +294,11 @@ async fn known_host(
         && !host_allowed(request.headers(), &hosts)
     {
         tracing::warn!(host = ?request.headers().get(header::HOST), "refused a foreign Host (DNS rebinding?)");
-        return (StatusCode::FORBIDDEN, "this server does not answer to that Host\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "this server does not answer to that Host\n",
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -304,7 +309,10 @@ async fn known_host(
 fn host_allowed(headers: &http::HeaderMap, hosts: &[String]) -> bool {
     let authority = |text: &str| {
         let authority = http::uri::Authority::try_from(text.trim()).ok()?;
-        let host = authority.host().trim_matches(['[', ']']).to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
         Some((host, authority.port_u16()))
     };
     let Some((host, port)) = headers
@@ -316,7 +324,8 @@ fn host_allowed(headers: &http::HeaderMap, hosts: &[String]) -> bool {
     };
     hosts.iter().any(|allowed| {
         // A bare IPv6 address (`::1`) is not an authority; it is the host.
-        let (name, want) = authority(allowed).unwrap_or_else(|| (allowed.to_ascii_lowercase(), None));
+        let (name, want) =
+            authority(allowed).unwrap_or_else(|| (allowed.to_ascii_lowercase(), None));
         name == host && want.is_none_or(|p| Some(p) == port)
     })
 }

@@ -62,9 +62,7 @@ pub const RETRY_AFTER_S: u64 = 5;
 pub enum SessionsError {
     #[error(transparent)]
     Local(#[from] LocalSessionManagerError),
-    #[error(
-        "the server already holds its limit of {limit} MCP sessions (serve.max_sessions)"
-    )]
+    #[error("the server already holds its limit of {limit} MCP sessions (serve.max_sessions)")]
     Full { limit: u32 },
 }
 
@@ -256,7 +254,9 @@ impl Stream for CancelOnDisconnect {
             Poll::Ready(Some(event)) => {
                 let answered = event.message.as_deref().is_some_and(|m| match m {
                     JsonRpcMessage::Response(r) => Some(&r.id) == self.request_id(),
-                    JsonRpcMessage::Error(e) => e.id.is_some() && e.id.as_ref() == self.request_id(),
+                    JsonRpcMessage::Error(e) => {
+                        e.id.is_some() && e.id.as_ref() == self.request_id()
+                    }
                     _ => false,
                 });
                 if answered {
