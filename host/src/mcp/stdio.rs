@@ -21,7 +21,6 @@ use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use rmcp::transport::async_rw::{AsyncRwTransport, DEFAULT_MAX_LINE_LENGTH};
 use rmcp::{RoleServer, ServiceExt};
-use serde_json::Value;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::strict::{self, StrictArguments};
@@ -62,12 +61,7 @@ where
 {
     pub fn new(read: R, write: W) -> Self {
         let readings = Readings::default();
-        let tap = Tap {
-            inner: read,
-            line: Vec::new(),
-            oversized: false,
-            readings: readings.clone(),
-        };
+        let tap = Tap::new(read, readings.clone());
         Strict {
             inner: AsyncRwTransport::new_server(tap, write),
             readings,
@@ -111,46 +105,63 @@ where
     }
 }
 
-/// A reader that passes bytes through and reads each complete `tools/call`
-/// line strictly before rmcp parses it.
+/// A reader that hands rmcp whole lines, each `tools/call` read strictly
+/// first (and, when only a surrogate escape kept serde_json from reading it,
+/// rewritten to the same-length routable copy, see `strict.rs`).
 struct Tap<R> {
     inner: R,
-    /// The line so far (dropped past rmcp's own line limit, as rmcp drops it).
+    /// The line so far, held until its newline (a line past rmcp's own limit
+    /// is passed through unread, as rmcp drops it).
     line: Vec<u8>,
     oversized: bool,
+    /// Bytes scanned and ready for rmcp, from `at`.
+    ready: Vec<u8>,
+    at: usize,
     readings: Readings,
 }
 
 impl<R> Tap<R> {
+    fn new(inner: R, readings: Readings) -> Self {
+        Tap {
+            inner,
+            line: Vec::new(),
+            oversized: false,
+            ready: Vec::new(),
+            at: 0,
+            readings,
+        }
+    }
+
     fn scan(&mut self, bytes: &[u8]) {
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
-            let (body, ends) = match piece.strip_suffix(b"\n") {
-                Some(body) => (body, true),
-                None => (piece, false),
-            };
-            if self.line.len() + body.len() > DEFAULT_MAX_LINE_LENGTH {
-                self.line.clear();
+            let ends = piece.ends_with(b"\n");
+            if self.oversized {
+                self.ready.extend_from_slice(piece);
+            } else if self.line.len() + piece.len() > DEFAULT_MAX_LINE_LENGTH {
                 self.oversized = true;
-            } else if !self.oversized {
-                self.line.extend_from_slice(body);
+                self.ready.append(&mut self.line);
+                self.ready.extend_from_slice(piece);
+            } else {
+                self.line.extend_from_slice(piece);
+                if ends {
+                    self.read_line();
+                    self.ready.append(&mut self.line);
+                }
             }
             if ends {
-                if !self.oversized {
-                    self.read_line();
-                }
-                self.line.clear();
                 self.oversized = false;
             }
         }
     }
 
-    fn read_line(&self) {
-        let line = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
-        // Only a line that may be a tools/call is parsed here.
-        if !line.windows(10).any(|w| w == b"tools/call") {
+    /// Reads the held line if it may be a `tools/call`.
+    fn read_line(&mut self) {
+        let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if !text.windows(10).any(|w| w == b"tools/call") {
             return;
         }
-        let Ok(message) = serde_json::from_slice::<Value>(line) else {
+        let Some((message, rewritten)) = strict::routable(text) else {
             return;
         };
         if !strict::is_tool_call(&message) {
@@ -162,8 +173,11 @@ impl<R> Tap<R> {
         else {
             return;
         };
-        let reading = StrictArguments::read(line);
+        let reading = StrictArguments::read(text);
         lock(&self.readings).push_back((id, reading));
+        if let Some(rewritten) = rewritten {
+            self.line[..rewritten.len()].copy_from_slice(&rewritten);
+        }
     }
 }
 
@@ -173,12 +187,35 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            self.scan(&buf.filled()[before..]);
+        loop {
+            let this = &mut *self;
+            if this.at < this.ready.len() {
+                let n = buf.remaining().min(this.ready.len() - this.at);
+                buf.put_slice(&this.ready[this.at..this.at + n]);
+                this.at += n;
+                if this.at == this.ready.len() {
+                    this.ready.clear();
+                    this.at = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    // End of input: a last line without its newline goes on
+                    // as it is (rmcp reads it at end of input too).
+                    if this.line.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.read_line();
+                    this.ready.append(&mut this.line);
+                }
+                Poll::Ready(Ok(())) => this.scan(read.filled()),
+            }
         }
-        polled
     }
 }
 
@@ -188,12 +225,7 @@ mod tests {
 
     #[test]
     fn the_tap_reads_tool_calls_split_across_reads() {
-        let mut tap = Tap {
-            inner: tokio::io::empty(),
-            line: Vec::new(),
-            oversized: false,
-            readings: Readings::default(),
-        };
+        let mut tap = Tap::new(tokio::io::empty(), Readings::default());
         let dup = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","message":"b"}}}"#;
         let ping = br#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#;
         let (head, tail) = dup.split_at(40);
@@ -207,6 +239,27 @@ mod tests {
         let (id, reading) = &readings[0];
         assert_eq!(*id, RequestId::Number(7));
         let e = reading.0.clone().expect_err("a duplicate name");
+        assert_eq!(e.path, "/message");
+    }
+
+    #[tokio::test]
+    async fn the_tap_hands_on_every_line_and_routes_a_lone_surrogate() {
+        use tokio::io::AsyncReadExt;
+        let surrogate = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"\ud800"}}}"#;
+        let ping = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
+        let sent = format!("{surrogate}\n{ping}\n{ping}");
+        let readings = Readings::default();
+        let mut handed = Vec::new();
+        Tap::new(sent.as_bytes(), readings.clone())
+            .read_to_end(&mut handed)
+            .await
+            .unwrap();
+        let expected = sent.replacen(r"\ud800", r"\ufffd", 1);
+        assert_eq!(String::from_utf8(handed).unwrap(), expected);
+        let readings = lock(&readings).clone();
+        assert_eq!(readings.len(), 1);
+        assert_eq!(readings[0].0, RequestId::Number(9));
+        let e = readings[0].1.0.clone().expect_err("a lone surrogate");
         assert_eq!(e.path, "/message");
     }
 }

@@ -14,6 +14,14 @@
 //! The whole message goes through the strict parse, so a duplicate name or
 //! an inexact number in the envelope (`_meta`, say) is refused too, named by
 //! its pointer in the request.
+//!
+//! One input serde_json refuses outright: a lone surrogate escape
+//! (`"\ud800"`). rmcp would drop such a line (stdio) or answer a parse error
+//! (HTTP), not the `invalid_input` result the CLI gives. So the transports
+//! route a message by [`routable`]: serde_json's reading, or, when that
+//! fails, the same text with every surrogate escape spelled `\ufffd` (the
+//! same length). rmcp parses that copy only to route the call; the handler
+//! still decides by the strict reading of the text as sent, which refuses.
 
 use serde_json::Value;
 
@@ -60,6 +68,49 @@ fn relative(e: IJsonError) -> IJsonError {
         path: path.to_string(),
         reason: e.reason,
     }
+}
+
+/// The message `text` as rmcp can parse it: serde_json's reading and, when
+/// serde_json only accepts it with its surrogate escapes replaced, that
+/// rewritten text (to hand to rmcp in place of `text`).
+pub fn routable(text: &[u8]) -> Option<(Value, Option<Vec<u8>>)> {
+    if let Ok(message) = serde_json::from_slice(text) {
+        return Some((message, None));
+    }
+    let rewritten = without_surrogates(text)?;
+    let message = serde_json::from_slice(&rewritten).ok()?;
+    Some((message, Some(rewritten)))
+}
+
+/// `text` with each `\uD800`–`\uDFFF` escape spelled `\uFFFD`, or `None`
+/// when it has none. Only escapes are touched (an escaped backslash followed
+/// by `ud800` is text), and the length is kept.
+fn without_surrogates(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = text.to_vec();
+    let mut changed = false;
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let escape = out.get(i + 1..i + 6);
+        let is_surrogate = escape.is_some_and(|e| {
+            e[0] == b'u'
+                && std::str::from_utf8(&e[1..])
+                    .ok()
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+                    .is_some_and(|unit| (0xD800..=0xDFFF).contains(&unit))
+        });
+        if is_surrogate {
+            out[i + 2..i + 6].copy_from_slice(b"fffd");
+            changed = true;
+            i += 6;
+        } else {
+            i += 2;
+        }
+    }
+    changed.then_some(out)
 }
 
 /// Whether `message` (leniently parsed) is a `tools/call` request.
@@ -109,5 +160,28 @@ mod tests {
         let e = read(envelope).expect_err("a duplicate id");
         assert_eq!(e.path, "/id");
         assert!(e.reason.contains("request itself"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_routed_by_a_same_length_copy() {
+        let sent = call(r#"{"message":"\ud800","note":"\\ud800 \ud83d\ude00"}"#);
+        assert!(serde_json::from_str::<Value>(&sent).is_err());
+        let (message, rewritten) = routable(sent.as_bytes()).expect("routable");
+        let rewritten = rewritten.expect("a rewritten copy");
+        assert_eq!(rewritten.len(), sent.len());
+        assert!(is_tool_call(&message));
+        assert_eq!(message["id"], 3);
+        assert_eq!(message["params"]["arguments"]["message"], "\u{fffd}");
+        // An escaped backslash before `ud800` is text, left alone.
+        assert_eq!(
+            message["params"]["arguments"]["note"],
+            "\\ud800 \u{fffd}\u{fffd}"
+        );
+        // The strict reading of the text as sent still refuses it.
+        assert_eq!(read(&sent).expect_err("a lone surrogate").path, "/message");
+        // Text serde_json reads is routed as it is.
+        let plain = call(r#"{"message":"hi"}"#);
+        assert_eq!(routable(plain.as_bytes()).unwrap().1, None);
+        assert_eq!(routable(b"{not json"), None);
     }
 }

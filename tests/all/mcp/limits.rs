@@ -422,6 +422,20 @@ async fn wait_sample(h: &Harness, series: &str, value: f64) {
     }
 }
 
+/// Posts `body` (a `tools/call` of `tool`) in a new session, waits until
+/// `in_flight` calls run, drops the connection, and waits until the call is
+/// counted as cancelled.
+async fn disconnect_mid_call(h: &Harness, body: &Value, in_flight: i64, tool: &str) {
+    let raw = Raw::initialize(&h.url(), "2025-06-18").await.0;
+    let response = raw.post(&body.to_string()).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    h.wait_in_flight(in_flight).await;
+    drop(response);
+    drop(raw);
+    let cancelled = format!(r#"toolhost_tool_calls_total{{tool="{tool}",outcome="cancelled"}}"#);
+    wait_sample(h, &cancelled, 1.0).await;
+}
+
 /// A client that drops its connection mid-call cancels the call, as
 /// `notifications/cancelled` would: counted as cancelled, its slot free at
 /// once (the only slot: the next call is admitted), long before the tool
@@ -434,20 +448,9 @@ async fn a_client_that_disconnects_cancels_its_call() {
     })
     .await;
     let started = Instant::now();
-    let raw = Raw::initialize(&h.url(), "2025-06-18").await.0;
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "slow", "arguments": {"ms": 8000}}});
-    let response = raw.post(&body.to_string()).await;
-    assert!(response.status().is_success(), "{}", response.status());
-    h.wait_in_flight(1).await;
-    drop(response);
-    drop(raw);
-    wait_sample(
-        &h,
-        r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#,
-        1.0,
-    )
-    .await;
+    disconnect_mid_call(&h, &body, 1, "slow").await;
     h.wait_in_flight(0).await;
     let client = h.client().await;
     let echo = call(&client, "echo", json!({"message": "the slot is free"})).await;
@@ -484,20 +487,10 @@ async fn a_disconnected_side_effect_that_had_not_started_never_runs() {
     .await;
 
     // The same operation from a second client waits for the first's outcome.
-    let raw = Raw::initialize(&h.url(), "2025-06-18").await.0;
     let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "append", "arguments": input,
             "_meta": {"toolhost/idempotencyKey": "order-1"}}});
-    let response = raw.post(&body.to_string()).await;
-    h.wait_in_flight(2).await;
-    drop(response);
-    drop(raw);
-    wait_sample(
-        &h,
-        r#"toolhost_tool_calls_total{tool="append",outcome="cancelled"}"#,
-        1.0,
-    )
-    .await;
+    disconnect_mid_call(&h, &body, 2, "append").await;
     h.wait_in_flight(1).await;
 
     let first = tokio::time::timeout(WAIT, holder.await_response())

@@ -167,17 +167,26 @@ pub async fn guard(State(state): State<GuardState>, request: Request, next: Next
         }
     };
     let fault = classify(&bytes);
-    let message = serde_json::from_slice::<Value>(&bytes).ok();
+    let (message, routed) = match strict::routable(&bytes) {
+        Some((message, rewritten)) => (Some(message), rewritten),
+        None => (None, None),
+    };
     let method = message
         .as_ref()
         .and_then(|m| m.get("method"))
         .and_then(Value::as_str);
+    let mut body = bytes.clone();
     if message.as_ref().is_some_and(strict::is_tool_call) {
         parts.extensions.insert(StrictArguments::read(&bytes));
+        // rmcp routes the call by a copy it can parse; the strict reading
+        // of the text as sent decides it (see `strict.rs`).
+        if let Some(routed) = routed {
+            body = routed.into();
+        }
     }
     let opens_session =
         method == Some("initialize") && !parts.headers.contains_key("mcp-session-id");
-    let request = Request::from_parts(parts, Body::from(bytes.clone()));
+    let request = Request::from_parts(parts, Body::from(body));
     let response = if opens_session {
         let Some(reservation) = state.sessions.reserve() else {
             let id = message
