@@ -11,6 +11,20 @@ use super::error::Invalid;
 /// tool input a model writes, small enough that a flood cannot exhaust memory.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
 
+/// MCP sessions held at once by default. One idle session costs about 50 KB
+/// (its worker task, channels and handler), so the cap bounds that memory
+/// near 50 MB whatever a client does.
+pub const DEFAULT_MAX_SESSIONS: u32 = 1_000;
+
+/// Seconds without a message after which a session is closed (rmcp's
+/// default, and the design's).
+pub const DEFAULT_SESSION_IDLE_S: u64 = 300;
+
+/// Seconds a connection has to deliver a request's headers, counted from
+/// its opening or from its previous response: slow (slowloris) and idle
+/// keep-alive connections are closed past it.
+pub const DEFAULT_HEADER_TIMEOUT_S: u64 = 10;
+
 /// `[serve]`: the HTTP transport's hygiene settings.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +41,16 @@ pub struct ServeConfig {
     /// (say `"mcp.example.com"`). Empty: any host (the bearer token guards the
     /// server). On loopback only loopback names are ever accepted.
     pub allowed_hosts: Vec<String>,
+    /// MCP sessions held at once; an `initialize` past it is refused with
+    /// 503 and `Retry-After`. Default 1,000.
+    pub max_sessions: u32,
+    /// A session with no message for this many seconds is closed (the
+    /// client gets 404 and starts a new one). Default 300.
+    pub session_idle_s: u64,
+    /// A connection must send each request's headers within this many
+    /// seconds of opening or of its previous response, or it is closed.
+    /// Default 10.
+    pub header_timeout_s: u64,
 }
 
 impl Default for ServeConfig {
@@ -35,6 +59,9 @@ impl Default for ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            session_idle_s: DEFAULT_SESSION_IDLE_S,
+            header_timeout_s: DEFAULT_HEADER_TIMEOUT_S,
         }
     }
 }
@@ -45,6 +72,24 @@ impl ServeConfig {
             return Err(Invalid::new(
                 "serve.max_body_bytes",
                 "must be between 1024 and 1073741824",
+            ));
+        }
+        if self.max_sessions == 0 || self.max_sessions > 1_000_000 {
+            return Err(Invalid::new(
+                "serve.max_sessions",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if self.session_idle_s == 0 || self.session_idle_s > 86_400 {
+            return Err(Invalid::new(
+                "serve.session_idle_s",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+        if self.header_timeout_s == 0 || self.header_timeout_s > 3_600 {
+            return Err(Invalid::new(
+                "serve.header_timeout_s",
+                "must be between 1 and 3600 seconds",
             ));
         }
         for origin in &self.allowed_origins {

@@ -8,14 +8,18 @@
 //!
 //! 1. An unknown tool is a JSON-RPC error (`-32602`), as the MCP
 //!    specification asks: the request cannot be routed.
-//! 2. A bad `_meta` idempotency key is an `invalid_input` tool result.
+//! 2. A bad `_meta` idempotency key is an `invalid_input` tool result, and
+//!    so are arguments the strict I-JSON parse refuses (`strict.rs`), in the
+//!    CLI's words.
 //! 3. A slot is taken, or the call is refused as `overloaded` (see
 //!    `admission.rs`).
 //! 4. The executor runs (or replays) the call, racing the request's
 //!    cancellation token: `notifications/cancelled`, or an HTTP client that
-//!    went away, drops the executor's future, which stops the wasm at its
-//!    next epoch tick and settles any claim as the idempotency contract says
-//!    (a side effect becomes `in_doubt`, an idempotent call is released).
+//!    went away (which the session turns into one, see `http/sessions.rs`),
+//!    drops the executor's future before it runs (so an effect not yet
+//!    started never starts) or stops the wasm at its next epoch tick, and
+//!    settles any claim as the idempotency contract says (a side effect
+//!    becomes `in_doubt`, an idempotent call is released).
 //! 5. The outcome is counted in the metrics and becomes a tool result.
 
 use std::collections::HashSet;
@@ -33,6 +37,7 @@ use serde_json::Value;
 
 use super::admission::Admission;
 use super::result::{self, META_IDEMPOTENCY_KEY};
+use super::strict::StrictArguments;
 use super::tools;
 use crate::idempotency::{ExecError, ExecOptions, ExecOutput, Executor, Scope};
 use crate::metrics::{Cache, CallRecord, Outcome, ServerMetrics, UNKNOWN_TOOL};
@@ -140,11 +145,15 @@ impl McpServer {
         self.inner.tools.len()
     }
 
-    /// One `tools/call`, cancelled when `cancelled` resolves.
+    /// One `tools/call`, cancelled when `cancelled` resolves. `strict` is
+    /// the transport's strict reading of the arguments (see `strict.rs`);
+    /// without one (an in-process transport keeps no text) rmcp's parsed
+    /// arguments are used.
     async fn call(
         &self,
         params: CallToolRequestParams,
         meta: &RequestMetaObject,
+        strict: Option<&StrictArguments>,
         cancelled: impl Future<Output = ()>,
     ) -> Result<CallToolResult, McpError> {
         let inner = &self.inner;
@@ -175,13 +184,23 @@ impl McpServer {
                 return Ok(result::failure("invalid_input", &message, None, false));
             }
         };
+        let input = match strict {
+            Some(StrictArguments(Ok(text))) => text.clone(),
+            Some(StrictArguments(Err(e))) => {
+                // The executor's own refusal of such an input, word for word.
+                let error = crate::sandbox::CallError::InvalidInput(e.to_string());
+                let kind = error.kind().as_str();
+                self.count(&name, Outcome::Error, Some(kind), started);
+                return Ok(result::failure(kind, &error.to_string(), None, false));
+            }
+            None => Value::Object(params.arguments.unwrap_or_default()).to_string(),
+        };
         let Some(_slot) = inner.admission.try_admit() else {
             self.count(&name, Outcome::Error, Some("overloaded"), started);
             let message = inner.admission.refusal();
             return Ok(result::failure("overloaded", &message, None, false));
         };
         let _running = inner.metrics.in_flight();
-        let input = Value::Object(params.arguments.unwrap_or_default()).to_string();
         let options = ExecOptions {
             scope,
             ..ExecOptions::default()
@@ -313,7 +332,15 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let cancelled = context.ct.cancelled();
-        self.call(request, &context.meta, cancelled)
+        // The stdio tap puts it on the request; over HTTP it rides on the
+        // HTTP request's parts, which rmcp attaches.
+        let strict = context.extensions.get::<StrictArguments>().or_else(|| {
+            context
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<StrictArguments>())
+        });
+        self.call(request, &context.meta, strict, cancelled)
             .await
             .map(CallToolResponse::from)
     }

@@ -18,6 +18,7 @@
 //! - `result`: outcomes as tool results (`isError`, `structuredContent`,
 //!   `_meta`).
 //! - `admission`: `max_concurrent_calls` back-pressure.
+//! - `strict`: `tools/call` arguments through the strict I-JSON parse.
 //! - [`stdio`]: the stdin/stdout transport.
 //! - [`http`]: streamable HTTP at `/mcp`, with `/metrics` and `/healthz`:
 //!   token, origin, body-size and JSON-RPC hygiene.
@@ -28,6 +29,7 @@ mod handler;
 pub mod http;
 mod result;
 pub mod stdio;
+mod strict;
 pub mod tools;
 
 pub use error::ServeError;

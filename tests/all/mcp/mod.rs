@@ -7,5 +7,6 @@ mod breakers;
 pub(crate) mod harness;
 mod http;
 mod hygiene;
+mod limits;
 mod python;
 mod stdio;

@@ -16,6 +16,16 @@
 //!
 //! rmcp's own checks (`Origin`, `Host`, sessions, protocol version) still run
 //! first and decide the status.
+//!
+//! Having the body, the guard also does two things rmcp cannot:
+//!
+//! - an `initialize` takes a session slot first (503 with `Retry-After` and a
+//!   JSON-RPC error naming `serve.max_sessions` when none is free; see
+//!   `sessions.rs`);
+//! - a `tools/call` gets its arguments read by the strict I-JSON parse
+//!   ([`StrictArguments`], carried to the handler as a request extension).
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -26,10 +36,22 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
 use serde_json::{Value, json};
 
+use super::sessions::{RETRY_AFTER_S, Sessions};
+use crate::mcp::strict::{self, StrictArguments};
+
 /// JSON-RPC's reserved codes used here.
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const INVALID_PARAMS: i64 = -32602;
+/// Implementation-defined server error: the server is full.
+const SERVER_BUSY: i64 = -32000;
+
+/// What the guard needs: the body limit and the sessions.
+#[derive(Debug, Clone)]
+pub struct GuardState {
+    pub limit: usize,
+    pub sessions: Arc<Sessions>,
+}
 
 /// What is wrong with a body, as a JSON-RPC error.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,12 +137,13 @@ pub fn classify(body: &[u8]) -> Option<Fault> {
     })
 }
 
-/// The middleware on `/mcp` (state: the body limit in bytes).
-pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// The middleware on `/mcp`.
+pub async fn guard(State(state): State<GuardState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
+    let limit = state.limit;
+    let (mut parts, body) = request.into_parts();
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
@@ -144,9 +167,38 @@ pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> 
         }
     };
     let fault = classify(&bytes);
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
+    let (message, routed) = match strict::routable(&bytes) {
+        Some((message, rewritten)) => (Some(message), rewritten),
+        None => (None, None),
+    };
+    let method = message
+        .as_ref()
+        .and_then(|m| m.get("method"))
+        .and_then(Value::as_str);
+    let mut body = bytes.clone();
+    if message.as_ref().is_some_and(strict::is_tool_call) {
+        parts.extensions.insert(StrictArguments::read(&bytes));
+        // rmcp routes the call by a copy it can parse; the strict reading
+        // of the text as sent decides it (see `strict.rs`).
+        if let Some(routed) = routed {
+            body = routed.into();
+        }
+    }
+    let opens_session =
+        method == Some("initialize") && !parts.headers.contains_key("mcp-session-id");
+    let request = Request::from_parts(parts, Body::from(body));
+    let response = if opens_session {
+        let Some(reservation) = state.sessions.reserve() else {
+            let id = message
+                .as_ref()
+                .and_then(|m| m.get("id").cloned())
+                .unwrap_or(Value::Null);
+            return full(&state.sessions, id);
+        };
+        reservation.scope(next.run(request)).await
+    } else {
+        next.run(request).await
+    };
     let status = response.status();
     let is_json = response
         .headers()
@@ -181,6 +233,38 @@ pub async fn guard(State(limit): State<usize>, request: Request, next: Next) -> 
         status
     };
     fault.response(status)
+}
+
+/// 503 past `serve.max_sessions`, with `Retry-After` and a JSON-RPC error
+/// whose `data` names the limit and its config key.
+fn full(sessions: &Sessions, id: Value) -> Response {
+    tracing::warn!(
+        limit = sessions.limit(),
+        "session refused: serve.max_sessions reached"
+    );
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": SERVER_BUSY,
+            "message": sessions.refusal(),
+            "data": {
+                "kind": "overloaded",
+                "limit": sessions.limit(),
+                "config_key": "serve.max_sessions",
+                "retry_after_s": RETRY_AFTER_S,
+            },
+        },
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::RETRY_AFTER, RETRY_AFTER_S.to_string()),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

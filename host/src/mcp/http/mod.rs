@@ -7,18 +7,29 @@
 //! 2. **Token**: when one is configured, `/mcp` and `/metrics` need
 //!    `Authorization: Bearer <token>` (401 otherwise); `/healthz` stays open
 //!    for load balancers and says nothing secret.
-//! 3. **Origin and Host** (DNS rebinding): on `/mcp`, rmcp refuses with 403
-//!    an `Origin` outside the allow list (loopback origins plus
-//!    `[serve] allowed_origins`) and, on loopback, a `Host` that is not a
-//!    loopback name. `/metrics` and `/healthz` refuse any `Origin` at all:
-//!    scrapers and probes never send one, only browsers do.
-//! 4. **Body**: at most `[serve] max_body_bytes` (413), and a malformed one
+//! 3. **Origin and Host** (DNS rebinding): every path refuses with 403, on
+//!    loopback, a `Host` that is not a loopback name (elsewhere, one outside
+//!    `[serve] allowed_hosts` when that is set): a rebinding page reaches the
+//!    server under its own name, and sends no `Origin` on a same-origin
+//!    `GET`. On `/mcp` rmcp also refuses an `Origin` outside the allow list
+//!    (loopback origins plus `[serve] allowed_origins`); `/metrics` and
+//!    `/healthz` refuse any `Origin` at all: scrapers and probes never send
+//!    one, only browsers do.
+//! 4. **Connections**: each request's headers must arrive within `[serve]
+//!    header_timeout_s` of the connection opening or of its previous
+//!    response, or hyper closes it (slowloris, idle keep-alive).
+//! 5. **Body**: at most `[serve] max_body_bytes` (413), and a malformed one
 //!    gets a JSON-RPC error (`jsonrpc.rs`).
-//! 5. **Calls**: at most `max_concurrent_calls` at once (see
+//! 6. **Sessions**: at most `[serve] max_sessions`, idle ones closed after
+//!    `session_idle_s`; past the cap an `initialize` gets 503 with
+//!    `Retry-After` (`sessions.rs`). A client that drops its connection
+//!    mid-call cancels the call.
+//! 7. **Calls**: at most `max_concurrent_calls` at once (see
 //!    `admission.rs`).
 
 mod auth;
 mod jsonrpc;
+mod sessions;
 
 pub use auth::{BearerToken, MIN_TOKEN_LEN};
 pub use jsonrpc::{Fault, classify};
@@ -33,10 +44,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use sessions::Sessions;
 
 use super::{McpServer, ServeError};
 use crate::config::ServeConfig;
@@ -48,6 +63,13 @@ const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*",
 
 /// How long a shutdown waits for open connections before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Host names a loopback server answers to (rmcp's own default list).
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// How long the accept loop backs off after an accept error (out of file
+/// descriptors, say) before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -76,18 +98,12 @@ impl HttpServer {
             return Err(ServeError::TokenRequired { addr });
         }
         let bind_error = |source| ServeError::Bind { addr, source };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(bind_error)?;
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let shutdown = CancellationToken::new();
         let app = router(server, &options, loopback, &shutdown);
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        });
+        let header_timeout = Duration::from_secs(options.serve.header_timeout_s);
+        let task = tokio::spawn(accept_loop(listener, app, header_timeout, shutdown.clone()));
         Ok(HttpServer {
             local_addr,
             shutdown,
@@ -131,6 +147,60 @@ impl HttpServer {
     }
 }
 
+/// Serves every connection with HTTP/1 (what axum's `serve` does) plus the
+/// header read timeout, which needs a timer axum's `serve` does not set.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    // Each connection holds a receiver; all gone means all connections ended.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        let open = open_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                }
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended at shutdown");
+                    }
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_rx);
+    open_tx.closed().await;
+    Ok(())
+}
+
 fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
     match joined {
         Ok(result) => result.map_err(|e| ServeError::Transport(e.to_string())),
@@ -142,9 +212,10 @@ fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Resul
 fn mcp_service(
     server: McpServer,
     options: &HttpOptions,
-    loopback: bool,
+    sessions: Arc<Sessions>,
+    hosts: &Option<Vec<String>>,
     shutdown: &CancellationToken,
-) -> StreamableHttpService<McpServer, LocalSessionManager> {
+) -> StreamableHttpService<McpServer, Sessions> {
     let origins = LOOPBACK_ORIGINS
         .iter()
         .map(|o| o.to_string())
@@ -154,20 +225,23 @@ fn mcp_service(
         .enforce_origin_validation()
         .with_max_request_body_bytes(options.serve.max_body_bytes as usize)
         .with_cancellation_token(shutdown.child_token());
-    // On loopback rmcp's default host list (localhost, 127.0.0.1, ::1) is the
-    // DNS-rebinding defence; elsewhere the token is, plus any hosts named.
-    if !loopback {
-        config = if options.serve.allowed_hosts.is_empty() {
-            config.disable_allowed_hosts()
-        } else {
-            config.with_allowed_hosts(options.serve.allowed_hosts.clone())
-        };
+    config = match hosts {
+        Some(hosts) => config.with_allowed_hosts(hosts.clone()),
+        None => config.disable_allowed_hosts(),
+    };
+    StreamableHttpService::new(move || Ok(server.clone()), sessions, config)
+}
+
+/// The `Host` values served, `None` for any: on loopback the loopback names
+/// (the DNS-rebinding defence); elsewhere the token is, plus any hosts named.
+fn allowed_hosts(options: &HttpOptions, loopback: bool) -> Option<Vec<String>> {
+    if loopback {
+        Some(LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect())
+    } else if options.serve.allowed_hosts.is_empty() {
+        None
+    } else {
+        Some(options.serve.allowed_hosts.clone())
     }
-    StreamableHttpService::new(
-        move || Ok(server.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    )
 }
 
 fn router(
@@ -176,13 +250,22 @@ fn router(
     loopback: bool,
     shutdown: &CancellationToken,
 ) -> Router {
-    let limit = options.serve.max_body_bytes as usize;
+    let serve = &options.serve;
+    let sessions = Arc::new(Sessions::new(
+        serve.max_sessions,
+        Duration::from_secs(serve.session_idle_s),
+    ));
+    let hosts = allowed_hosts(options, loopback);
+    let guard = jsonrpc::GuardState {
+        limit: serve.max_body_bytes as usize,
+        sessions: sessions.clone(),
+    };
     let mcp = Router::new()
         .route_service(
             "/mcp",
-            mcp_service(server.clone(), options, loopback, shutdown),
+            mcp_service(server.clone(), options, sessions.clone(), &hosts, shutdown),
         )
-        .layer(middleware::from_fn_with_state(limit, jsonrpc::guard));
+        .layer(middleware::from_fn_with_state(guard, jsonrpc::guard));
     let scrape = Router::new()
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn(no_browser_origin))
@@ -194,8 +277,57 @@ fn router(
     let health = Router::new()
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn(no_browser_origin))
-        .with_state(server);
-    guarded.merge(health)
+        .with_state(Health { server, sessions });
+    guarded.merge(health).layer(middleware::from_fn_with_state(
+        hosts.map(Arc::new),
+        known_host,
+    ))
+}
+
+/// 403 for a `Host` outside `hosts` (DNS rebinding), on every path.
+async fn known_host(
+    State(hosts): State<Option<Arc<Vec<String>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(hosts) = hosts
+        && !host_allowed(request.headers(), &hosts)
+    {
+        tracing::warn!(host = ?request.headers().get(header::HOST), "refused a foreign Host (DNS rebinding?)");
+        return (
+            StatusCode::FORBIDDEN,
+            "this server does not answer to that Host\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether the `Host` header names one of `hosts`, compared as rmcp does: an
+/// entry without a port matches any port, names are case-insensitive and an
+/// IPv6 address may be bracketed. A missing or malformed `Host` is refused.
+fn host_allowed(headers: &http::HeaderMap, hosts: &[String]) -> bool {
+    let authority = |text: &str| {
+        let authority = http::uri::Authority::try_from(text.trim()).ok()?;
+        let host = authority
+            .host()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        Some((host, authority.port_u16()))
+    };
+    let Some((host, port)) = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(authority)
+    else {
+        return false;
+    };
+    hosts.iter().any(|allowed| {
+        // A bare IPv6 address (`::1`) is not an authority; it is the host.
+        let (name, want) =
+            authority(allowed).unwrap_or_else(|| (allowed.to_ascii_lowercase(), None));
+        name == host && want.is_none_or(|p| Some(p) == port)
+    })
 }
 
 async fn require_token(
@@ -233,11 +365,20 @@ async fn render_metrics(State(server): State<McpServer>) -> Response {
         .into_response()
 }
 
-async fn healthz(State(server): State<McpServer>) -> Response {
+/// What `/healthz` reports.
+#[derive(Clone)]
+struct Health {
+    server: McpServer,
+    sessions: Arc<Sessions>,
+}
+
+async fn healthz(State(Health { server, sessions }): State<Health>) -> Response {
     let body = serde_json::json!({
         "status": "ok",
         "tools": server.tool_count(),
         "calls_in_flight": server.metrics().calls_in_flight(),
+        "sessions": sessions.open(),
+        "max_sessions": sessions.limit(),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
