@@ -124,7 +124,12 @@ pub(crate) async fn call_one(
         None => None,
     };
     let started = std::time::Instant::now();
-    let input = call.arguments.to_string();
+    // The provider's own text where it sent one, so the executor's strict
+    // parse sees what the model wrote (see `ToolCall::raw_arguments`).
+    let input = call
+        .raw_arguments
+        .clone()
+        .unwrap_or_else(|| call.arguments.to_string());
     let options = ExecOptions {
         scope,
         ..ExecOptions::default()

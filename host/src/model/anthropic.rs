@@ -124,10 +124,13 @@ pub fn parse_response(v: &Value) -> Result<ChatResponse, ModelError> {
                         )));
                     }
                 };
+                // Anthropic sends `input` as an object inside the body, so
+                // there is no separate text to keep.
                 tool_calls.push(ToolCall {
                     id,
                     name,
                     arguments,
+                    raw_arguments: None,
                 });
             }
             _ => {} // thinking and other blocks carry nothing the agent uses

@@ -141,6 +141,7 @@ pub fn parse_response(v: &Value) -> Result<ChatResponse, ModelError> {
             return Err(malformed("a tool call without id or function name"));
         };
         let raw = s("/function/arguments").unwrap_or_default();
+        let raw_arguments = (!raw.trim().is_empty()).then(|| raw.clone());
         let arguments = if raw.trim().is_empty() {
             json!({})
         } else {
@@ -154,6 +155,7 @@ pub fn parse_response(v: &Value) -> Result<ChatResponse, ModelError> {
             id,
             name,
             arguments,
+            raw_arguments,
         });
     }
     let stop = match choice.get("finish_reason").and_then(Value::as_str) {

@@ -270,6 +270,7 @@ impl Model for Scripted {
                     id: format!("call_{tag}_{i}"),
                     name: c.name.clone(),
                     arguments: c.arguments.clone(),
+                    raw_arguments: None,
                 })
                 .collect();
             Ok(ChatResponse {

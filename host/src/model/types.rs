@@ -35,6 +35,15 @@ pub struct ToolCall {
     pub name: String,
     /// The parsed arguments (always valid JSON).
     pub arguments: Value,
+    /// The arguments exactly as the provider sent them, where its wire
+    /// carries them as text (OpenAI's `function.arguments`). The agent hands
+    /// this text, not a re-serialised `arguments`, to the executor, so a
+    /// tool call from a model meets the same strict I-JSON parse as
+    /// `toolhost call --input` and MCP's `tools/call`: a duplicate member
+    /// name or a number that is not exactly a double is refused as
+    /// `invalid_input`, never silently resolved by serde_json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_arguments: Option<String>,
 }
 
 /// One piece of a message.

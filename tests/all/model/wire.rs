@@ -18,6 +18,7 @@ fn conversation() -> ChatRequest {
         id: "call_1".into(),
         name: "calc".into(),
         arguments: json!({"expr": "6*7"}),
+        raw_arguments: None,
     };
     let earlier = ChatResponse {
         text: "Let me compute.".into(),

@@ -28,6 +28,9 @@ pub enum Step {
     Text(String),
     /// 200 with one tool call.
     ToolCall { name: String, arguments: Value },
+    /// 200 with a tool call whose arguments are this exact text (JSON that
+    /// serde_json reads but I-JSON refuses, say).
+    RawToolArgs { name: String, raw: String },
     /// 200 with a tool call whose arguments are not JSON.
     BrokenToolArgs,
     /// An error status with the body and headers the provider sends for it.
@@ -442,6 +445,9 @@ fn respond(
             vec![],
             success(wire, model, None, Some((name, &arguments.to_string()))),
         ),
+        Step::RawToolArgs { name, raw } => {
+            (200, vec![], success(wire, model, None, Some((name, raw))))
+        }
         Step::BrokenToolArgs => match wire {
             Wire::OpenAi => (
                 200,
