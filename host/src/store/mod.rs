@@ -32,11 +32,12 @@
 
 mod error;
 mod faults;
+pub(crate) mod journal;
 mod pg;
 mod prefix;
 mod sqlite;
 
-pub(crate) use sqlite::{breakers, calls, journal, liveness, metrics, migrations};
+pub(crate) use sqlite::{breakers, calls, liveness, metrics, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
 pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
