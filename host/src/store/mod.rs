@@ -344,18 +344,6 @@ impl Store {
         self.sqlite_only("raw SQLite writes")?.inner.run(job).await
     }
 
-    /// SQLite only: queues `work` on the owner thread without waiting (see
-    /// `worker::Handle::submit`). On PostgreSQL it is dropped with a warning.
-    pub(crate) fn submit<F>(&self, what: &'static str, work: F)
-    where
-        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    {
-        match self.sqlite_only(what) {
-            Ok(s) => s.inner.submit(work),
-            Err(e) => tracing::warn!(error = %e, "a queued write was dropped"),
-        }
-    }
-
     // ---- the idempotency table ----
 
     /// One row, read without taking the write lock.
