@@ -32,11 +32,12 @@
 
 mod error;
 mod faults;
+pub(crate) mod journal;
 mod pg;
 mod prefix;
 mod sqlite;
 
-pub(crate) use sqlite::{breakers, calls, journal, liveness, metrics, migrations};
+pub(crate) use sqlite::{breakers, calls, liveness, metrics, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
 pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
@@ -341,18 +342,6 @@ impl Store {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         self.sqlite_only("raw SQLite writes")?.inner.run(job).await
-    }
-
-    /// SQLite only: queues `work` on the owner thread without waiting (see
-    /// `worker::Handle::submit`). On PostgreSQL it is dropped with a warning.
-    pub(crate) fn submit<F>(&self, what: &'static str, work: F)
-    where
-        F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
-    {
-        match self.sqlite_only(what) {
-            Ok(s) => s.inner.submit(work),
-            Err(e) => tracing::warn!(error = %e, "a queued write was dropped"),
-        }
     }
 
     // ---- the idempotency table ----

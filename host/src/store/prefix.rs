@@ -7,7 +7,8 @@
 //! (the `LIKE` optimisation needs a case-insensitive column; `GLOB` is
 //! case-sensitive like our keys and uses the BINARY index as it is).
 
-use super::{Store, StoreError};
+use super::sqlite::Sqlite;
+use super::{Backend, Store, StoreError};
 
 /// What a prefix names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,32 +29,43 @@ impl Store {
         prefix: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        if let super::Backend::Postgres(pg) = &self.backend {
-            return pg.with_prefix(what, prefix, limit).await;
+        match &self.backend {
+            Backend::Sqlite(s) => on_sqlite(s, what, prefix, limit).await,
+            Backend::Postgres(p) => p.with_prefix(what, prefix, limit).await,
         }
-        // GLOB's own metacharacters, matched literally as one-character sets.
-        let mut pattern = String::with_capacity(prefix.len() + 1);
-        for c in prefix.chars() {
-            match c {
-                '*' | '?' | '[' => {
-                    pattern.push('[');
-                    pattern.push(c);
-                    pattern.push(']');
-                }
-                c => pattern.push(c),
+    }
+}
+
+/// The SQLite arm of [`Store::with_prefix`]: a `GLOB` on the read-only
+/// connection.
+async fn on_sqlite(
+    s: &Sqlite,
+    what: Prefixed,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    // GLOB's own metacharacters, matched literally as one-character sets.
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                pattern.push('[');
+                pattern.push(c);
+                pattern.push(']');
             }
+            c => pattern.push(c),
         }
-        pattern.push('*');
-        let sql = match what {
-            Prefixed::CallKey => {
-                "SELECT key FROM calls WHERE key GLOB ?1 ORDER BY key <> ?2, key LIMIT ?3"
-            }
-            Prefixed::RunId => {
-                "SELECT id FROM runs WHERE id GLOB ?1 ORDER BY id <> ?2, id LIMIT ?3"
-            }
-        };
-        let prefix = prefix.to_string();
-        self.read(move |c| {
+    }
+    pattern.push('*');
+    let sql = match what {
+        Prefixed::CallKey => {
+            "SELECT key FROM calls WHERE key GLOB ?1 ORDER BY key <> ?2, key LIMIT ?3"
+        }
+        Prefixed::RunId => "SELECT id FROM runs WHERE id GLOB ?1 ORDER BY id <> ?2, id LIMIT ?3",
+    };
+    let prefix = prefix.to_string();
+    s.reader
+        .read(move |c| {
             let mut stmt = c.prepare_cached(sql)?;
             let rows = stmt.query_map(rusqlite::params![pattern, prefix, limit as i64], |row| {
                 row.get::<_, String>(0)
@@ -61,7 +73,6 @@ impl Store {
             rows.collect()
         })
         .await
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::resilience::{BreakerSink, Shared};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// One persisted breaker.
 #[derive(Debug, Clone, Serialize)]
@@ -92,11 +92,10 @@ impl StoreSink {
 impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
-        if let crate::store::Backend::Postgres(pg) = &self.store.backend {
-            return pg.publish_breaker(name, state);
+        match &self.store.backend {
+            Backend::Sqlite(s) => s.inner.submit(move |c| save(c, &name, &state)),
+            Backend::Postgres(p) => p.publish_breaker(name, state),
         }
-        self.store
-            .submit("breaker snapshots", move |c| save(c, &name, &state));
     }
 }
 
@@ -104,11 +103,13 @@ impl Store {
     /// Every persisted breaker whose name starts with `prefix` (`""` for
     /// all, `"model:"`, `"tool:"`), by name.
     pub async fn breaker_states(&self, prefix: &str) -> Result<Vec<BreakerRow>, StoreError> {
-        if let crate::store::Backend::Postgres(pg) = &self.backend {
-            return pg.breaker_states(prefix).await;
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let prefix = prefix.to_string();
+                s.reader.read(move |c| load(c, &prefix)).await
+            }
+            Backend::Postgres(p) => p.breaker_states(prefix).await,
         }
-        let prefix = prefix.to_string();
-        self.read(move |c| load(c, &prefix)).await
     }
 
     /// The persisted states under `prefix`, keyed by the name after it.

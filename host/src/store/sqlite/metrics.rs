@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// The numbers over a set of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -238,10 +238,12 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
 impl Store {
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
-        if let crate::store::Backend::Postgres(pg) = &self.backend {
-            return pg.stats(run).await;
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let run = run.map(str::to_string);
+                s.inner.run(move |c| compute(c, run.as_deref())).await
+            }
+            Backend::Postgres(p) => p.stats(run).await,
         }
-        let run = run.map(str::to_string);
-        self.run(move |c| compute(c, run.as_deref())).await
     }
 }
