@@ -17,16 +17,21 @@
 //! executor under the same key, which replays the recorded outcome: the
 //! journal is the fast path, the idempotency key the guarantee.
 //!
-//! Layout: `digest` (what a run depends on, and what changed), `tools` (the
-//! offered tools, their breakers, one call and its degradation to an error
-//! result), `run` (the loop, resume, budgets, ownership), `replay` (the
-//! journal only, reporting divergence), `event` (progress for the CLI).
+//! Layout: `digest` (what a run depends on, and what changed), `run` (the
+//! loop, resume, ownership), `session` (one session's counts and budgets), `turn` (one model turn, served or
+//! live), `tools` (the offered tools, their breakers, one call and its
+//! degradation to an error result, and a step's tool phase), `record` (the
+//! journal rows), `replay` (the journal only, reporting divergence), `event`
+//! (progress for the CLI).
 
 mod digest;
 mod event;
+mod record;
 mod replay;
 mod run;
+mod session;
 mod tools;
+mod turn;
 
 pub use digest::{Digests, change_list};
 pub use event::{Event, Observer, Silent};

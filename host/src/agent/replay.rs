@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::AgentError;
 use super::digest::change_list;
-use super::run::{Agent, request_digest};
+use super::record::request_digest;
+use super::run::Agent;
 use crate::model::{ChatRequest, ChatResponse, Message, Part, Role};
 use crate::store::{RunRecord, RunStatus, StepKind, StepRecord};
 

@@ -21,9 +21,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::AgentError;
+use super::event::Event;
+use super::record::tool_row;
+use super::run::Agent;
+use super::session::Session;
 use crate::config::Config;
 use crate::idempotency::{ExecError, ExecOptions, Executor, Scope};
-use crate::model::{ToolCall, ToolSpec};
+use crate::model::{ChatResponse, Part, ToolCall, ToolSpec};
 use crate::resilience::{Breaker, BreakerPolicy, BreakerSink, Shared, TokioClock, Verdict};
 use crate::sandbox::Sandbox;
 
@@ -189,5 +194,111 @@ pub(crate) async fn call_one(
                 stop,
             }
         }
+    }
+}
+
+impl Agent {
+    /// The step's tool calls: from the journal where it has them, the rest
+    /// live and in parallel, each journaled as it finishes. Returns the
+    /// result parts in call order and the reasons to stop, if any.
+    pub(super) async fn tool_phase(
+        &self,
+        s: &mut Session,
+        step: u32,
+        response: &ChatResponse,
+    ) -> Result<(Vec<Part>, Vec<String>), AgentError> {
+        let calls = &response.tool_calls;
+        let mut results: Vec<Option<ToolOutcome>> = vec![None; calls.len()];
+        let mut live = Vec::new();
+        for (i, slot) in results.iter_mut().enumerate() {
+            let part = i as u32 + 1;
+            match s.journal.get(&(step, part)) {
+                Some(row) => {
+                    self.observer.event(&Event::ToolDone {
+                        step,
+                        index: i as u32,
+                        tool: row.name.clone(),
+                        error_kind: row.error_kind.clone(),
+                        cached: row.cached,
+                        from_journal: true,
+                        duration_us: row.duration_us,
+                    });
+                    *slot = Some(ToolOutcome::from(row));
+                }
+                None => live.push(i),
+            }
+        }
+        let mut stops = Vec::new();
+        if !live.is_empty() {
+            let store = self.store();
+            self.tools.adopt(&store.breaker_map("tool:").await?);
+            self.observer.event(&Event::ToolsCalling {
+                step,
+                tools: live.iter().map(|&i| calls[i].name.clone()).collect(),
+            });
+            let mut set = tokio::task::JoinSet::new();
+            for &i in &live {
+                let call = calls[i].clone();
+                let scope = Scope::Step {
+                    run_id: s.run.id.clone(),
+                    step,
+                    index: i as u32,
+                };
+                let fut = call_one(
+                    self.executor.clone(),
+                    self.tools.breaker(&call.name),
+                    call,
+                    scope,
+                    s.run.id.clone(),
+                );
+                set.spawn(async move { (i, fut.await) });
+            }
+            while let Some(joined) = set.join_next().await {
+                let (i, outcome) = joined.map_err(|e| AgentError::Journal {
+                    id: s.run.id.clone(),
+                    step,
+                    message: format!("a tool call task died: {e}"),
+                })?;
+                s.tool_calls += 1;
+                let name = calls[i].name.clone();
+                let row = tool_row(step, i as u32, &name, &outcome, &self.digests);
+                store.record_step(&s.run.id, row, s.spent_ms()).await?;
+                self.observer.event(&Event::ToolDone {
+                    step,
+                    index: i as u32,
+                    tool: name,
+                    error_kind: outcome.error_kind.clone(),
+                    cached: outcome.cached,
+                    from_journal: false,
+                    duration_us: outcome.duration_us,
+                });
+                if let Some(stop) = &outcome.stop {
+                    stops.push(stop.clone());
+                }
+                results[i] = Some(outcome);
+            }
+        }
+        let parts = calls
+            .iter()
+            .zip(results)
+            .map(|(call, r)| {
+                // Every slot is filled: from the journal or by its task.
+                let r = r.unwrap_or_else(|| ToolOutcome {
+                    content: String::new(),
+                    error_kind: Some("internal".into()),
+                    key: None,
+                    cached: false,
+                    fuel: 0,
+                    duration_us: 0,
+                    stop: None,
+                });
+                Part::ToolResult {
+                    call_id: call.id.clone(),
+                    is_error: r.error_kind.is_some(),
+                    content: r.content,
+                }
+            })
+            .collect();
+        Ok((parts, stops))
     }
 }
