@@ -9,6 +9,7 @@ raises, so the process exits non-zero.
 
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession
@@ -61,6 +62,10 @@ async def main():
             command=sys.argv[2],
             args=["--db", "mcp.db", "serve", "--stdio"],
             cwd=sys.argv[3],
+            # The SDK hands the server only a few safe variables by default;
+            # the test's XDG directories (where its config is trusted and
+            # its state lives) must reach it too.
+            env=dict(os.environ),
         )
         async with stdio_client(params) as (read, write):
             await exercise(read, write)
