@@ -104,6 +104,20 @@ fn error_result(kind: &str, message: &str) -> String {
     format!("error: {kind}: {message}\n{CAVEAT}")
 }
 
+/// The outcome of a call refused before it reached the executor: nothing
+/// ran, nothing was keyed.
+fn refused(kind: &str, message: &str) -> ToolOutcome {
+    ToolOutcome {
+        content: error_result(kind, message),
+        error_kind: Some(kind.into()),
+        key: None,
+        cached: false,
+        fuel: 0,
+        duration_us: 0,
+        stop: None,
+    }
+}
+
 /// Runs one call through its breaker and the executor.
 pub(crate) async fn call_one(
     executor: Arc<Executor>,
@@ -112,18 +126,15 @@ pub(crate) async fn call_one(
     scope: Scope,
     run_id: String,
 ) -> ToolOutcome {
+    if let Some(why) = &call.invalid_arguments {
+        // The executor would refuse this input as `invalid_input`; the text
+        // it would parse never reached us (see `ToolCall::invalid_arguments`).
+        return refused("invalid_input", why);
+    }
     let permit = match breaker.as_ref().map(|b| b.admit()) {
         Some(Err(rejected)) => {
             let message = format!("tool `{}` is unavailable: {rejected}", call.name);
-            return ToolOutcome {
-                content: error_result("circuit_open", &message),
-                error_kind: Some("circuit_open".into()),
-                key: None,
-                cached: false,
-                fuel: 0,
-                duration_us: 0,
-                stop: None,
-            };
+            return refused("circuit_open", &message);
         }
         Some(Ok(p)) => Some(p),
         None => None,

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::CallContext;
 use super::classify::Wire;
 use super::http::{self, malformed};
+use super::secret::ApiKey;
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Endpoint, Model, ModelError, Part, Role, StopReason,
     ToolCall, Usage,
@@ -47,9 +48,58 @@ impl Model for Anthropic {
             let auth = key.map(|k| (HeaderName::from_static("x-api-key"), String::new(), k));
             let url = http::join(e.base_url.as_deref().unwrap_or(BASE_URL), "v1/messages");
             let body = request_body(&e.model, e.max_tokens, req);
-            let v = http::post_json(&e.client, Wire::Anthropic, &url, headers, auth, &body).await?;
-            parse_response(&v)
+            let (v, not_ijson) =
+                http::post_json_checked(&e.client, Wire::Anthropic, &url, headers, auth, &body)
+                    .await?;
+            let mut response = parse_response(&v)?;
+            if let Some(refusal) = not_ijson {
+                mark_invalid_arguments(&v, &mut response, refusal, key);
+            }
+            Ok(response)
         })
+    }
+}
+
+/// Marks the tool call whose `input` holds what made the body not I-JSON
+/// (a refusal elsewhere, in provider metadata, concerns no tool input).
+/// The message names the path inside the arguments, as the executor's
+/// refusal of a `--input` would.
+fn mark_invalid_arguments(
+    body: &Value,
+    response: &mut ChatResponse,
+    refusal: crate::json::IJsonError,
+    key: Option<&ApiKey>,
+) {
+    let Some(rest) = refusal.path.strip_prefix("/content/") else {
+        return;
+    };
+    let (index, inner) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(inner) = inner.strip_prefix("input") else {
+        return;
+    };
+    if !(inner.is_empty() || inner.starts_with('/')) {
+        return;
+    }
+    let Some(id) = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| body.pointer(&format!("/content/{n}/id")))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let within = crate::json::IJsonError {
+        path: if inner.is_empty() {
+            "/".into()
+        } else {
+            inner.into()
+        },
+        reason: refusal.reason,
+    }
+    .to_string();
+    let within = key.map_or(within.clone(), |k| k.scrub(&within));
+    if let Some(call) = response.tool_calls.iter_mut().find(|c| c.id == id) {
+        call.invalid_arguments = Some(within);
     }
 }
 
@@ -131,6 +181,7 @@ pub fn parse_response(v: &Value) -> Result<ChatResponse, ModelError> {
                     name,
                     arguments,
                     raw_arguments: None,
+                    invalid_arguments: None,
                 });
             }
             _ => {} // thinking and other blocks carry nothing the agent uses

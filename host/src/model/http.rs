@@ -55,6 +55,25 @@ pub(crate) async fn post_json(
     auth: Option<(HeaderName, String, &ApiKey)>,
     body: &Value,
 ) -> Result<Value, ModelError> {
+    post_json_checked(client, wire, url, headers, auth, body)
+        .await
+        .map(|(v, _)| v)
+}
+
+/// [`post_json`], also saying where and why the answer's text is not
+/// I-JSON (RFC 7493), if it is not. serde_json keeps the last of two
+/// duplicate member names and rounds a number that is not exactly a double;
+/// a provider that nests a tool call's arguments inside its body
+/// (Anthropic's `tool_use.input`) needs to know whether that happened there,
+/// so the call meets the same strict rule as every other tool input.
+pub(crate) async fn post_json_checked(
+    client: &reqwest::Client,
+    wire: Wire,
+    url: &str,
+    headers: HeaderMap,
+    auth: Option<(HeaderName, String, &ApiKey)>,
+    body: &Value,
+) -> Result<(Value, Option<crate::json::IJsonError>), ModelError> {
     let scrub = |text: &str| {
         auth.as_ref()
             .map_or_else(|| text.to_string(), |(_, _, key)| key.scrub(text))
@@ -94,10 +113,11 @@ pub(crate) async fn post_json(
         )
         .with_status(status)
     })?;
+    let not_ijson = crate::json::parse_ijson(&text).err();
     if let Some(key) = key {
         key.scrub_json(&mut v);
     }
-    Ok(v)
+    Ok((v, not_ijson))
 }
 
 /// A 3xx answer: an error naming the status and where it pointed, never

@@ -156,6 +156,7 @@ pub fn parse_response(v: &Value) -> Result<ChatResponse, ModelError> {
             name,
             arguments,
             raw_arguments,
+            invalid_arguments: None,
         });
     }
     let stop = match choice.get("finish_reason").and_then(Value::as_str) {

@@ -271,6 +271,7 @@ impl Model for Scripted {
                     name: c.name.clone(),
                     arguments: c.arguments.clone(),
                     raw_arguments: None,
+                    invalid_arguments: None,
                 })
                 .collect();
             Ok(ChatResponse {

@@ -44,6 +44,13 @@ pub struct ToolCall {
     /// `invalid_input`, never silently resolved by serde_json.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_arguments: Option<String>,
+    /// Why the arguments are not I-JSON, where the provider's wire carries
+    /// them inside the response body (Anthropic's `tool_use.input`), so no
+    /// text of their own reaches the executor: the body was read strictly
+    /// and the refusal fell inside these arguments. The agent answers such a
+    /// call `invalid_input`, as the executor would, and never runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_arguments: Option<String>,
 }
 
 /// One piece of a message.

@@ -92,55 +92,47 @@ async fn a_tool_using_run_completes_over_both_wire_formats() {
 }
 
 /// Issue 17, item 6: a model's tool call meets the same strict I-JSON parse
-/// as `toolhost call --input` and MCP. serde_json would run the first with
-/// `"b"` and the second with `0.1`; the agent hands the provider's own text
-/// to the executor, which refuses both as `invalid_input`, and the model
-/// sees that refusal as the tool's result.
+/// as `toolhost call --input` and MCP, on both wire formats. serde_json
+/// would run the first with `"b"` and the second with `0.1`; the agent
+/// refuses both as `invalid_input` (OpenAI: the provider's argument text
+/// goes to the executor; Anthropic: the body is read strictly and the
+/// refusal falls inside the call's `input`), and the model sees the refusal
+/// as the tool's result.
 #[tokio::test]
 async fn a_models_tool_call_is_parsed_as_strictly_as_the_cli() {
-    for raw in [
-        r#"{"message":"a","message":"b"}"#,
-        r#"{"message":"x","n":0.1000000000000000001}"#,
-    ] {
-        let world = World::new();
-        let config = world.config("");
-        let server = ModelServer::start().await;
-        server.push([
-            Step::RawToolArgs {
-                name: "echo".into(),
-                raw: raw.into(),
-            },
-            Step::text("The tool refused the input."),
-        ]);
-        let model = provider(Wire::OpenAi, &server, "remote", Some("sk-test-key"));
-        let agent = world.agent(&config, vec![model]).await;
-        let out = agent.start(None, "echo it", &options()).await.unwrap();
-        assert_eq!(out.status, RunStatus::Completed, "{raw}: {out:?}");
+    for wire in BOTH {
+        for raw in [
+            r#"{"message":"a","message":"b"}"#,
+            r#"{"message":"x","n":0.1000000000000000001}"#,
+        ] {
+            let world = World::new();
+            let config = world.config("");
+            let server = ModelServer::start().await;
+            server.push([
+                Step::RawToolArgs {
+                    name: "echo".into(),
+                    raw: raw.into(),
+                },
+                Step::text("The tool refused the input."),
+            ]);
+            let model = provider(wire, &server, "remote", Some("sk-test-key"));
+            let agent = world.agent(&config, vec![model]).await;
+            let out = agent.start(None, "echo it", &options()).await.unwrap();
+            assert_eq!(out.status, RunStatus::Completed, "{wire:?} {raw}: {out:?}");
 
-        let steps = agent.store().steps(&out.run_id).await.unwrap();
-        assert!(
-            steps
-                .iter()
-                .any(|s| s.error_kind.as_deref() == Some("invalid_input")),
-            "{raw}: the tool call is refused as invalid_input: {steps:?}"
-        );
-        let seen = server.seen();
-        let tool_msgs: Vec<_> = seen[1].body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .cloned()
-            .collect();
-        assert_eq!(tool_msgs.len(), 1, "{raw}");
-        let content = tool_msgs[0]["content"].as_str().unwrap();
-        assert!(
-            content.contains("invalid_input"),
-            "{raw}: the model sees the refusal: {content}"
-        );
-        assert!(
-            !content.contains("\"b\"") && !content.contains("0.1}"),
-            "{raw}: nothing ran with a silently resolved input: {content}"
-        );
+            let steps = agent.store().steps(&out.run_id).await.unwrap();
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.error_kind.as_deref() == Some("invalid_input")),
+                "{wire:?} {raw}: the tool call is refused as invalid_input: {steps:?}"
+            );
+            let seen = server.seen();
+            let second = seen[1].body.to_string();
+            assert!(
+                second.contains("invalid_input") && second.contains("not I-JSON"),
+                "{wire:?} {raw}: the model sees the refusal: {second}"
+            );
+        }
     }
 }

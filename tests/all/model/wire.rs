@@ -19,6 +19,7 @@ fn conversation() -> ChatRequest {
         name: "calc".into(),
         arguments: json!({"expr": "6*7"}),
         raw_arguments: None,
+        invalid_arguments: None,
     };
     let earlier = ChatResponse {
         text: "Let me compute.".into(),

@@ -445,9 +445,15 @@ fn respond(
             vec![],
             success(wire, model, None, Some((name, &arguments.to_string()))),
         ),
-        Step::RawToolArgs { name, raw } => {
-            (200, vec![], success(wire, model, None, Some((name, raw))))
-        }
+        Step::RawToolArgs { name, raw } => match wire {
+            Wire::OpenAi => (200, vec![], success(wire, model, None, Some((name, raw)))),
+            // Anthropic nests the arguments in the body as JSON: splice the
+            // text in as it stands, so the client reads it as sent.
+            Wire::Anthropic => {
+                let body = success(wire, model, None, Some((name, "\"__RAW_INPUT__\"")));
+                (200, vec![], body.replace("\"__RAW_INPUT__\"", raw))
+            }
+        },
         Step::BrokenToolArgs => match wire {
             Wire::OpenAi => (
                 200,
