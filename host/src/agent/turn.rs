@@ -29,11 +29,7 @@ impl Agent {
             // An unknown tool runs nothing.
             return true;
         };
-        let effect = sandbox
-            .policy(tool)
-            .and_then(|p| p.effect)
-            .map_or(t.effect, |e| e.max(t.effect));
-        effect == crate::config::EffectName::Pure
+        sandbox.effect(t) == crate::config::EffectName::Pure
     }
 
     pub(super) fn served_turn(

@@ -79,7 +79,7 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
             let policy = sandbox.policy(&t.name).cloned().unwrap_or_default();
             json!({
                 "name": t.name,
-                "effect": policy.effect.map_or(t.effect, |e| e.max(t.effect)).as_str(),
+                "effect": sandbox.effect(t).as_str(),
                 "limits": {
                     "fuel": limits.fuel,
                     "timeout_ms": limits.timeout.as_millis() as u64,

@@ -97,7 +97,7 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
     };
     let limits = sandbox.limits_for(name);
     let policy = sandbox.policy(name).cloned().unwrap_or_default();
-    let effective_effect = policy.effect.map_or(tool.effect, |e| e.max(tool.effect));
+    let effective_effect = sandbox.effect(tool);
     // The effective grants, as the sandbox applies them: host directories
     // made absolute, hosts in their canonical spelling, each variable with
     // whether the host environment has it (never its value).

@@ -118,27 +118,12 @@ impl Executor {
         self.store.bump(counts).await
     }
 
-    /// The effect the host acts on: the tool's own, made stricter (never
-    /// looser) by its policy.
-    pub fn effect_of(&self, prepared: &Prepared) -> EffectName {
-        let own = prepared.tool.effect;
-        self.sandbox
-            .policy(&prepared.tool.name)
-            .and_then(|p| p.effect)
-            .map_or(own, |e| e.max(own))
-    }
-
     /// The key of a call and the scope text it was derived with: the
     /// contract's key rule (see `key`). Pure calls replay across agent
     /// steps, so they ignore a step's scope; an explicit key still names
     /// the operation.
-    pub(crate) fn key_of(
-        &self,
-        prepared: &Prepared,
-        effect: EffectName,
-        scope: &Scope,
-    ) -> (String, String) {
-        let tool = &prepared.tool;
+    pub(crate) fn key_of(&self, prepared: &Prepared, scope: &Scope) -> (String, String) {
+        let (tool, effect) = (&prepared.tool, prepared.effect);
         let scope = match (effect, scope) {
             (EffectName::Pure, Scope::Step { .. }) => String::new(),
             (_, s) => s.render(),
@@ -146,8 +131,7 @@ impl Executor {
         let grants;
         let build = match effect {
             EffectName::Pure | EffectName::ReadOnly => {
-                grants = crate::sandbox::policy::grants_digest(self.sandbox.policy(&tool.name))
-                    .to_string();
+                grants = prepared.grants_digest.to_string();
                 Some(Build {
                     component_digest: &tool.digest,
                     grants_digest: &grants,
@@ -170,7 +154,6 @@ impl Executor {
     pub(crate) fn claim_request(
         &self,
         prepared: &Prepared,
-        effect: EffectName,
         key: String,
         scope: String,
     ) -> ClaimRequest {
@@ -178,21 +161,15 @@ impl Executor {
         ClaimRequest {
             key,
             tool: tool.name.clone(),
-            effect: effect.as_str().to_string(),
+            effect: prepared.effect.as_str().to_string(),
             scope,
             input: prepared.canonical_input().to_string(),
             owner: self.store.owner_id().to_string(),
             now_ms: self.clock.now_ms(),
             component_digest: tool.digest.clone(),
-            policy_digest: self.current_policy_digest(&tool.name),
+            policy_digest: prepared.policy_digest.to_string(),
             limits: RecordedLimits::from(prepared.limits).to_json(),
         }
-    }
-
-    pub(crate) fn current_policy_digest(&self, tool: &str) -> String {
-        self.sandbox
-            .policy_digest(tool, &Overrides::default())
-            .to_string()
     }
 
     /// Whether `row` was recorded under another build than `request`'s.
@@ -216,8 +193,8 @@ impl Executor {
         options: ExecOptions,
     ) -> Result<ExecOutput, ExecError> {
         let prepared = self.sandbox.prepare(tool, input, &options.overrides)?;
-        let effect = self.effect_of(&prepared);
-        let (key, scope) = self.key_of(&prepared, effect, &options.scope);
+        let effect = prepared.effect;
+        let (key, scope) = self.key_of(&prepared, &options.scope);
         if effect == EffectName::Pure
             && let Some(row) = self.memo.get(&key)
             && !row.expired(self.clock.now_ms())
@@ -229,7 +206,7 @@ impl Executor {
             prepared: &prepared,
             effect,
             scope: &options.scope,
-            request: self.claim_request(&prepared, effect, key.clone(), scope),
+            request: self.claim_request(&prepared, key.clone(), scope),
         };
 
         let ticket = self.flights.join(&key);

@@ -31,7 +31,7 @@ impl Executor {
         if let Some(limits) = RecordedLimits::from_row(&row) {
             prepared.limits = limits.into();
         }
-        let effect = self.effect_of(&prepared);
+        let effect = prepared.effect;
         if matches!(effect, EffectName::Pure | EffectName::ReadOnly) {
             return Err(refused(
                 key,
@@ -42,7 +42,7 @@ impl Executor {
                 ),
             ));
         }
-        let (now_key, _) = self.key_of(&prepared, effect, &scope_of(&row.scope));
+        let (now_key, _) = self.key_of(&prepared, &scope_of(&row.scope));
         if now_key != key && !row.scope.starts_with("fresh:") {
             return Err(refused(
                 key,
@@ -52,7 +52,7 @@ impl Executor {
                 ),
             ));
         }
-        let mut request = self.claim_request(&prepared, effect, key.to_string(), row.scope.clone());
+        let mut request = self.claim_request(&prepared, key.to_string(), row.scope.clone());
         request.now_ms = self.clock.now_ms();
         let digest_changed = Executor::digest_changed(&row, &request);
         if digest_changed {

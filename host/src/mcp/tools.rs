@@ -36,15 +36,6 @@ pub fn annotations(effect: EffectName, open_world: bool) -> ToolAnnotations {
         .open_world(open_world)
 }
 
-/// The effect the host acts on for `tool`: its own, made stricter (never
-/// looser) by its policy, as the executor decides.
-pub fn effective_effect(sandbox: &Sandbox, tool: &Tool) -> EffectName {
-    sandbox
-        .policy(&tool.name)
-        .and_then(|p| p.effect)
-        .map_or(tool.effect, |e| e.max(tool.effect))
-}
-
 /// MCP requires an input schema whose root declares `"type": "object"`: a
 /// schema without `type` gets it (the SDK's schemas are objects already); the
 /// rest is passed on as the tool wrote it, and the host validates every
@@ -75,7 +66,7 @@ pub fn describe(sandbox: &Sandbox, tool: &Tool) -> McpTool {
         tool.description.clone(),
         input_schema(&tool.input_schema),
     )
-    .with_annotations(annotations(effective_effect(sandbox, tool), open_world));
+    .with_annotations(annotations(sandbox.effect(tool), open_world));
     if let Some(schema) = output_schema(tool) {
         listed = listed.with_raw_output_schema(schema);
     }

@@ -16,7 +16,7 @@
 //!   its metadata gives. A file whose facts still match is not read at all.
 //!   A rewrite changes the ctime, which no user can set; a file changed
 //!   within a clock tick of being hashed could keep its facts, so an entry
-//!   for a file changed in the last [`RACY`] before it was hashed is marked
+//!   for a file changed in the last `RACY` (`file_index.rs`) before it was hashed is marked
 //!   racy and not trusted (as git does with "racily clean" entries): it is
 //!   hashed again next time, and recorded as settled once it is.
 //! - `<digest>.meta` (`metadata`): what `describe` returned.
@@ -24,23 +24,17 @@
 //! Only what is new (a digest without a record) is compiled and described.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
-use super::artifacts::{ArtifactCache, INDEX, LoadSource};
+use super::artifacts::{ArtifactCache, LoadSource};
 use super::bindings::ToolPre;
 use super::builtin::{self, Builtin};
 use super::capabilities::HostState;
+use super::file_index::{Facts, Index, Indexed};
 use super::loader;
 use super::metadata::{self, Described, Record};
 use super::wasm::LazyWasm;
-
-/// Files changed more recently than this are hashed again next time rather
-/// than trusted by their inode facts (timestamps tick coarsely).
-const RACY: Duration = Duration::from_secs(2);
 
 /// Where on the search path a tool was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -155,133 +149,6 @@ impl Entry {
             State::Named(n) => Some(n),
             State::Described(d) | State::Ready(d, ..) => Some(d.name()),
             State::Compiled(..) | State::Failed(_) => None,
-        }
-    }
-}
-
-/// The inode facts that say a file is unchanged.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Facts {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Facts {
-    #[cfg(unix)]
-    fn of(m: &std::fs::Metadata) -> Facts {
-        use std::os::unix::fs::MetadataExt;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Facts {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
-            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn of(m: &std::fs::Metadata) -> Facts {
-        let ns = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i128);
-        Facts {
-            len: m.len(),
-            mtime_ns: ns,
-            ctime_ns: ns,
-            ..Facts::default()
-        }
-    }
-
-    /// Changed so recently that an edit in the same clock tick could hide.
-    fn racy(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
-        let newest = self.mtime_ns.max(self.ctime_ns);
-        now - newest < RACY.as_nanos() as i128
-    }
-}
-
-/// One file in the index.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Indexed {
-    facts: Facts,
-    digest: String,
-    /// The name its metadata gives; `None`: see the metadata record.
-    name: Option<String>,
-    /// Hashed so soon after a change that the facts may not show a later
-    /// one: not trusted.
-    racy: bool,
-}
-
-/// The sealed index, by [`Location::display`] path.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Index {
-    files: BTreeMap<PathBuf, Indexed>,
-    #[serde(skip)]
-    dirty: bool,
-}
-
-/// The index's name in the cache.
-const INDEX_NAME: &str = "files";
-
-impl Index {
-    pub(crate) fn read(cache: &ArtifactCache) -> Index {
-        cache
-            .read_sealed(INDEX, INDEX_NAME)
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    /// Writes the index back if this start learnt something.
-    pub(crate) fn write(&self, cache: &ArtifactCache) {
-        if self.dirty
-            && let Ok(bytes) = serde_json::to_vec(self)
-        {
-            cache.write_sealed(INDEX, INDEX_NAME, &bytes);
-        }
-    }
-
-    /// Drops the entries of files that are gone from a directory this start
-    /// found tools in, so the index does not grow with every file ever seen
-    /// there. (A directory emptied of tools keeps its few stale entries.)
-    fn forget_missing(&mut self, candidates: &[(Origin, Location)]) {
-        let present: BTreeSet<PathBuf> = candidates.iter().map(|(_, l)| l.display()).collect();
-        let listed: BTreeSet<&Path> = present.iter().filter_map(|p| p.parent()).collect();
-        let before = self.files.len();
-        self.files.retain(|path, _| {
-            present.contains(path) || !path.parent().is_some_and(|d| listed.contains(d))
-        });
-        self.dirty |= self.files.len() != before;
-    }
-
-    /// Whether this start learnt something to write back.
-    pub(crate) fn dirty(&self) -> bool {
-        self.dirty
-    }
-
-    fn set(&mut self, key: PathBuf, value: Indexed) {
-        if self.files.get(&key) != Some(&value) {
-            self.files.insert(key, value);
-            self.dirty = true;
-        }
-    }
-
-    /// Records the name `describe` gave a file identified as `digest`.
-    pub(crate) fn name(&mut self, location: &Location, digest: &str, name: Option<&str>) {
-        let key = location.display();
-        if let Some(entry) = self.files.get_mut(&key)
-            && entry.digest == digest
-            && entry.name.as_deref() != name
-        {
-            entry.name = name.map(str::to_string);
-            self.dirty = true;
         }
     }
 }
@@ -416,6 +283,7 @@ fn describe_or_compile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn entry(path: &Path, digest: &str, racy: bool) -> Indexed {
         Indexed {

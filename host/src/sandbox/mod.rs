@@ -8,8 +8,10 @@
 //! running it, `loader` turns components into [`Tool`]s,
 //! `capabilities` builds what a store may touch, `egress` checks and sends
 //! outgoing HTTP, `policy` digests a tool's effective limits and grants,
-//! `call` runs one call and names what stopped it, `limits` and `error` are
-//! the vocabulary.
+//! `describe` asks new components what they are and picks each name's
+//! winner, `prepare` checks a call and runs it, `call` runs one call in
+//! one store and names what stopped it, `limits` and `error` are the
+//! vocabulary.
 
 mod artifact_key;
 mod artifacts;
@@ -18,13 +20,16 @@ pub mod builtin;
 mod call;
 mod capabilities;
 mod catalog;
+mod describe;
 pub mod egress;
 mod engine;
 mod error;
+mod file_index;
 mod limits;
 mod loader;
 mod metadata;
 pub mod policy;
+mod prepare;
 mod wasm;
 
 pub use artifact_key::{KeyError, default_key_dir};
@@ -35,6 +40,7 @@ pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
 pub use policy::PolicyDigest;
+pub use prepare::Prepared;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -44,9 +50,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Semaphore;
-use wasmtime::Engine;
 
-use crate::config::{Config, ToolPolicy};
+use crate::config::{Config, EffectName, ToolPolicy};
 use artifacts::ArtifactCache;
 use capabilities::{HostState, OpenedDirs};
 
@@ -216,7 +221,7 @@ impl Sandbox {
             let (wasm, cache) = (wasm.clone(), cache.clone());
             let only = options.only.clone();
             tokio::task::spawn_blocking(move || {
-                let mut index = catalog::Index::read(&cache);
+                let mut index = file_index::Index::read(&cache);
                 let compiler = catalog::Compiler {
                     wasm: &wasm,
                     cache: &cache,
@@ -232,7 +237,7 @@ impl Sandbox {
         }
 
         let records = match wasm.started() {
-            Some(w) => describe_compiled(&mut entries, w, &options).await,
+            Some(w) => describe::describe_compiled(&mut entries, w, &options).await,
             None => Vec::new(),
         };
         for entry in &entries {
@@ -249,12 +254,12 @@ impl Sandbox {
             .await;
         }
 
-        let (winners, mut load_errors) = resolve(entries);
+        let (winners, mut load_errors) = describe::resolve(entries);
         let names = winners.keys().cloned().collect();
         let wanted = |name: &str| options.only.as_ref().is_none_or(|o| o.contains(name));
         let mut tools = BTreeMap::new();
         for (name, entry) in winners.into_iter().filter(|(n, _)| wanted(n)) {
-            match ready_tool(&name, entry) {
+            match describe::ready_tool(&name, entry) {
                 Some(Ok(tool)) => {
                     tools.insert(name, Arc::new(tool));
                 }
@@ -360,6 +365,17 @@ impl Sandbox {
         self.inner.policies.get(name)
     }
 
+    /// The effect the host acts on for `tool`: the tool's own, made
+    /// stricter (never looser) by its policy's `effect`. The one place the
+    /// rule is written: the executor, the agent, MCP's annotations and
+    /// `config check` all ask here.
+    pub fn effect(&self, tool: &Tool) -> EffectName {
+        let own = tool.effect;
+        self.policy(&tool.name)
+            .and_then(|p| p.effect)
+            .map_or(own, |e| e.max(own))
+    }
+
     /// A tool's limits: the defaults with its policy's overrides.
     pub fn limits_for(&self, name: &str) -> Limits {
         match self.policy(name) {
@@ -376,274 +392,11 @@ impl Sandbox {
         policy::digest(&limits, self.policy(tool))
     }
 
-    /// Runs `tool` on a JSON `input` in a fresh sandbox.
-    ///
-    /// The input must be JSON that satisfies the tool's input schema; it is
-    /// checked here, before any wasm runs, and a violation names the failing
-    /// JSON path. The output must be JSON that satisfies the output schema.
-    pub async fn call(
-        &self,
-        tool: &str,
-        input: &str,
-        request: CallRequest,
-    ) -> Result<CallOutput, CallError> {
-        let prepared = self.prepare(tool, input, &request.overrides)?;
-        self.run(&prepared, request).await
-    }
-
-    /// Checks a call without running it: the tool exists, the input is JSON
-    /// and satisfies the input schema. Yields what [`Sandbox::run`] needs.
-    pub fn prepare(
-        &self,
-        tool: &str,
-        input: &str,
-        overrides: &Overrides,
-    ) -> Result<Prepared, CallError> {
-        let Some(t) = self.tool(tool) else {
-            return Err(self.unknown(tool));
-        };
-        if let Some(reason) = self.policy(tool).and_then(|p| p.unusable.as_ref()) {
-            return Err(CallError::Config(reason.clone()));
-        }
-        // Parsed once, as I-JSON; the guest gets the canonical text, which
-        // is exactly what the idempotency key hashes.
-        let parsed =
-            crate::json::parse_ijson(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
-        check(t.input_validator()?, &parsed)
-            .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
-        Ok(Prepared {
-            tool: t.clone(),
-            text: crate::json::canonical_json(&parsed),
-            input: parsed,
-            limits: self.limits_for(tool).with_overrides(overrides),
-        })
-    }
-
-    /// Runs a prepared call in a fresh store. (`request.overrides` were
-    /// applied by [`Sandbox::prepare`].)
-    pub async fn run(
-        &self,
-        prepared: &Prepared,
-        request: CallRequest,
-    ) -> Result<CallOutput, CallError> {
-        let t = &prepared.tool;
-        let limits = prepared.limits;
-        let (pre, _) = self.component(t).await?;
-        let ctx = bindings::toolhost::tool::types::CallContext {
-            idempotency_key: request.idempotency_key,
-            attempt: request.attempt.max(1),
-            deadline_ms: limits.timeout.as_millis() as u64,
-        };
-        let _slot = self
-            .inner
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| CallError::Internal("the sandbox is shutting down".into()))?;
-        self.inner.runs.fetch_add(1, Ordering::Relaxed);
-        let wasm = self.inner.wasm.get().map_err(CallError::Internal)?;
-        let _running = wasm.ticker.enter();
-        let no_dirs;
-        let dirs = match self.inner.dirs.get(&t.name) {
-            Some(d) => d,
-            None => {
-                no_dirs = OpenedDirs::open(None);
-                &no_dirs
-            }
-        };
-        let grants = call::Grants {
-            policy: self.policy(&t.name),
-            dirs,
-        };
-        let done = call::call(
-            &wasm.engine,
-            pre,
-            &limits,
-            &grants,
-            &self.inner.egress,
-            ctx,
-            &prepared.text,
-        )
-        .await?;
-
-        let output = parse_output(&done.value, t.output_validator()?)?;
-        Ok(CallOutput {
-            output,
-            fuel_used: done.fuel_used,
-            duration: done.duration,
-            stdout: done.stdout,
-            stderr: done.stderr,
-        })
-    }
-
     /// How many calls this sandbox has instantiated a tool for. (Cache hits
     /// never do; tests assert on this instead of on time.)
     pub fn runs(&self) -> u64 {
         self.inner.runs.load(Ordering::Relaxed)
     }
-}
-
-/// A call that passed [`Sandbox::prepare`].
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    pub tool: Arc<Tool>,
-    /// The parsed input.
-    pub input: Value,
-    /// The input as RFC 8785 canonical JSON: what the guest is handed.
-    text: String,
-    /// The limits the call will run under (defaults, policy, overrides).
-    pub limits: Limits,
-}
-
-impl Prepared {
-    /// The canonical input text the guest will see (and the key hashes).
-    pub fn canonical_input(&self) -> &str {
-        &self.text
-    }
-}
-
-/// A tool's result text, which the tool chose: JSON that satisfies its
-/// output schema, or `tool_failed` saying why not.
-fn parse_output(text: &str, validator: Option<&jsonschema::Validator>) -> Result<Value, CallError> {
-    let output: Value = serde_json::from_str(text)
-        .map_err(|e| CallError::ToolFailed(format!("the tool returned invalid JSON: {e}")))?;
-    if let Some(v) = validator {
-        check(v, &output).map_err(|e| CallError::ToolFailed(format!("the tool's output {e}")))?;
-    }
-    Ok(output)
-}
-
-/// Checks `value` against a schema; the error names the failing JSON path.
-fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String> {
-    match validator.iter_errors(value).next() {
-        None => Ok(()),
-        Some(err) => {
-            let path = err.instance_path().to_string();
-            let at = if path.is_empty() {
-                "/".to_string()
-            } else {
-                path
-            };
-            Err(format!("violates its schema at {at}: {err}"))
-        }
-    }
-}
-
-/// Runs `describe` on every component compiled at this open, turning each
-/// into its metadata (or a load error). Returns the records to seal.
-async fn describe_compiled(
-    entries: &mut [catalog::Entry],
-    wasm: &wasm::Wasm,
-    options: &SandboxOptions,
-) -> Vec<(String, metadata::Record)> {
-    let mut records = Vec::new();
-    for entry in entries {
-        let catalog::State::Compiled(pre, source) = &entry.state else {
-            continue;
-        };
-        let (pre, source) = (pre.clone(), *source);
-        entry.state = match describe_new(&wasm.engine, &wasm.ticker, &pre, options).await {
-            Ok(described) => {
-                let record = metadata::Record::Described(described.clone());
-                records.push((entry.digest.clone(), record));
-                catalog::State::Ready(described, pre, source)
-            }
-            Err(DescribeError::Refused(reason)) => {
-                let record = metadata::Record::Failed(reason.clone());
-                records.push((entry.digest.clone(), record));
-                catalog::State::Failed(reason)
-            }
-            Err(DescribeError::Failed(reason)) => catalog::State::Failed(reason),
-        };
-    }
-    records
-}
-
-/// The [`Tool`] a winning entry makes (`None`: not described, so not
-/// wanted), with its schemas checked.
-fn ready_tool(name: &str, entry: catalog::Entry) -> Option<Result<Tool, LoadError>> {
-    let (described, component) = match entry.state {
-        catalog::State::Described(d) => (d, None),
-        catalog::State::Ready(d, pre, source) => (d, Some((pre, source))),
-        _ => return None,
-    };
-    let path = entry.location.display();
-    let Some(meta) = described.metadata() else {
-        let reason = "its metadata names an unknown effect".into();
-        return Some(Err(LoadError { path, reason }));
-    };
-    if meta.name != name {
-        // Only a built-in tool is named before it is described.
-        let reason = format!("describes itself as `{}`, not `{name}`", meta.name);
-        return Some(Err(LoadError { path, reason }));
-    }
-    Some(loader::finish(
-        entry.origin,
-        entry.location,
-        entry.digest,
-        component,
-        &meta,
-    ))
-}
-
-/// Why a new component's `describe` gave no usable metadata.
-enum DescribeError {
-    /// What it returned is unusable (a bad name or schema): the bytes
-    /// decide this, so it is recorded.
-    Refused(String),
-    /// The run failed (a limit, a trap): it may pass under other limits,
-    /// so it is not recorded.
-    Failed(String),
-}
-
-/// Runs `describe` on a new component and checks what it says.
-async fn describe_new(
-    engine: &Engine,
-    ticker: &engine::Ticker,
-    pre: &bindings::ToolPre<HostState>,
-    options: &SandboxOptions,
-) -> Result<metadata::Described, DescribeError> {
-    let _running = ticker.enter();
-    let meta = call::describe(engine, pre, &options.limits, &options.egress)
-        .await
-        .map_err(|e| DescribeError::Failed(format!("describe failed: {} ({e})", e.kind())))?;
-    loader::check_metadata(&meta).map_err(DescribeError::Refused)?;
-    Ok(metadata::Described::of(&meta))
-}
-
-/// Who wins each name: a later place on the search path replaces an
-/// earlier one; two files of one place claiming a name are a load error
-/// (the first keeps it). Files that cannot load are load errors.
-fn resolve(entries: Vec<catalog::Entry>) -> (BTreeMap<String, catalog::Entry>, Vec<LoadError>) {
-    let mut winners: BTreeMap<String, catalog::Entry> = BTreeMap::new();
-    let mut errors = Vec::new();
-    for entry in entries {
-        let name = match (&entry.state, entry.name()) {
-            (catalog::State::Failed(reason), _) => {
-                tracing::warn!(path = %entry.location.display().display(), reason, "skipping a tool");
-                errors.push(LoadError {
-                    path: entry.location.display(),
-                    reason: reason.clone(),
-                });
-                continue;
-            }
-            (_, Some(name)) => name.to_string(),
-            (_, None) => continue,
-        };
-        match winners.get(&name) {
-            Some(first) if first.origin == entry.origin => errors.push(LoadError {
-                path: entry.location.display(),
-                reason: format!(
-                    "tool name `{name}` is taken by {}",
-                    first.location.display().display()
-                ),
-            }),
-            _ => {
-                winners.insert(name, entry);
-            }
-        }
-    }
-    (winners, errors)
 }
 
 /// Generators shared by the sandbox's property tests.
@@ -676,40 +429,5 @@ pub(crate) mod tests_support {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        /// A tool's result is whatever bytes it chose: never a panic, and
-        /// anything unusable is `tool_failed`.
-        #[test]
-        fn arbitrary_output_text_is_json_or_tool_failed(text in any::<String>()) {
-            if let Err(e) = parse_output(&text, None) {
-                prop_assert_eq!(e.kind(), ErrorKind::ToolFailed);
-            }
-        }
-
-        #[test]
-        fn arbitrary_output_json_is_checked_against_the_schema(
-            value in tests_support::json_value(),
-        ) {
-            let schema = serde_json::json!({
-                "type": "object",
-                "properties": {"n": {"type": "integer"}},
-                "required": ["n"],
-            });
-            let validator = jsonschema::draft202012::new(&schema).unwrap();
-            match parse_output(&value.to_string(), Some(&validator)) {
-                Ok(v) => prop_assert!(v["n"].is_i64() || v["n"].is_u64()),
-                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::ToolFailed),
-            }
-        }
     }
 }

@@ -5,7 +5,8 @@
 //! above it knows which backend it talks to. Inside, a [`Backend`] is either
 //! SQLite (`sqlite`, the embedded default: one file, one machine) or
 //! PostgreSQL (`pg`, shared by every toolhost process that points at it).
-//! Each facade method is a `match` on the backend. Both keep one contract:
+//! Each facade method is one `match` on the backend, an arm per backend.
+//! Both keep one contract:
 //! a claim is exclusive, carries a fencing token, and its writes succeed
 //! only while its owner and token still hold; a dead owner's claim becomes
 //! `in_doubt`. What differs is how an owner is known to be dead: SQLite
@@ -20,24 +21,30 @@
 //! whole batch durable before any caller hears back. That is group commit:
 //! under load, thousands of claims per second cost a few hundred fsyncs.
 //!
-//! Layout: `error` ([`StoreError`], both backends); `faults` (test fault
-//! injection on the recording path); `prefix` (explicit-key prefixes);
-//! `sqlite/` (the SQLite backend: `mod` opens the file, `worker` is the
-//! owner thread and its batching, `reader` a read-only connection for
-//! lookups and polls, `migrations` the schema versions in `user_version`,
-//! `calls` the idempotency table's SQL, `liveness` which claim owners are
-//! alive, `journal` agent runs, steps and blobs, `breakers` breaker state
-//! shared by processes, `metrics` the numbers of `toolhost stats`); `pg/`
-//! (the PostgreSQL backend: pool, migrations, claims with leases).
+//! Layout: the contract, backend-neutral, one file per area, each with the
+//! types both backends keep and the facade's methods for that area: `calls`
+//! (the idempotency table), `journal` (agent runs, steps and blobs),
+//! `breakers` (breaker state shared by processes), `metrics` (the numbers
+//! of `toolhost stats`), `prefix` (explicit-key prefixes), `error`
+//! ([`StoreError`]), `faults` (test fault injection on the recording path).
+//! Below them, two backends with the same file names: `sqlite/` (`mod`
+//! opens the file, `worker` is the owner thread and its batching, `reader`
+//! a read-only connection for lookups and polls, `migrations` the schema
+//! versions in `user_version`, `liveness` which claim owners are alive,
+//! and the SQL of each area) and `pg/` (pool, migrations, leases, and the
+//! SQL of each area).
 
+pub(crate) mod breakers;
+pub(crate) mod calls;
 mod error;
 mod faults;
 pub(crate) mod journal;
+pub(crate) mod metrics;
 mod pg;
 mod prefix;
 mod sqlite;
 
-pub(crate) use sqlite::{breakers, calls, liveness, metrics, migrations};
+pub(crate) use sqlite::{liveness, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
 pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
@@ -342,283 +349,6 @@ impl Store {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         self.sqlite_only("raw SQLite writes")?.inner.run(job).await
-    }
-
-    // ---- the idempotency table ----
-
-    /// One row, read without taking the write lock.
-    pub async fn get(&self, key: &str) -> Result<Option<CallRecord>, StoreError> {
-        let key = key.to_string();
-        match &self.backend {
-            Backend::Sqlite(s) => s.reader.read(move |c| calls::get(c, &key)).await,
-            Backend::Postgres(p) => p.get(&key).await,
-        }
-    }
-
-    /// Claims `request.key` for this owner, unless it is already claimed,
-    /// recorded and fresh, or its explicit scope belongs to another call.
-    pub async fn claim(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.inner.run(move |c| calls::claim(c, &request)).await,
-            Backend::Postgres(p) => p.claim(&request).await,
-        }
-    }
-
-    /// Records the outcome of this process's claim on `key` under `fence`.
-    /// Fails with [`StoreError::Fenced`] if the claim was taken over since,
-    /// and [`StoreError::NotOwner`] if the row is otherwise not this claim.
-    pub async fn complete(
-        &self,
-        key: &str,
-        fence: i64,
-        state: CallState,
-        outcome: StoredOutcome,
-        now_ms: i64,
-        expires_at_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.injected()?;
-        let held = match &self.backend {
-            Backend::Sqlite(s) => {
-                let (k, owner) = (key.to_string(), s.owner.id().to_string());
-                s.inner
-                    .run(move |c| {
-                        calls::complete(
-                            c,
-                            &k,
-                            &owner,
-                            fence,
-                            state,
-                            &outcome,
-                            now_ms,
-                            expires_at_ms,
-                        )
-                    })
-                    .await?
-            }
-            Backend::Postgres(p) => {
-                p.complete(key, fence, state, &outcome, now_ms, expires_at_ms)
-                    .await?
-            }
-        };
-        self.notify_settled();
-        held_or_error(key, fence, held)
-    }
-
-    /// Stores a pure or read-only outcome without a claim.
-    pub async fn put(
-        &self,
-        request: ClaimRequest,
-        outcome: StoredOutcome,
-        expires_at_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.inner
-                    .run(move |c| calls::put(c, &request, &outcome, expires_at_ms))
-                    .await
-            }
-            Backend::Postgres(p) => p.put(&request, &outcome, expires_at_ms).await,
-        }
-    }
-
-    /// Drops this process's claim on `key` under `fence`: the call may run
-    /// again. Fails like [`Store::complete`] when the claim is not held.
-    pub async fn release(&self, key: &str, fence: i64) -> Result<(), StoreError> {
-        self.injected()?;
-        let held = match &self.backend {
-            Backend::Sqlite(s) => {
-                let (k, owner) = (key.to_string(), s.owner.id().to_string());
-                s.inner
-                    .run(move |c| calls::release(c, &k, &owner, fence))
-                    .await?
-            }
-            Backend::Postgres(p) => p.release(key, fence).await?,
-        };
-        self.notify_settled();
-        held_or_error(key, fence, held)
-    }
-
-    /// Marks `owner`'s running claim on `key` under `fence` as `in_doubt`;
-    /// false if the row was no longer that (already recorded, or taken
-    /// over). On PostgreSQL another owner's claim is marked only once its
-    /// lease has expired.
-    pub async fn mark_in_doubt(
-        &self,
-        key: &str,
-        owner: &str,
-        fence: i64,
-    ) -> Result<bool, StoreError> {
-        let marked = match &self.backend {
-            Backend::Sqlite(s) => {
-                let (key, owner) = (key.to_string(), owner.to_string());
-                s.inner
-                    .run(move |c| calls::mark_in_doubt(c, &key, &owner, fence))
-                    .await?
-            }
-            Backend::Postgres(p) => p.mark_in_doubt(key, owner, fence).await?,
-        };
-        self.notify_settled();
-        Ok(marked)
-    }
-
-    /// The last resort after the recording path failed: marks this
-    /// process's running claim `in_doubt` through a fresh connection (the
-    /// usual one may be the broken part), so the row is never left
-    /// `running` under a live owner for every later caller to wait on.
-    pub async fn mark_in_doubt_fresh(&self, key: &str, fence: i64) -> Result<bool, StoreError> {
-        let marked = match &self.backend {
-            Backend::Sqlite(s) => s.mark_in_doubt_fresh(key, fence).await?,
-            Backend::Postgres(p) => p.mark_in_doubt_fresh(key, fence).await?,
-        };
-        self.notify_settled();
-        Ok(marked)
-    }
-
-    /// Takes over a claim (a dead owner's, or an `in_doubt` one being
-    /// retried): this process owns it, the attempt number goes up and the
-    /// fencing token moves on. The row then records `build` (component
-    /// digest, policy digest).
-    pub async fn take_over(
-        &self,
-        key: &str,
-        from: Option<String>,
-        now_ms: i64,
-        build: (String, String),
-    ) -> Result<Option<TakenOver>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                let (key, owner) = (key.to_string(), s.owner.id().to_string());
-                s.inner
-                    .run(move |c| {
-                        calls::take_over(
-                            c,
-                            &key,
-                            from.as_deref(),
-                            &owner,
-                            now_ms,
-                            (&build.0, &build.1),
-                        )
-                    })
-                    .await
-            }
-            Backend::Postgres(p) => p.take_over(key, from.as_deref(), now_ms, &build).await,
-        }
-    }
-
-    /// Looks a key up without claiming it (pure and read-only calls),
-    /// without taking a write lock.
-    pub async fn lookup(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.reader.read(move |c| calls::lookup(c, &request)).await,
-            Backend::Postgres(p) => p.lookup(&request).await,
-        }
-    }
-
-    /// Moves the `running` claims of dead owners to `in_doubt` and removes
-    /// what dead owners left (lock files, or heartbeat rows):
-    /// `(claims swept, owners removed)`.
-    pub async fn sweep_dead_owners(&self) -> Result<(u64, u64), StoreError> {
-        let (swept, owners) = match &self.backend {
-            Backend::Sqlite(s) => s.sweep_dead_owners().await?,
-            Backend::Postgres(p) => p.sweep_dead_owners().await?,
-        };
-        if swept > 0 {
-            self.notify_settled();
-        }
-        Ok((swept, owners))
-    }
-
-    /// Records an operator's decision to give up on an `in_doubt` call.
-    pub async fn abandon(
-        &self,
-        key: &str,
-        outcome: StoredOutcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let done = match &self.backend {
-            Backend::Sqlite(s) => {
-                let key = key.to_string();
-                s.inner
-                    .run(move |c| calls::abandon(c, &key, &outcome, now_ms))
-                    .await?
-            }
-            Backend::Postgres(p) => p.abandon(key, &outcome, now_ms).await?,
-        };
-        self.notify_settled();
-        Ok(done)
-    }
-
-    /// Adds to named counters, in one job.
-    pub async fn bump(&self, counts: Vec<(&'static str, i64)>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.inner
-                    .run(move |c| {
-                        for (name, delta) in counts {
-                            calls::bump(c, name, delta)?;
-                        }
-                        Ok(())
-                    })
-                    .await
-            }
-            Backend::Postgres(p) => p.bump(&counts).await,
-        }
-    }
-
-    /// Every counter and its value.
-    pub async fn counters(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.inner.run(calls::counters).await,
-            Backend::Postgres(p) => p.counters().await,
-        }
-    }
-
-    pub async fn list(&self, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.reader.read(move |c| calls::list(c, limit)).await,
-            Backend::Postgres(p) => p.list(limit).await,
-        }
-    }
-
-    /// Removes finished rows that expired, or that finished before
-    /// `older_than_ms` when given; moves dead owners' claims to `in_doubt`
-    /// and removes what dead owners left. Claims of live owners are kept.
-    pub async fn gc(
-        &self,
-        now_ms: i64,
-        finished_before_ms: Option<i64>,
-    ) -> Result<GcReport, StoreError> {
-        let (swept, locks) = self.sweep_dead_owners().await?;
-        let report = match &self.backend {
-            Backend::Sqlite(s) => {
-                s.inner
-                    .run(move |c| calls::gc(c, now_ms, finished_before_ms))
-                    .await?
-            }
-            Backend::Postgres(p) => p.gc(now_ms, finished_before_ms).await?,
-        };
-        Ok(GcReport {
-            swept_in_doubt: swept,
-            locks_removed: locks,
-            ..report
-        })
-    }
-}
-
-/// A claim write's answer as the caller's result.
-fn held_or_error(key: &str, fence: i64, held: calls::Held) -> Result<(), StoreError> {
-    match held {
-        calls::Held::Yes => Ok(()),
-        calls::Held::No(found) => Err(StoreError::NotOwner {
-            key: key.to_string(),
-            found,
-        }),
-        calls::Held::Fenced { current, found } => Err(StoreError::Fenced {
-            key: key.to_string(),
-            fence,
-            current,
-            found,
-        }),
     }
 }
 

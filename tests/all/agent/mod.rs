@@ -26,159 +26,17 @@ use toolhost::idempotency::Executor;
 use toolhost::model::{BoxFuture, ChatRequest, ChatResponse, Model, ModelError, Scripted, Turn};
 use toolhost::resilience::{CallContext, ChainBuilder, EntrySpec};
 use toolhost::sandbox::{Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreLocation, StoreOptions, StoreSink};
+use toolhost::store::StoreSink;
 
-/// Which store a contract test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// The lease of runs and claims on PostgreSQL in these tests: short, so a
-/// killed owner's run can be resumed soon (the heartbeat renews every third).
-pub const TEST_LEASE_MS: u64 = 900;
-
-/// A temp directory with `data/` (granted to `notes`), a database and a
-/// `toolhost.toml`.
-pub struct World {
-    pub dir: tempfile::TempDir,
-    /// Where the tools load from (the examples unless a test copies its own).
-    pub tools: PathBuf,
-    /// Extra TOML appended to the config.
-    pub extra: String,
-    /// The PostgreSQL database, when the world runs on one.
-    pub pg: Option<String>,
-}
+pub use crate::support::world::{Backend, World};
 
 pub fn artifacts() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts")
 }
 
+/// What only the agent tests need of a world: its own tools, scripts, a
+/// config with a model chain, and an agent.
 impl World {
-    pub fn new() -> World {
-        World::on(Backend::Sqlite)
-    }
-
-    /// A world whose store is `backend`: a SQLite file in the directory, or
-    /// a fresh database in the shared PostgreSQL cluster.
-    pub fn on(backend: Backend) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        World {
-            dir,
-            tools: crate::support::examples_dir(),
-            extra: String::new(),
-            pg: (backend == Backend::Postgres).then(crate::support::pg::fresh_db),
-        }
-    }
-
-    /// A world on a database of `cluster` (a private one, for tests that
-    /// stop the server).
-    pub fn on_cluster(cluster: &crate::support::pg::Cluster) -> World {
-        let mut world = World::on(Backend::Sqlite);
-        world.pg = Some(cluster.fresh_db());
-        world
-    }
-
-    /// The `[store]` lines of this world's config.
-    fn store_toml(&self) -> String {
-        match &self.pg {
-            Some(url) => format!(
-                "url = {url:?}
-lease_ms = {TEST_LEASE_MS}
-"
-            ),
-            None => format!(
-                "path = {:?}
-",
-                self.db()
-            ),
-        }
-    }
-
-    /// Options matching the config's `[store]`.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            lease: std::time::Duration::from_millis(TEST_LEASE_MS),
-            ..StoreOptions::default()
-        }
-    }
-
-    /// Opens this world's store (another owner each time: another "host").
-    pub async fn store(&self) -> Store {
-        let location = match &self.pg {
-            Some(url) => StoreLocation::Postgres(url.clone()),
-            None => StoreLocation::Sqlite(self.db()),
-        };
-        Store::open_at(&location, self.store_options())
-            .await
-            .unwrap()
-    }
-
-    /// How many rows `sql` (a `SELECT 1 FROM ...` that both SQLite and
-    /// PostgreSQL read alike) returns from the store; 0 if the store has no
-    /// such table yet (the run was killed before the database was made).
-    pub fn rows(&self, sql: &str) -> usize {
-        match &self.pg {
-            Some(url) => {
-                let (url, sql) = (url.clone(), sql.to_string());
-                // On its own thread: callers may be inside a runtime.
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    runtime.block_on(async move {
-                        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                            .await
-                            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-                        let conn = tokio::spawn(conn);
-                        // No table yet: no toolhost has migrated the database.
-                        let n = client.query(sql.as_str(), &[]).await.map_or(0, |r| r.len());
-                        drop(client);
-                        let _ = conn.await;
-                        n
-                    })
-                })
-                .join()
-                .unwrap()
-            }
-            None => {
-                let Ok(c) = rusqlite::Connection::open_with_flags(
-                    self.db(),
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-                ) else {
-                    return 0;
-                };
-                let Ok(mut stmt) = c.prepare(sql) else {
-                    return 0;
-                };
-                stmt.query_map([], |_| Ok(()))
-                    .map_or(0, |rows| rows.count())
-            }
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn data(&self) -> PathBuf {
-        self.path().join("data")
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.path().join("toolhost.db")
-    }
-
-    /// The lines of `data/<file>` (none if it does not exist).
-    pub fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.data().join(file))
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
     /// Copies some example tools into this world's own tools directory
     /// (so a test can rebuild one).
     pub fn own_tools(&mut self, names: &[&str]) {
@@ -221,7 +79,7 @@ lease_ms = {TEST_LEASE_MS}
     }
 
     /// An executor on this world's tools and database under `config`.
-    pub async fn executor(&self, config: &Config) -> Executor {
+    pub async fn config_executor(&self, config: &Config) -> Executor {
         let mut options = SandboxOptions::from_config(config);
         options.tools_dir = Some(self.tools.clone());
         options.user_tools_dir = None;
@@ -233,7 +91,7 @@ lease_ms = {TEST_LEASE_MS}
     /// An agent on `models` (in chain order), with breakers shared through
     /// the store. Retries sleep at most a few ms.
     pub async fn agent(&self, config: &Config, models: Vec<Arc<dyn Model>>) -> Agent {
-        let executor = Arc::new(self.executor(config).await);
+        let executor = Arc::new(self.config_executor(config).await);
         let mut b = ChainBuilder::new(config.retry.clone(), config.breaker.clone())
             .seed(7)
             .breaker_sink(StoreSink::models(executor.store().clone()));

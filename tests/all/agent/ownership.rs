@@ -116,7 +116,7 @@ fn a_second_resume_of_a_live_run_is_refused(backend: Backend) {
         child.kill().unwrap();
         child.wait().unwrap();
         // SQLite: the owner's lock died with it. PostgreSQL: its lease
-        // passes within TEST_LEASE_MS.
+        // passes within `TEST_LEASE`.
         let start = Instant::now();
         let out = loop {
             match agent.resume("owned", &ResumeOptions::default()).await {

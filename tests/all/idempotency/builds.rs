@@ -224,7 +224,7 @@ async fn a_retry_after_a_rebuild_says_the_tool_changed(world) {
 #[test]
 fn the_cli_reports_digest_changed() {
     let world = World::new();
-    let config = world.write_config();
+    let config = world.write_testkit_config();
     let config = config.to_str().unwrap();
     let input = json!({"file": "cli.txt", "text": "x"}).to_string();
     let args = |tools: &str| {

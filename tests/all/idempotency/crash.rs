@@ -13,7 +13,7 @@ use crate::support::{stdout_json, toolhost};
 #[test]
 fn a_killed_claimant_leaves_the_call_in_doubt_until_resolved() {
     let world = World::new();
-    let config = world.write_config();
+    let config = world.write_testkit_config();
     let config = config.to_str().unwrap();
     let input = json!({"file": "crash.txt", "text": "charge", "sleep_ms": 3000}).to_string();
     let args = [

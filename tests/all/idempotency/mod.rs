@@ -21,7 +21,6 @@ use toolhost::clock::{Clock, TokioClock};
 use toolhost::config::{DirGrant, DirMode, EffectName, ToolPolicy};
 use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
-use toolhost::store::{Store, StoreOptions};
 
 pub fn testkit_dir() -> PathBuf {
     PathBuf::from(toolhost::sandbox::TESTKIT_DIR)
@@ -53,95 +52,11 @@ macro_rules! on_both_backends {
 }
 pub(crate) use on_both_backends;
 
-/// The lease of PostgreSQL stores in these tests: short, so a dead owner is
-/// seen dead quickly, and long enough for a busy machine's heartbeats.
-pub const TEST_LEASE: std::time::Duration = std::time::Duration::from_millis(1_500);
+pub use crate::support::world::{TEST_LEASE, World};
 
-/// A temp directory with `data/` (granted to `append` at `/data`) and a
-/// store: a database file in it, or a PostgreSQL database.
-pub struct World {
-    root: PathBuf,
-    /// `None`: SQLite at `db()`. `Some(url)`: that PostgreSQL database.
-    pg: Option<String>,
-    /// Removes the directory at the end, in the process that made it.
-    _owned: Option<tempfile::TempDir>,
-}
-
+/// What only the idempotency tests need of a world: the test kit's tools
+/// granted `data/`, and executors over any tools directory.
 impl World {
-    pub fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        World {
-            root: dir.path().to_path_buf(),
-            pg: None,
-            _owned: Some(dir),
-        }
-    }
-
-    /// A world whose store is a fresh database in the shared PostgreSQL
-    /// cluster.
-    pub fn postgres() -> World {
-        World::postgres_at(crate::support::pg::fresh_db())
-    }
-
-    /// A world whose store is the PostgreSQL database at `url`.
-    pub fn postgres_at(url: String) -> World {
-        World {
-            pg: Some(url),
-            ..World::new()
-        }
-    }
-
-    /// Another process's world (a child's view of its parent's).
-    pub fn at(root: PathBuf) -> World {
-        World {
-            root,
-            pg: None,
-            _owned: None,
-        }
-    }
-
-    /// The PostgreSQL URL, if this world's store is one.
-    pub fn pg_url(&self) -> Option<&str> {
-        self.pg.as_deref()
-    }
-
-    /// Opens a store on this world's database: each call is a new store
-    /// (a new claim owner).
-    pub async fn store(&self) -> Store {
-        match &self.pg {
-            None => Store::open(&self.db(), StoreOptions::default()).unwrap(),
-            Some(url) => Store::open_postgres(
-                url,
-                StoreOptions {
-                    lease: TEST_LEASE,
-                    ..StoreOptions::default()
-                },
-            )
-            .await
-            .unwrap(),
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn data(&self) -> PathBuf {
-        self.root.join("data")
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.root.join("toolhost.db")
-    }
-
-    /// The lines of `data/<file>` (none if it does not exist).
-    pub fn lines(&self, file: &str) -> Vec<String> {
-        std::fs::read_to_string(self.data().join(file))
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default()
-    }
-
     /// A policy granting `data/` read-write at `/data`.
     pub fn append_policy(&self) -> ToolPolicy {
         ToolPolicy {
@@ -165,18 +80,15 @@ impl World {
 
     /// A `toolhost.toml` for the CLI: the test kit's tools, `data/`
     /// granted to `append`, this world's database.
-    pub fn write_config(&self) -> PathBuf {
-        let path = self.root.join("toolhost.toml");
+    pub fn write_testkit_config(&self) -> PathBuf {
+        let path = self.path().join("toolhost.toml");
         let text = format!(
             "[sandbox]\nbuiltin_tools = false\ntools_dir = {:?}\ncache_dir = {:?}\nkey_dir = {:?}\n\n[tools.append]\ndirs = [{{ host = {:?}, guest = \"/data\", mode = \"rw\" }}]\ntimeout_ms = 20_000\n\n[store]\n{}\n",
             testkit_dir(),
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts"),
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts.key"),
             self.data(),
-            match &self.pg {
-                None => format!("path = {:?}", self.db()),
-                Some(url) => format!("url = {url:?}\nlease_ms = {}", TEST_LEASE.as_millis()),
-            }
+            self.store_toml()
         );
         std::fs::write(&path, text).unwrap();
         path

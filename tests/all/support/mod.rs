@@ -204,3 +204,4 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 
 pub mod model_server;
 pub mod pg;
+pub mod world;

@@ -64,11 +64,13 @@ macro_rules! retrying {
 mod breakers;
 mod calls;
 mod journal;
+mod journal_rows;
 mod lease;
 mod metrics;
 mod migrations;
 mod pool;
 mod prefix;
+mod upkeep;
 
 pub use migrations::PG_SCHEMA_VERSION;
 

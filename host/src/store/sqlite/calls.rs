@@ -10,171 +10,15 @@
 //! only while it is that owner's `running` claim under the same fencing
 //! token (`fence`, bumped by every take-over), and say whether it was.
 //!
-//! The types here are the store contract both backends keep; the
-//! PostgreSQL backend's SQL is in `pg/calls.rs`.
+//! The types are the store contract both backends keep (`store/calls.rs`);
+//! the PostgreSQL backend's SQL is in `pg/calls.rs`.
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// Where a call stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallState {
-    /// Claimed; its owner is running it (or died doing so).
-    Running,
-    /// Its outcome is recorded and replays.
-    Done,
-    /// Its owner died mid-call: the effect may or may not have happened.
-    InDoubt,
-}
-
-impl CallState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallState::Running => "running",
-            CallState::Done => "done",
-            CallState::InDoubt => "in_doubt",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> CallState {
-        match s {
-            "running" => CallState::Running,
-            "done" => CallState::Done,
-            // The CHECK constraint admits nothing else.
-            _ => CallState::InDoubt,
-        }
-    }
-}
-
-/// A recorded error: its stable kind name and message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredError {
-    pub kind: String,
-    pub message: String,
-}
-
-/// A recorded outcome, as JSON in the `outcome` column.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredOutcome {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<StoredError>,
-    pub fuel_used: u64,
-    pub duration_us: u64,
-}
-
-/// One row.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CallRecord {
-    pub key: String,
-    pub tool: String,
-    pub effect: String,
-    /// The scope the key was derived with: an explicit key, a run step, or
-    /// empty.
-    pub scope: String,
-    /// The canonical input.
-    pub input: String,
-    pub state: CallState,
-    pub owner: Option<String>,
-    pub attempt: u32,
-    pub outcome: Option<StoredOutcome>,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    pub completed_at: Option<i64>,
-    pub expires_at: Option<i64>,
-    /// blake3 of the wasm that ran (or is running) the call; `None` on rows
-    /// recorded before digests were kept.
-    pub component_digest: Option<String>,
-    /// The policy digest (limits and grants) it ran under.
-    pub policy_digest: Option<String>,
-    /// The limits it ran under, as JSON (see `idempotency::RecordedLimits`).
-    pub limits: Option<String>,
-    /// The fencing token of the claim that wrote the row: 1 for the first
-    /// claim, one more for every take-over.
-    pub fence: i64,
-}
-
-impl CallRecord {
-    pub fn expired(&self, now_ms: i64) -> bool {
-        self.expires_at.is_some_and(|e| e <= now_ms)
-    }
-}
-
-/// What a caller wants to claim (or look up).
-#[derive(Clone, Debug)]
-pub struct ClaimRequest {
-    pub key: String,
-    pub tool: String,
-    pub effect: String,
-    pub scope: String,
-    pub input: String,
-    pub owner: String,
-    pub now_ms: i64,
-    /// Recorded with the row: blake3 of the component's wasm, hex.
-    pub component_digest: String,
-    /// Recorded with the row: the policy digest (limits and grants), hex.
-    pub policy_digest: String,
-    /// Recorded with the row: the call's limits as JSON, so `cache resolve
-    /// --retry` re-runs under them.
-    pub limits: String,
-}
-
-/// What a claim found.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClaimOutcome {
-    /// The caller owns the key now and must run the call; its writes on the
-    /// claim present `fence`.
-    Acquired { attempt: u32, fence: i64 },
-    /// Someone claimed it first: running, done or in doubt.
-    Existing(Box<CallRecord>),
-    /// The scope (an explicit key) is taken by a different call.
-    Conflict {
-        existing_key: String,
-        existing_tool: String,
-    },
-}
-
-/// A claim taken over (from a dead owner, or from `in_doubt`): the attempt
-/// the new owner runs and the fencing token its writes must present.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TakenOver {
-    pub attempt: u32,
-    pub fence: i64,
-}
-
-/// What `cache gc` did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GcReport {
-    /// Finished rows removed (expired, or older than asked).
-    pub removed: u64,
-    /// Rows left `running` (live owners) or `in_doubt` (for an operator).
-    pub kept_in_flight: u64,
-    /// `running` rows of dead owners moved to `in_doubt`.
-    pub swept_in_doubt: u64,
-    /// Lock files (SQLite) or heartbeat rows (PostgreSQL) of dead owners
-    /// removed.
-    pub locks_removed: u64,
-}
-
-/// Whether a write that needs this owner's `running` claim found it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Held {
-    /// The row was this owner's running claim, and is now written.
-    Yes,
-    /// It was not: what the row says instead (`done`, `in_doubt`, another
-    /// owner, or no row at all).
-    No(String),
-    /// The claim was taken over since: the row's fencing token is now
-    /// `current` (what the row says is in `found`).
-    Fenced { current: i64, found: String },
-}
-
-/// The scope prefix of an explicit `--idempotency-key`: the only scope that
-/// can conflict.
-pub const EXPLICIT_SCOPE_PREFIX: &str = "key:";
+use crate::store::calls::{
+    CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport, Held,
+    StoredOutcome, TakenOver, explicit_answer, not_held,
+};
 
 /// The version of the key derivation new rows are written with.
 const KEY_VERSION: i64 = 2;
@@ -232,22 +76,6 @@ fn explicit_scope(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option
         )
         .optional()?;
     Ok(found.and_then(|row| explicit_answer(row, req)))
-}
-
-/// What the row holding `req`'s explicit scope answers: a conflict (another
-/// tool or input), that row (the same operation under another key), or
-/// nothing (it is `req.key`'s own row). Both backends decide with this.
-pub(crate) fn explicit_answer(row: CallRecord, req: &ClaimRequest) -> Option<ClaimOutcome> {
-    if row.tool != req.tool || row.input != req.input {
-        Some(ClaimOutcome::Conflict {
-            existing_key: row.key,
-            existing_tool: row.tool,
-        })
-    } else if row.key != req.key {
-        Some(ClaimOutcome::Existing(Box::new(row)))
-    } else {
-        None
-    }
 }
 
 fn insert_running(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<()> {
@@ -360,30 +188,6 @@ pub(crate) fn put(
         ],
     )?;
     Ok(())
-}
-
-/// What a row says, for an error message when a claim was not held.
-pub(crate) fn describe(row: Option<&CallRecord>) -> String {
-    match row {
-        None => "no row".to_string(),
-        Some(row) => match &row.owner {
-            Some(o) => format!("{} (owner {o}, fence {})", row.state.as_str(), row.fence),
-            None => format!("{} (fence {})", row.state.as_str(), row.fence),
-        },
-    }
-}
-
-/// Why a write presenting `fence` changed nothing: the claim was taken
-/// over (a newer token), or the row is otherwise not this claim's.
-pub(crate) fn not_held(row: Option<&CallRecord>, fence: i64) -> Held {
-    let found = describe(row);
-    match row {
-        Some(r) if r.fence > fence => Held::Fenced {
-            current: r.fence,
-            found,
-        },
-        _ => Held::No(found),
-    }
 }
 
 fn held(c: &Connection, key: &str, fence: i64, changed: usize) -> rusqlite::Result<Held> {

@@ -2,9 +2,10 @@
 //! fall back at once instead of spending their budget on timeouts, and the
 //! dependency gets room to recover.
 //!
-//! The [`BreakerPolicy`] is the thresholds; a [`Breaker`] is one
-//! dependency's state (shared by every request); [`CircuitBreaker`] wraps a
-//! model and asks its breaker before each attempt. States:
+//! The [`BreakerPolicy`] is the thresholds (`policy.rs`, with the
+//! [`Verdict`] an outcome gives); a [`Breaker`] is one dependency's state
+//! (shared by every request, here); [`CircuitBreaker`] wraps a model and
+//! asks its breaker before each attempt (`layer.rs`). States:
 //!
 //! - closed: calls pass; the last `window` health verdicts are kept. It opens
 //!   at >= `failure_rate` failures (with at least `min_calls` calls) or at
@@ -20,88 +21,21 @@
 //! spent: it is counted as quota, not health. Caller errors are not counted
 //! at all: a bad request must not take a healthy model out of the chain.
 
+mod layer;
+mod policy;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::CallContext;
 use crate::clock::Clock;
-use crate::config::BreakerConfig;
 use crate::model::report::ms;
-use crate::model::{BoxFuture, ChatRequest, ChatResponse, ErrorKind, Model, ModelError};
+use crate::model::{ErrorKind, ModelError};
 
-/// When a breaker opens and for how long.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerPolicy {
-    pub failure_rate: f64,
-    pub window: usize,
-    pub min_calls: usize,
-    pub consecutive_failures: u32,
-    pub open: Duration,
-    pub max_open: Duration,
-    pub half_open_probes: u32,
-}
-
-impl BreakerPolicy {
-    pub fn from_config(c: &BreakerConfig) -> Self {
-        BreakerPolicy {
-            failure_rate: c.failure_rate,
-            window: c.window as usize,
-            min_calls: c.min_calls as usize,
-            consecutive_failures: c.consecutive_failures,
-            open: Duration::from_millis(c.open_ms),
-            max_open: Duration::from_millis(c.max_open_ms),
-            half_open_probes: c.half_open_probes,
-        }
-    }
-
-    /// How long to stay open after `reopens` failed recoveries.
-    pub fn open_for(&self, reopens: u32, retry_after: Option<Duration>) -> Duration {
-        let grown = self
-            .open
-            .saturating_mul(2u32.saturating_pow(reopens.min(31)))
-            .min(self.max_open);
-        grown.max(retry_after.unwrap_or_default().min(self.max_open))
-    }
-
-    fn trips(&self, window: &VecDeque<bool>, consecutive: u32) -> bool {
-        let failures = window.iter().filter(|ok| !**ok).count();
-        consecutive >= self.consecutive_failures
-            || window.len() >= self.min_calls.max(1)
-                && failures as f64 >= self.failure_rate * window.len() as f64
-    }
-}
-
-impl Default for BreakerPolicy {
-    fn default() -> Self {
-        BreakerPolicy::from_config(&BreakerConfig::default())
-    }
-}
-
-/// What one outcome tells the breaker.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verdict {
-    Success,
-    /// A health failure, with the provider's `Retry-After` if any.
-    Failure(Option<Duration>),
-    /// `rate_limited`: up, but out of quota.
-    Quota,
-    /// Says nothing about health (caller errors, cancelled calls).
-    Neutral,
-}
-
-impl Verdict {
-    pub fn of<T>(result: &Result<T, ModelError>) -> Verdict {
-        match result {
-            Ok(_) => Verdict::Success,
-            Err(e) if e.kind.is_health_failure() => Verdict::Failure(e.retry_after),
-            Err(e) if e.kind == ErrorKind::RateLimited => Verdict::Quota,
-            Err(_) => Verdict::Neutral,
-        }
-    }
-}
+pub use layer::CircuitBreaker;
+pub use policy::{BreakerPolicy, Verdict};
 
 /// A breaker's state, as `model list` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -489,38 +423,6 @@ impl Drop for Permit {
         if !self.settled {
             self.breaker.settle(self.probe, Verdict::Neutral);
         }
-    }
-}
-
-/// `inner`, guarded by a breaker.
-#[derive(Debug)]
-pub struct CircuitBreaker<M> {
-    inner: M,
-    breaker: Arc<Breaker>,
-}
-
-impl<M: Model> CircuitBreaker<M> {
-    pub fn new(inner: M, breaker: Arc<Breaker>) -> Self {
-        CircuitBreaker { inner, breaker }
-    }
-}
-
-impl<M: Model> Model for CircuitBreaker<M> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-        cx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
-        Box::pin(async move {
-            let permit = self.breaker.admit()?;
-            let result = self.inner.chat(req, cx).await;
-            permit.settle(Verdict::of(&result));
-            result
-        })
     }
 }
 
