@@ -51,7 +51,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
@@ -67,6 +67,17 @@ pub enum Cache {
     Miss,
     /// No lookup happened (refused before a key existed, or cancelled).
     None,
+}
+
+impl Cache {
+    /// `hit`, `miss`, or `none`, as logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Hit => "hit",
+            Cache::Miss => "miss",
+            Cache::None => "none",
+        }
+    }
 }
 
 /// One finished call, as the server saw it.
