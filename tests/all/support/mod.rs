@@ -203,4 +203,5 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 }
 
 pub mod model_server;
+pub mod otlp;
 pub mod pg;
