@@ -178,8 +178,10 @@ fn piped_stderr_has_no_escape_codes_and_json_lines_parse() {
         "no colour codes on a pipe: {stderr}"
     );
 
+    // A store of its own, so this call runs (and logs) rather than replays.
+    let fresh = tempfile::tempdir().unwrap();
     let json = call(
-        dir.path(),
+        fresh.path(),
         &[("TOOLHOST_LOG", "debug"), ("TOOLHOST_LOG_FORMAT", "json")],
     );
     assert!(json.status.success(), "{json:?}");
@@ -204,4 +206,126 @@ fn an_unknown_log_format_warns_once_and_writes_text() {
         1,
         "{stderr}"
     );
+}
+
+/// `toolhost serve --http` with `vars`; its URL, and its stderr lines as
+/// they come.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(cwd: &Path, vars: &[(&str, &str)]) -> Serve {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
+        cmd.args(["serve", "--http", "127.0.0.1:0"])
+            .current_dir(cwd)
+            .envs(state_env(cwd).into_iter().map(|(k, v)| (k, v)))
+            .env_remove("TOOLHOST_LOG")
+            .env_remove("TOOLHOST_LOG_FORMAT")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start toolhost serve");
+        let stderr = child.stderr.take().unwrap();
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let kept = lines.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.strip_prefix("toolhost: serving MCP at ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(url.to_string());
+                }
+                kept.lock().unwrap().push(line);
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server prints its URL");
+        Serve {
+            child,
+            url,
+            stderr: lines,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_call_joins_the_clients_trace_and_serve_logs_one_line_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let otlp = Receiver::start(false);
+    let server = Serve::start(
+        dir.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.base.as_str())],
+    );
+    let client = crate::mcp::harness::connect(&server.url, None).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let mut p = crate::mcp::harness::params("calc", serde_json::json!({"expr": "6*(3+4)"}));
+    p.meta = Some(
+        serde_json::from_value(serde_json::json!({
+            "traceparent": format!("00-{trace}-{parent}-01"),
+            "toolhost/idempotencyKey": "order-secret-7",
+        }))
+        .unwrap(),
+    );
+    let result = client.call_tool(p).await.unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let spans = tokio::task::spawn_blocking(move || {
+        let spans = otlp.wait_for("tools/call calc");
+        // The child ends first, so it is in the same or an earlier batch.
+        let _ = otlp.wait_for("execute_tool calc");
+        let _ = spans;
+        otlp.spans()
+    })
+    .await
+    .unwrap();
+    let call = named(&spans, "tools/call calc")[0];
+    assert_eq!(call.trace_id, trace, "the client's trace: {call:#?}");
+    assert_eq!(
+        call.parent_span_id, parent,
+        "the client's span is the parent"
+    );
+    assert_eq!(call.attr("mcp.method.name"), Some("tools/call"));
+    let exec = named(&spans, "execute_tool calc")[0];
+    assert_eq!(exec.trace_id, trace);
+    assert_eq!(exec.parent_span_id, call.span_id, "{exec:#?}");
+    nowhere(&spans, "order-secret-7");
+    nowhere(&spans, "6*(3+4)");
+    // One info line for the call, with its tool, outcome, cache and time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let lines = server.stderr.lock().unwrap().clone();
+        if let Some(l) = lines.iter().find(|l| l.contains("tool call")) {
+            break l.clone();
+        }
+        assert!(Instant::now() < deadline, "no call line in {lines:#?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    for part in [
+        "INFO",
+        "toolhost::serve",
+        "tool=\"calc\"",
+        "outcome=\"ok\"",
+        "cache=\"miss\"",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert!(!line.contains('\u{1b}'), "{line}");
+    let _ = client.cancel().await;
 }
