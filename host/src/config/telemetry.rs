@@ -38,8 +38,12 @@ impl TelemetryConfig {
 /// `OTEL_EXPORTER_OTLP_HEADERS`, never in a file a tool might read). The
 /// error says what is wrong without repeating a password.
 pub fn check_endpoint(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("`{}` is not a URL: {e}", crate::urls::redact_url(url)))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        format!(
+            "`{}` is not an http:// or https:// URL: {e}",
+            crate::urls::redact_url(url)
+        )
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
             "`{}` must be an http:// or https:// URL (OTLP over HTTP)",
@@ -77,7 +81,7 @@ mod tests {
         for (bad, says) in [
             ("127.0.0.1:4318", "http://"),
             ("grpc://collector:4317", "http://"),
-            ("not a url", "not a URL"),
+            ("not a url", "not an http://"),
             ("http://user:hunter2@collector:4318", "password"),
             ("http://collector:4318/?token=x", "query"),
         ] {
