@@ -17,7 +17,7 @@ fn run(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
     cmd.args(args)
         .current_dir(cwd)
-        .envs(state_env(cwd).into_iter().map(|(k, v)| (k, v)))
+        .envs(state_env(cwd))
         .stdin(Stdio::null());
     for var in [
         "TOOLHOST_LOG",
@@ -222,7 +222,7 @@ impl Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
         cmd.args(["serve", "--http", "127.0.0.1:0"])
             .current_dir(cwd)
-            .envs(state_env(cwd).into_iter().map(|(k, v)| (k, v)))
+            .envs(state_env(cwd))
             .env_remove("TOOLHOST_LOG")
             .env_remove("TOOLHOST_LOG_FORMAT")
             .envs(vars.iter().copied())
