@@ -10,7 +10,7 @@
 //! | 0 | `json`, `clock`, `urls`, `hint` | strict I-JSON and canonical JSON; wall and monotonic time; URL checks; commands quoted in hints |
 //! | 1 | `paths` | where state lives by default |
 //! | 2 | `config` | `toolhost.toml`, parsed strictly |
-//! | 3 | `model`, `sandbox` | the `Model` trait, its types and providers; wasmtime, narrowed |
+//! | 3 | `model`, `sandbox`, `telemetry` | the `Model` trait, its types and providers; wasmtime, narrowed; trace export and log formats |
 //! | 4 | `resilience` | retry, fallback, breakers around any model |
 //! | 5 | `store` | SQLite and PostgreSQL behind one facade |
 //! | 6 | `idempotency`, `metrics` | the executor and its keys; Prometheus metrics |
@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 2),
     ("model", 3),
     ("sandbox", 3),
+    ("telemetry", 3),
     ("resilience", 4),
     ("store", 5),
     ("idempotency", 6),

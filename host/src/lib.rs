@@ -15,6 +15,8 @@
 //!   [`clock`] (wall time, monotonic time and sleeps, injectable) and
 //!   [`urls`] (store and model URLs as text, checked and redacted).
 //! - [`sandbox`]: wasmtime, narrowed: loading, limits, capabilities, calls.
+//! - [`telemetry`]: OpenTelemetry spans exported over OTLP, and the log
+//!   formats (beside [`model`] and [`sandbox`]: it names only config).
 //! - [`model`]: the `Model` trait and its types, and the providers
 //!   (Anthropic, OpenAI-compatible, scripted).
 //! - [`resilience`]: retry, fallback and circuit breakers around any model.
@@ -58,4 +60,5 @@ pub mod paths;
 pub mod resilience;
 pub mod sandbox;
 pub mod store;
+pub mod telemetry;
 pub mod urls;

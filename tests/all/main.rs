@@ -19,4 +19,5 @@ mod sandbox;
 mod shared_store;
 mod support;
 mod support_http;
+mod telemetry;
 mod trust;

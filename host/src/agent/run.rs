@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::AgentError;
 use super::digest::{Digests, change_list};
@@ -28,6 +30,7 @@ use crate::idempotency::Executor;
 use crate::model::{ChatRequest, Message, Role};
 use crate::resilience::Chain;
 use crate::store::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepRecord, Store, StoreSink};
+use crate::telemetry::{CacheOutcome, TARGET, attrs};
 
 /// The system prompt when `[agent] system` is unset.
 pub const DEFAULT_SYSTEM: &str = "You are an agent with tools. Use them when they help, \
@@ -244,9 +247,45 @@ impl Agent {
         changes: Vec<String>,
     ) -> Result<RunOutcome, AgentError> {
         let id = run.id.clone();
-        let outcome = self.drive_held(run, steps, changes).await;
-        if outcome.is_err() {
-            self.store().let_go_run(&id);
+        let resumed = run.sessions > 1;
+        // One `invoke_agent` span per session: a resume is a new session of
+        // the same conversation (the run id), its journal-served steps
+        // marked as such in their `step` spans.
+        let span = tracing::info_span!(
+            target: TARGET,
+            "invoke_agent",
+            otel.name = "invoke_agent toolhost",
+            otel.status_code = Empty,
+            { attrs::OPERATION } = "invoke_agent",
+            { attrs::AGENT_NAME } = "toolhost",
+            { attrs::CONVERSATION_ID } = id.as_str(),
+            { attrs::RUN_STATUS } = Empty,
+            { attrs::STEPS_RESUMED } = Empty,
+            { attrs::ERROR_TYPE } = Empty,
+        );
+        tracing::info!(target: "toolhost::run", run_id = %id, resumed, "run started");
+        let outcome = self
+            .drive_held(run, steps, changes)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(o) => {
+                span.record(attrs::RUN_STATUS, o.status.as_str());
+                span.record(attrs::STEPS_RESUMED, o.steps_resumed);
+                if o.status != RunStatus::Completed {
+                    span.record(attrs::ERROR_TYPE, o.status.as_str());
+                    span.record("otel.status_code", "error");
+                }
+                tracing::info!(target: "toolhost::run", run_id = %id, status = o.status.as_str(),
+                    steps = o.steps, steps_resumed = o.steps_resumed, tool_calls = o.tool_calls,
+                    spent_ms = o.spent_ms, "run finished");
+            }
+            Err(e) => {
+                span.record(attrs::ERROR_TYPE, e.kind());
+                span.record("otel.status_code", "error");
+                tracing::info!(target: "toolhost::run", run_id = %id, kind = e.kind(), "run stopped");
+                self.store().let_go_run(&id);
+            }
         }
         outcome
     }
@@ -271,17 +310,26 @@ impl Agent {
         };
         let mut step = 1u32;
         let end = loop {
+            let span = step_span(step);
             let response = match s.journal.get(&(step, 0)) {
                 Some(row) => {
+                    span.record(attrs::CACHE, CacheOutcome::ServedFromJournal.as_str());
                     let response = self.served_turn(&s.run.id, row)?;
                     s.tokens += row.tokens;
                     s.resumed += 1;
                     response
                 }
-                None => match self.live_turn(&mut s, step, &request).await? {
-                    Ok(response) => response,
-                    Err(end) => break end,
-                },
+                None => {
+                    span.record(attrs::CACHE, CacheOutcome::Executed.as_str());
+                    let turn = self
+                        .live_turn(&mut s, step, &request)
+                        .instrument(span.clone())
+                        .await?;
+                    match turn {
+                        Ok(response) => response,
+                        Err(end) => break end,
+                    }
+                }
             };
             s.turns += 1;
             request.messages.push(Message::assistant(&response));
@@ -295,7 +343,10 @@ impl Agent {
                     answer: Some(response.text),
                 };
             }
-            let (parts, stops) = self.tool_phase(&mut s, step, &response).await?;
+            let (parts, stops) = self
+                .tool_phase(&mut s, step, &response)
+                .instrument(span)
+                .await?;
             request.messages.push(Message {
                 role: Role::User,
                 parts,
@@ -341,6 +392,18 @@ impl Agent {
             changes: s.changes,
         })
     }
+}
+
+/// The span of step `n`: its model turn (live, or served from the journal:
+/// `toolhost.cache`) and its tool calls.
+fn step_span(n: u32) -> tracing::Span {
+    tracing::info_span!(
+        target: TARGET,
+        "step",
+        otel.name = format!("step {n}"),
+        { attrs::STEP } = n,
+        { attrs::CACHE } = Empty,
+    )
 }
 
 #[cfg(test)]

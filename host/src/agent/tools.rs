@@ -31,6 +31,8 @@ use crate::idempotency::{ExecError, ExecOptions, Executor, Scope};
 use crate::model::{ChatResponse, Part, ToolCall, ToolSpec};
 use crate::resilience::{Breaker, BreakerPolicy, BreakerSink, Shared, TokioClock, Verdict};
 use crate::sandbox::Sandbox;
+use crate::telemetry::{CacheOutcome, TARGET, attrs};
+use tracing::Instrument;
 
 /// The caveat appended to every error result the model sees.
 pub const CAVEAT: &str = "(caveat: this tool call did not succeed; the text above is an error report, not the tool's output. Correct the arguments and call again if the error is in them, or continue without this result.)";
@@ -118,6 +120,21 @@ fn refused(kind: &str, message: &str) -> ToolOutcome {
     }
 }
 
+/// Marks a tool call a resume served from the journal: an `execute_tool`
+/// span of no duration, `toolhost.cache = served_from_journal`, never
+/// `executed` (the executor is not asked).
+fn journal_served_span(tool: &str, call_id: &str) {
+    let _span = tracing::info_span!(
+        target: TARGET,
+        "execute_tool",
+        otel.name = format!("execute_tool {tool}"),
+        { attrs::OPERATION } = "execute_tool",
+        { attrs::TOOL_NAME } = tool,
+        { attrs::TOOL_CALL_ID } = call_id,
+        { attrs::CACHE } = CacheOutcome::ServedFromJournal.as_str(),
+    );
+}
+
 /// Runs one call through its breaker and the executor.
 pub(crate) async fn call_one(
     executor: Arc<Executor>,
@@ -150,7 +167,9 @@ pub(crate) async fn call_one(
         scope,
         ..ExecOptions::default()
     };
-    let result = executor.call(&call.name, &input, options).await;
+    let result = executor
+        .call_with_id(&call.name, &input, options, Some(&call.id))
+        .await;
     let elapsed = started.elapsed().as_micros() as u64;
     match result {
         Ok(out) => {
@@ -225,6 +244,7 @@ impl Agent {
             let part = i as u32 + 1;
             match s.journal.get(&(step, part)) {
                 Some(row) => {
+                    journal_served_span(&row.name, &calls[i].id);
                     self.observer.event(&Event::ToolDone {
                         step,
                         index: i as u32,
@@ -262,7 +282,9 @@ impl Agent {
                     scope,
                     s.run.id.clone(),
                 );
-                set.spawn(async move { (i, fut.await) });
+                // The task runs in this step's span: its `execute_tool`
+                // span is the step's child.
+                set.spawn(async move { (i, fut.await) }.in_current_span());
             }
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.map_err(|e| AgentError::Journal {

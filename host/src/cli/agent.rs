@@ -113,6 +113,8 @@ pub async fn run(env: &Env, cmd: AgentCommand) -> Result<(), Failure> {
             eprintln!("stopping after the calls in flight (Ctrl-C again to quit now)");
             let _ = tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
+                // The spans that finished still leave (within 2 s).
+                super::flush_telemetry();
                 std::process::exit(130);
             }
         }

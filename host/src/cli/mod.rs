@@ -31,6 +31,7 @@ use toolhost::config::Config;
 use toolhost::idempotency::Executor;
 use toolhost::sandbox::{Sandbox, SandboxOptions};
 use toolhost::store::{Store, StoreLocation};
+use toolhost::telemetry::{Destination, LogFormat, Telemetry};
 
 pub use output::Failure;
 
@@ -176,7 +177,6 @@ impl Env {
 }
 
 pub fn main() -> ExitCode {
-    init_tracing();
     quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -238,6 +238,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
     })
     .map_err(|e| Failure::config(e.to_string()))?;
+    // Logs and traces start once the config is known (`[telemetry]`); a
+    // config that does not load is reported without them.
+    init_tracing(&config, matches!(cli.command, Command::Serve(_)));
     let flags = global_flags(&cli);
     let env = Env {
         config,
@@ -267,7 +270,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         .build()
         .context("cannot start the async runtime")
         .map_err(|e| Failure::internal_from(&e))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Tools(cmd) => tools::run(&env, cmd).await,
             Command::Call(args) => call::run(&env, args).await,
@@ -283,7 +286,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             // Handled before the config is read: it needs none.
             Command::Completions(_) => Ok(()),
         }
-    })
+    });
+    // Finished spans leave before the process does (bounded: a stuck
+    // collector cannot hold the exit).
+    flush_telemetry();
+    result
 }
 
 /// The global flags of this invocation, as a hint should repeat them.
@@ -336,12 +343,54 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn init_tracing() {
+/// This process's trace exporter, once started; flushed on exit.
+static TELEMETRY: std::sync::OnceLock<Telemetry> = std::sync::OnceLock::new();
+
+/// Sends the finished spans and stops the exporter, within
+/// `telemetry::SHUTDOWN_WITHIN`; a no-op when nothing is exported. Called
+/// on every way out: the normal return and the second Ctrl-C of `agent`.
+pub fn flush_telemetry() {
+    if let Some(t) = TELEMETRY.get() {
+        t.shutdown();
+    }
+}
+
+/// The log lines (`TOOLHOST_LOG`, else errors only; `serve` also logs a
+/// line per tool call and run transition) in the format
+/// `TOOLHOST_LOG_FORMAT` names, and the trace exporter when a collector
+/// is named (`telemetry::Destination::resolve`).
+fn init_tracing(config: &Config, serve: bool) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = if serve {
+        "error,toolhost::serve=info,toolhost::run=info"
+    } else {
+        "error"
+    };
     let filter =
-        EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        EnvFilter::try_from_env("TOOLHOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let (format, warning) = LogFormat::from_env();
+    let logs =
+        toolhost::telemetry::logs::layer(format, toolhost::telemetry::logs::colour_on_stderr())
+            .with_filter(filter);
+    let telemetry = match Destination::resolve(&config.telemetry).and_then(|d| {
+        d.map(|d| Telemetry::start(&d, &config.telemetry))
+            .transpose()
+    }) {
+        Ok(t) => t.unwrap_or_else(Telemetry::off),
+        Err(e) => {
+            config_check::warn(&format!("traces are not exported: {e}"));
+            Telemetry::off()
+        }
+    };
+    let traces = telemetry.layer();
+    let _ = TELEMETRY.set(telemetry);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
         .try_init();
+    if let Some(w) = warning {
+        config_check::warn(&w);
+    }
 }

@@ -61,8 +61,24 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
         tracing::warn!(path = %skipped.path.display(), reason = %skipped.reason, "tool not loaded");
     }
     let max_calls = env.config.sandbox.max_concurrent_calls;
-    let breakers = metrics::persisted_breakers(executor.store().clone(), BREAKER_REFRESH);
-    let metrics = Arc::new(ServerMetrics::new(max_calls, breakers));
+    // Every configured model and loaded tool has a breaker gauge, `closed`
+    // until some process publishes one, as `model list` shows it.
+    let known = env
+        .config
+        .models
+        .iter()
+        .map(|m| format!("model:{}", m.name))
+        .chain(
+            executor
+                .sandbox()
+                .tools()
+                .map(|t| format!("tool:{}", t.name)),
+        )
+        .collect();
+    let breakers =
+        metrics::persisted_breakers_with(executor.store().clone(), BREAKER_REFRESH, known);
+    let journal = metrics::persisted_journal(executor.store().clone(), metrics::JOURNAL_REFRESH);
+    let metrics = Arc::new(ServerMetrics::new(max_calls, breakers).with_journal(journal));
     // An `in_doubt` hint names `toolhost cache resolve` with this server's
     // flags, as the CLI's hints do.
     let server = McpServer::new(executor.clone(), metrics, max_calls as usize)

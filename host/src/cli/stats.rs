@@ -32,11 +32,17 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
         );
     }
     let stats = store.stats(args.run.as_deref()).await.map_err(failure)?;
-    let breakers = if args.run.is_none() {
+    let mut breakers = if args.run.is_none() {
         store.breaker_states("").await.map_err(failure)?
     } else {
         Vec::new()
     };
+    // The state now, as `model list` and `/metrics` compute it: an open
+    // breaker whose time is up is half-open (issue 22).
+    let now = toolhost::resilience::unix_ms();
+    for b in &mut breakers {
+        b.state.state = b.state.status_at(now).0;
+    }
     if env.json {
         let mut body = json!({"ok": true, "run": args.run});
         if let (Some(obj), Ok(serde_json::Value::Object(s))) =

@@ -14,6 +14,7 @@ mod relative;
 mod schema;
 mod serve;
 mod spans;
+mod telemetry;
 pub mod trust;
 
 pub use diagnostics::{ConfigWarning, Diagnostics};
@@ -21,6 +22,7 @@ pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
 pub use serve::{DEFAULT_MAX_BODY_BYTES, ServeConfig};
+pub use telemetry::{TelemetryConfig, check_endpoint};
 pub use trust::Source;
 
 use std::path::{Path, PathBuf};

@@ -24,6 +24,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub store: StoreConfig,
     pub serve: super::ServeConfig,
+    /// `[telemetry]`: trace export (`config/telemetry.rs`).
+    pub telemetry: super::TelemetryConfig,
     /// Where it came from and what is wrong with it that is not fatal
     /// (`config/diagnostics.rs`); not a key of the file.
     #[serde(skip)]
@@ -506,6 +508,7 @@ impl Config {
         positive("agent.time_budget_s", self.agent.time_budget_s)?;
         self.store.validate()?;
         self.serve.validate()?;
+        self.telemetry.validate()?;
         Ok(())
     }
 }

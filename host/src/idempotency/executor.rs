@@ -15,6 +15,9 @@ use crate::clock::TokioClock;
 use crate::config::EffectName;
 use crate::sandbox::{CallError, CallOutput, CallRequest, Overrides, Prepared, Sandbox};
 use crate::store::{CallRecord, CallState, ClaimOutcome, ClaimRequest, Store, StoreError};
+use crate::telemetry::{self, CacheOutcome, TARGET, attrs};
+use tracing::Instrument;
+use tracing::field::Empty;
 
 /// A call's options beyond tool and input.
 #[derive(Clone, Debug, Default)]
@@ -192,8 +195,85 @@ impl Executor {
         input: &str,
         options: ExecOptions,
     ) -> Result<ExecOutput, ExecError> {
+        self.call_with_id(tool, input, options, None).await
+    }
+
+    /// [`Executor::call`], in an `execute_tool {tool}` span that names the
+    /// caller's id for the call (`gen_ai.tool.call.id`: the model's call id
+    /// in a run, the JSON-RPC request id over MCP).
+    ///
+    /// The span says how the call was answered (`toolhost.cache`):
+    /// `executed` is recorded only where the guest is started (`run`), so a
+    /// replay, a wait that saw another caller's outcome, or a refusal before
+    /// anything ran is never reported as executed.
+    pub async fn call_with_id(
+        &self,
+        tool: &str,
+        input: &str,
+        options: ExecOptions,
+        call_id: Option<&str>,
+    ) -> Result<ExecOutput, ExecError> {
+        let span = tracing::info_span!(
+            target: TARGET,
+            "execute_tool",
+            otel.name = format!("execute_tool {tool}"),
+            otel.status_code = Empty,
+            { attrs::OPERATION } = "execute_tool",
+            { attrs::TOOL_NAME } = tool,
+            { attrs::TOOL_CALL_ID } = call_id,
+            { attrs::EFFECT } = Empty,
+            { attrs::CACHE } = Empty,
+            { attrs::FUEL } = Empty,
+            { attrs::ERROR_TYPE } = Empty,
+        );
+        let result = self
+            .call_inner(tool, input, options)
+            .instrument(span.clone())
+            .await;
+        let replayed = match &result {
+            Ok(out) => {
+                if !out.cached {
+                    span.record(attrs::FUEL, out.fuel_used);
+                }
+                if telemetry::content_captured() {
+                    telemetry::set_otel_attribute(
+                        &span,
+                        attrs::TOOL_RESULT,
+                        out.output.to_string(),
+                    );
+                }
+                out.cached
+            }
+            Err(e) => {
+                span.record(attrs::ERROR_TYPE, e.kind());
+                span.record("otel.status_code", "error");
+                matches!(e, ExecError::Call { cached: true, .. })
+            }
+        };
+        if replayed {
+            span.record(attrs::CACHE, CacheOutcome::Replayed.as_str());
+        }
+        result
+    }
+
+    async fn call_inner(
+        &self,
+        tool: &str,
+        input: &str,
+        options: ExecOptions,
+    ) -> Result<ExecOutput, ExecError> {
         let prepared = self.sandbox.prepare(tool, input, &options.overrides)?;
         let effect = prepared.effect;
+        let span = tracing::Span::current();
+        span.record(attrs::EFFECT, effect.as_str());
+        if telemetry::content_captured() {
+            // The canonical text the guest sees; never the key.
+            telemetry::set_otel_attribute(
+                &span,
+                attrs::TOOL_ARGUMENTS,
+                prepared.canonical_input().to_string(),
+            );
+        }
         let (key, scope) = self.key_of(&prepared, &options.scope);
         if effect == EffectName::Pure
             && let Some(row) = self.memo.get(&key)
@@ -240,6 +320,8 @@ impl Executor {
             attempt,
             overrides: Overrides::default(),
         };
+        // The one place a guest starts: only here is a call `executed`.
+        tracing::Span::current().record(attrs::CACHE, CacheOutcome::Executed.as_str());
         self.sandbox.run(prepared, request).await
     }
 

@@ -20,7 +20,12 @@
 //!    started never starts) or stops the wasm at its next epoch tick, and
 //!    settles any claim as the idempotency contract says (a side effect
 //!    becomes `in_doubt`, an idempotent call is released).
-//! 5. The outcome is counted in the metrics and becomes a tool result.
+//! 5. The outcome is counted in the metrics, logged as one info line
+//!    (target `toolhost::serve`), and becomes a tool result.
+//!
+//! Each call is a `tools/call {tool}` server span whose parent is the W3C
+//! `traceparent` in the request's `_meta` (`telemetry::parent`), with the
+//! executor's `execute_tool` span as its child.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,6 +46,12 @@ use super::strict::StrictArguments;
 use super::tools;
 use crate::idempotency::{ExecError, ExecOptions, ExecOutput, Executor, Scope};
 use crate::metrics::{Cache, CallRecord, Outcome, ServerMetrics, UNKNOWN_TOOL};
+use crate::telemetry::{self, TARGET, attrs};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+/// The target of the one info line per call `serve` logs.
+pub const LOG_TARGET: &str = "toolhost::serve";
 
 /// The requests this server answers (besides notifications).
 const SERVED: [&str; 4] = ["initialize", "ping", "tools/list", "tools/call"];
@@ -153,6 +164,7 @@ impl McpServer {
         &self,
         params: CallToolRequestParams,
         meta: &RequestMetaObject,
+        request_id: &rmcp::model::RequestId,
         strict: Option<&StrictArguments>,
         cancelled: impl Future<Output = ()>,
     ) -> Result<CallToolResult, McpError> {
@@ -205,10 +217,11 @@ impl McpServer {
             scope,
             ..ExecOptions::default()
         };
+        let call_id = request_id.to_string();
         let ended = tokio::select! {
             biased;
             () = cancelled => Ended::Cancelled,
-            result = inner.executor.call(&name, &input, options) => Ended::Done(result),
+            result = inner.executor.call_with_id(&name, &input, options, Some(&call_id)) => Ended::Done(result),
         };
         Ok(self.finish(&name, ended, started))
     }
@@ -216,15 +229,13 @@ impl McpServer {
     /// Counts the outcome and turns it into a tool result.
     fn finish(&self, name: &str, ended: Ended, started: Instant) -> CallToolResult {
         let elapsed = started.elapsed();
-        let metrics = &self.inner.metrics;
         match ended {
             Ended::Cancelled => {
-                tracing::info!(tool = name, "call cancelled by the client");
                 self.count(name, Outcome::Cancelled, None, started);
                 result::failure("cancelled", "the client cancelled this call", None, false)
             }
             Ended::Done(Ok(out)) => {
-                metrics.record(&CallRecord {
+                self.observe(&CallRecord {
                     tool: name,
                     outcome: Outcome::Ok,
                     kind: None,
@@ -241,7 +252,7 @@ impl McpServer {
                     Some(_) => Cache::Miss,
                     None => Cache::None,
                 };
-                metrics.record(&CallRecord {
+                self.observe(&CallRecord {
                     tool: name,
                     outcome: Outcome::Error,
                     kind: Some(e.kind()),
@@ -256,7 +267,7 @@ impl McpServer {
     }
 
     fn count(&self, tool: &str, outcome: Outcome, kind: Option<&str>, started: Instant) {
-        self.inner.metrics.record(&CallRecord {
+        self.observe(&CallRecord {
             tool,
             outcome,
             kind,
@@ -264,6 +275,28 @@ impl McpServer {
             fuel_used: 0,
             duration: started.elapsed(),
         });
+    }
+
+    /// Counts one finished call, marks its `tools/call` span (the current
+    /// one) with the error kind, and logs its one info line.
+    fn observe(&self, call: &CallRecord<'_>) {
+        self.inner.metrics.record(call);
+        let span = tracing::Span::current();
+        if let Some(kind) = call.kind {
+            span.record(attrs::ERROR_TYPE, kind);
+            span.record("otel.status_code", "error");
+        } else if call.outcome == Outcome::Cancelled {
+            span.record(attrs::ERROR_TYPE, "cancelled");
+        }
+        tracing::info!(
+            target: LOG_TARGET,
+            tool = call.tool,
+            outcome = call.outcome.as_str(),
+            kind = call.kind.unwrap_or("-"),
+            cache = call.cache.as_str(),
+            duration_ms = call.duration.as_secs_f64() * 1000.0,
+            "tool call"
+        );
     }
 }
 
@@ -340,7 +373,34 @@ impl ServerHandler for McpServer {
                 .get::<http::request::Parts>()
                 .and_then(|parts| parts.extensions.get::<StrictArguments>())
         });
-        self.call(request, &context.meta, strict, cancelled)
+        let known = self.inner.executor.sandbox().tool(&request.name).is_some();
+        // A made-up tool name is not a span name: `_unknown` (as in metrics).
+        let tool = if known { &*request.name } else { UNKNOWN_TOOL };
+        let span = tracing::info_span!(
+            target: TARGET,
+            "tools/call",
+            otel.name = format!("tools/call {tool}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            { attrs::MCP_METHOD } = "tools/call",
+            { attrs::TOOL_NAME } = tool,
+            { attrs::TOOL_CALL_ID } = %context.id,
+            { attrs::ERROR_TYPE } = Empty,
+        );
+        // The client's trace, when its `_meta` names one (W3C traceparent).
+        let metas: Vec<&serde_json::Map<String, Value>> = request
+            .meta
+            .iter()
+            .chain([&context.meta])
+            .map(|m| &m.0.0)
+            .collect();
+        if let Some(parent) = telemetry::parent::from_meta(&metas) {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            // Fails only when the span is not exported: nothing to parent.
+            let _ = span.set_parent(parent);
+        }
+        self.call(request, &context.meta, &context.id, strict, cancelled)
+            .instrument(span)
             .await
             .map(CallToolResponse::from)
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::resilience::Chain;
 use crate::resilience::breaker::State;
+use crate::resilience::{Shared, unix_ms};
 use crate::store::Store;
 
 /// One breaker's state at scrape time.
@@ -47,7 +48,19 @@ pub fn no_breakers() -> BreakerSource {
 /// refreshed every `every` by a background task, so a scrape never waits
 /// on the database. The task ends when the returned source is dropped.
 pub fn persisted_breakers(store: Store, every: Duration) -> BreakerSource {
-    let latest: Arc<Mutex<Vec<BreakerReading>>> = Arc::default();
+    persisted_breakers_with(store, every, Vec::new())
+}
+
+/// [`persisted_breakers`], where each of `known` (such as `model:primary`
+/// for a configured model) reads `closed` until a row for it exists, as
+/// `model list` shows a breaker no process has published yet.
+///
+/// The state is computed at each scrape from the row's open deadline
+/// (`Shared::status_at`, the rule `model list` uses too): a breaker whose
+/// open time is up reads `half_open` at once, not when some process next
+/// asks it (issue 22: `open` was reported minutes after the open period).
+pub fn persisted_breakers_with(store: Store, every: Duration, known: Vec<String>) -> BreakerSource {
+    let latest: Arc<Mutex<Vec<(String, Shared)>>> = Arc::default();
     let weak = Arc::downgrade(&latest);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -57,20 +70,33 @@ pub fn persisted_breakers(store: Store, every: Duration) -> BreakerSource {
             let Some(latest) = weak.upgrade() else { return };
             match store.breaker_states("").await {
                 Ok(rows) => {
-                    let readings = rows
-                        .into_iter()
-                        .map(|row| BreakerReading {
-                            dependency: row.name,
-                            state: row.state.state,
-                        })
-                        .collect();
+                    let rows = rows.into_iter().map(|row| (row.name, row.state)).collect();
                     // A poisoned lock only means a scrape panicked mid-read;
                     // the data is a plain Vec and still whole.
-                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = readings;
+                    *latest.lock().unwrap_or_else(|p| p.into_inner()) = rows;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read breaker states for /metrics"),
             }
         }
     });
-    Arc::new(move || latest.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    Arc::new(move || {
+        let now = unix_ms();
+        let rows = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut readings: Vec<BreakerReading> = rows
+            .iter()
+            .map(|(name, shared)| BreakerReading {
+                dependency: name.clone(),
+                state: shared.status_at(now).0,
+            })
+            .collect();
+        for name in &known {
+            if !rows.iter().any(|(n, _)| n == name) {
+                readings.push(BreakerReading {
+                    dependency: name.clone(),
+                    state: State::Closed,
+                });
+            }
+        }
+        readings
+    })
 }

@@ -19,14 +19,24 @@
 //! | `toolhost_max_concurrent_calls` (gauge) | none |
 //! | `toolhost_breaker_state` (gauge, 1 for the current state) | `dependency`, `state` |
 //!
+//! These count the calls this server served. With a journal source
+//! ([`ServerMetrics::with_journal`], as `toolhost serve` sets it) the page
+//! also carries the journal's runs, model attempts, retries, fallbacks,
+//! breaker opens and run tool calls (`journal.rs`), from which every rate
+//! `toolhost stats` prints can be computed. Breaker states are computed at
+//! the scrape, as `model list` computes them (`breakers.rs`).
+//!
 //! `tool` is always a loaded tool's name or `_unknown`: a client cannot grow
 //! the label set by calling made-up names.
 
 mod breakers;
+mod journal;
 
 pub use breakers::{
     BreakerReading, BreakerSource, model_breakers, no_breakers, persisted_breakers,
+    persisted_breakers_with,
 };
+pub use journal::{JOURNAL_REFRESH, JournalSource, persisted_journal};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64};
@@ -51,7 +61,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
@@ -67,6 +77,17 @@ pub enum Cache {
     Miss,
     /// No lookup happened (refused before a key existed, or cancelled).
     None,
+}
+
+impl Cache {
+    /// `hit`, `miss`, or `none`, as logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cache::Hit => "hit",
+            Cache::Miss => "miss",
+            Cache::None => "none",
+        }
+    }
 }
 
 /// One finished call, as the server saw it.
@@ -204,6 +225,14 @@ impl ServerMetrics {
             breaker_state,
             breakers,
         }
+    }
+
+    /// Adds the journal's numbers (read from `source` at each scrape) to
+    /// the page.
+    pub fn with_journal(mut self, source: JournalSource) -> Self {
+        self.registry
+            .register_collector(Box::new(journal::JournalCollector(source)));
+        self
     }
 
     /// Counts one finished call.

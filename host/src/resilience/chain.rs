@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::CallContext;
 use super::breaker::{self, Breaker, BreakerPolicy, CircuitBreaker};
@@ -20,12 +22,14 @@ use super::fallback::{Fallback, Link};
 use super::metrics::{Metrics, Snapshot};
 use super::retry::{Retry, RetryPolicy, is_transient};
 use super::timeout::AttemptTimeout;
+use super::traced::Traced;
 use crate::clock::{Clock, TokioClock};
 use crate::config::{BreakerConfig, Config, RetryConfig};
 use crate::model::report::{Report, ms};
 use crate::model::{
     self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, Model, ModelError,
 };
+use crate::telemetry::{TARGET, attrs};
 
 /// A response and how it was obtained.
 #[derive(Debug, Clone, Serialize)]
@@ -151,8 +155,14 @@ impl ChainBuilder {
                 entries.push((spec, breaker));
                 continue;
             }
+            let attempt = CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone());
             let wrapped = Retry::new(
-                CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone()),
+                Traced::new(
+                    attempt,
+                    spec.provider.clone(),
+                    spec.model.clone(),
+                    breaker.clone(),
+                ),
                 retry.clone(),
                 self.clock.clone(),
                 self.seed.wrapping_add(i as u64),
@@ -250,8 +260,36 @@ impl Chain {
         self.entries.is_empty()
     }
 
-    /// One turn through the chain.
+    /// One turn through the chain, in a `turn` span whose children are
+    /// its attempts (`traced.rs`): retries and fallbacks show as siblings.
     pub async fn call(&self, req: &ChatRequest) -> Result<Served, Unserved> {
+        let span = tracing::info_span!(
+            target: TARGET,
+            "turn",
+            otel.status_code = Empty,
+            { attrs::MODEL_ENTRY } = Empty,
+            { attrs::RETRIES } = Empty,
+            { attrs::FALLBACKS } = Empty,
+            { attrs::ERROR_TYPE } = Empty,
+        );
+        let result = self.call_traced(req).instrument(span.clone()).await;
+        let report = match &result {
+            Ok(served) => &served.report,
+            Err(unserved) => {
+                span.record(attrs::ERROR_TYPE, unserved.error.kind.as_str());
+                span.record("otel.status_code", "error");
+                &unserved.report
+            }
+        };
+        if let Some(by) = &report.served_by {
+            span.record(attrs::MODEL_ENTRY, by.as_str());
+        }
+        span.record(attrs::RETRIES, report.retries.len());
+        span.record(attrs::FALLBACKS, report.fallbacks.len());
+        result
+    }
+
+    async fn call_traced(&self, req: &ChatRequest) -> Result<Served, Unserved> {
         let cx = CallContext::new(self.clock.clone(), self.budget);
         let result = if self.entries.is_empty() {
             Err(ModelError::new(

@@ -13,6 +13,7 @@
 //! ## Layout
 //!
 //! - `retry`, `timeout`, `breaker`, `fallback`: one policy each.
+//! - `traced`: one `chat {model}` span per attempt (inside the retry loop).
 //! - `metrics`: counters over all requests; `chain`: the assembly.
 //!
 //! What the wrappers share with the providers lives below them, in
@@ -27,6 +28,7 @@ pub mod fallback;
 mod metrics;
 pub mod retry;
 mod timeout;
+mod traced;
 
 pub use crate::clock::{Clock, ManualClock, TokioClock};
 pub use crate::model::CallContext;
@@ -39,3 +41,4 @@ pub use fallback::{Fallback, FallbackPolicy, Link};
 pub use metrics::{Metrics, Snapshot};
 pub use retry::{Retry, RetryPolicy};
 pub use timeout::AttemptTimeout;
+pub use traced::Traced;

@@ -60,6 +60,25 @@ pub struct Stats {
     /// Bytes the journal holds for these runs (rows and their blobs).
     pub journal_bytes: u64,
     pub journal_bytes_per_step: f64,
+    /// The same rows by label, for `/metrics` (not printed by `stats`).
+    #[serde(skip)]
+    pub breakdown: Breakdown,
+}
+
+/// The journal's numbers by label: what `/metrics` exposes as counters and
+/// histograms, so every rate `stats` prints can be computed from a scrape.
+/// Every label is a chain entry, a tool, a status or an error kind: bounded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Breakdown {
+    /// Model attempts by (chain entry, `ok` or the error kind), the breaker's
+    /// refusals (`circuit_open`) included.
+    pub attempts: BTreeMap<(String, String), u64>,
+    /// Each attempt's time, ms, by chain entry.
+    pub attempt_ms: BTreeMap<String, Vec<u64>>,
+    /// Live tool calls of runs by (tool, `hit` or `miss` of the cache).
+    pub tool_calls: BTreeMap<(String, String), u64>,
+    /// The live time of each completed run, ms.
+    pub completed_ms: Vec<u64>,
 }
 
 /// The numbers of one run.
@@ -78,8 +97,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Attempt error kinds out of a model turn's report (`Report` as JSON).
-fn attempt_errors(report: &str, into: &mut BTreeMap<String, u64>) -> (u64, u64) {
+/// Attempt error kinds out of a model turn's report (`Report` as JSON),
+/// and each attempt by model into `by`.
+fn attempt_errors(
+    report: &str,
+    into: &mut BTreeMap<String, u64>,
+    by: &mut Breakdown,
+) -> (u64, u64) {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(report) else {
         return (0, 0);
     };
@@ -87,6 +111,13 @@ fn attempt_errors(report: &str, into: &mut BTreeMap<String, u64>) -> (u64, u64) 
     let mut all = 0;
     for a in v["attempts"].as_array().into_iter().flatten() {
         all += 1;
+        let model = a["model"].as_str().unwrap_or_default().to_string();
+        let outcome = a["error"].as_str().unwrap_or("ok").to_string();
+        *by.attempts.entry((model.clone(), outcome)).or_default() += 1;
+        by.attempt_ms
+            .entry(model)
+            .or_default()
+            .push(a["elapsed_ms"].as_u64().unwrap_or_default());
         match a["error"].as_str() {
             Some(kind) => {
                 *into.entry(kind.to_string()).or_default() += 1;
@@ -110,6 +141,8 @@ pub(crate) struct Tally {
 
 /// The columns of one `steps` row that the numbers need.
 pub(crate) struct StepFacts {
+    /// The chain entry of a model row, the tool of a tool row.
+    pub name: String,
     pub is_model: bool,
     pub is_final: bool,
     pub error_kind: Option<String>,
@@ -153,7 +186,7 @@ impl Tally {
             let (network, _) = f
                 .report
                 .as_deref()
-                .map(|rep| attempt_errors(rep, &mut s.errors_by_kind))
+                .map(|rep| attempt_errors(rep, &mut s.errors_by_kind, &mut s.breakdown))
                 .unwrap_or_default();
             s.model_attempts += network;
         } else {
@@ -161,6 +194,11 @@ impl Tally {
             if f.cached {
                 s.cache_hits += 1;
             }
+            let cache = if f.cached { "hit" } else { "miss" };
+            *s.breakdown
+                .tool_calls
+                .entry((f.name, cache.to_string()))
+                .or_default() += 1;
             if let Some(k) = f.error_kind {
                 *s.errors_by_kind.entry(k).or_default() += 1;
             }
@@ -177,6 +215,7 @@ impl Tally {
                 self.times.iter().sum::<u64>() as f64 / self.times.len() as f64;
         }
         s.p95_time_to_completion_ms = percentile(&self.times, 0.95);
+        s.breakdown.completed_ms = self.times.clone();
         s.retry_rate = ratio(s.retries, s.model_attempts);
         s.fallback_rate = ratio(s.fell_back, s.model_turns);
         s.cache_hit_rate = ratio(s.cache_hits, s.tool_calls);
@@ -187,14 +226,22 @@ impl Tally {
 }
 
 impl Store {
+    /// Every run's numbers with their [`Breakdown`], for `/metrics`. On
+    /// SQLite it reads through the read-only connection: a scrape never
+    /// queues behind the writer.
+    pub async fn journal_totals(&self) -> Result<Stats, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(|c| metrics::compute(c, None)).await,
+            Backend::Postgres(p) => p.stats(None).await,
+        }
+    }
+
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
                 let run = run.map(str::to_string);
-                s.inner
-                    .run(move |c| metrics::compute(c, run.as_deref()))
-                    .await
+                s.inner.run(move |c| metrics::compute(c, run.as_deref())).await
             }
             Backend::Postgres(p) => p.stats(run).await,
         }

@@ -203,5 +203,6 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 }
 
 pub mod model_server;
+pub mod otlp;
 pub mod pg;
 pub mod world;

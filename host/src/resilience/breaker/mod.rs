@@ -22,6 +22,7 @@
 //! at all: a bad request must not take a healthy model out of the chain.
 
 mod layer;
+mod permit;
 mod policy;
 
 use std::collections::VecDeque;
@@ -32,9 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::model::report::ms;
-use crate::model::{ErrorKind, ModelError};
 
 pub use layer::CircuitBreaker;
+pub use permit::{Permit, Rejected};
 pub use policy::{BreakerPolicy, Verdict};
 
 /// A breaker's state, as `model list` shows it.
@@ -106,6 +107,28 @@ pub struct Shared {
     pub window: Vec<bool>,
     /// Unix ms of the change; the newest state wins.
     pub updated_ms: i64,
+}
+
+/// The state a breaker is in at `now`, and the ms left while open: an open
+/// breaker whose time is up admits a probe, so it reads `half_open` at once,
+/// whether or not any process has asked it since. The one rule behind
+/// `model list` ([`Breaker::status`], on the monotonic clock) and every
+/// reader of persisted states (`/metrics`, `stats`: [`Shared::status_at`],
+/// on wall-clock ms), so they cannot disagree.
+pub fn state_at(state: State, open_until: Option<i64>, now: i64) -> (State, Option<u64>) {
+    match (state, open_until) {
+        (State::Open, Some(until)) if now < until => (State::Open, Some((until - now) as u64)),
+        (State::Open, _) => (State::HalfOpen, None),
+        (other, _) => (other, None),
+    }
+}
+
+impl Shared {
+    /// The state at `now_ms` (Unix ms), and the ms left while open (see
+    /// [`state_at`]).
+    pub fn status_at(&self, now_ms: i64) -> (State, Option<u64>) {
+        state_at(self.state, self.open_until_ms, now_ms)
+    }
 }
 
 /// Where a breaker publishes its changes so other processes see them.
@@ -278,8 +301,8 @@ impl Breaker {
         let s = self.lock();
         let (state, open_remaining_ms) = match s.phase {
             Phase::Closed => (State::Closed, None),
-            Phase::Open { until } if now < until => (State::Open, Some(ms(until - now))),
-            Phase::Open { .. } | Phase::HalfOpen { .. } => (State::HalfOpen, None),
+            Phase::Open { until } => state_at(State::Open, Some(ms(until) as i64), ms(now) as i64),
+            Phase::HalfOpen { .. } => (State::HalfOpen, None),
         };
         Status {
             state,
@@ -370,62 +393,6 @@ impl Breaker {
     }
 }
 
-/// A call the breaker turned away.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.describe())]
-pub struct Rejected {
-    /// The breaker's dependency.
-    pub name: String,
-    /// Until a probe is admitted; `None` while a half-open probe is in flight.
-    pub retry_after: Option<Duration>,
-}
-
-impl Rejected {
-    fn describe(&self) -> String {
-        match self.retry_after {
-            Some(wait) => format!(
-                "the circuit breaker of `{}` is open for {} ms more",
-                self.name,
-                ms(wait)
-            ),
-            None => format!(
-                "the circuit breaker of `{}` is half-open and its probe is in flight",
-                self.name
-            ),
-        }
-    }
-}
-
-impl From<Rejected> for ModelError {
-    fn from(r: Rejected) -> ModelError {
-        ModelError::new(ErrorKind::CircuitOpen, r.to_string()).with_retry_after(r.retry_after)
-    }
-}
-
-/// Leave to make one call. Settle it with the outcome; dropped unsettled
-/// (the call was cancelled), it frees its probe slot and says nothing.
-#[derive(Debug)]
-pub struct Permit {
-    breaker: Arc<Breaker>,
-    probe: bool,
-    settled: bool,
-}
-
-impl Permit {
-    pub fn settle(mut self, verdict: Verdict) {
-        self.settled = true;
-        self.breaker.settle(self.probe, verdict);
-    }
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.breaker.settle(self.probe, Verdict::Neutral);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +434,54 @@ mod tests {
         assert_eq!(b.status().state, State::HalfOpen);
         assert!(call(&b, Verdict::Success));
         assert_eq!(b.status().state, State::Closed);
+    }
+
+    /// Regression (issue 22): `/metrics` and `stats` said `open` minutes
+    /// after a 60 s open period while `model list` said `half_open`. A
+    /// persisted state read later, and the live breaker, now agree at every
+    /// instant on the injected clock.
+    #[test]
+    fn a_persisted_state_reads_as_the_live_breaker_does_at_any_instant() {
+        let (clock, b) = breaker();
+        let at = |b: &Arc<Breaker>, shared: &Shared, later_ms: i64| {
+            (
+                b.status().state,
+                shared.status_at(shared.updated_ms + later_ms).0,
+            )
+        };
+        let closed = b.share();
+        assert_eq!(at(&b, &closed, 0), (State::Closed, State::Closed));
+        for _ in 0..5 {
+            call(&b, Verdict::Failure(None));
+        }
+        // What the store keeps, as another process would read it.
+        let mut shared = b.share();
+        let open_ms = shared.open_until_ms.unwrap() - unix_ms();
+        shared.updated_ms = unix_ms();
+        assert_eq!(at(&b, &shared, 0), (State::Open, State::Open));
+        clock.advance(Duration::from_millis(open_ms as u64 / 2));
+        assert_eq!(at(&b, &shared, open_ms / 2), (State::Open, State::Open));
+        clock.advance(Duration::from_millis(open_ms as u64));
+        assert_eq!(
+            at(&b, &shared, open_ms + 7 * 60_000),
+            (State::HalfOpen, State::HalfOpen),
+            "past the open period both say half_open, however long after"
+        );
+    }
+
+    #[test]
+    fn the_state_at_an_instant_is_half_open_once_the_open_time_is_up() {
+        assert_eq!(
+            state_at(State::Open, Some(100), 40),
+            (State::Open, Some(60))
+        );
+        assert_eq!(
+            state_at(State::Open, Some(100), 100),
+            (State::HalfOpen, None)
+        );
+        assert_eq!(state_at(State::Open, None, 0), (State::HalfOpen, None));
+        assert_eq!(state_at(State::Closed, None, 0), (State::Closed, None));
+        assert_eq!(state_at(State::HalfOpen, None, 0), (State::HalfOpen, None));
     }
 
     #[test]

@@ -23,7 +23,7 @@ impl PgStore {
             let steps = client
                 .query(
                     "SELECT kind, final, error_kind, cached, retries, fallbacks, breaker_opens,
-                        report
+                        report, coalesce(name, '')
                      FROM steps WHERE $1::text IS NULL OR run_id = $1::text",
                     &[&run],
                 )
@@ -49,6 +49,7 @@ impl PgStore {
                 fallbacks: r.get::<_, i64>(5) as u64,
                 breaker_opens: r.get::<_, i64>(6) as u64,
                 report: r.get(7),
+                name: r.get(8),
             });
         }
         let journal_bytes = match run {

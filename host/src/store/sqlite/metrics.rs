@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::store::metrics::{Stats, StepFacts, Tally};
+use crate::store::metrics::{StepFacts, Stats, Tally};
 
 pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Stats> {
     let mut t = Tally::default();
@@ -23,7 +23,7 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
         }
     }
     let mut stmt = c.prepare(
-        "SELECT kind, final, error_kind, cached, retries, fallbacks, breaker_opens, report
+        "SELECT kind, final, error_kind, cached, retries, fallbacks, breaker_opens, report, coalesce(name, '')
          FROM steps WHERE ?1 IS NULL OR run_id = ?1",
     )?;
     let mut rows = stmt.query(params![run])?;
@@ -37,6 +37,7 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
             fallbacks: r.get::<_, i64>(5)? as u64,
             breaker_opens: r.get::<_, i64>(6)? as u64,
             report: r.get(7)?,
+            name: r.get(8)?,
         });
     }
     let journal_bytes = match run {
