@@ -6,7 +6,9 @@
 //! and tested once, for both wire formats. The table is the design's:
 //! 429 `rate_limited`; 529/503 `overloaded`; 500/502/504 `server_error`;
 //! 400 `invalid_request` unless the body marks `context_length` (Anthropic
-//! "prompt is too long", OpenAI `context_length_exceeded`, and 413) or
+//! "prompt is too long", OpenAI `context_length_exceeded`, LiteLLM's
+//! `ContextWindowExceededError`, vLLM's "maximum context length", Ollama's
+//! and llama.cpp's context-size messages, and 413) or
 //! `content_policy`; 401/403 `auth`; 404 `not_found`.
 
 use std::time::{Duration, SystemTime};
@@ -156,8 +158,18 @@ impl ErrorBody {
                     || self.message_has(&["prompt is too long"])
             }
             Wire::OpenAi => {
+                // OpenAI's code; llama.cpp's type; then the messages of
+                // LiteLLM, vLLM, Ollama and llama.cpp, whose codes are "400".
                 self.code.as_deref() == Some("context_length_exceeded")
-                    || self.message_has(&["maximum context length", "context length exceeded"])
+                    || self.kind.as_deref() == Some("exceed_context_size_error")
+                    || self.message_has(&[
+                        "maximum context length",
+                        "context length exceeded",
+                        "contextwindowexceedederror",
+                        "context window exceeded",
+                        "exceeds the context length",
+                        "exceeds the available context size",
+                    ])
             }
         }
     }
@@ -309,6 +321,43 @@ mod tests {
         assert_eq!(
             classify(Wire::Anthropic, 400, policy),
             ErrorKind::ContentPolicy
+        );
+    }
+
+    #[test]
+    fn openai_compatible_context_length_spellings() {
+        for (who, body) in [
+            (
+                "openai",
+                r#"{"error":{"message":"Request too large.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
+            ),
+            (
+                "litellm",
+                r#"{"error":{"message":"litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: OpenAIException - context window exceeded","type":null,"param":null,"code":"400"}}"#,
+            ),
+            (
+                "vllm",
+                r#"{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion). Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}"#,
+            ),
+            (
+                "ollama",
+                r#"{"error":{"message":"the input length exceeds the context length","type":"api_error","param":null,"code":null}}"#,
+            ),
+            (
+                "llama.cpp",
+                r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}}"#,
+            ),
+        ] {
+            assert_eq!(
+                classify(Wire::OpenAi, 400, body),
+                ErrorKind::ContextLength,
+                "{who}"
+            );
+        }
+        let other = r#"{"error":{"message":"litellm.BadRequestError: unknown parameter","type":null,"param":null,"code":"400"}}"#;
+        assert_eq!(
+            classify(Wire::OpenAi, 400, other),
+            ErrorKind::InvalidRequest
         );
     }
 
