@@ -241,7 +241,9 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => {
                 let run = run.map(str::to_string);
-                s.inner.run(move |c| metrics::compute(c, run.as_deref())).await
+                s.inner
+                    .run(move |c| metrics::compute(c, run.as_deref()))
+                    .await
             }
             Backend::Postgres(p) => p.stats(run).await,
         }

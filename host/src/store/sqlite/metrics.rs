@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::store::metrics::{StepFacts, Stats, Tally};
+use crate::store::metrics::{Stats, StepFacts, Tally};
 
 pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Stats> {
     let mut t = Tally::default();
