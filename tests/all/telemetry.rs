@@ -78,15 +78,9 @@ fn a_cli_call_is_one_execute_tool_span_and_its_replay_is_marked_replayed_not_exe
 
     let second = call(dir.path(), &vars);
     assert!(second.status.success(), "{second:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let spans = loop {
-        let spans = otlp.spans();
-        if named(&spans, "execute_tool calc").len() == 2 {
-            break spans;
-        }
-        assert!(Instant::now() < deadline, "{spans:#?}");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let spans = otlp.wait_until("two `execute_tool calc` spans", |spans| {
+        named(spans, "execute_tool calc").len() == 2
+    });
     let replay = named(&spans, "execute_tool calc")
         .into_iter()
         .find(|s| s.span_id != ran[0].span_id)

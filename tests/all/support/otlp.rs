@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -35,7 +35,8 @@ impl Span {
 /// A receiver on 127.0.0.1; the thread lives as long as the test binary.
 pub struct Receiver {
     pub base: String,
-    spans: Arc<Mutex<Vec<Span>>>,
+    /// The spans so far, and a signal raised whenever more arrive.
+    spans: Arc<(Mutex<Vec<Span>>, Condvar)>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -57,7 +58,7 @@ impl Receiver {
     pub fn start(stuck: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let spans: Arc<(Mutex<Vec<Span>>, Condvar)> = Arc::default();
         let kept = spans.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -92,7 +93,7 @@ impl Receiver {
                         }
                         let request = ExportTraceServiceRequest::decode(body.as_slice())
                             .expect("an OTLP protobuf export");
-                        let mut out = kept.lock().unwrap();
+                        let mut out = kept.0.lock().unwrap();
                         for rs in request.resource_spans {
                             let service = rs
                                 .resource
@@ -119,6 +120,7 @@ impl Receiver {
                             }
                         }
                         drop(out);
+                        kept.1.notify_all();
                         let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
                         if reader.get_mut().write_all(answer.as_bytes()).is_err() {
                             return;
@@ -132,19 +134,27 @@ impl Receiver {
 
     /// The spans received so far.
     pub fn spans(&self) -> Vec<Span> {
-        self.spans.lock().unwrap().clone()
+        self.spans.0.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded, 20 s) until the spans received satisfy `done`,
+    /// woken by each export as it arrives; panics naming `what` otherwise.
+    pub fn wait_until(&self, what: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (lock, arrived) = &*self.spans;
+        let mut spans = lock.lock().unwrap();
+        while !done(&spans) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{what}: not in {:#?}", *spans);
+            spans = arrived.wait_timeout(spans, left).unwrap().0;
+        }
+        spans.clone()
     }
 
     /// Waits (bounded) until a span named `name` has arrived.
     pub fn wait_for(&self, name: &str) -> Vec<Span> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let spans = self.spans();
-            if spans.iter().any(|s| s.name == name) {
-                return spans;
-            }
-            assert!(Instant::now() < deadline, "no span `{name}` in {spans:#?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_until(&format!("a span `{name}`"), |spans| {
+            spans.iter().any(|s| s.name == name)
+        })
     }
 }
