@@ -12,6 +12,7 @@ mod idempotency;
 mod install;
 mod loading;
 mod mcp;
+mod metrics;
 mod model;
 mod people;
 mod robustness;

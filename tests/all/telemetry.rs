@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::otlp::{Receiver, Span};
+use crate::support::serve::Serve;
 use crate::support::{BINARY_DEADLINE, output_within, state_env, write_trusted_config};
 
 const INPUT: &str = r#"{"expr":"6*(3+4)"}"#;
@@ -202,68 +203,13 @@ fn an_unknown_log_format_warns_once_and_writes_text() {
     );
 }
 
-/// `toolhost serve --http` with `vars`; its URL, and its stderr lines as
-/// they come.
-struct Serve {
-    child: std::process::Child,
-    url: String,
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(cwd: &Path, vars: &[(&str, &str)]) -> Serve {
-        use std::io::BufRead;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
-        cmd.args(["serve", "--http", "127.0.0.1:0"])
-            .current_dir(cwd)
-            .envs(state_env(cwd))
-            .env_remove("TOOLHOST_LOG")
-            .env_remove("TOOLHOST_LOG_FORMAT")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start toolhost serve");
-        let stderr = child.stderr.take().unwrap();
-        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-        let kept = lines.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(rest) = line.strip_prefix("toolhost: serving MCP at ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(url.to_string());
-                }
-                kept.lock().unwrap().push(line);
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server prints its URL");
-        Serve {
-            child,
-            url,
-            stderr: lines,
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mcp_call_joins_the_clients_trace_and_serve_logs_one_line_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let otlp = Receiver::start(false);
     let server = Serve::start(
         dir.path(),
+        &[],
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.base.as_str())],
     );
     let client = crate::mcp::harness::connect(&server.url, None).await;
@@ -303,7 +249,7 @@ async fn an_mcp_call_joins_the_clients_trace_and_serve_logs_one_line_per_call() 
     // One info line for the call, with its tool, outcome, cache and time.
     let deadline = Instant::now() + Duration::from_secs(20);
     let line = loop {
-        let lines = server.stderr.lock().unwrap().clone();
+        let lines = server.lines();
         if let Some(l) = lines.iter().find(|l| l.contains("tool call")) {
             break l.clone();
         }
@@ -322,4 +268,205 @@ async fn an_mcp_call_joins_the_clients_trace_and_serve_logs_one_line_per_call() 
     }
     assert!(!line.contains('\u{1b}'), "{line}");
     let _ = client.cancel().await;
+}
+
+/// The spans of one trace, and the one named `name` in it whose parent is
+/// `parent` (exactly one).
+fn child<'a>(spans: &'a [Span], parent: &Span, name: &str) -> &'a Span {
+    let found: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == name && s.parent_span_id == parent.span_id)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one `{name}` under `{}`: {spans:#?}",
+        parent.name
+    );
+    found[0]
+}
+
+fn children<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|s| s.parent_span_id == parent.span_id && s.trace_id == parent.trace_id)
+        .collect()
+}
+
+/// An agent run whose first turn retries the primary four times and falls
+/// back to the backup, which asks for `calc`; stopped by `--max-steps 1`,
+/// then resumed. The first session's spans show every attempt under one
+/// `turn`; the resume's show step 1 and its tool call served from the
+/// journal (never `executed`), and step 2 live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_run_shows_its_retries_and_fallback_under_one_turn_and_a_resume_marks_journal_served_steps()
+ {
+    use crate::support::model_server::{ModelServer, Step};
+    const KEY: &str = "sk-trace-SECRET-0123456789abcdef";
+    const TASK: &str = "work out the private-task-91";
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    primary.otherwise(|_| Step::Status(529));
+    backup.push([
+        Step::ToolCall {
+            name: "calc".into(),
+            arguments: serde_json::json!({"expr": "6*(3+4)"}),
+        },
+        Step::text("the answer is 42"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let otlp = Receiver::start(false);
+    write_trusted_config(
+        dir.path(),
+        &format!(
+            r#"
+[[models]]
+name = "primary"
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+base_url = "{}"
+api_key_env = "TOOLHOST_TEST_KEY"
+
+[[models]]
+name = "backup"
+provider = "openai"
+model = "gpt-4o"
+base_url = "{}"
+api_key_env = "TOOLHOST_TEST_KEY"
+
+[retry]
+base_delay_ms = 1
+max_delay_ms = 4
+
+[telemetry]
+otlp_endpoint = {:?}
+"#,
+            primary.anthropic_url(),
+            backup.openai_url(),
+            otlp.base
+        ),
+    );
+    let cwd = dir.path().to_path_buf();
+    let agent = move |args: &'static [&'static str]| {
+        let cwd = cwd.clone();
+        tokio::task::spawn_blocking(move || run(&cwd, args, &[("TOOLHOST_TEST_KEY", KEY)]))
+    };
+    let first = agent(&[
+        "--json",
+        "agent",
+        "run",
+        TASK,
+        "--run-id",
+        "traced",
+        "--max-steps",
+        "1",
+    ])
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap_or_default();
+    assert_ne!(
+        v["status"], "completed",
+        "stopped by --max-steps: {first:?}"
+    );
+    let second = agent(&["--json", "agent", "resume", "traced", "--max-steps", "3"])
+        .await
+        .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    let v: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["steps_resumed"].as_u64()),
+        (Some("completed"), Some(1))
+    );
+
+    let spans = tokio::task::spawn_blocking(move || {
+        otlp.wait_until("two `invoke_agent` sessions, each ended", |spans| {
+            named(spans, "invoke_agent toolhost").len() == 2 && named(spans, "step 2").len() == 2
+        })
+    })
+    .await
+    .unwrap();
+    let sessions = named(&spans, "invoke_agent toolhost");
+    for s in &sessions {
+        assert_eq!(s.parent_span_id, "", "a session is a root: {s:#?}");
+        assert_eq!(s.attr("gen_ai.conversation.id"), Some("traced"));
+        assert_eq!(s.attr("gen_ai.agent.name"), Some("toolhost"));
+    }
+    let (one, two) = match sessions[0].attr("toolhost.steps_resumed") {
+        Some("0") => (sessions[0], sessions[1]),
+        _ => (sessions[1], sessions[0]),
+    };
+    assert_ne!(one.trace_id, two.trace_id, "each session is its own trace");
+    assert_eq!(two.attr("toolhost.steps_resumed"), Some("1"), "{two:#?}");
+    assert_eq!(two.attr("toolhost.run.status"), Some("completed"));
+
+    // The first session: step 1 ran live; its one turn holds every attempt.
+    let step = child(&spans, one, "step 1");
+    assert_eq!(step.attr("toolhost.cache"), Some("executed"));
+    let turn = child(&spans, step, "turn");
+    assert_eq!(turn.attr("toolhost.retries"), Some("4"), "{turn:#?}");
+    assert_eq!(turn.attr("toolhost.fallbacks"), Some("1"), "{turn:#?}");
+    assert_eq!(turn.attr("toolhost.model"), Some("backup"));
+    let attempts = children(&spans, turn);
+    assert_eq!(
+        attempts.len(),
+        6,
+        "five to the primary, one to the backup: {attempts:#?}"
+    );
+    let mut primary_attempts: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a.name == "chat claude-sonnet-4-5")
+        .map(|a| {
+            assert_eq!(a.attr("gen_ai.provider.name"), Some("anthropic"), "{a:#?}");
+            assert_eq!(a.attr("error.type"), Some("overloaded"), "{a:#?}");
+            a.attr("toolhost.attempt").unwrap()
+        })
+        .collect();
+    primary_attempts.sort();
+    assert_eq!(primary_attempts, ["1", "2", "3", "4", "5"]);
+    let served = attempts
+        .iter()
+        .find(|a| a.name == "chat gpt-4o")
+        .expect("the backup's attempt");
+    assert_eq!(served.attr("toolhost.model"), Some("backup"));
+    assert_eq!(served.attr("toolhost.fallback.reason"), Some("overloaded"));
+    assert_eq!(served.attr("error.type"), None, "{served:#?}");
+    let tool = child(&spans, step, "execute_tool calc");
+    assert_eq!(tool.attr("toolhost.cache"), Some("executed"), "{tool:#?}");
+    // `--max-steps 1` stopped the run before step 2's turn: its span says
+    // nothing ran.
+    let stopped = child(&spans, one, "step 2");
+    assert_eq!(stopped.attr("toolhost.cache"), None, "{stopped:#?}");
+    assert!(children(&spans, stopped).is_empty(), "{spans:#?}");
+
+    // The resume: step 1 and its tool call came from the journal, with no
+    // model attempt; step 2 ran live.
+    let step = child(&spans, two, "step 1");
+    assert_eq!(step.attr("toolhost.cache"), Some("served_from_journal"));
+    let under: Vec<&str> = children(&spans, step)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        under,
+        ["execute_tool calc"],
+        "no turn for a journal-served step"
+    );
+    let tool = child(&spans, step, "execute_tool calc");
+    assert_eq!(
+        tool.attr("toolhost.cache"),
+        Some("served_from_journal"),
+        "{tool:#?}"
+    );
+    let step = child(&spans, two, "step 2");
+    assert_eq!(step.attr("toolhost.cache"), Some("executed"));
+    let turn = child(&spans, step, "turn");
+    assert_eq!(turn.attr("toolhost.model"), Some("backup"), "{turn:#?}");
+    let backup_attempts = children(&spans, turn)
+        .iter()
+        .filter(|s| s.name == "chat gpt-4o")
+        .count();
+    assert_eq!(backup_attempts, 1, "{spans:#?}");
+    // Neither the task, the tool input nor the key is exported.
+    nowhere(&spans, "private-task-91");
+    nowhere(&spans, "6*(3+4)");
+    nowhere(&spans, "SECRET");
 }

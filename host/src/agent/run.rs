@@ -320,13 +320,17 @@ impl Agent {
                     response
                 }
                 None => {
-                    span.record(attrs::CACHE, CacheOutcome::Executed.as_str());
                     let turn = self
                         .live_turn(&mut s, step, &request)
                         .instrument(span.clone())
                         .await?;
                     match turn {
-                        Ok(response) => response,
+                        Ok(response) => {
+                            span.record(attrs::CACHE, CacheOutcome::Executed.as_str());
+                            response
+                        }
+                        // A budget stopped the run before this step's
+                        // turn: its span says nothing ran.
                         Err(end) => break end,
                     }
                 }

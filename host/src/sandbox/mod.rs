@@ -188,6 +188,10 @@ struct Inner {
     load_errors: Vec<LoadError>,
     limits: Limits,
     policies: BTreeMap<String, ToolPolicy>,
+    /// Each policy's digests, worked out once at open (a policy cannot
+    /// change under an open sandbox), and those of a tool without one.
+    digests: BTreeMap<String, Digests>,
+    no_policy_digests: Digests,
     egress: EgressOptions,
     /// Each policy's granted directories, opened once (by tool name).
     dirs: BTreeMap<String, OpenedDirs>,
@@ -274,6 +278,11 @@ impl Sandbox {
             .filter(|(name, _)| wanted(name))
             .map(|(name, policy)| (name.clone(), OpenedDirs::open(Some(policy))))
             .collect();
+        let digests = options
+            .policies
+            .iter()
+            .map(|(name, policy)| (name.clone(), Digests::of(&options.limits, Some(policy))))
+            .collect();
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 cache,
@@ -281,6 +290,8 @@ impl Sandbox {
                 names,
                 load_errors,
                 limits: options.limits,
+                digests,
+                no_policy_digests: Digests::of(&options.limits, None),
                 policies: options.policies,
                 egress: options.egress,
                 dirs,
@@ -392,10 +403,43 @@ impl Sandbox {
         policy::digest(&limits, self.policy(tool))
     }
 
+    /// `tool`'s configured policy digest and grants digest, as worked out
+    /// at open.
+    pub(super) fn digests(&self, tool: &str) -> Digests {
+        self.inner
+            .digests
+            .get(tool)
+            .copied()
+            .unwrap_or(self.inner.no_policy_digests)
+    }
+
     /// How many calls this sandbox has instantiated a tool for. (Cache hits
     /// never do; tests assert on this instead of on time.)
     pub fn runs(&self) -> u64 {
         self.inner.runs.load(Ordering::Relaxed)
+    }
+}
+
+/// The two digests of a tool's configured policy that a prepared call
+/// carries to its key and its claim.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Digests {
+    /// [`policy::digest`] of the configured limits and grants.
+    pub policy: PolicyDigest,
+    /// [`policy::grants_digest`].
+    pub grants: PolicyDigest,
+}
+
+impl Digests {
+    fn of(defaults: &Limits, policy: Option<&ToolPolicy>) -> Digests {
+        let limits = match policy {
+            Some(p) => defaults.with_policy(p),
+            None => *defaults,
+        };
+        Digests {
+            policy: policy::digest(&limits, policy),
+            grants: policy::grants_digest(policy),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use super::{CallError, CallOutput, CallRequest, Limits, Overrides, PolicyDigest, Sandbox, Tool};
-use super::{bindings, call, capabilities::OpenedDirs, policy};
+use super::{bindings, call, capabilities::OpenedDirs};
 use crate::config::EffectName;
 
 impl Sandbox {
@@ -49,16 +49,15 @@ impl Sandbox {
             crate::json::parse_ijson(input).map_err(|e| CallError::InvalidInput(e.to_string()))?;
         check(t.input_validator()?, &parsed)
             .map_err(|e| CallError::InvalidInput(format!("input {e}")))?;
-        let policy = self.policy(tool);
-        let configured = self.limits_for(tool);
+        let digests = self.digests(tool);
         Ok(Prepared {
             effect: self.effect(t),
-            policy_digest: policy::digest(&configured, policy),
-            grants_digest: policy::grants_digest(policy),
+            policy_digest: digests.policy,
+            grants_digest: digests.grants,
             tool: t.clone(),
             text: crate::json::canonical_json(&parsed),
             input: parsed,
-            limits: configured.with_overrides(overrides),
+            limits: self.limits_for(tool).with_overrides(overrides),
         })
     }
 

@@ -205,4 +205,5 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 pub mod model_server;
 pub mod otlp;
 pub mod pg;
+pub mod serve;
 pub mod world;
