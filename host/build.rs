@@ -20,6 +20,7 @@ const EXAMPLES: &[&str] = &[
 /// Tools that attack the sandbox; tests load them from their own directory.
 const HOSTILE: &[&str] = &[
     "spin",
+    "residue",
     "membomb",
     "recurse",
     "bigout",

@@ -11,8 +11,9 @@
 //! every span callsite is disabled); `exported` has the layer and the batch
 //! processor sending every span over OTLP/HTTP to a loopback receiver that
 //! answers 200 (it reads each request whole, so the export is real work on
-//! the exporter's thread). Each side runs under its own subscriber on a
-//! current-thread runtime, so the two share nothing but the machine.
+//! the exporter's thread). Each side runs under its own subscriber and on
+//! its own SQLite file, on a current-thread runtime, so the two share
+//! nothing but the compiled tool and the machine.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -119,16 +120,24 @@ fn benches(c: &mut Criterion) {
         tools.path().join("echo.wasm"),
     )
     .expect("copy echo");
-    let db = tempfile::tempdir().expect("a temp dir");
-    let store =
-        Store::open(&db.path().join("bench.db"), StoreOptions::default()).expect("open the store");
     let sandbox = rt
         .block_on(Sandbox::open(SandboxOptions::for_dir(tools.path())))
         .expect("open the sandbox");
-    let executor = Arc::new(Executor::new(sandbox, store));
     let config = Config::default();
     let options = AgentOptions::from_config(&config.agent);
-    let agent = Agent::new(executor.clone(), chain(&config), &config);
+    // Each side its own store in its own file, so neither measures on a
+    // journal the other grew.
+    let db = tempfile::tempdir().expect("a temp dir");
+    let side = |name: &str| {
+        let store = Store::open(
+            &db.path().join(format!("{name}.db")),
+            StoreOptions::default(),
+        )
+        .expect("open the store");
+        let executor = Arc::new(Executor::new(sandbox.clone(), store));
+        let agent = Agent::new(executor.clone(), chain(&config), &config);
+        (executor, agent)
+    };
     let n = AtomicU64::new(0);
 
     let (url, served) = receiver();
@@ -143,6 +152,7 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("telemetry");
     group.warm_up_time(Duration::from_secs(1));
     for (name, telemetry) in [("off", &off), ("exported", &exporting)] {
+        let (executor, agent) = side(name);
         let subscriber = tracing_subscriber::registry().with(telemetry.layer());
         tracing::subscriber::with_default(subscriber, || {
             group.throughput(Throughput::Elements(1));

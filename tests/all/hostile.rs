@@ -228,3 +228,28 @@ async fn raw_sockets_are_off() {
     }
     still_serves().await;
 }
+
+/// The pool reuses memory slots and, where the kernel can scan for touched
+/// pages, keeps them resident between calls (`sandbox/engine.rs`): a reused
+/// slot must still read as zero. With one call slot every call reuses the
+/// same memory; each one plants a secret in a zero-initialised static and in
+/// pages it grows, and the next finds none of it.
+#[tokio::test]
+async fn a_reused_memory_slot_reads_as_zero_to_the_next_call() {
+    use toolhost::sandbox::{Sandbox, SandboxOptions};
+    let mut options = SandboxOptions::for_dir(crate::support::hostile_dir());
+    options.only = Some(["residue".to_string()].into());
+    options.max_concurrent_calls = 1;
+    let sandbox = Sandbox::open(options).await.unwrap();
+    for i in 0..20 {
+        let out = call(&sandbox, "residue", r#"{"plant":"secret-residue"}"#)
+            .await
+            .unwrap();
+        assert_eq!(
+            out.output,
+            json!({"static_nonzero": 0, "grown_nonzero": 0, "grew": true}),
+            "call {i} found what an earlier call left"
+        );
+    }
+    assert_eq!(sandbox.runs(), 20);
+}
