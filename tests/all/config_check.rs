@@ -72,6 +72,55 @@ fn a_missing_grant_makes_only_that_tool_unusable() {
     assert!(!stderr(&notes).contains("warning"), "{notes:?}");
 }
 
+/// Regression (issue 24, item 1): `call calc` loads only `calc`, and a
+/// policy for `notes`, which is on the search path, warned on every call.
+#[test]
+fn a_policy_for_a_tool_on_the_search_path_but_not_loaded_is_no_warning() {
+    let dir = workdir();
+    write_trusted_config(dir.path(), "[tools.notes]\ntimeout_ms = 2_000\n");
+    let calc = toolhost(
+        dir.path(),
+        &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+    );
+    assert_eq!(calc.status.code(), Some(0), "{calc:?}");
+    assert_eq!(stderr(&calc), "", "{calc:?}");
+}
+
+/// A policy for a name on no tool is warned about once per config text,
+/// not on every call; an edit of the config warns again.
+#[test]
+fn an_unknown_policy_is_warned_about_once_per_config_change() {
+    let dir = workdir();
+    let config = "[tools.nosuch]\ntimeout_ms = 2_000\n";
+    write_trusted_config(dir.path(), config);
+    let call = || {
+        let out = toolhost(
+            dir.path(),
+            &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        stderr(&out)
+    };
+    let warning = "toolhost.toml line 1 at `tools.nosuch`: a policy for `nosuch`, but no tool by that name is on the search path; it grants nothing";
+    let first = call();
+    assert!(first.contains(warning), "{first}");
+    assert_eq!(first.matches("warning").count(), 1, "{first}");
+    let second = call();
+    assert!(!second.contains("warning"), "the same config: {second}");
+    // `config check` lists it whenever it is asked.
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert!(stderr(&check).contains(warning), "{check:?}");
+    // An edit (trusted again) is a new config: it warns once more.
+    write_trusted_config(dir.path(), &format!("# edited\n\n{config}"));
+    let edited = call();
+    assert!(
+        edited.contains("toolhost.toml line 3 at `tools.nosuch`"),
+        "{edited}"
+    );
+    let again = call();
+    assert!(!again.contains("warning"), "and then not again: {again}");
+}
+
 #[test]
 fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
     let dir = workdir();
@@ -82,7 +131,7 @@ fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
     let out = toolhost(dir.path(), &["tools", "list"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
-        stderr(&out).contains("toolhost.toml line 1 at `tools.http-fetch`: a policy for `http-fetch`, but no tool by that name is loaded; it grants nothing (did you mean `http_fetch`?)"),
+        stderr(&out).contains("toolhost.toml line 1 at `tools.http-fetch`: a policy for `http-fetch`, but no tool by that name is on the search path; it grants nothing (did you mean `http_fetch`?)"),
         "{out:?}"
     );
     let check = toolhost(dir.path(), &["config", "check", "--json"]);

@@ -115,12 +115,12 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
             })
         })
         .collect();
-    let loaded: Vec<&str> = sandbox.tools().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = sandbox.names().collect();
     let mut warnings: Vec<String> = config
         .diagnostics
         .warnings
         .iter()
-        .chain(&config.unknown_policies(&loaded))
+        .chain(&config.unknown_policies(&names))
         .map(ToString::to_string)
         .collect();
     for m in &config.models {

@@ -124,9 +124,22 @@ impl Env {
             .await
             .map_err(|e| Failure::usage(e.to_string()))?;
         if !self.quiet_warnings {
-            let loaded: Vec<&str> = sandbox.tools().map(|t| t.name.as_str()).collect();
-            for w in self.config.unknown_policies(&loaded) {
-                config_check::warn(&w.to_string());
+            // Against every name on the search path: a call loads only the
+            // tool it calls, and a policy for another is not a typo. Given
+            // once per config text (`config::warned`), not on every call.
+            let names: Vec<&str> = sandbox.names().collect();
+            let unknown = self.config.unknown_policies(&names);
+            let diagnostics = &self.config.diagnostics;
+            let new = match (&diagnostics.file, &diagnostics.digest) {
+                (Some(file), Some(digest)) => {
+                    toolhost::config::warned::first_time(file, digest, &unknown)
+                }
+                _ => !unknown.is_empty(),
+            };
+            if new {
+                for w in &unknown {
+                    config_check::warn(&w.to_string());
+                }
             }
         }
         Ok(sandbox)

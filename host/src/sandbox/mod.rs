@@ -350,6 +350,12 @@ impl Sandbox {
         self.inner.tools.values()
     }
 
+    /// Every tool name on the search path, loaded or not (a sandbox opened
+    /// for one call loads only that tool, yet knows the others' names).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.inner.names.iter().map(String::as_str)
+    }
+
     /// One loaded tool.
     pub fn tool(&self, name: &str) -> Option<&Arc<Tool>> {
         self.inner.tools.get(name)
