@@ -252,8 +252,11 @@ fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
 #[test]
 fn an_unknown_tool_is_unknown_tool_in_every_command() {
     let dir = workdir();
-    let call = toolhost(dir.path(), &["--json", "call", "nope", "--input", "{}"]);
-    let inspect = toolhost(dir.path(), &["--json", "tools", "inspect", "nope"]);
+    let call = toolhost(
+        dir.path(),
+        &["--json", "call", "frobnicate", "--input", "{}"],
+    );
+    let inspect = toolhost(dir.path(), &["--json", "tools", "inspect", "frobnicate"]);
     for out in [&call, &inspect] {
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let v = stdout_json(out);
@@ -262,7 +265,7 @@ fn an_unknown_tool_is_unknown_tool_in_every_command() {
             v["error"]["message"]
                 .as_str()
                 .unwrap()
-                .starts_with("no tool named `nope` is loaded (loaded: calc, echo"),
+                .starts_with("no tool named `frobnicate` is loaded (loaded: calc, echo"),
             "{v}"
         );
     }

@@ -266,9 +266,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // whose directory is missing): each is a warning on every command, and
     // only the tool it concerns is unusable. `config check` lists them
     // itself.
+    // A call of the tool a warning makes unusable fails with that warning
+    // as its error: said once, not twice.
+    let reported = match &cli.command {
+        Command::Call(args) => env
+            .config
+            .tools
+            .get(args.tool())
+            .and_then(|p| p.unusable.clone()),
+        _ => None,
+    };
     if !env.quiet_warnings {
         for w in &env.config.diagnostics.warnings {
-            config_check::warn(&w.to_string());
+            let text = w.to_string();
+            if reported.as_ref() != Some(&text) {
+                config_check::warn(&text);
+            }
         }
     }
     // A call or a listing does one thing at a time: one thread runs it (the

@@ -89,10 +89,7 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
 fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
     let Some(tool) = sandbox.tool(name) else {
         // The same kind and words as a call of an unknown tool.
-        let error = toolhost::sandbox::CallError::UnknownTool {
-            name: name.to_string(),
-            known: sandbox.tools().map(|t| t.name.clone()).collect(),
-        };
+        let error = sandbox.unknown(name);
         return Err(Failure::usage(error.to_string()).with_kind(error.kind().as_str()));
     };
     let limits = sandbox.limits_for(name);
