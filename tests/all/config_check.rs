@@ -357,3 +357,75 @@ fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).starts_with("error: not_in_doubt: "), "{out:?}");
 }
+
+/// Issue 24, item 8: `config init` writes a starter config that passes
+/// `config check`, is trusted, and runs an agent offline: the quick start
+/// is two commands. It never overwrites a file without `--force`.
+#[test]
+fn config_init_writes_a_trusted_starter_that_checks_and_runs_an_agent() {
+    let dir = workdir();
+    let init = toolhost(dir.path(), &["config", "init"]);
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        said.contains("trusted it") && said.contains("next: toolhost agent run"),
+        "{said}"
+    );
+    let config = std::fs::read_to_string(dir.path().join("toolhost.toml")).unwrap();
+    assert!(
+        config.starts_with("# toolhost.toml, written by"),
+        "{config}"
+    );
+    assert!(config.contains("[tools.notes]"), "{config}");
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert_eq!(stderr(&check), "", "no warning: {check:?}");
+    let run = toolhost(
+        dir.path(),
+        &["agent", "run", "What is 6*7? Note the answer."],
+    );
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("6*7 is 42"),
+        "{run:?}"
+    );
+    let noted = std::fs::read_to_string(dir.path().join("data/answers.txt")).unwrap();
+    assert!(noted.trim_end().ends_with(" 6*7 = 42"), "{noted}");
+
+    // A second init refuses, and changes nothing.
+    std::fs::write(dir.path().join("toolhost.toml"), "# mine\n").unwrap();
+    let again = toolhost(dir.path(), &["config", "init"]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert!(stderr(&again).contains("exists; nothing was written (--force overwrites it)"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("toolhost.toml")).unwrap(),
+        "# mine\n"
+    );
+    // `--force` works even though the edited file is no longer trusted.
+    let forced = toolhost(dir.path(), &["config", "init", "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{forced:?}");
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+}
+
+/// A config of another name is read only through `--config`, which needs
+/// no trust: `init` records none and says how to use it.
+#[test]
+fn config_init_of_another_name_says_to_use_config() {
+    let dir = workdir();
+    let out = toolhost(dir.path(), &["--json", "config", "init", "starter.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["trusted"], false, "{v}");
+    let path = dir.path().join("starter.toml");
+    assert_eq!(v["config"], json!(path), "{v}");
+    assert_eq!(
+        v["next"],
+        format!(
+            "toolhost --config {} agent run \"What is 6*7? Note the answer.\"",
+            path.display()
+        )
+    );
+    let check = toolhost(dir.path(), &["--config", "starter.toml", "config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+}

@@ -26,6 +26,8 @@ pub enum ConfigCommand {
     Check,
     /// Trust ./toolhost.toml (or PATH) as it is now, so runs from its directory use it.
     Trust(super::config_trust::TrustArgs),
+    /// Write a commented starter config (an offline model chain, a notes grant) and trust it.
+    Init(super::config_init::InitArgs),
 }
 
 /// Prints a warning on stderr (yellow on a terminal).
@@ -42,9 +44,11 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
-    if let ConfigCommand::Trust(args) = cmd {
+    match cmd {
         // Handled before any config is read: see `cli::run`.
-        return super::config_trust::run(&args, env.json);
+        ConfigCommand::Trust(args) => return super::config_trust::run(&args, env.json),
+        ConfigCommand::Init(args) => return super::config_init::run(&args, env.json),
+        ConfigCommand::Check => {}
     }
     let config = &env.config;
     let sandbox = env.sandbox().await?;

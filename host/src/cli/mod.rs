@@ -8,6 +8,7 @@ mod cache;
 mod call;
 mod completions;
 mod config_check;
+mod config_init;
 mod config_trust;
 mod demo;
 mod human;
@@ -222,6 +223,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ));
         }
         return config_trust::run(args, cli.json);
+    }
+    // Nor may writing one: it must work where an old ./toolhost.toml is
+    // refused (`--force`).
+    if let Command::Config(config_check::ConfigCommand::Init(args)) = &cli.command {
+        if cli.config.is_some() {
+            return Err(Failure::usage(
+                "give the file to write as `toolhost config init PATH`, not --config",
+            ));
+        }
+        return config_init::run(args, cli.json);
     }
     let mut cli = cli;
     // Flags are paths relative to where the command runs (a config's are
