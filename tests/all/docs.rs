@@ -462,6 +462,52 @@ fn every_help_text_matches_its_snapshot() {
     assert!(seen >= 20, "only {seen} help texts were checked");
 }
 
+/// Every code block marked `<!-- excerpt: PATH -->` (the line before its
+/// fence) quotes PATH: each part between `// ...` lines appears in that
+/// file verbatim. A tool's example in the manual is then code the build
+/// compiles and tests (issue 24, item 7).
+#[test]
+fn excerpts_quote_their_sources() {
+    let mut checked = 0;
+    for doc in std::iter::once(readme_path()).chain(chapters()) {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(source) = line
+                .trim()
+                .strip_prefix("<!-- excerpt: ")
+                .and_then(|r| r.strip_suffix(" -->"))
+            else {
+                continue;
+            };
+            let body: Vec<&str> = lines[i + 2..]
+                .iter()
+                .take_while(|l| l.trim_end() != "```")
+                .copied()
+                .collect();
+            assert!(
+                lines[i + 1].starts_with("```") && !body.is_empty(),
+                "{} line {}: an excerpt marker must precede a code block",
+                shown(&doc),
+                i + 1
+            );
+            let file = std::fs::read_to_string(repo_root().join(source))
+                .unwrap_or_else(|e| panic!("{}: {source}: {e}", shown(&doc)));
+            for part in body.split(|l| l.trim() == "// ...") {
+                let part = part.join("\n");
+                assert!(
+                    file.contains(&part),
+                    "{} line {}: not in {source}:\n{part}",
+                    shown(&doc),
+                    i + 1
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the manual quotes at least one tool");
+}
+
 #[test]
 fn the_parser_reads_setup_commands_and_outputs() {
     let md = "text\n<!-- readme-setup\necho hi > f\n-->\n```console\n$ cat f\nhi\n$ true \\\n  && echo ok\nok\n```\n\n```console\n$ echo\n\n```\n";
