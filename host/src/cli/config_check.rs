@@ -23,10 +23,19 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the resolved config and what is wrong with it; exit 2 if a tool cannot work as configured.
+    #[command(
+        after_help = "Examples:\n  toolhost config check\n  toolhost --config /etc/toolhost/toolhost.toml config check --json"
+    )]
     Check,
     /// Trust ./toolhost.toml (or PATH) as it is now, so runs from its directory use it.
+    #[command(
+        after_help = "Examples:\n  toolhost config trust\n  toolhost config trust ../project/toolhost.toml"
+    )]
     Trust(super::config_trust::TrustArgs),
     /// Write a commented starter config (an offline model chain, a notes grant) and trust it.
+    #[command(
+        after_help = "Examples:\n  toolhost config init\n  toolhost config init ~/project/toolhost.toml --force"
+    )]
     Init(super::config_init::InitArgs),
 }
 

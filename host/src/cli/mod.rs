@@ -36,23 +36,37 @@ use toolhost::telemetry::{Destination, LogFormat, Telemetry};
 
 pub use output::Failure;
 
+/// The heading every command's help puts the global flags under, apart
+/// from the command's own.
+const GLOBAL: &str = "Global options";
+
 /// Runs AI-agent tools in WebAssembly sandboxes.
 #[derive(Debug, Parser)]
-#[command(name = "toolhost", version, about)]
+#[command(
+    name = "toolhost",
+    version,
+    about,
+    after_help = "Examples:\n  toolhost config init && toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost call calc --input '{\"expr\":\"2*(3+4)\"}'\n  toolhost demo\n\nEach command's --help has examples of its own."
+)]
 pub struct Cli {
     /// The config file (default: $TOOLHOST_CONFIG, else ./toolhost.toml once trusted with `config trust`, else toolhost.toml in the user's config directory, else built-in defaults).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// Search this directory for tools last (after the built-in and the user's tools), instead of the config's `tools_dir`.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     tools_dir: Option<PathBuf>,
     /// The store: a SQLite file whose directory must exist, or a shared
     /// PostgreSQL database as postgres://USER@HOST:PORT/DB (default: the
     /// config's `[store]`, else toolhost.db in the user's data directory).
-    #[arg(long, global = true, value_name = "PATH|postgres://...")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|postgres://...",
+        help_heading = GLOBAL
+    )]
     db: Option<String>,
     /// Print machine-readable JSON.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -64,6 +78,9 @@ enum Command {
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
     /// Call a tool once (idempotently: see `cache`).
+    #[command(
+        after_help = "Examples:\n  toolhost call calc --input '{\"expr\":\"6*7\"}'\n  toolhost call notes --input @note.json --idempotency-key order-7\n  toolhost --json call jq --input '{\"filter\":\".a\",\"input\":{\"a\":1}}'"
+    )]
     Call(call::CallArgs),
     /// Inspect and manage recorded calls: list, show, resolve, gc.
     #[command(subcommand)]
@@ -78,17 +95,28 @@ enum Command {
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// Re-run a finished run from its journal, with no live calls.
+    #[command(after_help = "Examples:\n  toolhost replay order-7\n  toolhost --json replay ord")]
     Replay(replay::ReplayArgs),
     /// Reliability numbers, overall or for one run.
+    #[command(after_help = "Examples:\n  toolhost stats\n  toolhost stats --run order-7 --json")]
     Stats(stats::StatsArgs),
     /// An offline showcase on the scripted model: fallback, a crash, a resume.
+    #[command(
+        after_help = "Examples:\n  toolhost demo\n  toolhost demo --dir ./demo && toolhost --config ./demo/toolhost.toml runs list"
+    )]
     Demo(demo::DemoArgs),
     /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
+    #[command(
+        after_help = "Examples:\n  toolhost serve --stdio\n  TOOLHOST_TOKEN=s3cret toolhost serve --http 127.0.0.1:8765 --token-env TOOLHOST_TOKEN"
+    )]
     Serve(serve::ServeArgs),
     /// Check the config: the resolved paths, each tool's grants and limits, the model chain.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
+    #[command(
+        after_help = "Examples:\n  toolhost completions bash > ~/.local/share/bash-completion/completions/toolhost\n  toolhost completions fish > ~/.config/fish/completions/toolhost.fish"
+    )]
     Completions(completions::CompletionsArgs),
 }
 

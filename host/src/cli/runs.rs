@@ -11,6 +11,9 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// The runs, newest first.
+    #[command(
+        after_help = "Examples:\n  toolhost runs list\n  toolhost runs list --limit 5 --json"
+    )]
     List {
         /// Show at most this many.
         #[arg(long, default_value_t = 50)]
@@ -18,6 +21,9 @@ pub enum RunsCommand {
     },
     /// One run's timeline: each step with its duration, attempts, serving
     /// model, cache hits and errors.
+    #[command(
+        after_help = "Examples:\n  toolhost runs show order-7\n  toolhost runs show ord --json"
+    )]
     Show {
         /// The run id, or a unique prefix of it.
         run: String,

@@ -10,8 +10,14 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {
     /// The loaded tools, and files that were skipped.
+    #[command(
+        after_help = "Examples:\n  toolhost tools list\n  toolhost --tools-dir target/wasm32-wasip2/release tools list --json"
+    )]
     List,
     /// One tool: metadata, schemas, effect, digest, limits and grants.
+    #[command(
+        after_help = "Examples:\n  toolhost tools inspect notes\n  toolhost tools inspect http_fetch --json"
+    )]
     Inspect {
         /// The tool's name.
         name: String,
