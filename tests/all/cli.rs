@@ -305,3 +305,175 @@ fn assert_config_error(dir: &std::path::Path, text: &str, line: usize, key: &str
         "{stderr}"
     );
 }
+
+/// Errors that name the fix (issue 24, item 2). The kinds stay; the words
+/// say what was meant, why a file was skipped, and which key grants what.
+mod errors_that_name_the_fix {
+    use super::*;
+
+    fn stderr(out: &std::process::Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    fn a_misspelt_tool_gets_a_did_you_mean() {
+        let dir = tempfile::tempdir().unwrap();
+        write_trusted_config(dir.path(), &shared_cache_config());
+        let out = toolhost(dir.path(), &["call", "cacl", "--input", "{}"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            stderr(&out).starts_with(
+                "error: unknown_tool: no tool named `cacl` is loaded; did you mean `calc`? (loaded: calc, echo"
+            ),
+            "{out:?}"
+        );
+        let out = toolhost(dir.path(), &["tools", "inspect", "cacl"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(stderr(&out).contains("did you mean `calc`?"), "{out:?}");
+        // Nothing close: no guess.
+        let out = toolhost(dir.path(), &["call", "zzzzzz", "--input", "{}"]);
+        assert!(!stderr(&out).contains("did you mean"), "{out:?}");
+    }
+
+    #[test]
+    fn calling_a_skipped_file_says_why_it_was_skipped_and_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        write_trusted_config(dir.path(), &shared_cache_config());
+        let tools = dir.path().join("tools");
+        std::fs::create_dir(&tools).unwrap();
+        let file = tools.join("broken.wasm");
+        std::fs::write(&file, b"not a component").unwrap();
+        let out = toolhost(
+            dir.path(),
+            &[
+                "--tools-dir",
+                "tools",
+                "--json",
+                "call",
+                "broken",
+                "--input",
+                "{}",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let v = stdout_json(&out);
+        assert_eq!(v["error"]["kind"], "unknown_tool", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "no tool named `broken` is loaded: {} was skipped: ",
+                file.display()
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("did you mean"), "{message}");
+    }
+
+    #[test]
+    fn a_path_outside_the_grants_names_the_dirs_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write_trusted_config(dir.path(), &shared_cache_config());
+        let input = r#"{"file":"log.txt","text":"hi"}"#;
+        let out = toolhost(dir.path(), &["--json", "call", "notes", "--input", input]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let v = stdout_json(&out);
+        assert_eq!(v["error"]["kind"], "capability_denied");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with(
+                "; `notes` has no directory grants: give it one under `[tools.notes]` in the config, as `dirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]`"
+            ),
+            "{message}"
+        );
+        // A read-only grant: the write is refused, and the hint names the
+        // grant and the mode it needs.
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        write_trusted_config(
+            dir.path(),
+            &format!(
+                "{}[tools.notes]\ndirs = [{{ host = \"./data\", guest = \"/data\", mode = \"ro\" }}]\n",
+                shared_cache_config()
+            ),
+        );
+        // (A new input: the first refusal is recorded under the first.)
+        let input = r#"{"file":"other.txt","text":"hi"}"#;
+        let out = toolhost(dir.path(), &["--json", "call", "notes", "--input", input]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let v = stdout_json(&out);
+        assert_eq!(v["error"]["kind"], "capability_denied", "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`notes` may reach only its grants (/data (ro)): add one to `dirs` under `[tools.notes]`")
+                && message.contains("mode = \"rw\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_refused_host_names_allow_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        write_trusted_config(dir.path(), &shared_cache_config());
+        let out = toolhost(
+            dir.path(),
+            &[
+                "--json",
+                "call",
+                "http_fetch",
+                "--input",
+                r#"{"url":"https://api.example.com/"}"#,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let v = stdout_json(&out);
+        assert_eq!(v["error"]["kind"], "capability_denied", "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            "api.example.com:443 is not in this tool's allow_hosts; to allow it, add the host to `allow_hosts` under `[tools.http_fetch]` in the config",
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn db_naming_a_directory_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let out = toolhost(dir.path(), &["--db", "state", "cache", "list"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let state = dir.path().join("state");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: usage: --db {}: that is a directory; --db names the store's file (such as {}), or a postgres:// URL\n",
+                state.display(),
+                state.join("toolhost.db").display()
+            ),
+        );
+    }
+
+    /// The warning of a missing grant and the call's error were the same
+    /// words twice.
+    #[test]
+    fn a_missing_grant_directory_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        write_trusted_config(
+            dir.path(),
+            &format!(
+                "{}[tools.notes]\ndirs = [{{ host = \"./data\", guest = \"/data\", mode = \"rw\" }}]\n",
+                shared_cache_config()
+            ),
+        );
+        let input = r#"{"file":"log.txt","text":"hi"}"#;
+        let out = toolhost(dir.path(), &["call", "notes", "--input", input]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let text = stderr(&out);
+        assert_eq!(text.matches("is not a directory").count(), 1, "{text}");
+        assert!(text.starts_with("error: config: "), "{text}");
+        // Another tool's call still warns about it.
+        let out = toolhost(
+            dir.path(),
+            &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(stderr(&out).starts_with("warning: "), "{out:?}");
+    }
+}

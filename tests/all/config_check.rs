@@ -72,6 +72,55 @@ fn a_missing_grant_makes_only_that_tool_unusable() {
     assert!(!stderr(&notes).contains("warning"), "{notes:?}");
 }
 
+/// Regression (issue 24, item 1): `call calc` loads only `calc`, and a
+/// policy for `notes`, which is on the search path, warned on every call.
+#[test]
+fn a_policy_for_a_tool_on_the_search_path_but_not_loaded_is_no_warning() {
+    let dir = workdir();
+    write_trusted_config(dir.path(), "[tools.notes]\ntimeout_ms = 2_000\n");
+    let calc = toolhost(
+        dir.path(),
+        &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+    );
+    assert_eq!(calc.status.code(), Some(0), "{calc:?}");
+    assert_eq!(stderr(&calc), "", "{calc:?}");
+}
+
+/// A policy for a name on no tool is warned about once per config text,
+/// not on every call; an edit of the config warns again.
+#[test]
+fn an_unknown_policy_is_warned_about_once_per_config_change() {
+    let dir = workdir();
+    let config = "[tools.nosuch]\ntimeout_ms = 2_000\n";
+    write_trusted_config(dir.path(), config);
+    let call = || {
+        let out = toolhost(
+            dir.path(),
+            &["call", "calc", "--input", r#"{"expr":"1+1"}"#],
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        stderr(&out)
+    };
+    let warning = "toolhost.toml line 1 at `tools.nosuch`: a policy for `nosuch`, but no tool by that name is on the search path; it grants nothing";
+    let first = call();
+    assert!(first.contains(warning), "{first}");
+    assert_eq!(first.matches("warning").count(), 1, "{first}");
+    let second = call();
+    assert!(!second.contains("warning"), "the same config: {second}");
+    // `config check` lists it whenever it is asked.
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert!(stderr(&check).contains(warning), "{check:?}");
+    // An edit (trusted again) is a new config: it warns once more.
+    write_trusted_config(dir.path(), &format!("# edited\n\n{config}"));
+    let edited = call();
+    assert!(
+        edited.contains("toolhost.toml line 3 at `tools.nosuch`"),
+        "{edited}"
+    );
+    let again = call();
+    assert!(!again.contains("warning"), "and then not again: {again}");
+}
+
 #[test]
 fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
     let dir = workdir();
@@ -82,7 +131,7 @@ fn a_policy_for_a_tool_that_is_not_loaded_says_did_you_mean() {
     let out = toolhost(dir.path(), &["tools", "list"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
-        stderr(&out).contains("toolhost.toml line 1 at `tools.http-fetch`: a policy for `http-fetch`, but no tool by that name is loaded; it grants nothing (did you mean `http_fetch`?)"),
+        stderr(&out).contains("toolhost.toml line 1 at `tools.http-fetch`: a policy for `http-fetch`, but no tool by that name is on the search path; it grants nothing (did you mean `http_fetch`?)"),
         "{out:?}"
     );
     let check = toolhost(dir.path(), &["config", "check", "--json"]);
@@ -203,8 +252,11 @@ fn config_check_prints_the_resolved_config_and_exits_2_on_errors() {
 #[test]
 fn an_unknown_tool_is_unknown_tool_in_every_command() {
     let dir = workdir();
-    let call = toolhost(dir.path(), &["--json", "call", "nope", "--input", "{}"]);
-    let inspect = toolhost(dir.path(), &["--json", "tools", "inspect", "nope"]);
+    let call = toolhost(
+        dir.path(),
+        &["--json", "call", "frobnicate", "--input", "{}"],
+    );
+    let inspect = toolhost(dir.path(), &["--json", "tools", "inspect", "frobnicate"]);
     for out in [&call, &inspect] {
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let v = stdout_json(out);
@@ -213,7 +265,7 @@ fn an_unknown_tool_is_unknown_tool_in_every_command() {
             v["error"]["message"]
                 .as_str()
                 .unwrap()
-                .starts_with("no tool named `nope` is loaded (loaded: calc, echo"),
+                .starts_with("no tool named `frobnicate` is loaded (loaded: calc, echo"),
             "{v}"
         );
     }
@@ -304,4 +356,76 @@ fn the_in_doubt_hint_is_the_exact_command_with_the_calls_flags() {
     let out = toolhost(other.path(), &args);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(stderr(&out).starts_with("error: not_in_doubt: "), "{out:?}");
+}
+
+/// Issue 24, item 8: `config init` writes a starter config that passes
+/// `config check`, is trusted, and runs an agent offline: the quick start
+/// is two commands. It never overwrites a file without `--force`.
+#[test]
+fn config_init_writes_a_trusted_starter_that_checks_and_runs_an_agent() {
+    let dir = workdir();
+    let init = toolhost(dir.path(), &["config", "init"]);
+    assert_eq!(init.status.code(), Some(0), "{init:?}");
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        said.contains("trusted it") && said.contains("next: toolhost agent run"),
+        "{said}"
+    );
+    let config = std::fs::read_to_string(dir.path().join("toolhost.toml")).unwrap();
+    assert!(
+        config.starts_with("# toolhost.toml, written by"),
+        "{config}"
+    );
+    assert!(config.contains("[tools.notes]"), "{config}");
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert_eq!(stderr(&check), "", "no warning: {check:?}");
+    let run = toolhost(
+        dir.path(),
+        &["agent", "run", "What is 6*7? Note the answer."],
+    );
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("6*7 is 42"),
+        "{run:?}"
+    );
+    let noted = std::fs::read_to_string(dir.path().join("data/answers.txt")).unwrap();
+    assert!(noted.trim_end().ends_with(" 6*7 = 42"), "{noted}");
+
+    // A second init refuses, and changes nothing.
+    std::fs::write(dir.path().join("toolhost.toml"), "# mine\n").unwrap();
+    let again = toolhost(dir.path(), &["config", "init"]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert!(stderr(&again).contains("exists; nothing was written (--force overwrites it)"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("toolhost.toml")).unwrap(),
+        "# mine\n"
+    );
+    // `--force` works even though the edited file is no longer trusted.
+    let forced = toolhost(dir.path(), &["config", "init", "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{forced:?}");
+    let check = toolhost(dir.path(), &["config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+}
+
+/// A config of another name is read only through `--config`, which needs
+/// no trust: `init` records none and says how to use it.
+#[test]
+fn config_init_of_another_name_says_to_use_config() {
+    let dir = workdir();
+    let out = toolhost(dir.path(), &["--json", "config", "init", "starter.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = stdout_json(&out);
+    assert_eq!(v["trusted"], false, "{v}");
+    let path = dir.path().join("starter.toml");
+    assert_eq!(v["config"], json!(path), "{v}");
+    assert_eq!(
+        v["next"],
+        format!(
+            "toolhost --config {} agent run \"What is 6*7? Note the answer.\"",
+            path.display()
+        )
+    );
+    let check = toolhost(dir.path(), &["--config", "starter.toml", "config", "check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
 }

@@ -462,6 +462,126 @@ fn every_help_text_matches_its_snapshot() {
     assert!(seen >= 20, "only {seen} help texts were checked");
 }
 
+/// Words of a shell command line: whitespace-separated, with '...' and
+/// "..." quoting (`\"` inside double quotes), as the help examples use.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                w.extend(chars.by_ref().take_while(|&c| c != '\''));
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => w.extend(chars.next()),
+                        c => w.push(c),
+                    }
+                }
+            }
+            c if c.is_whitespace() => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// Every example in a help text (issue 24, item 6) is a command line the
+/// parser accepts: each `toolhost ...` of it, run with `--help` appended,
+/// prints help (exit 0) instead of refusing a flag or a value. Flags after
+/// a redirection or `&&` belong to the next command.
+#[test]
+fn every_help_example_parses() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all/snapshots/help");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&snapshots).unwrap() {
+        let file = entry.unwrap().path();
+        let help = std::fs::read_to_string(&file).unwrap();
+        let examples = help
+            .lines()
+            .skip_while(|l| l.trim() != "Examples:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  "));
+        for example in examples {
+            for command in example.split("&&") {
+                let words = shell_words(command);
+                let Some(start) = words.iter().position(|w| w == "toolhost") else {
+                    continue;
+                };
+                let mut args: Vec<&str> = words[start + 1..]
+                    .iter()
+                    .map(String::as_str)
+                    .take_while(|w| *w != ">")
+                    .collect();
+                args.push("--help");
+                let out = crate::support::toolhost(dir.path(), &args);
+                assert!(
+                    out.status.success() && !out.stdout.is_empty(),
+                    "{}: `{}` does not parse: {}",
+                    shown(&file),
+                    example.trim(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} examples were checked");
+}
+
+/// Every code block marked `<!-- excerpt: PATH -->` (the line before its
+/// fence) quotes PATH: each part between `// ...` lines appears in that
+/// file verbatim. A tool's example in the manual is then code the build
+/// compiles and tests (issue 24, item 7).
+#[test]
+fn excerpts_quote_their_sources() {
+    let mut checked = 0;
+    for doc in std::iter::once(readme_path()).chain(chapters()) {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(source) = line
+                .trim()
+                .strip_prefix("<!-- excerpt: ")
+                .and_then(|r| r.strip_suffix(" -->"))
+            else {
+                continue;
+            };
+            let body: Vec<&str> = lines[i + 2..]
+                .iter()
+                .take_while(|l| l.trim_end() != "```")
+                .copied()
+                .collect();
+            assert!(
+                lines[i + 1].starts_with("```") && !body.is_empty(),
+                "{} line {}: an excerpt marker must precede a code block",
+                shown(&doc),
+                i + 1
+            );
+            let file = std::fs::read_to_string(repo_root().join(source))
+                .unwrap_or_else(|e| panic!("{}: {source}: {e}", shown(&doc)));
+            for part in body.split(|l| l.trim() == "// ...") {
+                let part = part.join("\n");
+                assert!(
+                    file.contains(&part),
+                    "{} line {}: not in {source}:\n{part}",
+                    shown(&doc),
+                    i + 1
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the manual quotes at least one tool");
+}
+
 #[test]
 fn the_parser_reads_setup_commands_and_outputs() {
     let md = "text\n<!-- readme-setup\necho hi > f\n-->\n```console\n$ cat f\nhi\n$ true \\\n  && echo ok\nok\n```\n\n```console\n$ echo\n\n```\n";

@@ -17,8 +17,14 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Run a task: the model chain with the loaded tools, every step journaled.
+    #[command(
+        after_help = "Examples:\n  toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost agent run \"Note order 7\" --run-id order-7 --max-steps 5 --time-budget 60"
+    )]
     Run(RunArgs),
     /// Continue a run that did not complete, from its journal.
+    #[command(
+        after_help = "Examples:\n  toolhost agent resume order-7\n  toolhost agent resume ord --allow-changed"
+    )]
     Resume(ResumeArgs),
 }
 

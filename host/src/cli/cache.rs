@@ -11,19 +11,29 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// Recorded calls, newest first.
+    #[command(
+        after_help = "Examples:\n  toolhost cache list\n  toolhost cache list --limit 10 --json"
+    )]
     List {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
     /// One recorded call, with its input and outcome.
+    #[command(
+        after_help = "Examples:\n  toolhost cache show 05634fbf\n  toolhost cache show 05634fbf --json"
+    )]
     Show {
         /// The call's key, or a unique prefix of it.
         key: String,
     },
     /// Decide an `in_doubt` call: run it again once (under its recorded limits), or give it up.
+    #[command(
+        after_help = "Examples:\n  toolhost cache resolve 05634fbf --retry\n  toolhost cache resolve 05634fbf --abandon"
+    )]
     Resolve(ResolveArgs),
     /// Remove expired outcomes (and, with --older-than, old ones); dead owners' claims become in_doubt.
+    #[command(after_help = "Examples:\n  toolhost cache gc\n  toolhost cache gc --older-than 7d")]
     Gc {
         /// Also remove outcomes recorded longer ago than this (30s, 15m, 12h, 7d).
         #[arg(long, value_name = "DUR")]

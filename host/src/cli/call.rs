@@ -33,6 +33,13 @@ pub struct CallArgs {
     memory_mb: Option<u64>,
 }
 
+impl CallArgs {
+    /// The tool this call names.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+}
+
 /// The `--input` text: the argument itself, a file (`@FILE`) or stdin (`@-`).
 /// I/O failures carry their context through `anyhow`, the CLI's error type.
 fn read_input(arg: &str) -> anyhow::Result<String> {

@@ -23,9 +23,20 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the resolved config and what is wrong with it; exit 2 if a tool cannot work as configured.
+    #[command(
+        after_help = "Examples:\n  toolhost config check\n  toolhost --config /etc/toolhost/toolhost.toml config check --json"
+    )]
     Check,
     /// Trust ./toolhost.toml (or PATH) as it is now, so runs from its directory use it.
+    #[command(
+        after_help = "Examples:\n  toolhost config trust\n  toolhost config trust ../project/toolhost.toml"
+    )]
     Trust(super::config_trust::TrustArgs),
+    /// Write a commented starter config (an offline model chain, a notes grant) and trust it.
+    #[command(
+        after_help = "Examples:\n  toolhost config init\n  toolhost config init ~/project/toolhost.toml --force"
+    )]
+    Init(super::config_init::InitArgs),
 }
 
 /// Prints a warning on stderr (yellow on a terminal).
@@ -42,9 +53,11 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
-    if let ConfigCommand::Trust(args) = cmd {
+    match cmd {
         // Handled before any config is read: see `cli::run`.
-        return super::config_trust::run(&args, env.json);
+        ConfigCommand::Trust(args) => return super::config_trust::run(&args, env.json),
+        ConfigCommand::Init(args) => return super::config_init::run(&args, env.json),
+        ConfigCommand::Check => {}
     }
     let config = &env.config;
     let sandbox = env.sandbox().await?;
@@ -115,12 +128,12 @@ pub async fn run(env: &Env, cmd: ConfigCommand) -> Result<(), Failure> {
             })
         })
         .collect();
-    let loaded: Vec<&str> = sandbox.tools().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = sandbox.names().collect();
     let mut warnings: Vec<String> = config
         .diagnostics
         .warnings
         .iter()
-        .chain(&config.unknown_policies(&loaded))
+        .chain(&config.unknown_policies(&names))
         .map(ToString::to_string)
         .collect();
     for m in &config.models {

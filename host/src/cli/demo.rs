@@ -102,12 +102,14 @@ fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
 }
 
-/// Writes a config whose backup answers with `backup_script`.
+/// Writes a config whose backup answers with `backup_script`, compiling
+/// into `cache` (see [`artifacts_dir`]).
 fn write_config(
     dir: &Path,
     name: &str,
     backup_script: &str,
     tools_dir: &Path,
+    cache: &Path,
 ) -> Result<PathBuf, Failure> {
     let path = dir.join(name);
     let text = format!(
@@ -144,7 +146,7 @@ open_ms = 60000
 path = {db}
 "#,
         tools = toml_str(tools_dir),
-        cache = toml_str(&std::env::temp_dir().join("toolhost-demo-artifacts")),
+        cache = toml_str(cache),
         data = toml_str(&dir.join("data")),
         primary = toml_str(&dir.join("primary.json")),
         backup = toml_str(&dir.join(backup_script)),
@@ -152,6 +154,19 @@ path = {db}
     );
     std::fs::write(&path, text).map_err(io)?;
     Ok(path)
+}
+
+/// Where the demo's compiled tools go: the artifact cache of the config
+/// the demo was started under (by default the user's cache directory,
+/// `$XDG_CACHE_HOME/toolhost/artifacts`), so a second demo, and every
+/// other command, reuse what the first compiled; without a home directory,
+/// the demo's own directory. Never a fixed path in the shared temp
+/// directory: another user could plant artifacts there, or own it first.
+fn artifacts_dir(env: &Env, dir: &Path) -> PathBuf {
+    env.config
+        .sandbox
+        .effective_cache_dir()
+        .unwrap_or_else(|| dir.join("artifacts"))
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -225,8 +240,9 @@ pub async fn run(env: &Env, args: DemoArgs) -> Result<(), Failure> {
         &dir.join("packing.json"),
         &json!({"mode": "conversation", "log": "backup.log", "turns": packing_turns()}),
     )?;
-    let order_config = write_config(&dir, "toolhost.toml", "backup.json", &tools)?;
-    let crash_config = write_config(&dir, "crash.toml", "packing.json", &tools)?;
+    let cache = artifacts_dir(env, &dir);
+    let order_config = write_config(&dir, "toolhost.toml", "backup.json", &tools, &cache)?;
+    let crash_config = write_config(&dir, "crash.toml", "packing.json", &tools, &cache)?;
 
     println!("toolhost demo: offline, scripted models, real sandboxed tools");
     println!("working directory: {}\n", dir.display());

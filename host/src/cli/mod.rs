@@ -8,6 +8,7 @@ mod cache;
 mod call;
 mod completions;
 mod config_check;
+mod config_init;
 mod config_trust;
 mod demo;
 mod human;
@@ -35,23 +36,37 @@ use toolhost::telemetry::{Destination, LogFormat, Telemetry};
 
 pub use output::Failure;
 
+/// The heading every command's help puts the global flags under, apart
+/// from the command's own.
+const GLOBAL: &str = "Global options";
+
 /// Runs AI-agent tools in WebAssembly sandboxes.
 #[derive(Debug, Parser)]
-#[command(name = "toolhost", version, about)]
+#[command(
+    name = "toolhost",
+    version,
+    about,
+    after_help = "Examples:\n  toolhost config init && toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost call calc --input '{\"expr\":\"2*(3+4)\"}'\n  toolhost demo\n\nEach command's --help has examples of its own."
+)]
 pub struct Cli {
     /// The config file (default: $TOOLHOST_CONFIG, else ./toolhost.toml once trusted with `config trust`, else toolhost.toml in the user's config directory, else built-in defaults).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// Search this directory for tools last (after the built-in and the user's tools), instead of the config's `tools_dir`.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     tools_dir: Option<PathBuf>,
     /// The store: a SQLite file whose directory must exist, or a shared
     /// PostgreSQL database as postgres://USER@HOST:PORT/DB (default: the
     /// config's `[store]`, else toolhost.db in the user's data directory).
-    #[arg(long, global = true, value_name = "PATH|postgres://...")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|postgres://...",
+        help_heading = GLOBAL
+    )]
     db: Option<String>,
     /// Print machine-readable JSON.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     #[command(subcommand)]
     command: Command,
@@ -63,6 +78,9 @@ enum Command {
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
     /// Call a tool once (idempotently: see `cache`).
+    #[command(
+        after_help = "Examples:\n  toolhost call calc --input '{\"expr\":\"6*7\"}'\n  toolhost call notes --input @note.json --idempotency-key order-7\n  toolhost --json call jq --input '{\"filter\":\".a\",\"input\":{\"a\":1}}'"
+    )]
     Call(call::CallArgs),
     /// Inspect and manage recorded calls: list, show, resolve, gc.
     #[command(subcommand)]
@@ -77,17 +95,28 @@ enum Command {
     #[command(subcommand)]
     Runs(runs::RunsCommand),
     /// Re-run a finished run from its journal, with no live calls.
+    #[command(after_help = "Examples:\n  toolhost replay order-7\n  toolhost --json replay ord")]
     Replay(replay::ReplayArgs),
     /// Reliability numbers, overall or for one run.
+    #[command(after_help = "Examples:\n  toolhost stats\n  toolhost stats --run order-7 --json")]
     Stats(stats::StatsArgs),
     /// An offline showcase on the scripted model: fallback, a crash, a resume.
+    #[command(
+        after_help = "Examples:\n  toolhost demo\n  toolhost demo --dir ./demo && toolhost --config ./demo/toolhost.toml runs list"
+    )]
     Demo(demo::DemoArgs),
     /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
+    #[command(
+        after_help = "Examples:\n  toolhost serve --stdio\n  TOOLHOST_TOKEN=s3cret toolhost serve --http 127.0.0.1:8765 --token-env TOOLHOST_TOKEN"
+    )]
     Serve(serve::ServeArgs),
     /// Check the config: the resolved paths, each tool's grants and limits, the model chain.
     #[command(subcommand)]
     Config(config_check::ConfigCommand),
     /// Print a shell completion script (bash, zsh or fish) to stdout.
+    #[command(
+        after_help = "Examples:\n  toolhost completions bash > ~/.local/share/bash-completion/completions/toolhost\n  toolhost completions fish > ~/.config/fish/completions/toolhost.fish"
+    )]
     Completions(completions::CompletionsArgs),
 }
 
@@ -124,9 +153,22 @@ impl Env {
             .await
             .map_err(|e| Failure::usage(e.to_string()))?;
         if !self.quiet_warnings {
-            let loaded: Vec<&str> = sandbox.tools().map(|t| t.name.as_str()).collect();
-            for w in self.config.unknown_policies(&loaded) {
-                config_check::warn(&w.to_string());
+            // Against every name on the search path: a call loads only the
+            // tool it calls, and a policy for another is not a typo. Given
+            // once per config text (`config::warned`), not on every call.
+            let names: Vec<&str> = sandbox.names().collect();
+            let unknown = self.config.unknown_policies(&names);
+            let diagnostics = &self.config.diagnostics;
+            let new = match (&diagnostics.file, &diagnostics.digest) {
+                (Some(file), Some(digest)) => {
+                    toolhost::config::warned::first_time(file, digest, &unknown)
+                }
+                _ => !unknown.is_empty(),
+            };
+            if new {
+                for w in &unknown {
+                    config_check::warn(&w.to_string());
+                }
             }
         }
         Ok(sandbox)
@@ -210,6 +252,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         return config_trust::run(args, cli.json);
     }
+    // Nor may writing one: it must work where an old ./toolhost.toml is
+    // refused (`--force`).
+    if let Command::Config(config_check::ConfigCommand::Init(args)) = &cli.command {
+        if cli.config.is_some() {
+            return Err(Failure::usage(
+                "give the file to write as `toolhost config init PATH`, not --config",
+            ));
+        }
+        return config_init::run(args, cli.json);
+    }
     let mut cli = cli;
     // Flags are paths relative to where the command runs (a config's are
     // relative to the config); made absolute once, here.
@@ -253,9 +305,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // whose directory is missing): each is a warning on every command, and
     // only the tool it concerns is unusable. `config check` lists them
     // itself.
+    // A call of the tool a warning makes unusable fails with that warning
+    // as its error: said once, not twice.
+    let reported = match &cli.command {
+        Command::Call(args) => env
+            .config
+            .tools
+            .get(args.tool())
+            .and_then(|p| p.unusable.clone()),
+        _ => None,
+    };
     if !env.quiet_warnings {
         for w in &env.config.diagnostics.warnings {
-            config_check::warn(&w.to_string());
+            let text = w.to_string();
+            if reported.as_ref() != Some(&text) {
+                config_check::warn(&text);
+            }
         }
     }
     // A call or a listing does one thing at a time: one thread runs it (the

@@ -13,8 +13,12 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Send one message through the fallback chain.
+    #[command(
+        after_help = "Examples:\n  toolhost model call --message \"Say hi\"\n  toolhost model call --message \"Say hi\" --system \"Be brief\" --json"
+    )]
     Call(CallArgs),
     /// List the chain, in order, with each model's circuit-breaker state.
+    #[command(after_help = "Examples:\n  toolhost model list\n  toolhost model list --json")]
     List,
 }
 

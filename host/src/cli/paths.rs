@@ -10,11 +10,18 @@ use std::path::Path;
 
 use super::Failure;
 
-/// `--db`'s directory exists (exit 2 naming the path, if not). A URL (a
-/// shared store) has no directory to check.
+/// `--db` is not a directory, and its directory exists (exit 2 naming the
+/// path, if not). A URL (a shared store) has no directory to check.
 pub fn check_db_parent(db: &Path) -> Result<(), Failure> {
     if db.to_string_lossy().contains("://") {
         return Ok(());
+    }
+    if db.is_dir() {
+        return Err(Failure::usage(format!(
+            "--db {}: that is a directory; --db names the store's file (such as {}), or a postgres:// URL",
+            db.display(),
+            db.join("toolhost.db").display()
+        )));
     }
     let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) else {
         return Ok(());

@@ -11,6 +11,9 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// The runs, newest first.
+    #[command(
+        after_help = "Examples:\n  toolhost runs list\n  toolhost runs list --limit 5 --json"
+    )]
     List {
         /// Show at most this many.
         #[arg(long, default_value_t = 50)]
@@ -18,6 +21,9 @@ pub enum RunsCommand {
     },
     /// One run's timeline: each step with its duration, attempts, serving
     /// model, cache hits and errors.
+    #[command(
+        after_help = "Examples:\n  toolhost runs show order-7\n  toolhost runs show ord --json"
+    )]
     Show {
         /// The run id, or a unique prefix of it.
         run: String,
@@ -72,6 +78,7 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 })?;
             let steps = store.steps(&run).await.map_err(store_failure)?;
             if env.json {
+                let steps: Vec<serde_json::Value> = steps.iter().map(step_json).collect();
                 println!("{}", json!({"ok": true, "run": record, "steps": steps}));
             } else {
                 show(&record, &steps);
@@ -79,6 +86,26 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// A step for `--json`: the journal's row, with `body` and `report`, which
+/// the journal keeps as JSON text, given as JSON values, not strings a
+/// program has to parse again. `body` is the model's response or the
+/// tool's output when the step succeeded; when it failed it is the error
+/// text the model was shown, a string. Text that does not parse (a row
+/// written by another version) is kept as the string it is.
+fn step_json(s: &StepRecord) -> serde_json::Value {
+    let mut v = json!(s);
+    let parsed = |text: &str| {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
+    };
+    if s.ok {
+        v["body"] = parsed(&s.body);
+    }
+    if let Some(report) = &s.report {
+        v["report"] = parsed(report);
+    }
+    v
 }
 
 fn show(r: &RunRecord, steps: &[StepRecord]) {

@@ -10,8 +10,14 @@ use super::{Env, Failure};
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {
     /// The loaded tools, and files that were skipped.
+    #[command(
+        after_help = "Examples:\n  toolhost tools list\n  toolhost --tools-dir target/wasm32-wasip2/release tools list --json"
+    )]
     List,
     /// One tool: metadata, schemas, effect, digest, limits and grants.
+    #[command(
+        after_help = "Examples:\n  toolhost tools inspect notes\n  toolhost tools inspect http_fetch --json"
+    )]
     Inspect {
         /// The tool's name.
         name: String,
@@ -89,10 +95,7 @@ fn list(env: &Env, sandbox: &Sandbox) -> Result<(), Failure> {
 fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
     let Some(tool) = sandbox.tool(name) else {
         // The same kind and words as a call of an unknown tool.
-        let error = toolhost::sandbox::CallError::UnknownTool {
-            name: name.to_string(),
-            known: sandbox.tools().map(|t| t.name.clone()).collect(),
-        };
+        let error = sandbox.unknown(name);
         return Err(Failure::usage(error.to_string()).with_kind(error.kind().as_str()));
     };
     let limits = sandbox.limits_for(name);

@@ -8,12 +8,16 @@
 //! - a directory grant whose host directory is missing: that tool is
 //!   unusable (each call of it fails as `config`, naming the key and line),
 //!   everything else works;
-//! - a `[tools.NAME]` policy for a tool that is not loaded (a typo such as
-//!   `http-fetch` for `http_fetch` would otherwise silently grant nothing):
-//!   a warning, with a "did you mean" when a loaded name is close.
+//! - a `[tools.NAME]` policy for a tool that is not on the search path (a
+//!   typo such as `http-fetch` for `http_fetch` would otherwise silently
+//!   grant nothing): a warning, with a "did you mean" when a name on the
+//!   search path is close. The names are the search path's, loaded or not:
+//!   `toolhost call calc` loads only `calc`, and a policy for `notes` is
+//!   not a typo for it.
 //!
-//! Every command prints the warnings on stderr; `toolhost config check`
-//! lists them with the resolved config.
+//! Every command prints the missing-grant warnings on stderr; an unknown
+//! policy is warned about once per config text (`warned`);
+//! `toolhost config check` lists them all with the resolved config.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +33,9 @@ pub struct Diagnostics {
     pub file: Option<PathBuf>,
     /// Why the file may be used (`None`: parsed from text, or defaults).
     pub source: Option<super::Source>,
+    /// The blake3 digest of the text parsed (`None`: built-in defaults):
+    /// what a warning given once is remembered under (`warned`).
+    pub digest: Option<String>,
     /// Problems found while loading, in file order.
     pub warnings: Vec<ConfigWarning>,
     /// The line of each `[tools.NAME]` policy, for later warnings.
@@ -102,26 +109,35 @@ fn policy_key(name: &str) -> String {
 /// threshold for misspelt subcommands.
 const CLOSE: f64 = 0.8;
 
+/// The name in `known` closest to `name`, if one is close enough to be
+/// what was meant (`-` and `_` alike, case ignored). One measure for every
+/// "did you mean": policies, `call`, `tools inspect`, MCP.
+pub fn closest_name<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let fold = |s: &str| s.replace('-', "_").to_lowercase();
+    let name = fold(name);
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(&name, &fold(k)), k))
+        .filter(|(score, _)| *score >= CLOSE)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
 impl Config {
-    /// A warning for each `[tools.NAME]` policy that names no loaded tool,
-    /// with a "did you mean" when a loaded name is close.
-    pub fn unknown_policies(&self, loaded: &[&str]) -> Vec<ConfigWarning> {
+    /// A warning for each `[tools.NAME]` policy that names no tool in
+    /// `names` (every name on the search path, loaded or not), with a
+    /// "did you mean" when one is close.
+    pub fn unknown_policies(&self, names: &[&str]) -> Vec<ConfigWarning> {
         let file = self.diagnostics.file.clone().unwrap_or_default();
         self.tools
             .keys()
-            .filter(|name| !loaded.contains(&name.as_str()))
+            .filter(|name| !names.contains(&name.as_str()))
             .map(|name| {
-                let fold = |s: &str| s.replace('-', "_").to_lowercase();
-                let closest = loaded
-                    .iter()
-                    .map(|l| (strsim::jaro_winkler(&fold(name), &fold(l)), l))
-                    .filter(|(score, _)| *score >= CLOSE)
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
                 let mut message = format!(
-                    "a policy for `{name}`, but no tool by that name is loaded; it grants nothing"
+                    "a policy for `{name}`, but no tool by that name is on the search path; it grants nothing"
                 );
-                if let Some((_, l)) = closest {
-                    message.push_str(&format!(" (did you mean `{l}`?)"));
+                if let Some(close) = closest_name(name, names.iter().copied()) {
+                    message.push_str(&format!(" (did you mean `{close}`?)"));
                 }
                 ConfigWarning {
                     file: file.clone(),

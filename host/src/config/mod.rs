@@ -16,8 +16,9 @@ mod serve;
 mod spans;
 mod telemetry;
 pub mod trust;
+pub mod warned;
 
-pub use diagnostics::{ConfigWarning, Diagnostics};
+pub use diagnostics::{ConfigWarning, Diagnostics, closest_name};
 pub use error::ConfigError;
 pub use host_pattern::{HostMatch, HostPattern, RequestHost};
 pub use schema::*;
@@ -87,6 +88,7 @@ impl Config {
         config.validate().map_err(|v| v.locate(&spans, origin))?;
         grants::check(&config, Some(origin)).map_err(|v| v.locate(&spans, origin))?;
         diagnostics::degrade_missing_grants(&mut config, &spans, origin);
+        config.diagnostics.digest = Some(trust::digest(text.as_bytes()));
         Ok(config)
     }
 

@@ -192,7 +192,7 @@ pub fn trust(path: &Path, bytes: &[u8]) -> Result<Record, TrustError> {
 
 /// Makes `dir` and its parent (the state directory, which also holds the
 /// artifact key and must stay private) with mode 0700 where missing.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+pub(super) fn private_dir(dir: &Path) -> std::io::Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     if let Some(grand) = parent.parent() {
         std::fs::create_dir_all(grand)?;

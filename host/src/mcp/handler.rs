@@ -175,15 +175,7 @@ impl McpServer {
             self.count(UNKNOWN_TOOL, Outcome::Error, Some("unknown_tool"), started);
             // JSON-RPC -32602 as the MCP specification shows, with the
             // same kind name and words as every other command's.
-            let error = crate::sandbox::CallError::UnknownTool {
-                name: name.clone(),
-                known: inner
-                    .executor
-                    .sandbox()
-                    .tools()
-                    .map(|t| t.name.clone())
-                    .collect(),
-            };
+            let error = inner.executor.sandbox().unknown(&name);
             return Err(McpError::invalid_params(
                 error.to_string(),
                 Some(serde_json::json!({"kind": error.kind().as_str()})),

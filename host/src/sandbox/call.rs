@@ -27,6 +27,9 @@ pub(crate) struct Finished<T> {
 /// What a call may touch: its tool's policy and the directories that
 /// policy grants, opened when the sandbox opened.
 pub(crate) struct Grants<'a> {
+    /// The tool's name, for refusals that name the config key to grant
+    /// (`None`: `describe`, which runs under no policy).
+    pub tool: Option<&'a str>,
     pub policy: Option<&'a ToolPolicy>,
     pub dirs: &'a OpenedDirs,
 }
@@ -40,6 +43,7 @@ pub(crate) async fn describe(
 ) -> Result<Metadata, CallError> {
     let no_dirs = OpenedDirs::open(None);
     let nothing = Grants {
+        tool: None,
         policy: None,
         dirs: &no_dirs,
     };
@@ -70,7 +74,7 @@ pub(crate) async fn call(
     let finished = execute(engine, pre, limits, grants, egress, op).await?;
     let value = match finished.value {
         Done::Call(Ok(output)) => output,
-        Done::Call(Err(e)) => return Err(tool_error(e)),
+        Done::Call(Err(e)) => return Err(name_the_grant(tool_error(e), grants)),
         Done::Describe(_) => unreachable!("call returns a result"),
     };
     if value.len() as u64 > limits.max_output_bytes {
@@ -101,6 +105,35 @@ fn tool_error(e: ToolError) -> CallError {
             None => CallError::ToolFailed(m),
         },
     }
+}
+
+/// A tool's own `capability_denied` (a path outside its grants, or a write
+/// to a read-only one) with the config key that grants it: the user reads
+/// the fix in the error, not in the manual.
+fn name_the_grant(e: CallError, grants: &Grants<'_>) -> CallError {
+    let (CallError::CapabilityDenied(why), Some(tool)) = (&e, grants.tool) else {
+        return e;
+    };
+    let granted: Vec<String> = grants
+        .policy
+        .map(|p| {
+            p.dirs
+                .iter()
+                .map(|d| format!("{} ({})", d.guest, d.mode.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let hint = if granted.is_empty() {
+        format!(
+            "`{tool}` has no directory grants: give it one under `[tools.{tool}]` in the config, as `dirs = [{{ host = \"./data\", guest = \"/data\", mode = \"rw\" }}]`"
+        )
+    } else {
+        format!(
+            "`{tool}` may reach only its grants ({}): add one to `dirs` under `[tools.{tool}]` in the config whose `guest` path holds it, with `mode = \"rw\"` to write",
+            granted.join(", ")
+        )
+    };
+    CallError::CapabilityDenied(format!("{why}; {hint}"))
 }
 
 /// Which export to run.
@@ -166,7 +199,7 @@ async fn execute(
     // next: it may have caught the error and returned normally. A denied
     // request comes first: it is the policy speaking, and what the tool did
     // after it (flood its log, time out) is a consequence.
-    if let Some(e) = host_recorded(data, limits) {
+    if let Some(e) = host_recorded(data, limits, grants) {
         return Err(e);
     }
     let value = match outcome {
@@ -255,10 +288,16 @@ fn classify(state: &HostState, limits: &Limits, e: &wasmtime::Error) -> CallErro
 
 /// Refusals the host recorded while the call ran: an outgoing request the
 /// policy denied, a response body over its cap, a log over its cap.
-fn host_recorded(state: &HostState, limits: &Limits) -> Option<CallError> {
+fn host_recorded(state: &HostState, limits: &Limits, grants: &Grants<'_>) -> Option<CallError> {
     let egress = state.egress.record();
     if let Some(why) = egress.denied() {
-        return Some(CallError::CapabilityDenied(why));
+        let hint = match grants.tool {
+            Some(tool) => format!(
+                "; to allow it, add the host to `allow_hosts` under `[tools.{tool}]` in the config"
+            ),
+            None => String::new(),
+        };
+        return Some(CallError::CapabilityDenied(format!("{why}{hint}")));
     }
     if let Some(why) = egress.body_overflow() {
         return Some(CallError::OutputTooLarge(why));

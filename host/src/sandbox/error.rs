@@ -102,9 +102,24 @@ pub enum CallError {
     /// The tool touched something its policy does not grant.
     #[error("{0}")]
     CapabilityDenied(String),
-    /// No tool by this name is loaded.
-    #[error("no tool named `{name}` is loaded (loaded: {})", known.join(", "))]
-    UnknownTool { name: String, known: Vec<String> },
+    /// No tool by this name is loaded. The message says why and what was
+    /// meant where it can: a file of that name skipped as unusable, or a
+    /// close name on the search path.
+    #[error(
+        "no tool named `{name}` is loaded{}{} (loaded: {})",
+        skipped.as_ref().map(|s| format!(": {s}")).unwrap_or_default(),
+        suggestion.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default(),
+        known.join(", ")
+    )]
+    UnknownTool {
+        name: String,
+        /// Every name on the search path.
+        known: Vec<String>,
+        /// The closest of them, if one is close.
+        suggestion: Option<String>,
+        /// The file of that name that was skipped, and why.
+        skipped: Option<String>,
+    },
     /// The tool's policy cannot be applied; the message names the config key
     /// and line. Refused before a key exists, so never recorded.
     #[error("{0}")]

@@ -335,10 +335,26 @@ impl Sandbox {
             .await
     }
 
-    fn unknown(&self, name: &str) -> CallError {
+    /// The `unknown_tool` error for `name`, in the same words everywhere
+    /// (`call`, `tools inspect`, agent tool calls, MCP): a file of that
+    /// name that was skipped says where it is and why; else a close name
+    /// on the search path is suggested.
+    pub fn unknown(&self, name: &str) -> CallError {
+        let skipped = self
+            .inner
+            .load_errors
+            .iter()
+            .find(|e| e.path.file_stem().is_some_and(|stem| stem == name))
+            .map(|e| format!("{} was skipped: {}", e.path.display(), e.reason));
+        let suggestion = match skipped {
+            Some(_) => None,
+            None => crate::config::closest_name(name, self.names()).map(str::to_string),
+        };
         CallError::UnknownTool {
             name: name.to_string(),
             known: self.inner.names.iter().cloned().collect(),
+            suggestion,
+            skipped,
         }
     }
 
@@ -359,6 +375,12 @@ impl Sandbox {
     /// The loaded tools, by name.
     pub fn tools(&self) -> impl Iterator<Item = &Arc<Tool>> {
         self.inner.tools.values()
+    }
+
+    /// Every tool name on the search path, loaded or not (a sandbox opened
+    /// for one call loads only that tool, yet knows the others' names).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.inner.names.iter().map(String::as_str)
     }
 
     /// One loaded tool.

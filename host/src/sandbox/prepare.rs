@@ -94,6 +94,7 @@ impl Sandbox {
             }
         };
         let grants = call::Grants {
+            tool: Some(&t.name),
             policy: self.policy(&t.name),
             dirs,
         };

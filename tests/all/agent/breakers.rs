@@ -115,4 +115,22 @@ fn the_demo_shows_fallback_a_crash_and_a_resume_with_exactly_once_effects() {
     assert!(text.contains("fallbacks        4 of 6"), "{text}");
     let packing = std::fs::read_to_string(demo.join("data/packing.txt")).unwrap();
     assert_eq!(packing.lines().count(), 6);
+    // Issue 24, item 4: the compiled tools go to the user's own cache
+    // directory, not a fixed directory under /tmp shared by every user.
+    let (_, cache_home) = crate::support::state_env(dir.path())
+        .into_iter()
+        .find(|(k, _)| *k == "XDG_CACHE_HOME")
+        .unwrap();
+    let artifacts = cache_home.join("toolhost").join("artifacts");
+    let config: toml::Table = std::fs::read_to_string(demo.join("toolhost.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        config["sandbox"]["cache_dir"].as_str(),
+        Some(artifacts.to_str().unwrap()),
+        "{config}"
+    );
+    assert!(std::fs::read_dir(&artifacts).unwrap().next().is_some());
+    assert!(!text.contains("toolhost-demo-artifacts"), "{text}");
 }

@@ -60,3 +60,50 @@ async fn a_50_step_journal_grows_linearly_not_quadratically(backend: Backend) {
     assert_eq!(stats.journal_bytes, total);
     assert!((stats.journal_bytes_per_step - total as f64 / 50.0).abs() < 1e-6);
 }
+
+/// Issue 24, item 5: `runs show --json` gave `body` and `report` as JSON
+/// text inside strings; a program had to parse them a second time.
+#[test]
+fn runs_show_json_gives_body_and_report_as_json_values() {
+    let dir = crate::people::workdir();
+    std::fs::write(
+        dir.path().join("turns.json"),
+        json!({"mode": "conversation", "turns": [
+            {"tool_calls": [
+                {"name": "calc", "arguments": {"expr": "6*7"}},
+                {"name": "frobnicate", "arguments": {}}
+            ]},
+            {"text": "42"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    crate::support::write_trusted_config(
+        dir.path(),
+        "[[models]]\nname = \"s\"\nprovider = \"scripted\"\nscript = \"turns.json\"\n",
+    );
+    let run = crate::support::toolhost(
+        dir.path(),
+        &["--json", "agent", "run", "t", "--run-id", "r1"],
+    );
+    assert!(run.status.success(), "{run:?}");
+    let show = crate::support::toolhost(dir.path(), &["--json", "runs", "show", "r1"]);
+    let v = crate::support::stdout_json(&show);
+    let steps = v["steps"].as_array().unwrap();
+    let model = steps.iter().find(|s| s["kind"] == "model").unwrap();
+    assert!(model["body"].is_object(), "the response, as JSON: {model}");
+    assert!(model["report"]["attempts"].is_array(), "{model}");
+    let calc = steps.iter().find(|s| s["name"] == "calc").unwrap();
+    assert_eq!(calc["body"], json!({"value": 42}), "{calc}");
+    assert_eq!(calc["report"], serde_json::Value::Null, "{calc}");
+    // A failed call's body is the error text the model was shown.
+    let unknown = steps.iter().find(|s| s["name"] == "frobnicate").unwrap();
+    assert_eq!(unknown["ok"], false, "{unknown}");
+    assert!(
+        unknown["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("error: unknown_tool: no tool named `frobnicate`"),
+        "{unknown}"
+    );
+}
