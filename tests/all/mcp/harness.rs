@@ -325,6 +325,21 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// `DELETE /mcp` for `session`, as a client ending it sends.
+    pub async fn delete(&self, session: &str) -> reqwest::Response {
+        let request = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", &self.version);
+        tokio::time::timeout(WAIT, request.send())
+            .await
+            .expect("the server answers in time")
+            .expect("the request is sent")
+    }
+}
+
 /// The JSON-RPC messages of a response body: one JSON document, or the
 /// `data:` lines of an SSE stream.
 pub fn messages(body: &str) -> Vec<Value> {

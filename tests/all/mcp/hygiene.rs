@@ -219,6 +219,40 @@ async fn older_protocol_versions_are_negotiated() {
     );
 }
 
+/// Regression (issue 24, item 11): `DELETE /mcp` answered 202 whether the
+/// session existed or not. A known session ends with 204 (the SDKs accept
+/// 200 or 204) and frees its slot; an unknown or ended one is 404, as the
+/// specification says.
+#[tokio::test]
+async fn delete_ends_a_known_session_and_404s_an_unknown_one() {
+    let h = Harness::start(Options::default()).await;
+    let health = async || -> Value {
+        reqwest::get(h.at("/healthz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let (raw, _) = Raw::initialize(&h.url(), "2025-06-18").await;
+    let session = raw.session.clone().expect("a session id");
+    assert_eq!(health().await["sessions"], 1);
+
+    let ended = raw.delete(&session).await;
+    assert_eq!(ended.status(), 204);
+    assert!(ended.text().await.unwrap().is_empty());
+    assert_eq!(health().await["sessions"], 0, "the slot is freed");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(raw.post(&list.to_string()).await.status(), 404);
+
+    for unknown in [session.as_str(), "no-such-session"] {
+        let response = raw.delete(unknown).await;
+        assert_eq!(response.status(), 404, "{unknown}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], -32600, "{body}");
+    }
+}
+
 /// The current version (2026-07-28) has no handshake: `server/discover`
 /// lists the versions, and each request carries its own version and
 /// capabilities, served without a session.

@@ -23,11 +23,13 @@
 //! 6. **Sessions**: at most `[serve] max_sessions`, idle ones closed after
 //!    `session_idle_s`; past the cap an `initialize` gets 503 with
 //!    `Retry-After` (`sessions.rs`). A client that drops its connection
-//!    mid-call cancels the call.
+//!    mid-call cancels the call. `DELETE` ends a session: `204`, or `404`
+//!    for one not open (`delete.rs`).
 //! 7. **Calls**: at most `max_concurrent_calls` at once (see
 //!    `admission.rs`).
 
 mod auth;
+mod delete;
 mod jsonrpc;
 mod sessions;
 
@@ -265,7 +267,11 @@ fn router(
             "/mcp",
             mcp_service(server.clone(), options, sessions.clone(), &hosts, shutdown),
         )
-        .layer(middleware::from_fn_with_state(guard, jsonrpc::guard));
+        .layer(middleware::from_fn_with_state(guard, jsonrpc::guard))
+        .layer(middleware::from_fn_with_state(
+            sessions.clone(),
+            delete::end_session,
+        ));
     let scrape = Router::new()
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn(no_browser_origin))

@@ -131,6 +131,11 @@ impl Sessions {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether the session `id` is open (not ended, not idled out).
+    pub async fn is_open(&self, id: &str) -> bool {
+        self.inner.sessions.read().await.contains_key(id)
+    }
+
     async fn handle(&self, id: &SessionId) -> Option<LocalSessionHandle> {
         self.inner.sessions.read().await.get(id).cloned()
     }
