@@ -526,3 +526,34 @@ fn a_first_call_compiles_only_its_tool() {
     );
     assert_eq!(artifacts(&user.cache()).len(), 1);
 }
+
+/// Issue 24, item 3: `cargo install --path host` built a 266 MB binary,
+/// nearly all of it line tables. The release profile (what `cargo install`
+/// uses) carries no debug info; profiling has a profile of its own.
+#[test]
+fn the_installed_binary_carries_no_debug_info_and_profiling_has_its_own_profile() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest: toml::Table = std::fs::read_to_string(root.join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let profile = |name: &str| {
+        manifest["profile"][name]
+            .as_table()
+            .unwrap_or_else(|| panic!("no [profile.{name}]"))
+            .clone()
+    };
+    let release = profile("release");
+    assert_eq!(release["debug"].as_bool(), Some(false), "{release}");
+    assert_eq!(release["strip"].as_str(), Some("debuginfo"), "{release}");
+    let profiling = profile("profiling");
+    assert_eq!(profiling["inherits"].as_str(), Some("release"));
+    assert_eq!(profiling["debug"].as_str(), Some("line-tables-only"));
+    assert_eq!(profiling["strip"].as_str(), Some("none"));
+    // The manual's size claim names the profile that makes it true.
+    let started = std::fs::read_to_string(root.join("docs/src/getting-started.md")).unwrap();
+    assert!(
+        started.contains("no debug info") && started.contains("--profile profiling"),
+        "getting-started.md says what the release binary carries"
+    );
+}

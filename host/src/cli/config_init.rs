@@ -87,14 +87,15 @@ dirs = [{ host = "./data", guest = "/data", mode = "rw" }]
 # time_budget_s = 300
 "#;
 
-/// The scripted model's turns: a conversation that calls two tools, then
-/// answers, whatever the task.
+/// The scripted model's turns: a conversation that calls two tools, one
+/// turn each (so what a run prints is the same every time), then answers,
+/// whatever the task.
 fn script() -> serde_json::Value {
     json!({
         "mode": "conversation",
         "turns": [
+            {"tool_calls": [{"name": "calc", "arguments": {"expr": "6*7"}}]},
             {"tool_calls": [
-                {"name": "calc", "arguments": {"expr": "6*7"}},
                 {"name": "notes", "arguments": {"file": "answers.txt", "text": "6*7 = 42"}}
             ]},
             {"text": "6*7 is 42; I noted it in answers.txt. (This is the scripted model: put a real one first in toolhost.toml.)"}
