@@ -7,7 +7,9 @@
 //!
 //! - `describe` reports the tool's name, description, version (the crate's
 //!   `Cargo.toml` version), effect and the JSON Schemas (2020-12) of its input
-//!   and output, derived by `schemars` from the two types;
+//!   and output, derived by `schemars` from the two types and kept to
+//!   standard JSON Schema (no `uint16`-style formats; a field of any JSON
+//!   value lists every type), see [`schema`];
 //! - `call` parses the input JSON into the input type (a mismatch becomes
 //!   [`ToolError::InvalidInput`] naming serde's path, such as `expr: invalid
 //!   type: integer, expected a string`), runs the function and serialises the
@@ -63,6 +65,8 @@
 extern crate self as toolhost_sdk;
 
 use std::fmt;
+
+pub mod schema;
 
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize};
@@ -219,10 +223,14 @@ impl From<ToolError> for wit::ToolError {
     }
 }
 
-/// The JSON Schema of `T` as a string.
+/// The JSON Schema (2020-12, standard formats only) of `T` as a string.
 fn schema_of<T: JsonSchema>() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(schema::Standard)
+        .into_generator()
+        .into_root_schema_for::<T>();
     // A schema is a tree of maps and strings: serialising it cannot fail.
-    serde_json::to_string(&schemars::schema_for!(T)).expect("a JSON Schema serialises")
+    serde_json::to_string(&schema).expect("a JSON Schema serialises")
 }
 
 /// Runs `f` on a JSON input: parse, call, serialise. Used by [`export_tool!`];
@@ -376,12 +384,16 @@ mod tests {
     fn describe_carries_both_schemas() {
         let m = __private::describe("double", "d", "1.0.0", Effect::Pure, double);
         let input: serde_json::Value = serde_json::from_str(&m.input_schema).unwrap();
-        assert_eq!(input["properties"]["n"]["type"], "integer");
+        assert_eq!(
+            input["properties"]["n"],
+            serde_json::json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})
+        );
         assert_eq!(
             input["$schema"],
             "https://json-schema.org/draft/2020-12/schema"
         );
-        assert!(m.output_schema.unwrap().contains("double"));
+        let output: serde_json::Value = serde_json::from_str(&m.output_schema.unwrap()).unwrap();
+        assert_eq!(output["properties"]["double"]["type"], "integer");
     }
 
     #[test]

@@ -292,3 +292,61 @@ async fn the_current_protocol_version_is_served_without_a_session() {
     let reply = messages(&response.text().await.unwrap()).remove(0);
     assert_eq!(reply["result"]["structuredContent"], json!({"value": 3}));
 }
+
+/// Whether an SSE body holds an event with an empty `data:` line (a
+/// priming event).
+fn primed(body: &str) -> bool {
+    body.lines().any(|line| {
+        line.strip_prefix("data:")
+            .is_some_and(|d| d.trim().is_empty())
+    })
+}
+
+/// Regression (issue 24, item 10): every response stream began with an
+/// empty `data:` event, which clients older than 2025-11-25 (the MCP
+/// Python SDK 1.8) fail to parse. Only 2025-11-25 and later get it: on the
+/// `initialize` response and on each request's stream, read as raw bytes.
+#[tokio::test]
+async fn sse_priming_events_go_only_to_2025_11_25_and_later() {
+    let h = Harness::start(Options::default()).await;
+    for (version, expected) in [
+        ("2024-11-05", false),
+        ("2025-03-26", false),
+        ("2025-06-18", false),
+        ("2025-11-25", true),
+    ] {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}});
+        let response = post_with(&h, &[], &init.to_string()).await;
+        assert_eq!(response.status(), 200);
+        let session = response.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap();
+        assert_eq!(primed(&body), expected, "{version} initialize: {body:?}");
+        assert_eq!(messages(&body)[0]["result"]["protocolVersion"], version);
+
+        let raw = Raw {
+            http: reqwest::Client::new(),
+            url: h.url(),
+            session: Some(session),
+            version: version.to_string(),
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert!(raw.post(&note.to_string()).await.status().is_success());
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "calc", "arguments": {"expr": "1+2"}}});
+        let response = raw.post(&call.to_string()).await;
+        assert_eq!(response.status(), 200);
+        let body = String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap();
+        assert_eq!(primed(&body), expected, "{version} tools/call: {body:?}");
+        let reply = messages(&body).remove(0);
+        assert_eq!(
+            reply["result"]["structuredContent"],
+            json!({"value": 3}),
+            "{version}"
+        );
+    }
+}

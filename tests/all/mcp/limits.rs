@@ -530,3 +530,97 @@ async fn a_refused_input_is_an_invalid_input_result_for_rmcp_clients() {
     assert!(text(&result).contains("at /n"), "{}", text(&result));
     client.cancel().await.unwrap();
 }
+
+/// Regression (issue 24, item 14): a client that ended its session while a
+/// call was in flight made the server log `ERROR rmcp::service: failed to
+/// send pending response during drain error=channel closed` (and the call
+/// ran on for nobody). Ending a session cancels its calls, as a disconnect
+/// does, and neither is logged as an error by the real binary at its
+/// default log level.
+#[tokio::test]
+async fn a_client_that_leaves_mid_call_logs_no_error() {
+    let work = Workdir::new();
+    std::fs::copy(
+        crate::support::examples_dir().join("slow.wasm"),
+        work.path().join("tools/slow.wasm"),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolhost"))
+        .current_dir(work.path())
+        .envs(crate::support::state_env(work.path()))
+        .args(["--db", "mcp.db", "serve", "--http", "127.0.0.1:0"])
+        .env_remove("TOOLHOST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(WAIT, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("toolhost: serving MCP at ") {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("the server exited before serving");
+    })
+    .await
+    .expect("the server prints its URL");
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Ok(Some(line)) = stderr.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let base = url.trim_end_matches("/mcp").to_string();
+    let http = reqwest::Client::new();
+    let metrics = async || {
+        let page = http.get(format!("{base}/metrics")).send().await.unwrap();
+        page.text().await.unwrap()
+    };
+    let cancelled = r#"toolhost_tool_calls_total{tool="slow",outcome="cancelled"}"#;
+    let slow = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"ms": 8000}}});
+
+    // Ends its session (DELETE) mid-call, then drops the call's stream;
+    // then one that only drops its connection mid-call.
+    for (round, ends_session) in [(1.0, true), (2.0, false)] {
+        let raw = Raw::initialize(&url, "2025-06-18").await.0;
+        let response = raw.post(&slow.to_string()).await;
+        assert_eq!(response.status(), 200);
+        eventually("the call is in flight", async || {
+            health(&http, &base).await["calls_in_flight"] == 1
+        })
+        .await;
+        if ends_session {
+            let session = raw.session.clone().unwrap();
+            assert_eq!(raw.delete(&session).await.status(), 204);
+        }
+        drop(response);
+        eventually("the call is cancelled", async || {
+            sample(&metrics().await, cancelled) == round
+        })
+        .await;
+        assert_eq!(health(&http, &base).await["calls_in_flight"], 0);
+    }
+
+    // A clean stop (SIGTERM), so every line the server logs is read.
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.unwrap().success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let logs = tokio::time::timeout(WAIT, logs).await.unwrap().unwrap();
+    assert!(
+        !logs.lines().any(|line| line.contains("ERROR")),
+        "an expected cancellation was logged as an error:\n{logs}"
+    );
+}

@@ -9,4 +9,5 @@ mod http;
 mod hygiene;
 mod limits;
 mod python;
+mod schemas;
 mod stdio;

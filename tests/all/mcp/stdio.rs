@@ -300,3 +300,164 @@ async fn the_in_doubt_hint_of_serve_repeats_the_servers_flags() {
         "{out:?}"
     );
 }
+
+/// What `serve --stdio` did with one whole input: its exit, the messages
+/// it wrote to stdout, and its stderr.
+struct Session {
+    status: std::process::ExitStatus,
+    replies: Vec<Value>,
+    stderr: String,
+}
+
+/// Runs `serve --stdio` on `input` (stdin closed after it, or never opened
+/// when `None`), with `TOOLHOST_LOG` at its default.
+async fn serve_stdio_on(input: Option<&str>) -> Session {
+    let work = Workdir::new();
+    let mut command = work.command(&["--stdio"]);
+    command
+        .env_remove("TOOLHOST_LOG")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        // Dropped: the client closes its end.
+    }
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("the server exits in time")
+        .unwrap();
+    let replies = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    Session {
+        status: out.status,
+        replies,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Regression (issue 24, item 9): a client that closed stdin before
+/// `initialize` (one that only discovered, or no input at all) made
+/// `serve --stdio` exit 1 with `internal: the MCP handshake on stdio
+/// failed: connection closed`. A client that leaves is a clean exit.
+#[tokio::test]
+async fn a_client_that_closes_before_initialize_is_a_clean_exit() {
+    let discover = json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover",
+    "params": {"_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }}});
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    let cases = [
+        ("no stdin at all", None, 0),
+        ("discover", Some(format!("{discover}\n")), 1),
+        (
+            "discover, then ping",
+            Some(format!("{discover}\n{ping}\n")),
+            2,
+        ),
+    ];
+    for (case, input, answers) in cases {
+        let session = serve_stdio_on(input.as_deref()).await;
+        assert!(
+            session.status.success(),
+            "{case}: {:?}\n{}",
+            session.status,
+            session.stderr
+        );
+        assert!(
+            !session.stderr.contains("internal"),
+            "{case}: {}",
+            session.stderr
+        );
+        assert_eq!(
+            session.replies.len(),
+            answers,
+            "{case}: {:?}",
+            session.replies
+        );
+        if answers > 0 {
+            let versions = &session.replies[0]["result"]["supportedVersions"];
+            assert!(
+                versions
+                    .as_array()
+                    .is_some_and(|v| v.contains(&json!("2026-07-28")))
+            );
+        }
+        if answers > 1 {
+            assert_eq!(
+                session.replies[1],
+                json!({"jsonrpc": "2.0", "id": 2, "result": {}})
+            );
+        }
+    }
+}
+
+/// Regression (issue 24, item 2): misuse on stdio before `initialize` (a
+/// line that is not JSON, a request, an early notification) gets a
+/// JSON-RPC error where there is a request to answer and a warning on
+/// stderr, never `internal`; a proper `initialize` after it is served.
+#[tokio::test]
+async fn misuse_before_initialize_is_answered_and_the_server_stays_up() {
+    let list = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+    let init = json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let input = format!(
+        "this is not json\n{}\n{initialized}\n{init}\n{initialized}\n{}\n",
+        list(1),
+        list(4)
+    );
+    let session = serve_stdio_on(Some(&input)).await;
+    assert!(
+        session.status.success(),
+        "{:?}\n{}",
+        session.status,
+        session.stderr
+    );
+    assert!(!session.stderr.contains("internal"), "{}", session.stderr);
+
+    let by_id = |id: Value| {
+        session
+            .replies
+            .iter()
+            .find(|r| r.get("id") == Some(&id) || (id.is_null() && r.get("id").is_none()))
+            .unwrap_or_else(|| panic!("no reply {id} in {:?}", session.replies))
+            .clone()
+    };
+    let parse = by_id(Value::Null);
+    assert_eq!(parse["error"]["code"], -32700, "{parse}");
+    let early = by_id(json!(1));
+    let message = early["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("`tools/list` before `initialize`: send `initialize` first"),
+        "{message}"
+    );
+    assert_eq!(by_id(json!(3))["result"]["protocolVersion"], "2025-06-18");
+    let tools = by_id(json!(4))["result"]["tools"].as_array().unwrap().len();
+    assert_eq!(tools, 3);
+    assert_eq!(session.replies.len(), 4, "the notification gets no reply");
+    for warning in [
+        "is not JSON",
+        "a request before `initialize`",
+        "a notification before `initialize`",
+    ] {
+        assert!(
+            session
+                .stderr
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains(warning)),
+            "{warning}: {}",
+            session.stderr
+        );
+    }
+}

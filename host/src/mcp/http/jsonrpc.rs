@@ -17,13 +17,15 @@
 //! rmcp's own checks (`Origin`, `Host`, sessions, protocol version) still run
 //! first and decide the status.
 //!
-//! Having the body, the guard also does two things rmcp cannot:
+//! Having the body, the guard also does three things rmcp cannot:
 //!
 //! - an `initialize` takes a session slot first (503 with `Retry-After` and a
 //!   JSON-RPC error naming `serve.max_sessions` when none is free; see
 //!   `sessions.rs`);
 //! - a `tools/call` gets its arguments read by the strict I-JSON parse
-//!   ([`StrictArguments`], carried to the handler as a request extension).
+//!   ([`StrictArguments`], carried to the handler as a request extension);
+//! - an `initialize` carries the version it asks for, which decides whether
+//!   its response stream is primed (`priming.rs`).
 
 use std::sync::Arc;
 
@@ -183,6 +185,17 @@ pub async fn guard(State(state): State<GuardState>, request: Request, next: Next
         if let Some(routed) = routed {
             body = routed.into();
         }
+    }
+    if method == Some("initialize")
+        && let Some(version) = message
+            .as_ref()
+            .and_then(|m| m.pointer("/params/protocolVersion"))
+            .and_then(Value::as_str)
+    {
+        // Whether its response stream is primed (`priming.rs`).
+        parts
+            .extensions
+            .insert(super::priming::Requested(version.to_string()));
     }
     let opens_session =
         method == Some("initialize") && !parts.headers.contains_key("mcp-session-id");

@@ -24,13 +24,15 @@
 //!    `session_idle_s`; past the cap an `initialize` gets 503 with
 //!    `Retry-After` (`sessions.rs`). A client that drops its connection
 //!    mid-call cancels the call. `DELETE` ends a session: `204`, or `404`
-//!    for one not open (`delete.rs`).
+//!    for one not open (`delete.rs`). Streams carry SSE priming events
+//!    only for clients at protocol 2025-11-25 or later (`priming.rs`).
 //! 7. **Calls**: at most `max_concurrent_calls` at once (see
 //!    `admission.rs`).
 
 mod auth;
 mod delete;
 mod jsonrpc;
+mod priming;
 mod sessions;
 
 pub use auth::{BearerToken, MIN_TOKEN_LEN};
@@ -44,7 +46,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use http::{StatusCode, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -210,14 +212,15 @@ fn flatten(joined: Result<std::io::Result<()>, tokio::task::JoinError>) -> Resul
     }
 }
 
-/// rmcp's streamable HTTP service for `server`, with the hygiene settings.
+/// rmcp's streamable HTTP service for `server`, with the hygiene settings,
+/// twice: with and without SSE priming events (`priming.rs`).
 fn mcp_service(
     server: McpServer,
     options: &HttpOptions,
     sessions: Arc<Sessions>,
     hosts: &Option<Vec<String>>,
     shutdown: &CancellationToken,
-) -> StreamableHttpService<McpServer, Sessions> {
+) -> priming::Route {
     let origins = LOOPBACK_ORIGINS
         .iter()
         .map(|o| o.to_string())
@@ -231,7 +234,16 @@ fn mcp_service(
         Some(hosts) => config.with_allowed_hosts(hosts.clone()),
         None => config.disable_allowed_hosts(),
     };
-    StreamableHttpService::new(move || Ok(server.clone()), sessions, config)
+    let plain = config.clone().with_sse_retry(None);
+    let service = |config| {
+        let server = server.clone();
+        StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config)
+    };
+    priming::Route {
+        primed: service(config),
+        plain: service(plain),
+        sessions: sessions.clone(),
+    }
 }
 
 /// The `Host` values served, `None` for any: on loopback the loopback names
@@ -263,10 +275,14 @@ fn router(
         sessions: sessions.clone(),
     };
     let mcp = Router::new()
-        .route_service(
-            "/mcp",
-            mcp_service(server.clone(), options, sessions.clone(), &hosts, shutdown),
-        )
+        .route("/mcp", any(priming::route))
+        .with_state(mcp_service(
+            server.clone(),
+            options,
+            sessions.clone(),
+            &hosts,
+            shutdown,
+        ))
         .layer(middleware::from_fn_with_state(guard, jsonrpc::guard))
         .layer(middleware::from_fn_with_state(
             sessions.clone(),

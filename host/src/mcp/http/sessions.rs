@@ -26,9 +26,26 @@
 //! client that cancels sends. The handler's cancellation token fires, the
 //! call is counted as cancelled, its admission slot is freed, and a call not
 //! yet started never starts.
+//!
+//! **A session that ends cancels its calls.** When a session is closed (a
+//! client's `DELETE`, an idle timeout) while a request is still pending,
+//! rmcp's service stops reading, lets the handler finish, and then fails to
+//! send the response into the closed session, logging `ERROR rmcp::service:
+//! failed to send pending response during drain error=channel closed`. A
+//! client that ends its session mid-call is not an error, and the call it no
+//! longer waits for should stop, as on a disconnect. So closing a session
+//! first sends it a `notifications/cancelled` for each request still
+//! pending, in order ahead of the close: rmcp cancels those calls and drops
+//! their responses quietly. (A tracing filter on rmcp's target would also
+//! hide the line, but with it every genuine send failure of rmcp's, and the
+//! call would run on for nobody.)
+//!
+//! **Priming.** Each session remembers whether its negotiated version gets
+//! SSE priming events; a session of an older one has them taken out of its
+//! streams (`priming.rs`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -37,7 +54,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use rmcp::model::{
     CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification,
-    JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+    JsonRpcMessage, RequestId, ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionHandle, LocalSessionManager, LocalSessionManagerError, SessionConfig,
@@ -46,6 +63,8 @@ use rmcp::transport::streamable_http_server::session::{
     EventStore, RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::priming::{self, WithoutPriming};
 
 tokio::task_local! {
     /// The slot the `/mcp` guard reserved for the session this request may
@@ -71,9 +90,27 @@ pub enum SessionsError {
 pub struct Sessions {
     inner: LocalSessionManager,
     slots: Arc<Semaphore>,
-    /// Each open session's slot, released when rmcp closes it.
-    held: Mutex<HashMap<SessionId, OwnedSemaphorePermit>>,
+    /// Each open session, its slot released when rmcp closes it.
+    held: Mutex<HashMap<SessionId, Open>>,
     limit: u32,
+}
+
+/// What the wrapper keeps of an open session.
+#[derive(Debug)]
+struct Open {
+    _slot: OwnedSemaphorePermit,
+    /// Whether its negotiated version gets priming events.
+    primes: bool,
+    /// Its requests whose responses have not gone out yet.
+    pending: Pending,
+}
+
+/// Requests of one session awaiting their responses.
+type Pending = Arc<Mutex<HashSet<RequestId>>>;
+
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Entries are added and removed whole: a poisoned set is consistent.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A slot taken for a session not yet created.
@@ -126,9 +163,14 @@ impl Sessions {
         )
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, OwnedSemaphorePermit>> {
-        // A panic while holding the map cannot leave it inconsistent.
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Open>> {
+        lock(&self.held)
+    }
+
+    /// Whether session `id` gets priming events (`false` when it is not
+    /// open).
+    pub fn primes(&self, id: &str) -> bool {
+        self.held().get(id).is_some_and(|open| open.primes)
     }
 
     /// Whether the session `id` is open (not ended, not idled out).
@@ -161,7 +203,12 @@ impl SessionManager for Sessions {
                 .map_err(|_| SessionsError::Full { limit: self.limit })?,
         };
         let (id, transport) = self.inner.create_session().await?;
-        self.held().insert(id.clone(), slot);
+        let open = Open {
+            _slot: slot,
+            primes: false,
+            pending: Pending::default(),
+        };
+        self.held().insert(id.clone(), open);
         Ok((id, transport))
     }
 
@@ -170,7 +217,14 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        Ok(self.inner.initialize_session(id, message).await?)
+        let response = self.inner.initialize_session(id, message).await?;
+        if let JsonRpcMessage::Response(response) = &response
+            && let ServerResult::InitializeResult(result) = &response.result
+            && let Some(open) = self.held().get_mut(id)
+        {
+            open.primes = priming::primes(result.protocol_version.as_str());
+        }
+        Ok(response)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
@@ -178,11 +232,24 @@ impl SessionManager for Sessions {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
-        let closed = self.inner.close_session(id).await;
         // rmcp calls this for every session that ends (idle timeout, DELETE,
         // shutdown), so the slot always comes back.
-        self.held().remove(id);
-        Ok(closed?)
+        let open = self.held().remove(id);
+        let pending: Vec<RequestId> = open
+            .map(|open| lock(&open.pending).drain().collect())
+            .unwrap_or_default();
+        if !pending.is_empty()
+            && let Some(handle) = self.handle(id).await
+        {
+            // Ahead of the close on the session's own queue (module docs).
+            for request_id in pending {
+                tracing::debug!(%request_id, "the session ended; cancelling its request");
+                let _ = handle
+                    .push_message(cancelled(request_id, "the session ended"), None)
+                    .await;
+            }
+        }
+        Ok(self.inner.close_session(id).await?)
     }
 
     async fn create_stream(
@@ -190,16 +257,31 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        let watch = match &message {
-            JsonRpcMessage::Request(request) => self
-                .handle(id)
-                .await
-                .map(|handle| (handle, request.id.clone())),
+        let (primes, pending) = match self.held().get(id) {
+            Some(open) => (open.primes, Some(open.pending.clone())),
+            None => (false, None),
+        };
+        let watch = match (&message, pending) {
+            (JsonRpcMessage::Request(request), Some(pending)) => {
+                self.handle(id).await.map(|handle| Watch {
+                    handle,
+                    id: request.id.clone(),
+                    pending,
+                })
+            }
             _ => None,
         };
         let stream = self.inner.create_stream(id, message).await?;
+        if let Some(watch) = &watch {
+            lock(&watch.pending).insert(watch.id.clone());
+        }
+        let inner: SseStream = if primes {
+            Box::pin(stream)
+        } else {
+            Box::pin(WithoutPriming::new(Box::pin(stream)))
+        };
         Ok(CancelOnDisconnect {
-            inner: Box::pin(stream),
+            inner,
             pending: watch,
         })
     }
@@ -224,7 +306,14 @@ impl SessionManager for Sessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.resume(id, last_event_id).await?)
+        let primes = self.held().get(id.as_ref()).is_some_and(|open| open.primes);
+        let stream = Box::pin(self.inner.resume(id, last_event_id).await?);
+        let stream: SseStream = if primes {
+            stream
+        } else {
+            Box::pin(WithoutPriming::new(stream))
+        };
+        Ok(stream)
     }
 
     async fn restore_session(
@@ -246,8 +335,34 @@ type SseStream = Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync>>;
 /// cancels the request in its session.
 struct CancelOnDisconnect {
     inner: SseStream,
-    /// The session and the request still waiting for its response.
-    pending: Option<(LocalSessionHandle, RequestId)>,
+    /// The request still waiting for its response.
+    pending: Option<Watch>,
+}
+
+/// A request awaiting its response: its session, its id, and the session's
+/// set of such requests it is listed in until answered.
+struct Watch {
+    handle: LocalSessionHandle,
+    id: RequestId,
+    pending: Pending,
+}
+
+impl Watch {
+    /// No longer pending: answered, or its cancellation is on its way.
+    fn settle(self) -> (LocalSessionHandle, RequestId) {
+        lock(&self.pending).remove(&self.id);
+        (self.handle, self.id)
+    }
+}
+
+/// `notifications/cancelled` for `request_id`.
+fn cancelled(request_id: RequestId, reason: &str) -> ClientJsonRpcMessage {
+    ClientJsonRpcMessage::notification(ClientNotification::CancelledNotification(
+        CancelledNotification::new(CancelledNotificationParam::new(
+            Some(request_id),
+            Some(reason.into()),
+        )),
+    ))
 }
 
 impl Stream for CancelOnDisconnect {
@@ -264,12 +379,16 @@ impl Stream for CancelOnDisconnect {
                     }
                     _ => false,
                 });
-                if answered {
-                    self.pending = None;
+                if answered && let Some(watch) = self.pending.take() {
+                    watch.settle();
                 }
             }
             // The session ended the stream itself: nothing left to cancel.
-            Poll::Ready(None) => self.pending = None,
+            Poll::Ready(None) => {
+                if let Some(watch) = self.pending.take() {
+                    watch.settle();
+                }
+            }
             Poll::Pending => {}
         }
         polled
@@ -278,25 +397,21 @@ impl Stream for CancelOnDisconnect {
 
 impl CancelOnDisconnect {
     fn request_id(&self) -> Option<&RequestId> {
-        self.pending.as_ref().map(|(_, id)| id)
+        self.pending.as_ref().map(|watch| &watch.id)
     }
 }
 
 impl Drop for CancelOnDisconnect {
     fn drop(&mut self) {
-        let Some((handle, request_id)) = self.pending.take() else {
+        let Some(watch) = self.pending.take() else {
             return;
         };
+        let (handle, request_id) = watch.settle();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         tracing::debug!(%request_id, "the client disconnected; cancelling its request");
-        let cancel = ClientJsonRpcMessage::notification(ClientNotification::CancelledNotification(
-            CancelledNotification::new(CancelledNotificationParam::new(
-                Some(request_id),
-                Some("the client disconnected".into()),
-            )),
-        ));
+        let cancel = cancelled(request_id, "the client disconnected");
         runtime.spawn(async move {
             // The session may be gone already; then so is the request.
             let _ = handle.push_message(cancel, None).await;

@@ -6,33 +6,59 @@
 //! floods its logs therefore cannot corrupt the stream.
 //!
 //! rmcp's line transport reads and parses stdin; a tap between stdin and it
-//! sees each line first and reads every `tools/call` with the strict I-JSON
-//! parse (`strict.rs`), keyed by the request's id. When rmcp hands over the
-//! parsed request, [`Strict`] attaches that reading to it, so the handler
-//! refuses a duplicate name or an inexact number exactly as over HTTP.
+//! (`tap.rs`) sees each line first and reads every `tools/call` with the
+//! strict I-JSON parse (`strict.rs`), keyed by the request's id. When rmcp
+//! hands over the parsed request, [`Strict`] attaches that reading to it, so
+//! the handler refuses a duplicate name or an inexact number exactly as over
+//! HTTP.
+//!
+//! **Misuse is answered, not fatal.** rmcp ignores a line that is not JSON
+//! without a word, and ends its handshake (so the process, as `internal`)
+//! on a notification or response before `initialize`. Here a non-JSON line
+//! gets a `-32700` parse error (the tap takes it out of rmcp's way), a
+//! message before the lifecycle has begun is dropped or answered
+//! (`lifecycle.rs`), each with a warning on stderr, and the server waits on
+//! for a proper `initialize`.
+//!
+//! **A client that leaves is a clean exit.** One that closes stdin before
+//! `initialize` (a 2026-07-28 client that only sent `server/discover`, or
+//! `serve --stdio </dev/null`) ends the server with success, as one that
+//! closes after a session does; a failure to write stdout is still an
+//! error.
+
+mod lifecycle;
+mod tap;
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use rmcp::model::{ClientRequest, GetExtensions, JsonRpcMessage, RequestId};
-use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::model::{ClientRequest, ErrorData, GetExtensions, JsonRpcMessage, RequestId};
+use rmcp::service::{RxJsonRpcMessage, ServerInitializeError, TxJsonRpcMessage};
 use rmcp::transport::Transport;
-use rmcp::transport::async_rw::{AsyncRwTransport, DEFAULT_MAX_LINE_LENGTH};
-use rmcp::{RoleServer, ServiceExt};
-use tokio::io::{AsyncRead, ReadBuf};
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::{RoleServer, ServerHandler, ServiceExt};
+use tokio::io::AsyncRead;
+use tokio::sync::Notify;
 
-use super::strict::{self, StrictArguments};
+use super::handler::LOG_TARGET;
+use super::strict::StrictArguments;
 use super::{McpServer, ServeError};
+use lifecycle::Lifecycle;
+use tap::Tap;
 
 /// Serves one client on stdin/stdout until it closes stdin.
 pub async fn serve_stdio(server: McpServer) -> Result<(), ServeError> {
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
-    let running = server
-        .serve(Strict::new(stdin, stdout))
-        .await
-        .map_err(|e| ServeError::Handshake(e.to_string()))?;
+    let versions = ServerHandler::supported_protocol_versions(&server).into_owned();
+    let running = match server.serve(Strict::new(stdin, stdout, versions)).await {
+        Ok(running) => running,
+        // End of input before a lifecycle began: the client is done.
+        Err(ServerInitializeError::ConnectionClosed(_)) => {
+            tracing::debug!(target: LOG_TARGET, "the client closed stdin before initializing");
+            return Ok(());
+        }
+        Err(e) => return Err(ServeError::Handshake(e.to_string())),
+    };
     running
         .waiting()
         .await
@@ -43,15 +69,36 @@ pub async fn serve_stdio(server: McpServer) -> Result<(), ServeError> {
 /// Strict readings of `tools/call` lines not yet handed over, in order.
 type Readings = Arc<Mutex<VecDeque<(RequestId, StrictArguments)>>>;
 
-fn lock(readings: &Readings) -> std::sync::MutexGuard<'_, VecDeque<(RequestId, StrictArguments)>> {
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Entries are pushed and popped whole: a poisoned queue is consistent.
-    readings.lock().unwrap_or_else(|e| e.into_inner())
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Lines the tap took out of the stream as not JSON, each as serde_json's
+/// reason, waiting for their parse error; `notify` wakes the receiver.
+#[derive(Default)]
+struct NotJson {
+    lines: Mutex<VecDeque<String>>,
+    notify: Notify,
+}
+
+impl NotJson {
+    fn push(&self, reason: String) {
+        lock(&self.lines).push_back(reason);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Vec<String> {
+        lock(&self.lines).drain(..).collect()
+    }
 }
 
 /// rmcp's line transport over a tapped reader.
 pub struct Strict<R: AsyncRead + Unpin + Send, W: tokio::io::AsyncWrite + Unpin + Send + 'static> {
     inner: AsyncRwTransport<RoleServer, Tap<R>, W>,
     readings: Readings,
+    not_json: Arc<NotJson>,
+    lifecycle: Lifecycle,
 }
 
 impl<R, W> Strict<R, W>
@@ -59,12 +106,42 @@ where
     R: AsyncRead + Unpin + Send,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    pub fn new(read: R, write: W) -> Self {
+    /// A transport over `read` and `write` for a server speaking
+    /// `versions` (what decides whether a request starts a 2026-07-28
+    /// lifecycle, see `lifecycle.rs`).
+    pub fn new(read: R, write: W, versions: Vec<rmcp::model::ProtocolVersion>) -> Self {
         let readings = Readings::default();
-        let tap = Tap::new(read, readings.clone());
+        let not_json = Arc::new(NotJson::default());
+        let tap = Tap::new(read, readings.clone(), not_json.clone());
         Strict {
             inner: AsyncRwTransport::new_server(tap, write),
             readings,
+            not_json,
+            lifecycle: Lifecycle::new(versions),
+        }
+    }
+
+    /// The parse errors owed for lines that were not JSON. Spawned, so a
+    /// `receive` cancelled by rmcp's select loop cannot lose one; awaited
+    /// (`wait`) at the end of input, before rmcp closes stdout.
+    async fn answer_not_json(&mut self, wait: bool) {
+        for reason in self.not_json.take() {
+            tracing::warn!(
+                target: LOG_TARGET,
+                "a line on stdin is not JSON ({reason}); answered with a parse error"
+            );
+            let error = ErrorData::parse_error(format!("parse error: {reason}"), None);
+            let sent = self
+                .inner
+                .send(TxJsonRpcMessage::<RoleServer>::error(error, None));
+            if wait {
+                let _ = sent.await;
+            } else {
+                tokio::spawn(async move {
+                    // Fails only when stdout is gone, and then so is the client.
+                    let _ = sent.await;
+                });
+            }
         }
     }
 }
@@ -78,13 +155,30 @@ where
 
     fn send(
         &mut self,
-        item: TxJsonRpcMessage<RoleServer>,
+        mut item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.lifecycle.word_refusal(&mut item);
         self.inner.send(item)
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
-        let mut message = self.inner.receive().await?;
+        let mut message = loop {
+            self.answer_not_json(false).await;
+            let not_json = self.not_json.clone();
+            // rmcp's `receive` is cancel-safe (a partial line stays buffered).
+            let received = tokio::select! {
+                biased;
+                () = not_json.notify.notified() => continue,
+                received = self.inner.receive() => received,
+            };
+            let Some(message) = received else {
+                self.answer_not_json(true).await;
+                return None;
+            };
+            if self.lifecycle.admit(&message) {
+                break message;
+            }
+        };
         if let JsonRpcMessage::Request(request) = &mut message
             && let ClientRequest::CallToolRequest(_) = &request.request
         {
@@ -102,164 +196,5 @@ where
 
     fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         self.inner.close()
-    }
-}
-
-/// A reader that hands rmcp whole lines, each `tools/call` read strictly
-/// first (and, when only a surrogate escape kept serde_json from reading it,
-/// rewritten to the same-length routable copy, see `strict.rs`).
-struct Tap<R> {
-    inner: R,
-    /// The line so far, held until its newline (a line past rmcp's own limit
-    /// is passed through unread, as rmcp drops it).
-    line: Vec<u8>,
-    oversized: bool,
-    /// Bytes scanned and ready for rmcp, from `at`.
-    ready: Vec<u8>,
-    at: usize,
-    readings: Readings,
-}
-
-impl<R> Tap<R> {
-    fn new(inner: R, readings: Readings) -> Self {
-        Tap {
-            inner,
-            line: Vec::new(),
-            oversized: false,
-            ready: Vec::new(),
-            at: 0,
-            readings,
-        }
-    }
-
-    fn scan(&mut self, bytes: &[u8]) {
-        for piece in bytes.split_inclusive(|b| *b == b'\n') {
-            let ends = piece.ends_with(b"\n");
-            if self.oversized {
-                self.ready.extend_from_slice(piece);
-            } else if self.line.len() + piece.len() > DEFAULT_MAX_LINE_LENGTH {
-                self.oversized = true;
-                self.ready.append(&mut self.line);
-                self.ready.extend_from_slice(piece);
-            } else {
-                self.line.extend_from_slice(piece);
-                if ends {
-                    self.read_line();
-                    self.ready.append(&mut self.line);
-                }
-            }
-            if ends {
-                self.oversized = false;
-            }
-        }
-    }
-
-    /// Reads the held line if it may be a `tools/call`.
-    fn read_line(&mut self) {
-        let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if !text.windows(10).any(|w| w == b"tools/call") {
-            return;
-        }
-        let Some((message, rewritten)) = strict::routable(text) else {
-            return;
-        };
-        if !strict::is_tool_call(&message) {
-            return;
-        }
-        let Some(id) = message
-            .get("id")
-            .and_then(|id| serde_json::from_value::<RequestId>(id.clone()).ok())
-        else {
-            return;
-        };
-        let reading = StrictArguments::read(text);
-        lock(&self.readings).push_back((id, reading));
-        if let Some(rewritten) = rewritten {
-            self.line[..rewritten.len()].copy_from_slice(&rewritten);
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            let this = &mut *self;
-            if this.at < this.ready.len() {
-                let n = buf.remaining().min(this.ready.len() - this.at);
-                buf.put_slice(&this.ready[this.at..this.at + n]);
-                this.at += n;
-                if this.at == this.ready.len() {
-                    this.ready.clear();
-                    this.at = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            let mut chunk = [0u8; 8192];
-            let mut read = ReadBuf::new(&mut chunk);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    // End of input: a last line without its newline goes on
-                    // as it is (rmcp reads it at end of input too).
-                    if this.line.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
-                    this.read_line();
-                    this.ready.append(&mut this.line);
-                }
-                Poll::Ready(Ok(())) => this.scan(read.filled()),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tap_reads_tool_calls_split_across_reads() {
-        let mut tap = Tap::new(tokio::io::empty(), Readings::default());
-        let dup = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"a","message":"b"}}}"#;
-        let ping = br#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#;
-        let (head, tail) = dup.split_at(40);
-        tap.scan(head);
-        tap.scan(tail);
-        tap.scan(b"\r\n");
-        tap.scan(ping);
-        tap.scan(b"\n");
-        let readings = lock(&tap.readings).clone();
-        assert_eq!(readings.len(), 1, "only the tools/call is read");
-        let (id, reading) = &readings[0];
-        assert_eq!(*id, RequestId::Number(7));
-        let e = reading.0.clone().expect_err("a duplicate name");
-        assert_eq!(e.path, "/message");
-    }
-
-    #[tokio::test]
-    async fn the_tap_hands_on_every_line_and_routes_a_lone_surrogate() {
-        use tokio::io::AsyncReadExt;
-        let surrogate = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"\ud800"}}}"#;
-        let ping = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
-        let sent = format!("{surrogate}\n{ping}\n{ping}");
-        let readings = Readings::default();
-        let mut handed = Vec::new();
-        Tap::new(sent.as_bytes(), readings.clone())
-            .read_to_end(&mut handed)
-            .await
-            .unwrap();
-        let expected = sent.replacen(r"\ud800", r"\ufffd", 1);
-        assert_eq!(String::from_utf8(handed).unwrap(), expected);
-        let readings = lock(&readings).clone();
-        assert_eq!(readings.len(), 1);
-        assert_eq!(readings[0].0, RequestId::Number(9));
-        let e = readings[0].1.0.clone().expect_err("a lone surrogate");
-        assert_eq!(e.path, "/message");
     }
 }
