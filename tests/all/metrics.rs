@@ -194,24 +194,9 @@ async fn the_breaker_gauge_reads_what_model_list_reads_before_during_and_after_a
     crate::support::write_trusted_config(
         dir.path(),
         &format!(
-            r#"
-[[models]]
-name = "primary"
-provider = "anthropic"
-model = "claude-sonnet-4-5"
-base_url = "{}"
-api_key_env = "TOOLHOST_TEST_KEY"
-
-[retry]
-max_attempts = 5
-base_delay_ms = 1
-max_delay_ms = 4
-
-[breaker]
-consecutive_failures = 5
-open_ms = 4000
-"#,
-            primary.anthropic_url()
+            "{}[retry]\nmax_attempts = 5\nbase_delay_ms = 1\nmax_delay_ms = 4\n\n\
+             [breaker]\nconsecutive_failures = 5\nopen_ms = 4000\n",
+            primary.model_entry("primary", "anthropic")
         ),
     );
     let vars = [("TOOLHOST_TEST_KEY", "sk-breaker-test-key")];

@@ -318,30 +318,9 @@ async fn an_agent_run_shows_its_retries_and_fallback_under_one_turn_and_a_resume
     write_trusted_config(
         dir.path(),
         &format!(
-            r#"
-[[models]]
-name = "primary"
-provider = "anthropic"
-model = "claude-sonnet-4-5"
-base_url = "{}"
-api_key_env = "TOOLHOST_TEST_KEY"
-
-[[models]]
-name = "backup"
-provider = "openai"
-model = "gpt-4o"
-base_url = "{}"
-api_key_env = "TOOLHOST_TEST_KEY"
-
-[retry]
-base_delay_ms = 1
-max_delay_ms = 4
-
-[telemetry]
-otlp_endpoint = {:?}
-"#,
-            primary.anthropic_url(),
-            backup.openai_url(),
+            "{}{}[retry]\nbase_delay_ms = 1\nmax_delay_ms = 4\n\n[telemetry]\notlp_endpoint = {:?}\n",
+            primary.model_entry("primary", "anthropic"),
+            backup.model_entry("backup", "openai"),
             otlp.base
         ),
     );

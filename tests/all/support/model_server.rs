@@ -182,6 +182,21 @@ impl ModelServer {
     }
 
     /// Queues steps for the next requests, in order.
+    /// A `[[models]]` entry named `name` on this server: Anthropic's wire
+    /// format for `claude-sonnet-4-5`, OpenAI's for `gpt-4o`, its key read
+    /// from `TOOLHOST_TEST_KEY`.
+    pub fn model_entry(&self, name: &str, provider: &str) -> String {
+        let (model, url) = match provider {
+            "anthropic" => ("claude-sonnet-4-5", self.anthropic_url()),
+            "openai" => ("gpt-4o", self.openai_url()),
+            other => panic!("no wire format `{other}`"),
+        };
+        format!(
+            "[[models]]\nname = {name:?}\nprovider = {provider:?}\nmodel = {model:?}\n\
+             base_url = {url:?}\napi_key_env = \"TOOLHOST_TEST_KEY\"\n\n"
+        )
+    }
+
     pub fn push(&self, steps: impl IntoIterator<Item = Step>) {
         self.state.script.lock().unwrap().extend(steps);
     }
