@@ -187,18 +187,7 @@ fn tools_list_and_inspect() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "calc",
-            "echo",
-            "http_fetch",
-            "jq",
-            "markdown",
-            "notes",
-            "slow"
-        ]
-    );
+    assert_eq!(names, crate::support::BUILT_IN_TOOLS);
     assert_eq!(v["load_errors"], json!([]));
 
     let out = toolhost(dir.path(), &["tools", "inspect", "jq", "--json"]);

@@ -329,15 +329,7 @@ fn a_copied_binary_runs_from_anywhere_with_its_builtin_tools() {
     let names: Vec<_> = tools.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        [
-            "calc",
-            "echo",
-            "http_fetch",
-            "jq",
-            "markdown",
-            "notes",
-            "slow"
-        ],
+        crate::support::BUILT_IN_TOOLS,
         "the examples and nothing else (no hostile or test-kit tool)"
     );
     for (name, (origin, path)) in &tools {

@@ -9,6 +9,17 @@ use std::time::{Duration, Instant};
 
 use toolhost::sandbox::{CallError, CallOutput, CallRequest, Overrides, Sandbox, SandboxOptions};
 
+/// The tools the binary embeds (the examples), in name order.
+pub const BUILT_IN_TOOLS: &[&str] = &[
+    "calc",
+    "echo",
+    "http_fetch",
+    "jq",
+    "markdown",
+    "notes",
+    "slow",
+];
+
 pub fn examples_dir() -> PathBuf {
     PathBuf::from(toolhost::sandbox::EXAMPLES_DIR)
 }
