@@ -177,7 +177,7 @@ async fn within_budget(
 mod tests {
     use super::*;
     use crate::model::Scripted;
-    use crate::resilience::TokioClock;
+    use crate::clock::ManualClock;
 
     #[test]
     fn backoff_is_full_jitter_under_a_growing_capped_ceiling() {
@@ -211,13 +211,14 @@ mod tests {
         assert!(!p.is_retryable(&e));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_loop_sleeps_on_the_injected_clock() {
         let turns = serde_json::from_str(
             r#"[{"fault": "overloaded"}, {"fault": "rate_limited", "retry_after_ms": 5000}, {"text": "ok"}]"#,
         )
         .unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock::default());
+        let manual = ManualClock::new();
+        let clock: Arc<dyn Clock> = Arc::new(manual.clone());
         let retry = Retry::new(
             Scripted::new("s", turns),
             RetryPolicy::default(),
@@ -225,13 +226,15 @@ mod tests {
             3,
         );
         let cx = CallContext::new(clock, Duration::from_secs(120));
-        let start = tokio::time::Instant::now();
         let r = retry.chat(&ChatRequest::user("x"), &cx).await.unwrap();
         assert_eq!(r.text, "ok");
         let report = cx.report();
-        let slept: u64 = report.retries.iter().map(|r| r.delay_ms).sum();
-        // On the paused clock, the request took exactly its sleeps.
-        assert_eq!(ms(start.elapsed()), slept);
+        // Every backoff went through the injected clock, one sleep a
+        // retry, each exactly the delay the report names.
+        let slept: Vec<u64> = manual.sleeps().iter().map(|d| ms(*d)).collect();
+        let reported: Vec<u64> = report.retries.iter().map(|r| r.delay_ms).collect();
+        assert_eq!(slept, reported);
+        assert_eq!(ms(manual.now()), reported.iter().sum::<u64>());
         assert!(
             report.retries[1].delay_ms >= 5_000,
             "Retry-After is a floor"
