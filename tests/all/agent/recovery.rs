@@ -98,9 +98,23 @@ fn run_and_kill(world: &World, config: &str, id: &str, after: Duration) -> bool 
 
 #[test]
 fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
+    adopts_every_run(Backend::Sqlite, 1, false);
+}
+
+/// Three servers on one PostgreSQL, one of them SIGKILLed (and a fresh one
+/// started) after every second run: the runs it drove are adopted by the
+/// others once its lease passes, each by one server at a time (the fence:
+/// a step row is written once, and no turn is asked of the model twice
+/// beyond what each kill interrupted).
+#[test]
+fn three_servers_on_one_postgres_share_the_runs_of_dead_owners_servers_included() {
+    adopts_every_run(Backend::Postgres, 3, true);
+}
+
+fn adopts_every_run(backend: Backend, servers: usize, kill_servers: bool) {
     let runs = env_or("TOOLHOST_RECOVERY_RUNS", 6) as usize;
     let seed = env_or("TOOLHOST_RECOVERY_SEED", 0x5eed_0023);
-    let mut world = World::on(Backend::Sqlite);
+    let mut world = World::on(backend);
     world.own_tools(&["notes"]);
     let script_path = world.script("script.json", &script());
     let config = world.write_config(&scripted_entry("m", &script_path));
@@ -110,11 +124,13 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
         &["--config", &config, "--json", "runs", "list"],
     );
     assert!(out.status.success(), "{out:?}");
-    let serve = Serve::start(world.path(), &["--config", &config], &[]);
+    let start_server = || Serve::start(world.path(), &["--config", &config], &[]);
+    let mut fleet: Vec<Serve> = (0..servers).map(|_| start_server()).collect();
+    let mut logs: Vec<String> = Vec::new();
 
     let mut rng = StdRng::seed_from_u64(seed);
     let run_ms = TURN_MS * (STEPS as u64 + 1);
-    let (mut killed, mut in_doubt) = (0, 0);
+    let (mut killed, mut servers_killed, mut in_doubt) = (0, 0, 0);
     let mut adoption = Vec::new();
     for i in 1..=runs {
         let id = format!("r{i}");
@@ -124,13 +140,29 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
         killed += usize::from(was_running);
         // Adopted (a second session) or finished by itself, then completed.
         let mut adopted_after = None;
+        let mut server_kill_at = (kill_servers && i % 2 == 0)
+            .then(|| died + Duration::from_millis(rng.random_range(0..run_ms)));
         let v = loop {
+            if let Some(at) = server_kill_at
+                && Instant::now() >= at
+            {
+                // SIGKILL one server (maybe the one driving this run), and
+                // start a fresh one in its place.
+                let victim = rng.random_range(0..fleet.len());
+                let mut dead = fleet.swap_remove(victim);
+                dead.kill();
+                logs.extend(dead.lines());
+                fleet.push(start_server());
+                servers_killed += 1;
+                server_kill_at = None;
+            }
             let v = show(&world, &config, &id);
             if adopted_after.is_none() && v["sessions"].as_u64() >= Some(2) {
                 adopted_after = Some(died.elapsed());
             }
             match v["status"].as_str() {
-                Some("completed") => break v,
+                Some("completed") if server_kill_at.is_none() => break v,
+                Some("completed") => {}
                 Some("failed") => {
                     // In doubt: resolve as an operator, then resume.
                     let reason = v["reason"].as_str().unwrap();
@@ -143,11 +175,15 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
                         &["--config", &config, "cache", "resolve", &key, decision],
                     );
                     assert!(out.status.success(), "{out:?}");
-                    let out = toolhost(
-                        world.path(),
+                    let out = super::ownership::until_free(
+                        &world,
                         &["--config", &config, "--json", "agent", "resume", &id],
                     );
-                    assert!(out.status.success(), "{out:?}");
+                    let resumed = stdout_json(&out);
+                    assert!(
+                        out.status.success() || resumed["error"]["kind"] == "run_completed",
+                        "{out:?}"
+                    );
                     in_doubt += 1;
                 }
                 Some("running" | "interrupted") => {}
@@ -156,7 +192,7 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
             assert!(
                 died.elapsed() < FINISH_WAIT,
                 "run {id} was not finished within {FINISH_WAIT:?}: {v}\n{:#?}",
-                serve.lines()
+                fleet.iter().map(Serve::lines).collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -167,6 +203,9 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
             });
             adoption.push(after);
         }
+    }
+    for server in &fleet {
+        logs.extend(server.lines());
     }
 
     // Every effect exactly once: one line per (run, step, call) key.
@@ -182,32 +221,37 @@ fn a_server_adopts_every_run_whose_cli_owner_was_sigkilled_on_sqlite() {
         by_key.values().all(|n| *n == 1),
         "a line twice: {by_key:#?}"
     );
+    // Each step journaled once: one final model row per (run, step).
+    assert_eq!(
+        world.rows("SELECT 1 FROM steps WHERE kind = 'model' AND final = true"),
+        runs * (STEPS + 1)
+    );
     // No journaled step asked again: every run's STEPS + 1 turns, plus at
-    // most the one request each kill interrupted.
+    // most the one request each kill (of a CLI or of a server) interrupted.
     let requests = std::fs::read_to_string(world.path().join("requests.log"))
         .unwrap_or_default()
         .lines()
         .count();
+    let kills = killed + servers_killed;
     assert!(
-        requests >= runs * (STEPS + 1) && requests <= runs * (STEPS + 1) + killed,
-        "{requests} model requests for {runs} runs of {} turns and {killed} kills",
+        requests >= runs * (STEPS + 1) && requests <= runs * (STEPS + 1) + kills,
+        "{requests} model requests for {runs} runs of {} turns and {kills} kills",
         STEPS + 1
     );
-    let adopted_by_server = serve
-        .lines()
+    let adopted_by_servers = logs
         .iter()
         .filter(|l| l.contains("adopting an interrupted run"))
         .count();
     assert!(
-        adopted_by_server >= adoption.len(),
-        "the server logged {adopted_by_server} adoptions for {} runs killed mid-run",
+        adopted_by_servers >= adoption.len(),
+        "the servers logged {adopted_by_servers} adoptions for {} runs killed mid-run",
         adoption.len()
     );
     adoption.sort();
     eprintln!(
-        "recovery (SQLite): {runs} runs (seed {seed:#x}), {killed} killed mid-run, \
-         {in_doubt} in-doubt calls resolved; owner death to adoption: {:?}",
-        adoption
+        "recovery ({backend:?}, {servers} server(s)): {runs} runs (seed {seed:#x}), {killed} killed \
+         mid-run, {servers_killed} servers killed, {in_doubt} in-doubt calls resolved; owner death \
+         to adoption: {adoption:?}"
     );
     assert!(
         killed * 2 >= runs,
