@@ -21,12 +21,13 @@
 //! loop, resume, ownership), `session` (one session's counts and budgets), `turn` (one model turn, served or
 //! live), `tools` (the offered tools, their breakers, one call and its
 //! degradation to an error result, and a step's tool phase), `record` (the
-//! journal rows), `replay` (the journal only, reporting divergence), `event`
+//! journal rows), `recover` (a server adopting the runs of dead owners), `replay` (the journal only, reporting divergence), `event`
 //! (progress for the CLI).
 
 mod digest;
 mod event;
 mod record;
+mod recover;
 mod replay;
 mod run;
 mod session;
@@ -35,6 +36,7 @@ mod turn;
 
 pub use digest::{Digests, change_list};
 pub use event::{Event, Observer, Silent};
+pub use recover::Recovery;
 pub use replay::{Divergence, ReplayReport};
 pub use run::{Agent, AgentOptions, ResumeOptions, RunOutcome};
 

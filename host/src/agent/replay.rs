@@ -58,7 +58,7 @@ impl Agent {
             .get_run(run_id)
             .await?
             .ok_or_else(|| AgentError::NoSuchRun(run_id.to_string()))?;
-        if run.status == RunStatus::Running {
+        if run.status.is_unfinished() {
             return Err(AgentError::NotFinished {
                 id: run.id,
                 status: run.status,

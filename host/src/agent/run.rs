@@ -98,6 +98,9 @@ pub struct Agent {
     pub(crate) system: String,
     pub(super) observer: Arc<dyn Observer>,
     pub(super) cancel: Option<watch::Receiver<bool>>,
+    /// Whether `cancel` hands the run back (`running`, no owner) rather
+    /// than ending it `partial`.
+    pub(super) hands_back: bool,
 }
 
 fn new_run_id() -> String {
@@ -124,6 +127,7 @@ impl Agent {
                 .unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
             observer: Arc::new(Silent),
             cancel: None,
+            hands_back: false,
         }
     }
 
@@ -138,6 +142,16 @@ impl Agent {
     /// flight finish first, so their outcomes are journaled.
     pub fn cancel_on(mut self, cancel: watch::Receiver<bool>) -> Self {
         self.cancel = Some(cancel);
+        self.hands_back = false;
+        self
+    }
+
+    /// Like [`Agent::cancel_on`], but the run is handed back rather than
+    /// ended: it stays `running` with no owner, which reads `interrupted`,
+    /// so the next `toolhost serve` adopts it (a server shutting down).
+    pub fn hand_back_on(mut self, cancel: watch::Receiver<bool>) -> Self {
+        self.cancel = Some(cancel);
+        self.hands_back = true;
         self
     }
 

@@ -26,6 +26,17 @@ impl End {
         }
     }
 
+    /// Stopped for a server that is shutting down: the run stays `running`
+    /// with no owner (so it reads `interrupted`), and the next server adopts
+    /// it.
+    pub fn handed_back() -> Self {
+        End {
+            status: RunStatus::Running,
+            reason: None,
+            answer: None,
+        }
+    }
+
     pub fn failed(reason: String) -> Self {
         End {
             status: RunStatus::Failed,

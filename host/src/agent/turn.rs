@@ -63,8 +63,12 @@ impl Agent {
         step: u32,
         request: &ChatRequest,
     ) -> Result<Result<ChatResponse, End>, AgentError> {
-        if let Some(end) = s.budget_stop(step, self.cancel.as_ref().is_some_and(|c| *c.borrow())) {
+        let stop_asked = self.cancel.as_ref().is_some_and(|c| *c.borrow());
+        if let Some(end) = s.budget_stop(step, stop_asked && !self.hands_back) {
             return Ok(Err(end));
+        }
+        if stop_asked {
+            return Ok(Err(End::handed_back()));
         }
         let store = self.store();
         // Breakers other processes (on any host) opened are open here too,
@@ -79,6 +83,9 @@ impl Agent {
         let result = tokio::select! {
             r = tokio::time::timeout(remaining, self.chain.call(request)) => r,
             _ = cancelled(&mut cancel) => {
+                if self.hands_back {
+                    return Ok(Err(End::handed_back()));
+                }
                 return Ok(Err(End::partial(format!(
                     "interrupted during step {step}; resume with `toolhost agent resume {}`",
                     s.run.id

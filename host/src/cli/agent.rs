@@ -61,6 +61,18 @@ pub struct ResumeArgs {
 impl Env {
     /// The model chain, its breakers shared through `store`.
     pub async fn chain(&self, store: &Store) -> Result<Arc<Chain>, Failure> {
+        let chain = self.quiet_chain(store).await?;
+        for (name, var) in chain.skipped() {
+            super::config_check::warn(&format!(
+                "model `{name}` is skipped: its API key variable {var} is not set"
+            ));
+        }
+        Ok(chain)
+    }
+
+    /// The model chain, its breakers as the store has them, without the
+    /// warnings about skipped models (for `serve`, which may never call one).
+    pub async fn quiet_chain(&self, store: &Store) -> Result<Arc<Chain>, Failure> {
         let chain = Chain::builder_from_config(&self.config)
             .map_err(|e| Failure::config(e.to_string()))?
             .breaker_sink(StoreSink::models(store.clone()))
@@ -70,11 +82,6 @@ impl Env {
             .await
             .map_err(|e| Failure::new(1, "store_unavailable", e.to_string()))?;
         chain.adopt_breakers(&states);
-        for (name, var) in chain.skipped() {
-            super::config_check::warn(&format!(
-                "model `{name}` is skipped: its API key variable {var} is not set"
-            ));
-        }
         Ok(Arc::new(chain))
     }
 

@@ -85,7 +85,7 @@ pub mod style {
     pub fn of(word: &str) -> Style {
         match word {
             "ok" | "done" | "completed" | "closed" | "set" => GOOD,
-            "running" | "partial" | "half_open" | "no key" => WARN,
+            "running" | "interrupted" | "partial" | "half_open" | "no key" => WARN,
             "-" | "none needed" => DIM,
             _ => BAD,
         }

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use serde_json::json;
-use toolhost::store::{RunRecord, StepKind, StepRecord};
+use toolhost::store::{RunRecord, RunStatus, StepKind, StepRecord, Store};
 
 use super::human::{self, Table};
 use super::{Env, Failure};
@@ -39,7 +39,13 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
     match cmd {
         RunsCommand::List { limit } => {
             let runs = store.list_runs(limit).await.map_err(store_failure)?;
+            let pickup = match runs.iter().any(|r| r.status == RunStatus::Interrupted) {
+                true => Some(Pickup::ask(env, &store).await?),
+                false => None,
+            };
             if env.json {
+                let runs: Vec<serde_json::Value> =
+                    runs.iter().map(|r| run_json(r, pickup.as_ref())).collect();
                 println!("{}", json!({"ok": true, "runs": runs}));
                 return Ok(());
             }
@@ -64,6 +70,18 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 ]);
             }
             table.print(&[1]);
+            if let Some(p) = &pickup {
+                println!();
+                match &p.server {
+                    Some(server) => {
+                        println!("interrupted runs (their owner died): {server} adopts them")
+                    }
+                    None => println!(
+                        "interrupted runs (their owner died): resume one with `{}`, or start `toolhost serve`, which adopts them",
+                        env.with_flags("toolhost agent resume RUN")
+                    ),
+                }
+            }
             Ok(())
         }
         RunsCommand::Show { run } => {
@@ -77,15 +95,57 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                         .with_kind("not_found")
                 })?;
             let steps = store.steps(&run).await.map_err(store_failure)?;
+            let pickup = match record.status == RunStatus::Interrupted {
+                true => Some(Pickup::ask(env, &store).await?),
+                false => None,
+            };
             if env.json {
                 let steps: Vec<serde_json::Value> = steps.iter().map(step_json).collect();
-                println!("{}", json!({"ok": true, "run": record, "steps": steps}));
+                let run = run_json(&record, pickup.as_ref());
+                println!("{}", json!({"ok": true, "run": run, "steps": steps}));
             } else {
-                show(&record, &steps);
+                show(&record, pickup.as_ref(), &steps);
             }
             Ok(())
         }
     }
+}
+
+/// Who will pick up an interrupted run: a live `toolhost serve` that adopts
+/// runs, or else the command to resume it.
+struct Pickup {
+    server: Option<String>,
+    /// `toolhost agent resume`, with this invocation's flags.
+    command: String,
+}
+
+impl Pickup {
+    async fn ask(env: &Env, store: &Store) -> Result<Pickup, Failure> {
+        let servers = store.recoverers().await.map_err(store_failure)?;
+        Ok(Pickup {
+            server: servers.first().map(|s| s.to_string()),
+            command: env.with_flags("toolhost agent resume"),
+        })
+    }
+
+    fn for_run(&self, id: &str) -> String {
+        match &self.server {
+            Some(server) => format!("{server} adopts it"),
+            None => format!("resume it with `{} {id}`", self.command),
+        }
+    }
+}
+
+/// A run for `--json`: the journal's row, and for an interrupted run who
+/// picks it up (`picked_up_by`).
+fn run_json(r: &RunRecord, pickup: Option<&Pickup>) -> serde_json::Value {
+    let mut v = json!(r);
+    if r.status == RunStatus::Interrupted
+        && let Some(p) = pickup
+    {
+        v["picked_up_by"] = json!(p.for_run(&r.id));
+    }
+    v
 }
 
 /// A step for `--json`: the journal's row, with `body` and `report`, which
@@ -108,7 +168,7 @@ fn step_json(s: &StepRecord) -> serde_json::Value {
     v
 }
 
-fn show(r: &RunRecord, steps: &[StepRecord]) {
+fn show(r: &RunRecord, pickup: Option<&Pickup>, steps: &[StepRecord]) {
     println!("run      {}", r.id);
     println!("task     {}", r.task);
     let now = human::now_ms();
@@ -117,13 +177,14 @@ fn show(r: &RunRecord, steps: &[StepRecord]) {
         when.push_str(&format!(", finished {}", human::ago(done, now)));
     }
     println!("when     {when}");
+    let why = match (r.status, pickup) {
+        (RunStatus::Interrupted, Some(p)) => Some(format!("its owner died; {}", p.for_run(&r.id))),
+        _ => r.reason.clone(),
+    };
     println!(
         "status   {}{}",
         r.status.as_str(),
-        r.reason
-            .as_deref()
-            .map(|x| format!(" ({x})"))
-            .unwrap_or_default()
+        why.map(|x| format!(" ({x})")).unwrap_or_default()
     );
     println!("chain    {}", r.chain.join(" -> "));
     println!(

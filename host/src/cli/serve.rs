@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
+use tokio::sync::watch;
+use toolhost::agent::{Agent, Recovery};
 use toolhost::idempotency::Executor;
 use toolhost::mcp::{BearerToken, HttpOptions, HttpServer, McpServer, ServeError, serve_stdio};
 use toolhost::metrics::{self, ServerMetrics};
@@ -84,6 +86,13 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
     let server = McpServer::new(executor.clone(), metrics, max_calls as usize)
         .with_hint_flags(env.flags.clone());
     let flusher = tokio::spawn(flush_periodically(executor.clone()));
+    let (stop, stopping) = watch::channel(false);
+    let recovery = match env.config.serve.recover {
+        true => recover(env, executor.clone(), stopping)
+            .await?
+            .map(tokio::spawn),
+        false => None,
+    };
 
     let served = match args.http {
         None => tokio::select! {
@@ -92,6 +101,12 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
         },
         Some(addr) => serve_http(env, server, addr, token).await,
     };
+    // Adopted runs hand themselves back after their calls in flight, so the
+    // next server takes them at once.
+    let _ = stop.send(true);
+    if let Some(recovery) = recovery {
+        let _ = recovery.await;
+    }
     flusher.abort();
     if let Err(e) = executor.flush_stats().await {
         tracing::warn!(error = %e, "cannot record cache counters");
@@ -122,6 +137,28 @@ async fn serve_http(
         http.url()
     );
     http.run_until(terminated()).await
+}
+
+/// The recovery loop over this server's executor: runs whose owner died are
+/// adopted and resumed, at most `[serve] max_concurrent_runs` at once.
+/// `None` without a model to resume them with.
+async fn recover(
+    env: &Env,
+    executor: Arc<Executor>,
+    stopping: watch::Receiver<bool>,
+) -> Result<Option<impl std::future::Future<Output = ()> + use<>>, Failure> {
+    let chain = env.quiet_chain(executor.store()).await?;
+    if chain.is_empty() {
+        tracing::info!(target: "toolhost::run", "no model is configured: interrupted runs are not adopted");
+        return Ok(None);
+    }
+    let agent = Agent::new(executor, chain, &env.config).hand_back_on(stopping.clone());
+    let recovery = Recovery::new(
+        Arc::new(agent),
+        env.config.serve.max_concurrent_runs as usize,
+        stopping,
+    );
+    Ok(Some(recovery.run()))
 }
 
 async fn flush_periodically(executor: Arc<Executor>) {

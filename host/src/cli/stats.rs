@@ -69,8 +69,16 @@ pub fn print(s: &Stats, breakers: &[BreakerRow], run: Option<&str>) {
         None => println!("all runs"),
     }
     println!(
-        "  runs                {} ({} completed, {} failed, {} partial, {} running)",
-        s.runs, s.completed, s.failed, s.partial, s.running
+        "  runs                {} ({} completed, {} failed, {} partial, {} running{})",
+        s.runs,
+        s.completed,
+        s.failed,
+        s.partial,
+        s.running,
+        match s.interrupted {
+            0 => String::new(),
+            n => format!(", {n} interrupted"),
+        }
     );
     println!("  completion rate     {}", pct(s.completion_rate));
     println!(

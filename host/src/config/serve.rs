@@ -25,7 +25,12 @@ pub const DEFAULT_SESSION_IDLE_S: u64 = 300;
 /// keep-alive connections are closed past it.
 pub const DEFAULT_HEADER_TIMEOUT_S: u64 = 10;
 
-/// `[serve]`: the HTTP transport's hygiene settings.
+/// Runs one server drives at once by default (adopted ones, and later the
+/// run API's).
+pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 4;
+
+/// `[serve]`: the HTTP transport's hygiene settings, and the runs a server
+/// drives.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
@@ -51,6 +56,11 @@ pub struct ServeConfig {
     /// seconds of opening or of its previous response, or it is closed.
     /// Default 10.
     pub header_timeout_s: u64,
+    /// Runs the server drives at once (adopted ones included). Default 4.
+    pub max_concurrent_runs: u32,
+    /// Adopt and resume the runs whose owner died (`agent::Recovery`).
+    /// Default true.
+    pub recover: bool,
 }
 
 impl Default for ServeConfig {
@@ -62,6 +72,8 @@ impl Default for ServeConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             session_idle_s: DEFAULT_SESSION_IDLE_S,
             header_timeout_s: DEFAULT_HEADER_TIMEOUT_S,
+            max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
+            recover: true,
         }
     }
 }
@@ -90,6 +102,12 @@ impl ServeConfig {
             return Err(Invalid::new(
                 "serve.header_timeout_s",
                 "must be between 1 and 3600 seconds",
+            ));
+        }
+        if self.max_concurrent_runs == 0 || self.max_concurrent_runs > 10_000 {
+            return Err(Invalid::new(
+                "serve.max_concurrent_runs",
+                "must be between 1 and 10000",
             ));
         }
         for origin in &self.allowed_origins {

@@ -27,6 +27,10 @@ use super::{Backend, Store, StoreError};
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
+    /// Read back only, never written: a `running` run whose owner is dead
+    /// (SQLite: its `flock` is free; PostgreSQL: its lease passed), which a
+    /// `toolhost serve` or `agent resume` will take.
+    Interrupted,
     Completed,
     Failed,
     Partial,
@@ -36,6 +40,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
+            RunStatus::Interrupted => "interrupted",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Partial => "partial",
@@ -47,8 +52,14 @@ impl RunStatus {
             "completed" => RunStatus::Completed,
             "failed" => RunStatus::Failed,
             "partial" => RunStatus::Partial,
+            "interrupted" => RunStatus::Interrupted,
             _ => RunStatus::Running,
         }
+    }
+
+    /// Whether the run has not ended: `running` or `interrupted`.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Interrupted)
     }
 }
 
@@ -248,13 +259,13 @@ impl Store {
     }
 
     /// This session of run `id` stopped on an error: the store stops
-    /// treating the run as one it drives (PostgreSQL: its queued rows are
-    /// dropped, and a resume in this process may take it at once; other
-    /// processes wait for the lease). On SQLite nothing changes: the run's
-    /// owner is this process while its `flock` is held.
+    /// treating the run as one it drives, and a resume in this process may
+    /// take it at once (PostgreSQL: its queued rows are dropped too). Other
+    /// processes still see a live owner: they wait for this process to die
+    /// (SQLite: its `flock`; PostgreSQL: its lease).
     pub fn let_go_run(&self, id: &str) {
         match &self.backend {
-            Backend::Sqlite(_) => {}
+            Backend::Sqlite(s) => s.drives(id, false),
             Backend::Postgres(p) => p.let_go_run(id),
         }
     }

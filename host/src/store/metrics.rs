@@ -28,6 +28,9 @@ pub struct Stats {
     pub failed: u64,
     pub partial: u64,
     pub running: u64,
+    /// Of the runs not finished, those whose owner died: `toolhost serve`
+    /// or `agent resume` takes them (not counted in `running`).
+    pub interrupted: u64,
     /// Completed runs per finished run (completed, failed or partial).
     pub completion_rate: f64,
     /// Live time of completed runs, over all their sessions.
@@ -238,14 +241,27 @@ impl Store {
 
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.
     pub async fn stats(&self, run: Option<&str>) -> Result<Stats, StoreError> {
-        match &self.backend {
+        let mut stats = match &self.backend {
             Backend::Sqlite(s) => {
                 let run = run.map(str::to_string);
                 s.inner
                     .run(move |c| metrics::compute(c, run.as_deref()))
-                    .await
+                    .await?
             }
-            Backend::Postgres(p) => p.stats(run).await,
+            Backend::Postgres(p) => p.stats(run).await?,
+        };
+        // The rows say `running`; whether the owner lives is the store's
+        // liveness test, asked only of the unfinished runs.
+        if stats.running > 0 {
+            let dead = self
+                .interrupted_runs(usize::MAX)
+                .await?
+                .iter()
+                .filter(|r| run.is_none_or(|id| r.id == id))
+                .count() as u64;
+            stats.interrupted = dead.min(stats.running);
+            stats.running -= stats.interrupted;
         }
+        Ok(stats)
     }
 }

@@ -42,6 +42,7 @@ pub(crate) mod journal;
 pub(crate) mod metrics;
 mod pg;
 mod prefix;
+mod recovery;
 mod sqlite;
 
 pub(crate) use sqlite::{liveness, migrations};
@@ -60,6 +61,7 @@ pub use liveness::{Liveness, OwnerLock};
 pub use migrations::{SCHEMA_VERSION, migration_sql};
 pub use pg::{PG_SCHEMA_VERSION, check_url, redact_url};
 pub use prefix::Prefixed;
+pub use recovery::Recoverer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,6 +10,7 @@ mod crash;
 mod degradation;
 mod journal;
 mod ownership;
+mod recovery;
 mod replay;
 mod scaleout;
 mod stats;

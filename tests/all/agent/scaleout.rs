@@ -334,7 +334,8 @@ fn a_database_restart_mid_run_loses_nothing_and_the_run_resumes_after_it() {
         &["--config", config_s, "--json", "runs", "show", "restart"],
     );
     let show = stdout_json(&out);
-    assert_eq!(show["run"]["status"], "running", "{show}");
+    // Its owner exited: the run reads interrupted (resumable).
+    assert_eq!(show["run"]["status"], "interrupted", "{show}");
     assert_eq!(world.lines("restart.txt").len(), 1);
 
     resume_completes(&world, config_s, "restart");

@@ -74,6 +74,12 @@ impl Serve {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// SIGKILLs the server and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The `/metrics` page.
     pub async fn metrics(&self) -> String {
         let response = reqwest::get(self.at("/metrics")).await.unwrap();

@@ -8,8 +8,12 @@ use tokio_postgres::types::ToSql;
 
 use crate::store::journal::{RunRecord, RunStatus, StepKind, StepRecord, kind_name};
 
-pub(super) const RUN_COLUMNS: &str =
-    "id, task, status, config_digest, config_parts, chain, chain_digest,
+/// `status` reads `interrupted` for a `running` run whose owner's lease
+/// has passed (`store/recovery.rs`).
+pub(super) const RUN_COLUMNS: &str = "id, task,
+    CASE WHEN status = 'running' AND (owner IS NULL OR lease_until <= toolhost_now_ms())
+         THEN 'interrupted' ELSE status END,
+    config_digest, config_parts, chain, chain_digest,
     tools_digest, max_steps, time_budget_ms, token_budget, spent_ms, owner, reason, answer,
     sessions, steps_resumed, created_at, updated_at, finished_at";
 

@@ -28,10 +28,11 @@ use super::PgStore;
 
 /// Registers this owner, or renews its lease (re-registering it if a
 /// `cache gc` removed the row while the process was paused).
-/// `$1` = owner id, `$2` = lease ms, `$3` = host, `$4` = pid.
-pub(crate) const REGISTER: &str = "INSERT INTO owners (id, lease_until, host, pid, started_at)
-     VALUES ($1, toolhost_now_ms() + $2, $3, $4, toolhost_now_ms())
-     ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until";
+/// `$1` = owner id, `$2` = lease ms, `$3` = host, `$4` = pid, `$5` = whether
+/// it adopts interrupted runs (`recovery.rs`).
+pub(crate) const REGISTER: &str = "INSERT INTO owners (id, lease_until, host, pid, started_at, recovers)
+     VALUES ($1, toolhost_now_ms() + $2, $3, $4, toolhost_now_ms(), $5)
+     ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, recovers = excluded.recovers";
 
 /// What else the heartbeat renews, in the same transaction as
 /// [`REGISTER`], with `$1` = the owner id and `$2` = the lease in ms: every

@@ -142,6 +142,9 @@ const MIGRATIONS: &[&str] = &[
         updated_at bigint NOT NULL,
         version    bigint NOT NULL DEFAULT 1
     );",
+    // v3 (issue 23): which owners are servers that adopt the runs of dead
+    // owners, so `runs list` can name who will pick an interrupted run up.
+    "ALTER TABLE owners ADD COLUMN recovers boolean NOT NULL DEFAULT false;",
 ];
 
 /// The PostgreSQL schema version this build writes.

@@ -70,6 +70,7 @@ mod metrics;
 mod migrations;
 mod pool;
 mod prefix;
+mod recovery;
 mod upkeep;
 
 pub use migrations::PG_SCHEMA_VERSION;
@@ -149,6 +150,9 @@ pub(crate) struct PgStore {
     runs: journal::Runs,
     /// Breaker states read so far, and their writer thread (`breakers.rs`).
     breakers: breakers::Breakers,
+    /// Whether this owner adopts interrupted runs (`recovery.rs`); the
+    /// heartbeat writes it with the lease.
+    pub(crate) recovers: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for PgStore {
@@ -187,6 +191,7 @@ impl PgStore {
             heartbeat: std::sync::Mutex::new(None),
             runs: journal::Runs::default(),
             breakers,
+            recovers: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut client = store.pool.get().await?;
@@ -243,11 +248,15 @@ impl PgStore {
         let host = lease::host_name();
         let pid = std::process::id() as i32;
         let lease = self.lease_ms();
+        let recovers = self.recovers.load(std::sync::atomic::Ordering::Relaxed);
         let mut client = self.beat.get().await?;
         let renewed: Result<(), tokio_postgres::Error> = async {
             let tx = client.transaction().await?;
-            tx.execute(lease::REGISTER, &[&self.owner, &lease, &host, &pid])
-                .await?;
+            tx.execute(
+                lease::REGISTER,
+                &[&self.owner, &lease, &host, &pid, &recovers],
+            )
+            .await?;
             for sql in lease::RENEWALS {
                 tx.execute(*sql, &[&self.owner, &lease]).await?;
             }

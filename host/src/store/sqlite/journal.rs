@@ -10,7 +10,8 @@ use crate::store::journal::{
     Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, kind_name,
 };
 
-const RUN_COLUMNS: &str = "id, task, status, config_digest, config_parts, chain, chain_digest,
+pub(super) const RUN_COLUMNS: &str =
+    "id, task, status, config_digest, config_parts, chain, chain_digest,
     tools_digest, max_steps, time_budget_ms, token_budget, spent_ms, owner, reason, answer,
     sessions, steps_resumed, created_at, updated_at, finished_at";
 
@@ -18,7 +19,7 @@ fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.into())
 }
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let parts: String = r.get(4)?;
     let chain: String = r.get(5)?;
     let status: String = r.get(2)?;
@@ -258,16 +259,40 @@ pub(crate) fn bytes_by_step(c: &Connection, run_id: &str) -> rusqlite::Result<Ve
 impl Sqlite {
     pub(crate) async fn create_run(&self, run: NewRun) -> Result<bool, StoreError> {
         let owner = self.owner.id().to_string();
-        self.inner.run(move |c| create_run(c, &run, &owner)).await
+        let id = run.id.clone();
+        let created = self.inner.run(move |c| create_run(c, &run, &owner)).await?;
+        if created {
+            self.drives(&id, true);
+        }
+        Ok(created)
+    }
+
+    /// Notes whether a session here drives run `id` now.
+    pub(crate) fn drives(&self, id: &str, now: bool) {
+        let mut driving = self.driving.lock().unwrap_or_else(|p| p.into_inner());
+        if now {
+            driving.insert(id.to_string());
+        } else {
+            driving.remove(id);
+        }
+    }
+
+    fn is_driven_here(&self, id: &str) -> bool {
+        let driving = self.driving.lock().unwrap_or_else(|p| p.into_inner());
+        driving.contains(id)
     }
 
     pub(crate) async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let id = id.to_string();
-        self.inner.run(move |c| get_run(c, &id)).await
+        let mut run = self.inner.run(move |c| get_run(c, &id)).await?;
+        self.mark_interrupted(run.iter_mut()).await;
+        Ok(run)
     }
 
     pub(crate) async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        self.inner.run(move |c| list_runs(c, limit)).await
+        let mut runs = self.inner.run(move |c| list_runs(c, limit)).await?;
+        self.mark_interrupted(runs.iter_mut()).await;
+        Ok(runs)
     }
 
     /// Refused while the run's owner holds its `flock`.
@@ -285,7 +310,12 @@ impl Sqlite {
             if run.status == RunStatus::Completed {
                 return Ok(Claim::Completed(run));
             }
+            // This process's own earlier session (one that stopped on an
+            // error) does not keep the run from a resume here.
+            let mine_idle =
+                run.owner.as_deref() == Some(self.owner.id()) && !self.is_driven_here(id);
             if let Some(owner) = &run.owner
+                && !mine_idle
                 && self.owner_alive(owner).await.counts_as_alive()
             {
                 return Ok(Claim::Busy {
@@ -312,6 +342,7 @@ impl Sqlite {
                 })
                 .await?;
             if won {
+                self.drives(id, true);
                 let run = self.get_run(id).await?.ok_or(StoreError::Closed)?;
                 return Ok(Claim::Taken(run));
             }
@@ -361,10 +392,12 @@ impl Sqlite {
     }
 
     pub(crate) async fn finish_run(&self, id: &str, end: RunEnd) -> Result<(), StoreError> {
-        let (id, owner) = (id.to_string(), self.owner.id().to_string());
+        let (run, owner) = (id.to_string(), self.owner.id().to_string());
         self.inner
-            .run(move |c| finish_run(c, &id, &owner, &end))
-            .await
+            .run(move |c| finish_run(c, &run, &owner, &end))
+            .await?;
+        self.drives(id, false);
+        Ok(())
     }
 
     pub(crate) async fn journal_bytes_by_step(

@@ -66,8 +66,43 @@ impl OwnerLock {
 
 impl Drop for OwnerLock {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path.with_extension("recovers"));
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Marks owner `id` as a server that adopts interrupted runs: an empty
+/// `<id>.recovers` beside its lock file, believed only while that lock is
+/// held. Blocking.
+pub(crate) fn mark_recoverer(db: &Path, id: &str) -> io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(lock_path(db, id).with_extension("recovers"))
+        .map(drop)
+}
+
+/// The live owners with a recoverer marker, sorted; the markers of dead
+/// owners are removed. Blocking.
+pub(crate) fn recoverer_ids(db: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(owners_dir(db)) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".recovers") else {
+            continue;
+        };
+        if probe(db, id) == Liveness::Dead {
+            let _ = std::fs::remove_file(entry.path());
+        } else {
+            ids.push(id.to_string());
+        }
+    }
+    ids.sort();
+    ids
 }
 
 /// What a liveness probe concluded.

@@ -9,6 +9,7 @@ pub(crate) mod liveness;
 pub(crate) mod metrics;
 pub(crate) mod migrations;
 mod reader;
+mod recovery;
 mod worker;
 
 use std::path::Path;
@@ -26,6 +27,10 @@ pub(crate) struct Sqlite {
     pub(crate) reader: Arc<reader::Reader>,
     pub(crate) owner: OwnerLock,
     pub(crate) busy_timeout: Duration,
+    /// The runs a session in this process drives now. A run this owner
+    /// holds but no session drives (one stopped on an error) may be taken
+    /// again here, as on PostgreSQL (`journal.rs`).
+    pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Sqlite {
@@ -110,6 +115,7 @@ impl Sqlite {
             reader: Arc::new(reader),
             owner,
             busy_timeout,
+            driving: Default::default(),
         })
     }
 
