@@ -549,3 +549,83 @@ fn the_installed_binary_carries_no_debug_info_and_profiling_has_its_own_profile(
         "getting-started.md says what the release binary carries"
     );
 }
+
+/// `cargo tree` over the workspace's lock file: every package instance it
+/// builds, as `name version features` lines (a crate built both for build
+/// scripts or proc-macros and for the binary appears twice when the two
+/// get different features).
+fn cargo_tree(args: &[&str], format: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--locked",
+            "--prefix",
+            "none",
+            "--no-dedupe",
+            "-f",
+            format,
+        ])
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+/// Issue 24, item 3: the README's two commands share one build of wasmtime.
+/// `cargo install --path host` builds the binary alone; `cargo test
+/// --workspace --release` builds it with every member and the
+/// dev-dependencies, whose features Cargo unifies. Every crate wasmtime is
+/// built from (its build scripts' and proc-macros' crates included) must get
+/// the same features both ways, or one command recompiles it all.
+#[test]
+fn the_installed_binary_and_the_test_build_share_one_wasmtime() {
+    let closure: std::collections::BTreeSet<String> =
+        cargo_tree(&["-p", "wasmtime-wasi-http", "-e", "normal,build"], "{p}")
+            .iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+    assert!(
+        closure.iter().any(|p| p.starts_with("wasmtime ")),
+        "{closure:?}"
+    );
+    let of_closure = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|l| closure.contains(&l.split(' ').take(2).collect::<Vec<_>>().join(" ")))
+            .collect()
+    };
+    let installed = of_closure(cargo_tree(
+        &["-p", "toolhost", "-e", "normal,build"],
+        "{p} {f}",
+    ));
+    let tested = of_closure(cargo_tree(
+        &["--workspace", "-e", "normal,build,dev"],
+        "{p} {f}",
+    ));
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|l| !b.contains(l)).cloned().collect()
+    };
+    assert!(
+        installed == tested,
+        "wasmtime's crates get different features from `cargo install --path host` and \
+         `cargo test --workspace`; name the missing features in host/Cargo.toml \
+         (decision 0071).\n  install only: {:#?}\n  test only: {:#?}",
+        only(&installed, &tested),
+        only(&tested, &installed)
+    );
+}

@@ -176,8 +176,8 @@ async fn within_budget(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Scripted;
     use crate::clock::ManualClock;
+    use crate::model::Scripted;
 
     #[test]
     fn backoff_is_full_jitter_under_a_growing_capped_ceiling() {
