@@ -96,15 +96,18 @@ impl CallContext {
         });
     }
 
-    /// Text arrived (already scrubbed of the key).
+    /// Text of the answer arrived (counted, not yet shown).
+    pub(crate) fn stream_received(&self, text: &str) {
+        self.stream
+            .update(|m| m.chars += text.chars().count() as u64);
+    }
+
+    /// Text may be shown (it is scrubbed of the key).
     pub(crate) fn stream_text(&self, text: &str) {
         if text.is_empty() {
             return;
         }
-        self.stream.update(|m| {
-            m.chars += text.chars().count() as u64;
-            m.shown = true;
-        });
+        self.stream.update(|m| m.shown = true);
         self.show(&Live::Text(text));
     }
 

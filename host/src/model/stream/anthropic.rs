@@ -60,14 +60,19 @@ impl Messages {
         Ok(&mut self.blocks[index])
     }
 
-    fn usage(&mut self, usage: Option<&Value>, out: &mut dyn FnMut(Piece<'_>)) {
+    /// `usage` of `message_start` (whose `output_tokens` is a placeholder,
+    /// not a count of what came) or of a `message_delta` (`counted`: the
+    /// output so far).
+    fn usage(&mut self, usage: Option<&Value>, counted: bool, out: &mut dyn FnMut(Piece<'_>)) {
         let Some(u) = usage else { return };
         if let Some(n) = u.get("input_tokens").and_then(Value::as_u64) {
             self.input_tokens = n;
         }
         if let Some(n) = u.get("output_tokens").and_then(Value::as_u64) {
             self.output_tokens = n;
-            out(Piece::OutputTokens(n));
+            if counted {
+                out(Piece::OutputTokens(n));
+            }
         }
     }
 }
@@ -90,7 +95,7 @@ impl Assembler for Messages {
                 if let Some(model) = m.get("model").and_then(Value::as_str) {
                     self.model = model.to_string();
                 }
-                self.usage(m.get("usage"), out);
+                self.usage(m.get("usage"), false, out);
             }
             "content_block_start" => {
                 let start = v
@@ -153,7 +158,7 @@ impl Assembler for Messages {
                 if let Some(stop) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop = Some(stop.to_string());
                 }
-                self.usage(v.get("usage"), out);
+                self.usage(v.get("usage"), true, out);
             }
             "message_stop" => return Ok(true),
             "error" => return Err(classify::from_stream_error(Wire::Anthropic, data)),

@@ -123,10 +123,14 @@ pub(crate) async fn read<A: Assembler>(
 fn show(cx: &CallContext, shown: &mut Option<PieceScrubber>, piece: Piece<'_>) {
     match piece {
         Piece::Content => cx.stream_event(true),
-        Piece::Text(text) => match shown {
-            Some(s) => cx.stream_text(&s.push(text)),
-            None => cx.stream_text(text),
-        },
+        Piece::Text(text) => {
+            // Counted as it arrives; shown once it cannot be part of a key.
+            cx.stream_received(text);
+            match shown {
+                Some(s) => cx.stream_text(&s.push(text)),
+                None => cx.stream_text(text),
+            }
+        }
         Piece::ToolCall { id, name } => cx.stream_tool_call(id, name),
         Piece::Arguments(fragment) => cx.stream_arguments(fragment),
         Piece::OutputTokens(n) => cx.stream_usage(n),
