@@ -41,13 +41,28 @@ fn anthropic_stream() -> String {
     let mut event = |name: &str, data: serde_json::Value| {
         s.push_str(&format!("event: {name}\ndata: {data}\n\n"));
     };
-    event("message_start", json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 25, "output_tokens": 1}}}));
-    event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 25, "output_tokens": 1}}}),
+    );
+    event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    );
     for i in 0..DELTAS {
-        event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!(" word{i}")}}));
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": format!(" word{i}")}}),
+        );
     }
-    event("content_block_stop", json!({"type": "content_block_stop", "index": 0}));
-    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": DELTAS}}));
+    event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    );
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": DELTAS}}),
+    );
     event("message_stop", json!({"type": "message_stop"}));
     s
 }
@@ -59,12 +74,24 @@ fn openai_stream() -> String {
         let c = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "system_fingerprint": "fp", "choices": choices, "usage": usage});
         s.push_str(&format!("data: {c}\n\n"));
     };
-    chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]), json!(null));
+    chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+        json!(null),
+    );
     for i in 0..DELTAS {
-        chunk(json!([{"index": 0, "delta": {"content": format!(" word{i}")}, "logprobs": null, "finish_reason": null}]), json!(null));
+        chunk(
+            json!([{"index": 0, "delta": {"content": format!(" word{i}")}, "logprobs": null, "finish_reason": null}]),
+            json!(null),
+        );
     }
-    chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]), json!(null));
-    chunk(json!([]), json!({"prompt_tokens": 25, "completion_tokens": DELTAS, "total_tokens": 25 + DELTAS}));
+    chunk(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+        json!(null),
+    );
+    chunk(
+        json!([]),
+        json!({"prompt_tokens": 25, "completion_tokens": DELTAS, "total_tokens": 25 + DELTAS}),
+    );
     s.push_str("data: [DONE]\n\n");
     s
 }

@@ -18,7 +18,7 @@ use super::{Env, Failure};
 pub enum AgentCommand {
     /// Run a task: the model chain with the loaded tools, every step journaled.
     #[command(
-        after_help = "Examples:\n  toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost agent run \"Note order 7\" --run-id order-7 --max-steps 5 --time-budget 60"
+        after_help = "Examples:\n  toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost agent run \"Note order 7\" --run-id order-7 --max-steps 5 --time-budget 60\n  toolhost agent run \"What is 6*7?\" --events"
     )]
     Run(RunArgs),
     /// Continue a run that did not complete, from its journal.

@@ -418,5 +418,35 @@ mod tests {
             let text = format!("error: {}", &key[..n]);
             proptest::prop_assert_eq!(api.scrub(&text), "error: [redacted]");
         }
+
+        /// A streamed answer that echoes the key, cut into pieces anywhere
+        /// (two cuts, so the key can straddle three pieces): nothing shown
+        /// holds the key, or a piece of 8 characters of it, and nothing but
+        /// the key is lost.
+        #[test]
+        fn a_key_split_across_streamed_pieces_is_never_shown(
+            key in "[A-Za-z0-9_-]{20,60}",
+            a in 0usize..200,
+            b in 0usize..200,
+        ) {
+            let api = ApiKey::new(key.clone());
+            let text = format!("Here it is: {key} and here it is again: {key}. Done.");
+            let (a, b) = (a.min(b) % text.len(), a.max(b) % text.len());
+            let (a, b) = (a.min(b), a.max(b));
+            let mut s = api.piece_scrubber();
+            let mut shown = Vec::new();
+            for piece in [&text[..a], &text[a..b], &text[b..]] {
+                shown.push(s.push(piece));
+            }
+            shown.push(s.finish());
+            let all: String = shown.concat();
+            for piece in &shown {
+                proptest::prop_assert!(!piece.contains(&key[..8]), "{piece}");
+            }
+            proptest::prop_assert_eq!(
+                all,
+                "Here it is: [redacted] and here it is again: [redacted]. Done."
+            );
+        }
     }
 }
