@@ -405,3 +405,48 @@ async fn a_key_echoed_in_a_stream_is_scrubbed_live_and_in_the_turn() {
         assert!(!shown.contains("test-key"), "no piece of it: {shown}");
     }
 }
+
+#[tokio::test]
+async fn a_stream_alive_but_slower_than_the_attempt_timeout_is_cut_as_timeout() {
+    for wire in BOTH {
+        let server = ModelServer::start().await;
+        // 13 deltas, 100 ms apart: never idle for 300 ms, 1.3 s in all.
+        server.push([
+            Step::text(ANSWER).streamed(StreamFault::EveryDelta(Duration::from_millis(100))),
+            Step::text(ANSWER),
+        ]);
+        let mut setup = Setup::new().streamed_model(wire, &server, "m");
+        setup.retry.first_token_timeout_ms = 300;
+        setup.retry.idle_timeout_ms = 300;
+        setup.retry.attempt_timeout_ms = 600;
+        let (result, _) = call(&setup.build().0).await;
+        let served = result.unwrap();
+        let a = &served.report.attempts;
+        assert_eq!(a[0].error, Some(ErrorKind::Timeout), "{wire:?}: {a:?}");
+        assert!(a[0].tokens_discarded > 0 && a[0].tokens_discarded < 13);
+        assert_eq!(served.response.text, ANSWER);
+    }
+}
+
+#[tokio::test]
+async fn broken_streams_count_against_the_breaker_like_any_failed_attempt() {
+    let server = ModelServer::start().await;
+    server.otherwise(|_| Step::text(ANSWER).streamed(StreamFault::DropAfter(2)));
+    let (chain, _) = Setup::new()
+        .streamed_model(Wire::OpenAi, &server, "m")
+        .build();
+    let (result, _) = call(&chain).await;
+    let unserved = result.unwrap_err();
+    assert_eq!(unserved.report.attempts.len(), 5);
+    assert_eq!(
+        chain.list()[0].breaker.state,
+        toolhost::resilience::breaker::State::Open,
+        "five connection failures in a row open it"
+    );
+    let (result, _) = call(&chain).await;
+    assert_eq!(
+        result.unwrap_err().report.attempts[0].error,
+        Some(ErrorKind::CircuitOpen)
+    );
+    assert_eq!(server.requests(), 5, "an open breaker makes no request");
+}

@@ -186,3 +186,26 @@ async fn an_agent_run_whose_primary_stream_dies_on_every_turn_completes_on_the_b
     assert_eq!(json["time_to_first_token"]["backup"]["attempts"], 2);
     assert_eq!(json["time_to_first_token"]["primary"]["attempts"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_run_shows_the_streamed_text_and_marks_a_retracted_partial() {
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    primary.push([
+        Step::text("A first try at the answer that the stream will break before it ends.")
+            .streamed(StreamFault::ErrorAfter(15)),
+        Step::text("It is 42."),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), &primary, &backup);
+    let out = toolhost(dir.path(), &["agent", "run", "What is 6*7?"]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let partial = text.find("A first try").expect("the partial, live");
+    let mark = text
+        .find("[retracted: the stream from primary broke (overloaded)")
+        .unwrap_or_else(|| panic!("{text}"));
+    let step = text.find("step 1").expect("the step line");
+    assert!(partial < mark && mark < step, "{text}");
+    assert!(text.contains("\nIt is 42.\n"), "the final answer: {text}");
+    assert_eq!(backup.requests(), 0);
+}

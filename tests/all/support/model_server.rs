@@ -91,6 +91,8 @@ pub enum StreamFault {
     Pings,
     /// Text and arguments cut into pieces of this many characters.
     Pieces(usize),
+    /// A wait before every delta: a slow stream that is never idle long.
+    EveryDelta(Duration),
 }
 
 impl Step {
@@ -1040,6 +1042,10 @@ async fn write_stream(
         StreamFault::LateFirstToken(d) => Some(*d),
         _ => None,
     });
+    let every = faults.iter().find_map(|f| match f {
+        StreamFault::EveryDelta(d) => Some(*d),
+        _ => None,
+    });
     let mut head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\nrequest-id: req_011CTestServer\r\n".to_string();
     for (k, v) in extra {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -1107,6 +1113,9 @@ async fn write_stream(
                 return;
             }
             deltas += 1;
+            if let Some(d) = every {
+                tokio::time::sleep(d).await;
+            }
         }
         if e.first_content
             && let Some(d) = late
