@@ -1122,16 +1122,17 @@ async fn write_stream(
         {
             tokio::time::sleep(d).await;
         }
-        if wire == Wire::OpenAi && e.data != "[DONE]" && !e.data.starts_with("{\"id\": \"msg_01\"")
+        if wire == Wire::OpenAi
+            && e.data != "[DONE]"
+            && !e.data.starts_with("{\"id\": \"msg_01\"")
+            && let Ok(v) = serde_json::from_str::<Value>(&e.data)
         {
-            match serde_json::from_str::<Value>(&e.data) {
-                Ok(v) => state.violations.lock().unwrap().extend(
-                    openai_chunk_errors(&v)
-                        .into_iter()
-                        .map(|x| format!("chunk: {x}")),
-                ),
-                Err(_) => {}
-            }
+            let errors = openai_chunk_errors(&v);
+            state
+                .violations
+                .lock()
+                .unwrap()
+                .extend(errors.into_iter().map(|x| format!("chunk: {x}")));
         }
         if send_chunk(socket, &frame(&e)).await.is_err() {
             return;
