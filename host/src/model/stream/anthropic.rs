@@ -230,3 +230,67 @@ fn tool_call(id: String, name: String, start: Value, json: &str) -> Result<ToolC
         invalid_arguments: invalid,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorKind;
+    use crate::model::stream::assemble_bytes;
+    use serde_json::json;
+
+    fn event(name: &str, data: Value) -> String {
+        format!("event: {name}\ndata: {data}\n\n")
+    }
+
+    #[test]
+    fn thinking_blocks_and_unknown_events_are_ignored() {
+        let body = [
+            event("message_start", json!({"type": "message_start", "message": {"model": "c", "usage": {"input_tokens": 9, "output_tokens": 1}}})),
+            event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}})),
+            event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}})),
+            event("something_new", json!({"type": "something_new"})),
+            event("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}})),
+            event("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "42"}})),
+            event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}})),
+            event("message_stop", json!({"type": "message_stop"})),
+        ]
+        .concat();
+        let r = assemble_bytes(Messages::new(), body.as_bytes(), |_| {}).unwrap();
+        assert_eq!(r.text, "42");
+        assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (9, 5));
+        assert_eq!(r.stop, StopReason::EndTurn);
+    }
+
+    #[test]
+    fn arguments_that_are_not_ijson_are_marked_as_the_plain_body_marks_them() {
+        let body = [
+            event("message_start", json!({"type": "message_start", "message": {"model": "c"}})),
+            event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "echo", "input": {}}})),
+            event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"m\":\"a\","}})),
+            event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "\"m\":\"b\"}"}})),
+            event("message_stop", json!({"type": "message_stop"})),
+        ]
+        .concat();
+        let r = assemble_bytes(Messages::new(), body.as_bytes(), |_| {}).unwrap();
+        let call = &r.tool_calls[0];
+        assert_eq!(call.raw_arguments, None);
+        let why = call.invalid_arguments.as_deref().unwrap();
+        assert!(why.contains("not I-JSON at /m"), "{why}");
+    }
+
+    #[test]
+    fn an_overloaded_error_event_is_overloaded_and_an_unknown_one_a_server_error() {
+        for (kind, want) in [
+            ("overloaded_error", ErrorKind::Overloaded),
+            ("api_error", ErrorKind::ServerError),
+            ("rate_limit_error", ErrorKind::RateLimited),
+        ] {
+            let body = event(
+                "error",
+                json!({"type": "error", "error": {"type": kind, "message": "x"}}),
+            );
+            let e = assemble_bytes(Messages::new(), body.as_bytes(), |_| {}).unwrap_err();
+            assert_eq!(e.kind, want, "{kind}");
+        }
+    }
+}

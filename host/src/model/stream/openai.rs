@@ -171,3 +171,88 @@ impl Assembler for Chunks {
         crate::model::openai::parse_response(&whole)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ErrorKind;
+    use crate::model::stream::assemble_bytes;
+
+    fn chunk(choices: Value, usage: Value) -> String {
+        let c = json!({"id": "c", "object": "chat.completion.chunk", "created": 1,
+            "model": "m", "choices": choices, "usage": usage});
+        format!("data: {c}\n\n")
+    }
+
+    fn delta(d: Value, finish: Value) -> String {
+        chunk(
+            json!([{"index": 0, "delta": d, "finish_reason": finish}]),
+            Value::Null,
+        )
+    }
+
+    #[test]
+    fn a_stream_that_ends_after_the_finish_reason_and_the_usage_is_whole() {
+        let body = [
+            delta(json!({"content": "4"}), Value::Null),
+            delta(json!({"content": "2"}), json!("stop")),
+            // Some servers send `choices: null` in the usage chunk.
+            chunk(
+                Value::Null,
+                json!({"prompt_tokens": 3, "completion_tokens": 2}),
+            ),
+        ]
+        .concat();
+        let r = assemble_bytes(Chunks::new(), body.as_bytes(), |_| {}).unwrap();
+        assert_eq!((r.text.as_str(), r.usage.output_tokens), ("42", 2));
+        // Without the usage chunk, the same end is a broken stream.
+        let cut = [delta(json!({"content": "42"}), json!("stop"))].concat();
+        let e = assemble_bytes(Chunks::new(), cut.as_bytes(), |_| {}).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Connection);
+    }
+
+    #[test]
+    fn tool_calls_by_index_interleaved_are_assembled_apart() {
+        let call = |i: u64, id: Option<&str>, name: Option<&str>, args: &str| {
+            let mut f = json!({"arguments": args});
+            if let Some(n) = name {
+                f["name"] = json!(n);
+            }
+            let mut c = json!({"index": i, "function": f});
+            if let Some(id) = id {
+                c["id"] = json!(id);
+            }
+            delta(json!({"tool_calls": [c]}), Value::Null)
+        };
+        let body = [
+            call(0, Some("a"), Some("calc"), "{\"ex"),
+            call(1, Some("b"), Some("echo"), "{\"mess"),
+            call(0, None, None, "pr\": \"1\"}"),
+            call(1, None, None, "age\": \"hi\"}"),
+            delta(json!({}), json!("tool_calls")),
+            "data: [DONE]\n\n".to_string(),
+        ]
+        .concat();
+        let r = assemble_bytes(Chunks::new(), body.as_bytes(), |_| {}).unwrap();
+        assert_eq!(r.tool_calls.len(), 2);
+        assert_eq!(r.tool_calls[0].arguments, json!({"expr": "1"}));
+        assert_eq!(r.tool_calls[1].arguments, json!({"message": "hi"}));
+        assert_eq!(
+            r.tool_calls[1].raw_arguments.as_deref(),
+            Some("{\"message\": \"hi\"}")
+        );
+        assert_eq!(r.stop, crate::model::StopReason::ToolUse);
+    }
+
+    #[test]
+    fn an_error_chunk_mid_stream_is_classified_by_its_type() {
+        let body = [
+            delta(json!({"content": "par"}), Value::Null),
+            "data: {\"error\": {\"message\": \"busy\", \"type\": \"server_error\"}}\n\n".into(),
+        ]
+        .concat();
+        let e = assemble_bytes(Chunks::new(), body.as_bytes(), |_| {}).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ServerError);
+        assert!(e.message.contains("busy"), "{e}");
+    }
+}
