@@ -450,3 +450,17 @@ async fn broken_streams_count_against_the_breaker_like_any_failed_attempt() {
     );
     assert_eq!(server.requests(), 5, "an open breaker makes no request");
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_is_read_as_one_json_body() {
+    for wire in BOTH {
+        let server = ModelServer::start().await;
+        server.push([Step::Plain(Box::new(Step::text(ANSWER)))]);
+        let (result, _) = call(&chain(wire, &server)).await;
+        let served = result.unwrap();
+        assert_eq!(served.response.text, ANSWER, "{wire:?}");
+        assert_eq!(served.report.attempts[0].first_token_ms, None);
+        assert_eq!(server.seen()[0].body["stream"], true);
+        no_violations(&server, wire);
+    }
+}

@@ -71,6 +71,9 @@ pub enum Step {
     /// The inner answer as a stream, with `fault` (to a request that did
     /// not ask for a stream: the inner step as it is).
     Streamed(StreamFault, Box<Step>),
+    /// The inner answer as one JSON body even to a request that asked for
+    /// a stream (a server that ignores `stream`).
+    Plain(Box<Step>),
 }
 
 /// How a streamed answer goes wrong (or what it does on the way).
@@ -334,12 +337,16 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
     }
     let mut extra = Vec::new();
     let mut step = step;
-    let wants_stream = seen_stream(&state);
+    let mut wants_stream = seen_stream(&state);
     let mut faults = Vec::new();
     loop {
         match step {
             Step::Streamed(fault, inner) => {
                 faults.push(fault);
+                step = *inner;
+            }
+            Step::Plain(inner) => {
+                wants_stream = false;
                 step = *inner;
             }
             ref answer @ (Step::Text(_)
@@ -584,7 +591,12 @@ fn respond(
                 "<!-- a padding comment -->\n".repeat(50)
             ),
         ),
-        Step::Delay(..) | Step::Stall | Step::Drop | Step::Header(..) | Step::Streamed(..) => {
+        Step::Delay(..)
+        | Step::Stall
+        | Step::Drop
+        | Step::Header(..)
+        | Step::Streamed(..)
+        | Step::Plain(..) => {
             unreachable!("handled by serve")
         }
     }
