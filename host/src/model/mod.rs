@@ -15,6 +15,11 @@
 //! - `classify`: status, headers, body or transport error -> error kind.
 //! - `context`: one request's budget and the [`Report`] the policy
 //!   wrappers in [`crate::resilience`] append to; `report`: the report.
+//! - `live`: what a [`LiveSink`] is shown while a request runs (streamed
+//!   text, a retracted partial, retries and fallbacks), and the streamed
+//!   attempt's marks the attempt timeout reads.
+//! - `stream`: server-sent events into the turn, one assembler per wire
+//!   format; the turn exists only at the stream's end marker.
 //!   They live here, below the wrappers, because [`Model::chat`] takes them.
 
 mod anthropic;
