@@ -12,6 +12,9 @@
 //!   sink receiving the text); `bare_http` is the same reqwest client
 //!   reading the same response's bytes until the first `text_delta`
 //!   appears. The difference is what toolhost adds to the first token.
+//!   The server sends the events up to the first delta alone and the rest
+//!   1 ms later, as a model generating its answer does (so neither side
+//!   reads later events before its first token).
 //!
 //! No key is configured: with one, the live view holds back the last few
 //! characters that could start the key by design (decision 0077), which is
@@ -121,9 +124,14 @@ fn parse(c: &mut Criterion) {
 async fn serve(body: String) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Just past the first text delta's event.
+    let first_delta = body.find("text_delta").expect("a text delta");
+    let split = first_delta + body[first_delta..].find("\n\n").expect("an event end") + 2;
     let body = Arc::new(body);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            // Each write goes out at once, as a streaming server flushes.
+            let _ = socket.set_nodelay(true);
             let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -152,11 +160,21 @@ async fn serve(body: String) -> std::net::SocketAddr {
                         }
                     }
                     buf.drain(..head_end + length);
+                    // The events up to the first text delta go out alone,
+                    // as a model's first token does; the rest follows
+                    // while the model "generates" (1 ms later), so neither
+                    // client parses later events before its first token.
+                    let (first, rest) = body.split_at(split);
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n",
+                        first.len()
                     );
                     if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let tail = format!("{:x}\r\n{rest}\r\n0\r\n\r\n", rest.len());
+                    if socket.write_all(tail.as_bytes()).await.is_err() {
                         return;
                     }
                 }

@@ -102,6 +102,12 @@ pub(crate) async fn read<A: Assembler>(
             })
             .map_err(|e| scrub_error(e, key))?;
         if done {
+            // What follows the end marker is normally the body's end,
+            // already read: one poll takes it, so the connection goes back
+            // to the pool for the next turn instead of being dropped
+            // mid-body (a new TCP and TLS handshake). Nothing waits for it.
+            let poll = std::future::poll_fn(|c| Pin::as_mut(&mut events).poll_next(c));
+            let _ = tokio::time::timeout(std::time::Duration::ZERO, poll).await;
             break;
         }
     }
