@@ -2,7 +2,8 @@
 //! `toolhost model list` on the same store: every rate `stats` prints can
 //! be computed from the page's counters and comes out equal, and the
 //! breaker gauge reads what `model list` reads, before, during and after an
-//! open period.
+//! open period; streamed attempts' first tokens and discarded tokens agree
+//! with `stats` too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -238,4 +239,58 @@ async fn the_breaker_gauge_reads_what_model_list_reads_before_during_and_after_a
     assert_eq!(listed(cwd, &vars).await, "half_open");
     // Nothing called the primary in the meantime: no probe went out.
     assert_eq!(primary.requests(), 5);
+}
+
+/// Issue 21: the time to first token and the tokens discarded of streamed
+/// attempts reach `/metrics` as a histogram per model and a counter, equal
+/// to what `stats` reads from the same journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_attempts_first_tokens_and_discarded_tokens_on_the_metrics_equal_stats() {
+    use crate::support::model_server::{ModelServer, Step, StreamFault};
+    let (primary, backup) = (ModelServer::start().await, ModelServer::start().await);
+    primary.otherwise(|_| {
+        Step::text("A long answer that will never reach its end marker, cut mid-way.")
+            .streamed(StreamFault::DropAfter(15))
+    });
+    backup.otherwise(|_| Step::text("It is 42.").streamed(StreamFault::Pings));
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write_trusted_config(
+        dir.path(),
+        &format!(
+            "{}{}[retry]\nmax_attempts = 2\nbase_delay_ms = 1\nmax_delay_ms = 4\n",
+            primary.model_entry("primary", "anthropic"),
+            backup.model_entry("backup", "openai")
+        ),
+    );
+    let vars = [("TOOLHOST_TEST_KEY", "sk-metrics-test-key")];
+    let cwd = dir.path();
+    let out = toolhost(cwd, &["agent", "run", "What is 6*7?"], &vars).await;
+    assert!(out.status.success(), "{out:?}");
+    let stats = stdout_json(&toolhost(cwd, &["--json", "stats"], &vars).await);
+    assert_eq!(stats["tokens_discarded"], 30, "{stats}");
+    let server = Serve::start(cwd, &[], &vars);
+    let page = metrics_until(&server, "a first-token histogram", |p| {
+        p.contains("toolhost_model_time_to_first_token_seconds_count")
+    })
+    .await;
+    let s = samples(&page);
+    for model in ["primary", "backup"] {
+        let label = format!("model=\"{model}\"");
+        assert_eq!(
+            sum(
+                &s,
+                "toolhost_model_time_to_first_token_seconds_count",
+                &[&label]
+            ),
+            stats["time_to_first_token"][model]["attempts"]
+                .as_f64()
+                .unwrap(),
+            "{model}: {page}"
+        );
+    }
+    assert_eq!(
+        sum(&s, "toolhost_model_tokens_discarded_total", &[]),
+        30.0,
+        "{page}"
+    );
 }

@@ -174,6 +174,8 @@ mod tests {
                 error: None,
                 status: None,
                 elapsed_ms: 3,
+                first_token_ms: None,
+                tokens_discarded: 0,
             }],
             ..Report::default()
         }

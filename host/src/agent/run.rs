@@ -396,6 +396,13 @@ impl Agent {
                 },
             )
             .await?;
+        self.observer.event(&Event::Finished {
+            run_id: s.run.id.clone(),
+            status: end.status.as_str().to_string(),
+            reason: end.reason.clone(),
+            steps: s.turns,
+            tokens: s.tokens,
+        });
         Ok(RunOutcome {
             run_id: s.run.id,
             status: end.status,

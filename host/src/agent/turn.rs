@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::AgentError;
-use super::event::Event;
+use super::event::{Event, TurnLive};
 use super::record::model_row;
 use super::run::Agent;
 use super::session::{End, Session};
@@ -79,9 +79,13 @@ impl Agent {
         self.observer.event(&Event::ModelCalling { step });
         let remaining = Duration::from_millis(s.run.time_budget_ms.saturating_sub(s.spent_ms()));
         let started = Instant::now();
+        let live: std::sync::Arc<dyn crate::model::LiveSink> = std::sync::Arc::new(TurnLive {
+            observer: self.observer.clone(),
+            step,
+        });
         let mut cancel = self.cancel.clone();
         let result = tokio::select! {
-            r = tokio::time::timeout(remaining, self.chain.call(request)) => r,
+            r = tokio::time::timeout(remaining, self.chain.call_live(request, Some(live))) => r,
             _ = cancelled(&mut cancel) => {
                 if self.hands_back {
                     return Ok(Err(End::handed_back()));

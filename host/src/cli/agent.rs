@@ -11,14 +11,14 @@ use toolhost::agent::{Agent, AgentError, AgentOptions, Observer, ResumeOptions, 
 use toolhost::resilience::Chain;
 use toolhost::store::{RunStatus, Store, StoreSink};
 
-use super::progress::Progress;
+use super::progress::{JsonLines, Progress};
 use super::{Env, Failure};
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Run a task: the model chain with the loaded tools, every step journaled.
     #[command(
-        after_help = "Examples:\n  toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost agent run \"Note order 7\" --run-id order-7 --max-steps 5 --time-budget 60"
+        after_help = "Examples:\n  toolhost agent run \"What is 6*7? Note the answer.\"\n  toolhost agent run \"Note order 7\" --run-id order-7 --max-steps 5 --time-budget 60\n  toolhost agent run \"What is 6*7?\" --events"
     )]
     Run(RunArgs),
     /// Continue a run that did not complete, from its journal.
@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Most seconds of live work (default: `[agent] time_budget_s`).
     #[arg(long, value_name = "S")]
     time_budget: Option<u64>,
+    /// Print one JSON event per line as the run goes (turn start, text delta, tool call, tool result, retry, fallback, finish) instead of the timeline.
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Debug, Args)]
@@ -111,7 +114,10 @@ pub fn agent_failure(e: AgentError) -> Failure {
 }
 
 pub async fn run(env: &Env, cmd: AgentCommand) -> Result<(), Failure> {
-    let observer: Option<Arc<dyn Observer>> = if env.json {
+    let events = matches!(&cmd, AgentCommand::Run(a) if a.events);
+    let observer: Option<Arc<dyn Observer>> = if events {
+        Some(Arc::new(JsonLines))
+    } else if env.json {
         None
     } else {
         Some(Arc::new(Progress::stdout()))
@@ -162,6 +168,17 @@ pub async fn run(env: &Env, cmd: AgentCommand) -> Result<(), Failure> {
     let mut outcome = outcome.map_err(agent_failure)?;
     // A stop in doubt names the commands to run next, with this run's flags.
     outcome.reason = outcome.reason.map(|r| env.with_flags(&r));
+    if events {
+        // The `finished` event said it all; the exit code says the rest.
+        return match outcome.status {
+            RunStatus::Completed => Ok(()),
+            status => Err(Failure::new(
+                1,
+                status.as_str(),
+                format!("run {} is {}", outcome.run_id, status.as_str()),
+            )),
+        };
+    }
     report(env.json, &outcome)
 }
 

@@ -4,7 +4,9 @@
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use toolhost::model::ChatRequest;
+use std::sync::Arc;
+
+use toolhost::model::{ChatRequest, Live, LiveSink};
 use toolhost::resilience::{Chain, Report};
 
 use super::human::Table;
@@ -14,7 +16,7 @@ use super::{Env, Failure};
 pub enum ModelCommand {
     /// Send one message through the fallback chain.
     #[command(
-        after_help = "Examples:\n  toolhost model call --message \"Say hi\"\n  toolhost model call --message \"Say hi\" --system \"Be brief\" --json"
+        after_help = "Examples:\n  toolhost model call --message \"Say hi\"\n  toolhost model call --message \"Tell a story\" --stream\n  toolhost model call --message \"Say hi\" --system \"Be brief\" --json"
     )]
     Call(CallArgs),
     /// List the chain, in order, with each model's circuit-breaker state.
@@ -30,6 +32,44 @@ pub struct CallArgs {
     /// An optional system prompt.
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
+    /// Print the text as it arrives (from models with `stream = true`); a partial from an attempt that broke is marked retracted. With --json, one document as without it.
+    #[arg(long)]
+    stream: bool,
+}
+
+/// Prints a streamed answer as it arrives.
+struct Printer {
+    /// Text is open on its line.
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl LiveSink for Printer {
+    fn live(&self, event: &Live<'_>) {
+        use std::io::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = std::io::stdout().lock();
+        match event {
+            Live::Text(text) => {
+                let _ = write!(out, "{text}");
+                let _ = out.flush();
+                self.open.store(true, Relaxed);
+            }
+            Live::Retracted {
+                model,
+                kind,
+                tokens,
+            } => {
+                if self.open.swap(false, Relaxed) {
+                    let _ = writeln!(out);
+                }
+                let _ = writeln!(
+                    out,
+                    "[retracted: the stream from {model} broke ({kind}); the text above is discarded ({tokens} tokens)]"
+                );
+            }
+            _ => {}
+        }
+    }
 }
 
 pub async fn run(env: &Env, cmd: ModelCommand) -> Result<(), Failure> {
@@ -54,7 +94,18 @@ async fn call(env: &Env, chain: &Chain, args: CallArgs) -> Result<(), Failure> {
     }
     let mut request = ChatRequest::user(args.message);
     request.system = args.system;
-    match chain.call(&request).await {
+    let printer = (args.stream && !env.json).then(|| Arc::new(Printer { open: false.into() }));
+    let live = printer.clone().map(|p| p as Arc<dyn LiveSink>);
+    let result = chain.call_live(&request, live).await;
+    // Whatever was printed live, the lines below start on their own.
+    let streamed = printer.is_some_and(|p| {
+        let open = p.open.load(std::sync::atomic::Ordering::Relaxed);
+        if open {
+            println!();
+        }
+        open
+    });
+    match result {
         Ok(served) => {
             let r = &served.response;
             if env.json {
@@ -69,7 +120,11 @@ async fn call(env: &Env, chain: &Chain, args: CallArgs) -> Result<(), Failure> {
                 merge_report(&mut body, &served.report);
                 println!("{body}");
             } else {
-                println!("{}", r.text);
+                if !streamed {
+                    // Not printed live (no --stream, or a model that
+                    // does not stream).
+                    println!("{}", r.text);
+                }
                 for c in &r.tool_calls {
                     println!("tool call: {}({})", c.name, c.arguments);
                 }
@@ -111,8 +166,15 @@ fn print_report(r: &Report) {
             (Some(k), Some(s)) => format!("{k} (HTTP {s})"),
             (Some(k), None) => k.to_string(),
         };
+        let mut extra = String::new();
+        if let Some(t) = a.first_token_ms {
+            extra.push_str(&format!(", first token after {t} ms"));
+        }
+        if a.tokens_discarded > 0 {
+            extra.push_str(&format!(", {} tokens discarded", a.tokens_discarded));
+        }
         println!(
-            "  {} #{}: {} after {} ms",
+            "  {} #{}: {} after {} ms{extra}",
             a.model, a.n, outcome, a.elapsed_ms
         );
     }

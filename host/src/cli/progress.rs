@@ -1,6 +1,9 @@
 //! The live timeline of a run: one line per model turn and tool call as it
 //! finishes, and on a terminal a transient "in flight" line (rewritten in
-//! place, then cleared) while a model or tool call is under way.
+//! place, then cleared) while a model or tool call is under way. A
+//! streamed answer's text is printed as it arrives; an attempt that broke
+//! after some of it is marked retracted (that text is no part of the turn).
+//! [`JsonLines`] is the same events for programs, one JSON object a line.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -10,37 +13,87 @@ use toolhost::agent::{Event, Observer};
 /// Prints events to stdout.
 pub struct Progress {
     terminal: bool,
-    /// Whether a transient line is showing and must be cleared first.
-    pending: Mutex<bool>,
+    screen: Mutex<Screen>,
+}
+
+/// What the last output left on the screen.
+#[derive(Default)]
+struct Screen {
+    /// A transient line is showing and must be cleared first.
+    transient: bool,
+    /// Streamed text is open on its line: a newline comes first.
+    text: bool,
 }
 
 impl Progress {
     pub fn stdout() -> Self {
         Progress {
             terminal: std::io::stdout().is_terminal(),
-            pending: Mutex::new(false),
+            screen: Mutex::default(),
+        }
+    }
+
+    fn screen(&self) -> std::sync::MutexGuard<'_, Screen> {
+        self.screen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settle(screen: &mut Screen, out: &mut impl Write) {
+        if screen.transient {
+            let _ = write!(out, "\r\x1b[2K");
+            screen.transient = false;
+        }
+        if screen.text {
+            let _ = writeln!(out);
+            screen.text = false;
         }
     }
 
     fn line(&self, text: &str) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut screen = self.screen();
         let mut out = std::io::stdout().lock();
-        if *pending {
-            let _ = write!(out, "\r\x1b[2K");
-            *pending = false;
-        }
+        Self::settle(&mut screen, &mut out);
         let _ = writeln!(out, "{text}");
+    }
+
+    /// Streamed text, on its own lines, as it comes.
+    fn text(&self, text: &str) {
+        let mut screen = self.screen();
+        let mut out = std::io::stdout().lock();
+        if screen.transient {
+            let _ = write!(out, "\r\x1b[2K");
+            screen.transient = false;
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        screen.text = true;
     }
 
     fn transient(&self, text: &str) {
         if !self.terminal {
             return;
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut screen = self.screen();
+        if screen.text {
+            // Streamed text stays where it is.
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = write!(out, "\r\x1b[2K… {text}");
         let _ = out.flush();
-        *pending = true;
+        screen.transient = true;
+    }
+}
+
+/// Prints each event as one JSON object per line (`agent run --events`).
+pub struct JsonLines;
+
+impl Observer for JsonLines {
+    fn event(&self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 }
 
@@ -107,6 +160,33 @@ impl Observer for Progress {
                 kind,
                 message,
             } => self.line(&format!("step {step:<3} model  failed: {kind}: {message}")),
+            Event::TextDelta { text, .. } => self.text(text),
+            Event::ToolCall { .. } | Event::Finished { .. } => {}
+            Event::Retracted {
+                model,
+                kind,
+                tokens_discarded,
+                ..
+            } => self.line(&format!(
+                "[retracted: the stream from {model} broke ({kind}); the text above is discarded ({tokens_discarded} tokens)]"
+            )),
+            Event::Retry {
+                step,
+                model,
+                after_attempt,
+                reason,
+                delay_ms,
+            } => self.transient(&format!(
+                "step {step}: {model} attempt {after_attempt} failed ({reason}); retrying in {delay_ms} ms"
+            )),
+            Event::Fallback {
+                step,
+                from,
+                to,
+                reason,
+            } => self.transient(&format!(
+                "step {step}: {from} failed ({reason}); falling back to {to}"
+            )),
             Event::ToolsCalling { step, tools } => {
                 self.transient(&format!("step {step}: running {}", tools.join(", ")))
             }

@@ -248,6 +248,33 @@ fn model_line(s: &StepRecord) -> String {
     if !errors.is_empty() {
         out.push_str(&format!(" [{}]", errors.join(", ")));
     }
+    // Streamed attempts: each one's time to first token, and what the
+    // broken ones threw away.
+    let first: Vec<String> = report["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let t = a["first_token_ms"].as_u64()?;
+            Some(format!(
+                "{}#{} {t} ms",
+                a["model"].as_str().unwrap_or("?"),
+                a["n"]
+            ))
+        })
+        .collect();
+    if !first.is_empty() {
+        out.push_str(&format!(", first token {}", first.join(", ")));
+    }
+    let discarded: u64 = report["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["tokens_discarded"].as_u64())
+        .sum();
+    if discarded > 0 {
+        out.push_str(&format!(", {discarded} tokens discarded"));
+    }
     for f in report["fallbacks"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             ", fell back {} -> {} ({})",

@@ -100,6 +100,19 @@ pub fn print(s: &Stats, breakers: &[BreakerRow], run: Option<&str>) {
         pct(s.fallback_rate)
     );
     println!("  breaker opens       {}", s.breaker_opens);
+    // Only where models stream: a chain that does not shows no such lines.
+    for (model, t) in &s.time_to_first_token {
+        println!(
+            "  first token         {model}: p50 {} ms, p95 {} ms ({} attempts)",
+            t.p50_ms, t.p95_ms, t.attempts
+        );
+    }
+    if s.tokens_discarded > 0 {
+        println!(
+            "  tokens discarded    {} (broken streams, never journaled)",
+            s.tokens_discarded
+        );
+    }
     println!(
         "  tool calls          {} live, {} cache hits (hit rate {})",
         s.tool_calls,

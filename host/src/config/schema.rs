@@ -233,6 +233,17 @@ pub struct ModelConfig {
     /// Default false: such a `base_url` with an `api_key_env` is refused.
     #[serde(default)]
     pub allow_insecure: bool,
+    /// Ask for the answer as a stream of server-sent events (Anthropic
+    /// Messages streaming, OpenAI chunks with `stream_options.include_usage`)
+    /// and assemble it into the same turn. Default true; `false` sends
+    /// exactly the request of a non-streamed call. The scripted provider
+    /// ignores it.
+    #[serde(default = "yes")]
+    pub stream: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[retry]`: which model errors are retried, and how long we wait.
@@ -246,8 +257,14 @@ pub struct RetryConfig {
     pub max_delay_ms: u64,
     /// All attempts and fallbacks of one request together. Default 120 s.
     pub budget_ms: u64,
-    /// One attempt. Default 60 s.
+    /// One attempt, a whole stream included. Default 60 s.
     pub attempt_timeout_ms: u64,
+    /// A streamed attempt: from its start until the first content event
+    /// (text or a tool call). Default 30 s.
+    pub first_token_timeout_ms: u64,
+    /// A streamed attempt: between two events once one has come. An idle
+    /// stream is cut, not waited on. Default 30 s.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for RetryConfig {
@@ -258,6 +275,8 @@ impl Default for RetryConfig {
             max_delay_ms: 60_000,
             budget_ms: 120_000,
             attempt_timeout_ms: 60_000,
+            first_token_timeout_ms: 30_000,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -478,6 +497,8 @@ impl Config {
         positive("retry.max_attempts", r.max_attempts.into())?;
         positive("retry.budget_ms", r.budget_ms)?;
         positive("retry.attempt_timeout_ms", r.attempt_timeout_ms)?;
+        positive("retry.first_token_timeout_ms", r.first_token_timeout_ms)?;
+        positive("retry.idle_timeout_ms", r.idle_timeout_ms)?;
         if r.max_delay_ms < r.base_delay_ms {
             return Err(Invalid::new(
                 "retry.max_delay_ms",

@@ -24,11 +24,12 @@
 //! | `toolhost_run_errors_total` | counter | `kind` |
 //! | `toolhost_steps_total`, `toolhost_steps_resumed_total` | counter | none |
 //! | `toolhost_model_attempt_duration_seconds` | histogram | `model` |
+//! | `toolhost_model_time_to_first_token_seconds` | histogram: streamed attempts that had a first token | `model` |
+//! | `toolhost_model_tokens_discarded_total` | counter: output tokens of broken streamed attempts | none |
 //! | `toolhost_run_duration_seconds` | histogram: live time of completed runs | none |
 //!
 //! `toolhost_runs` is a gauge because a run's status moves (a `failed` run
-//! resumed becomes `completed`). There is no time-to-first-token histogram:
-//! no provider streams yet.
+//! resumed becomes `completed`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,6 +214,27 @@ impl Collector for JournalCollector {
                 )?;
             }
         }
+        {
+            let mut m = enc.encode_descriptor(
+                "toolhost_model_time_to_first_token_seconds",
+                "Time to the first content event of streamed model attempts of runs, by chain entry",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (model, times) in &b.first_token_ms {
+                let (sum, count, buckets) = buckets(times);
+                m.encode_family(&[("model", model.as_str())])?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    sum, count, &buckets, None,
+                )?;
+            }
+        }
+        counter(
+            &mut enc,
+            "toolhost_model_tokens_discarded",
+            "Output tokens of streamed model attempts of runs that broke, thrown away",
+            b.tokens_discarded,
+        )?;
         let (sum, count, buckets) = buckets(&b.completed_ms);
         enc.encode_descriptor(
             "toolhost_run_duration_seconds",

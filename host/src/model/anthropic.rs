@@ -1,13 +1,14 @@
 //! Anthropic's Messages API: `POST {base}/v1/messages`, `x-api-key`, content
 //! blocks (`text`, `tool_use`, `tool_result`).
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use super::CallContext;
 use super::classify::Wire;
 use super::http::{self, malformed};
 use super::secret::ApiKey;
+use super::stream::{self, anthropic::Messages};
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Endpoint, Model, ModelError, Part, Role, StopReason,
     ToolCall, Usage,
@@ -35,10 +36,14 @@ impl Model for Anthropic {
         &self.endpoint.name
     }
 
+    fn streams(&self) -> bool {
+        self.endpoint.stream
+    }
+
     fn chat<'a>(
         &'a self,
         req: &'a ChatRequest,
-        _cx: &'a CallContext,
+        cx: &'a CallContext,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
             let e = &self.endpoint;
@@ -47,10 +52,18 @@ impl Model for Anthropic {
             headers.insert("anthropic-version", HeaderValue::from_static(VERSION));
             let auth = key.map(|k| (HeaderName::from_static("x-api-key"), String::new(), k));
             let url = http::join(e.base_url.as_deref().unwrap_or(BASE_URL), "v1/messages");
-            let body = request_body(&e.model, e.max_tokens, req);
-            let (v, not_ijson) =
-                http::post_json_checked(&e.client, Wire::Anthropic, &url, headers, auth, &body)
-                    .await?;
+            let mut body = request_body(&e.model, e.max_tokens, req);
+            if e.stream {
+                body["stream"] = json!(true);
+                headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+            }
+            let response =
+                http::send(&e.client, Wire::Anthropic, &url, headers, auth, &body).await?;
+            if e.stream && http::is_event_stream(&response) {
+                return stream::read(response, Messages::new(), cx, key).await;
+            }
+            // Not streamed (asked not to, or a server that ignores `stream`).
+            let (v, not_ijson) = http::read_json(response, key).await?;
             let mut response = parse_response(&v)?;
             if let Some(refusal) = not_ijson {
                 mark_invalid_arguments(&v, &mut response, refusal, key);

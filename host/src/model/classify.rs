@@ -51,6 +51,37 @@ pub fn from_response(wire: Wire, status: u16, headers: &HeaderMap, body: &str) -
     error
 }
 
+/// An error that arrived inside a stream whose status was 200 (Anthropic's
+/// `error` event, an OpenAI-compatible server's `{"error": ...}` chunk):
+/// the error's `type` (or `code`) stands for the status a non-streamed
+/// answer would have had, and the same table applies. Anthropic's
+/// `overloaded_error` is `overloaded`, as its 529 is; an unknown type is a
+/// `server_error` (the provider failed mid-answer).
+pub fn from_stream_error(wire: Wire, data: &str) -> ModelError {
+    let detail = ErrorBody::parse(data);
+    let status = match detail.kind.as_deref().or(detail.code.as_deref()) {
+        Some("overloaded_error") => 529,
+        Some("rate_limit_error" | "rate_limit_exceeded" | "requests" | "tokens") => 429,
+        Some("authentication_error" | "invalid_api_key") => 401,
+        Some("permission_error") => 403,
+        Some("not_found_error") => 404,
+        Some("request_too_large") => 413,
+        Some("invalid_request_error") => 400,
+        Some("timeout_error") => 408,
+        _ => 500,
+    };
+    let kind = kind_of(wire, status, &detail);
+    let mut message = format!(
+        "an error event mid-stream ({})",
+        detail.kind.as_deref().unwrap_or("no type")
+    );
+    if let Some(text) = &detail.message {
+        message.push_str(": ");
+        message.extend(text.chars().take(MAX_MESSAGE));
+    }
+    ModelError::new(kind, message)
+}
+
 /// A body that is not the provider's error JSON (an HTML page from a proxy
 /// or a load balancer, a stack trace) as one readable line: tags, scripts
 /// and styles removed, entities for the common characters decoded,

@@ -1,20 +1,34 @@
 //! The state one request carries through the wrappers: its budget deadline
 //! (shared by every attempt and fallback, so no layer can overspend it) and
-//! the [`Report`] they append to.
+//! the [`Report`] they append to; and, for a streamed attempt, the marks
+//! its deadlines read and the live viewer it shows its text to.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::ErrorKind;
+use super::live::{Live, LiveSink, Marks, StreamState};
 use super::report::{Attempt, FellBack, Report, Retried};
 use crate::clock::{Clock, TokioClock};
 
 /// One request's budget and accounting.
-#[derive(Debug)]
 pub struct CallContext {
     clock: Arc<dyn Clock>,
     started: Duration,
     deadline: Duration,
     report: Mutex<Report>,
+    stream: StreamState,
+    live: Option<Arc<dyn LiveSink>>,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("started", &self.started)
+            .field("deadline", &self.deadline)
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallContext {
@@ -26,7 +40,96 @@ impl CallContext {
             started,
             deadline: started.saturating_add(budget),
             report: Mutex::default(),
+            stream: StreamState::default(),
+            live: None,
         }
+    }
+
+    /// This request, showing what it receives to `sink` as it arrives.
+    pub fn with_live(mut self, sink: Arc<dyn LiveSink>) -> Self {
+        self.live = Some(sink);
+        self
+    }
+
+    fn show(&self, event: &Live<'_>) {
+        if let Some(sink) = &self.live {
+            sink.live(event);
+        }
+    }
+
+    /// An attempt starts: its stream marks are reset.
+    pub(crate) fn begin_attempt(&self, model: &str, n: u32) {
+        self.stream.begin();
+        self.show(&Live::Attempt { model, n });
+    }
+
+    /// The attempt ended (`error` when it failed): its marks, and a
+    /// retraction shown if it failed after showing output.
+    pub(crate) fn end_attempt(&self, model: &str, error: Option<ErrorKind>) -> Marks {
+        let marks = self.stream.end();
+        if let Some(kind) = error
+            && marks.shown
+        {
+            self.show(&Live::Retracted {
+                model,
+                kind,
+                tokens: marks.tokens(),
+            });
+        }
+        marks
+    }
+
+    /// The attempt in flight, so far.
+    pub(crate) fn marks(&self) -> Marks {
+        self.stream.marks()
+    }
+
+    /// A streamed event arrived; `content` when it carries text or a tool
+    /// call (the first such is the attempt's first token).
+    pub(crate) fn stream_event(&self, content: bool) {
+        let now = tokio::time::Instant::now();
+        self.stream.update(|m| {
+            m.last_event = Some(now);
+            if content && m.first_token.is_none() {
+                m.first_token = Some(now);
+            }
+        });
+    }
+
+    /// Text of the answer arrived (counted, not yet shown).
+    pub(crate) fn stream_received(&self, text: &str) {
+        self.stream
+            .update(|m| m.chars += text.chars().count() as u64);
+    }
+
+    /// Text may be shown (it is scrubbed of the key).
+    pub(crate) fn stream_text(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.stream.update(|m| m.shown = true);
+        self.show(&Live::Text(text));
+    }
+
+    /// A tool call began.
+    pub(crate) fn stream_tool_call(&self, id: &str, name: &str) {
+        self.stream.update(|m| {
+            m.chars += name.chars().count() as u64;
+            m.shown = true;
+        });
+        self.show(&Live::ToolCall { id, name });
+    }
+
+    /// A fragment of a tool call's arguments arrived (not shown).
+    pub(crate) fn stream_arguments(&self, fragment: &str) {
+        self.stream
+            .update(|m| m.chars += fragment.chars().count() as u64);
+    }
+
+    /// The provider reported `output_tokens` so far.
+    pub(crate) fn stream_usage(&self, output_tokens: u64) {
+        self.stream
+            .update(|m| m.reported_tokens = Some(output_tokens));
     }
 
     /// No budget: for calling a provider directly.
@@ -53,10 +156,21 @@ impl CallContext {
     }
 
     pub(crate) fn retried(&self, r: Retried) {
+        self.show(&Live::Retry {
+            model: &r.model,
+            after_attempt: r.after_attempt,
+            reason: r.reason,
+            delay_ms: r.delay_ms,
+        });
         self.lock().retries.push(r);
     }
 
     pub(crate) fn fell_back(&self, f: FellBack) {
+        self.show(&Live::Fallback {
+            from: &f.from,
+            to: &f.to,
+            reason: f.reason,
+        });
         self.lock().fallbacks.push(f);
     }
 

@@ -45,35 +45,39 @@ pub(crate) fn client(base_url: Option<&str>) -> Result<reqwest::Client, ModelErr
     })
 }
 
-/// Posts `body` to `url` with `auth` (a header name and the key) and returns
-/// the parsed JSON of a 2xx answer.
-pub(crate) async fn post_json(
-    client: &reqwest::Client,
-    wire: Wire,
-    url: &str,
-    headers: HeaderMap,
-    auth: Option<(HeaderName, String, &ApiKey)>,
-    body: &Value,
-) -> Result<Value, ModelError> {
-    post_json_checked(client, wire, url, headers, auth, body)
-        .await
-        .map(|(v, _)| v)
+/// The JSON of a 2xx answer [`send`] returned, scrubbed, and where its text
+/// is not I-JSON, if it is not.
+pub(crate) async fn read_json(
+    response: reqwest::Response,
+    key: Option<&ApiKey>,
+) -> Result<(Value, Option<crate::json::IJsonError>), ModelError> {
+    let status = response.status().as_u16();
+    let scrub = |text: &str| key.map_or_else(|| text.to_string(), |k| k.scrub(text));
+    let text = read_body(response).await.map_err(|e| scrubbed(e, &scrub))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|e| {
+        ModelError::new(
+            ErrorKind::MalformedResponse,
+            format!("the response is not JSON: {e}"),
+        )
+        .with_status(status)
+    })?;
+    let not_ijson = crate::json::parse_ijson(&text).err();
+    if let Some(key) = key {
+        key.scrub_json(&mut v);
+    }
+    Ok((v, not_ijson))
 }
 
-/// [`post_json`], also saying where and why the answer's text is not
-/// I-JSON (RFC 7493), if it is not. serde_json keeps the last of two
-/// duplicate member names and rounds a number that is not exactly a double;
-/// a provider that nests a tool call's arguments inside its body
-/// (Anthropic's `tool_use.input`) needs to know whether that happened there,
-/// so the call meets the same strict rule as every other tool input.
-pub(crate) async fn post_json_checked(
+/// Posts `body` and returns a 2xx response unread (its body may be a
+/// stream); any other answer, or none, is the classified error.
+pub(crate) async fn send(
     client: &reqwest::Client,
     wire: Wire,
     url: &str,
     headers: HeaderMap,
     auth: Option<(HeaderName, String, &ApiKey)>,
     body: &Value,
-) -> Result<(Value, Option<crate::json::IJsonError>), ModelError> {
+) -> Result<reqwest::Response, ModelError> {
     let scrub = |text: &str| {
         auth.as_ref()
             .map_or_else(|| text.to_string(), |(_, _, key)| key.scrub(text))
@@ -92,13 +96,13 @@ pub(crate) async fn post_json_checked(
         .await
         .map_err(|e| scrubbed(classify::from_transport(&e), &scrub))?;
     let status = response.status().as_u16();
-    let headers = response.headers().clone();
     let key = auth.as_ref().map(|(_, _, key)| *key);
     if (300..400).contains(&status) {
-        return Err(redirected(status, &headers, key));
+        return Err(redirected(status, response.headers(), key));
     }
-    let text = read_body(response).await.map_err(|e| scrubbed(e, &scrub))?;
     if !(200..300).contains(&status) {
+        let headers = response.headers().clone();
+        let text = read_body(response).await.map_err(|e| scrubbed(e, &scrub))?;
         // Scrubbed before classification, which cuts the message.
         let text = key.map_or(text.clone(), |k| k.scrub_body(&text));
         return Err(scrubbed(
@@ -106,18 +110,16 @@ pub(crate) async fn post_json_checked(
             &scrub,
         ));
     }
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| {
-        ModelError::new(
-            ErrorKind::MalformedResponse,
-            format!("the response is not JSON: {e}"),
-        )
-        .with_status(status)
-    })?;
-    let not_ijson = crate::json::parse_ijson(&text).err();
-    if let Some(key) = key {
-        key.scrub_json(&mut v);
-    }
-    Ok((v, not_ijson))
+    Ok(response)
+}
+
+/// Whether a 2xx answer is server-sent events (else it is one JSON body).
+pub(crate) fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
 }
 
 /// A 3xx answer: an error naming the status and where it pointed, never
@@ -168,7 +170,7 @@ fn shown_location(location: &str) -> String {
 
 /// Largest response body read: a model turn is kilobytes; a provider (or a
 /// proxy) streaming without end must not exhaust memory.
-const MAX_BODY: usize = 32 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 32 * 1024 * 1024;
 
 async fn read_body(mut response: reqwest::Response) -> Result<String, ModelError> {
     let mut body = Vec::new();
@@ -187,7 +189,7 @@ async fn read_body(mut response: reqwest::Response) -> Result<String, ModelError
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-fn scrubbed(mut e: ModelError, scrub: &impl Fn(&str) -> String) -> ModelError {
+pub(crate) fn scrubbed(mut e: ModelError, scrub: &impl Fn(&str) -> String) -> ModelError {
     e.message = scrub(&e.message);
     e
 }

@@ -15,6 +15,11 @@
 //! - `classify`: status, headers, body or transport error -> error kind.
 //! - `context`: one request's budget and the [`Report`] the policy
 //!   wrappers in [`crate::resilience`] append to; `report`: the report.
+//! - `live`: what a [`LiveSink`] is shown while a request runs (streamed
+//!   text, a retracted partial, retries and fallbacks), and the streamed
+//!   attempt's marks the attempt timeout reads.
+//! - `stream`: server-sent events into the turn, one assembler per wire
+//!   format; the turn exists only at the stream's end marker.
 //!   They live here, below the wrappers, because [`Model::chat`] takes them.
 
 mod anthropic;
@@ -22,15 +27,18 @@ pub mod classify;
 mod context;
 mod error;
 mod http;
+mod live;
 mod openai;
 pub(crate) mod report;
 mod scripted;
 mod secret;
+mod stream;
 mod types;
 
 pub use anthropic::Anthropic;
 pub use context::CallContext;
 pub use error::{ErrorKind, ModelError};
+pub use live::{Live, LiveSink};
 pub use openai::OpenAi;
 pub use report::{Attempt, FellBack, Report, Retried};
 pub use scripted::{Fault, Mode as ScriptMode, ScriptError, Scripted, ScriptedCall, Turn};
@@ -43,6 +51,9 @@ pub mod wire {
         parse_response as parse_anthropic, request_body as anthropic_request,
     };
     pub use super::openai::{parse_response as parse_openai, request_body as openai_request};
+    pub use super::stream::anthropic::Messages as AnthropicStream;
+    pub use super::stream::openai::Chunks as OpenAiStream;
+    pub use super::stream::{Assembler, Piece, assemble_bytes};
 }
 
 use std::sync::Arc;
@@ -62,11 +73,22 @@ pub trait Model: Send + Sync {
         req: &'a ChatRequest,
         cx: &'a CallContext,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>>;
+
+    /// Whether an attempt streams its answer (so the first-token and idle
+    /// deadlines apply to it): what the attempt timeout, which wraps the
+    /// provider, asks.
+    fn streams(&self) -> bool {
+        false
+    }
 }
 
 impl<M: Model + ?Sized> Model for Arc<M> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn streams(&self) -> bool {
+        (**self).streams()
     }
 
     fn chat<'a>(
@@ -81,6 +103,10 @@ impl<M: Model + ?Sized> Model for Arc<M> {
 impl<M: Model + ?Sized> Model for Box<M> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+
+    fn streams(&self) -> bool {
+        (**self).streams()
     }
 
     fn chat<'a>(
@@ -108,6 +134,8 @@ pub struct Endpoint {
     client: reqwest::Client,
     /// Whether the key may go over plain `http://` to a remote host.
     allow_insecure: bool,
+    /// Whether to ask for a streamed answer.
+    stream: bool,
 }
 
 impl Endpoint {
@@ -128,7 +156,15 @@ impl Endpoint {
             max_tokens: DEFAULT_MAX_TOKENS,
             client,
             allow_insecure: false,
+            stream: false,
         })
+    }
+
+    /// This endpoint, asking for streamed answers (or not). Off for an
+    /// endpoint built here; a config entry's `stream` defaults to on.
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
     }
 
     /// This endpoint, allowed (or not) to send its key over plain `http://`
@@ -155,6 +191,7 @@ impl Endpoint {
             max_tokens: m.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             client: http::client(m.base_url.as_deref())?,
             allow_insecure: m.allow_insecure,
+            stream: m.stream,
         })
     }
 

@@ -3,12 +3,13 @@
 //! does for vLLM, Ollama, llama.cpp and LiteLLM, which need no key at all:
 //! without `api_key_env` no `Authorization` header is sent.
 
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::CallContext;
 use super::classify::Wire;
 use super::http::{self, malformed};
+use super::stream::{self, openai::Chunks};
 use super::{
     BoxFuture, ChatRequest, ChatResponse, Endpoint, Model, ModelError, Part, Role, StopReason,
     ToolCall, Usage,
@@ -34,21 +35,37 @@ impl Model for OpenAi {
         &self.endpoint.name
     }
 
+    fn streams(&self) -> bool {
+        self.endpoint.stream
+    }
+
     fn chat<'a>(
         &'a self,
         req: &'a ChatRequest,
-        _cx: &'a CallContext,
+        cx: &'a CallContext,
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(async move {
             let e = &self.endpoint;
-            let auth = e.key()?.map(|k| (AUTHORIZATION, "Bearer ".to_string(), k));
+            let key = e.key()?;
+            let auth = key.map(|k| (AUTHORIZATION, "Bearer ".to_string(), k));
             let url = http::join(
                 e.base_url.as_deref().unwrap_or(BASE_URL),
                 "chat/completions",
             );
-            let body = request_body(&e.model, e.configured_max_tokens, req);
-            let v = http::post_json(&e.client, Wire::OpenAi, &url, HeaderMap::new(), auth, &body)
-                .await?;
+            let mut body = request_body(&e.model, e.configured_max_tokens, req);
+            let mut headers = HeaderMap::new();
+            if e.stream {
+                // The usage arrives in a last chunk only when asked for.
+                body["stream"] = json!(true);
+                body["stream_options"] = json!({"include_usage": true});
+                headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+            }
+            let response = http::send(&e.client, Wire::OpenAi, &url, headers, auth, &body).await?;
+            if e.stream && http::is_event_stream(&response) {
+                return stream::read(response, Chunks::new(), cx, key).await;
+            }
+            // Not streamed (asked not to, or a server that ignores `stream`).
+            let (v, _) = http::read_json(response, key).await?;
             parse_response(&v)
         })
     }

@@ -28,6 +28,17 @@ pub struct Attempt {
     pub error: Option<ErrorKind>,
     pub status: Option<u16>,
     pub elapsed_ms: u64,
+    /// A streamed attempt: ms from its start to its first content event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token_ms: Option<u64>,
+    /// A streamed attempt that broke: the output tokens it had received,
+    /// thrown away (never journaled).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tokens_discarded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A retry: after which attempt, why, and how long we waited.
@@ -56,6 +67,11 @@ impl Report {
             .iter()
             .filter(|a| a.error != Some(ErrorKind::CircuitOpen))
             .count()
+    }
+
+    /// Output tokens of broken streamed attempts, thrown away.
+    pub fn tokens_discarded(&self) -> u64 {
+        self.attempts.iter().map(|a| a.tokens_discarded).sum()
     }
 
     /// Attempts on `model`.

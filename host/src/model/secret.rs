@@ -97,6 +97,25 @@ impl ApiKey {
         }
     }
 
+    /// A scrubber for text that arrives in pieces (a streamed answer shown
+    /// as it comes): see [`PieceScrubber`].
+    pub(crate) fn piece_scrubber(&self) -> PieceScrubber {
+        let forms: Vec<String> = if self.0.len() < 4 {
+            Vec::new()
+        } else {
+            self.forms()
+                .into_iter()
+                .filter(|f| *f == self.0 || f.len() >= MIN_SCRUBBED)
+                .collect()
+        };
+        let hold = forms.iter().map(String::len).max().unwrap_or(1) - 1;
+        PieceScrubber {
+            forms,
+            hold,
+            pending: String::new(),
+        }
+    }
+
     /// Every encoding of the key [`ApiKey::scrub`] removes, longest first
     /// (so a longer form is never cut short by a shorter one inside it).
     fn forms(&self) -> Vec<String> {
@@ -135,6 +154,53 @@ impl ApiKey {
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
         forms.dedup();
         forms
+    }
+}
+
+/// Scrubs text that arrives in pieces, where a key may be split across
+/// two of them. Each piece is appended to what is held; every whole form
+/// of the key in it is replaced; then all but the last `hold` bytes (one
+/// less than the longest form) are released. A form not yet whole must
+/// start within those last bytes, so nothing released can be part of one.
+/// [`PieceScrubber::finish`] releases the rest, scrubbed.
+#[derive(Debug)]
+pub(crate) struct PieceScrubber {
+    forms: Vec<String>,
+    hold: usize,
+    pending: String,
+}
+
+impl PieceScrubber {
+    /// Appends `piece`; returns what may be shown now (maybe nothing).
+    pub fn push(&mut self, piece: &str) -> String {
+        if self.forms.is_empty() {
+            return piece.to_string();
+        }
+        self.pending.push_str(piece);
+        for form in &self.forms {
+            if self.pending.contains(form.as_str()) {
+                self.pending = self.pending.replace(form.as_str(), REDACTED);
+            }
+        }
+        let mut cut = self.pending.len().saturating_sub(self.hold);
+        while !self.pending.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let rest = self.pending.split_off(cut);
+        std::mem::replace(&mut self.pending, rest)
+    }
+
+    /// The rest, scrubbed.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.pending);
+        let mut out = rest;
+        for form in &self.forms {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), REDACTED);
+            }
+        }
+        redact_cut_pieces(&mut out, &self.forms);
+        out
     }
 }
 
@@ -351,6 +417,36 @@ mod tests {
             let api = ApiKey::new(key.clone());
             let text = format!("error: {}", &key[..n]);
             proptest::prop_assert_eq!(api.scrub(&text), "error: [redacted]");
+        }
+
+        /// A streamed answer that echoes the key, cut into pieces anywhere
+        /// (two cuts, so the key can straddle three pieces): nothing shown
+        /// holds the key, or a piece of 8 characters of it, and nothing but
+        /// the key is lost.
+        #[test]
+        fn a_key_split_across_streamed_pieces_is_never_shown(
+            key in "[A-Za-z0-9_-]{20,60}",
+            a in 0usize..200,
+            b in 0usize..200,
+        ) {
+            let api = ApiKey::new(key.clone());
+            let text = format!("Here it is: {key} and here it is again: {key}. Done.");
+            let (a, b) = (a.min(b) % text.len(), a.max(b) % text.len());
+            let (a, b) = (a.min(b), a.max(b));
+            let mut s = api.piece_scrubber();
+            let mut shown = Vec::new();
+            for piece in [&text[..a], &text[a..b], &text[b..]] {
+                shown.push(s.push(piece));
+            }
+            shown.push(s.finish());
+            let all: String = shown.concat();
+            for piece in &shown {
+                proptest::prop_assert!(!piece.contains(&key[..8]), "{piece}");
+            }
+            proptest::prop_assert_eq!(
+                all,
+                "Here it is: [redacted] and here it is again: [redacted]. Done."
+            );
         }
     }
 }

@@ -27,7 +27,7 @@ use crate::clock::{Clock, TokioClock};
 use crate::config::{BreakerConfig, Config, RetryConfig};
 use crate::model::report::{Report, ms};
 use crate::model::{
-    self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, Model, ModelError,
+    self, BuildError, ChatRequest, ChatResponse, ErrorKind, KeyStatus, LiveSink, Model, ModelError,
 };
 use crate::telemetry::{TARGET, attrs};
 
@@ -138,6 +138,8 @@ impl ChainBuilder {
     pub fn build(self) -> Chain {
         let retry = RetryPolicy::from_config(&self.retry);
         let timeout = Duration::from_millis(self.retry.attempt_timeout_ms);
+        let first_token = Duration::from_millis(self.retry.first_token_timeout_ms);
+        let idle = Duration::from_millis(self.retry.idle_timeout_ms);
         let mut links = Vec::new();
         let mut entries = Vec::new();
         for (i, (spec, model)) in self.entries.into_iter().enumerate() {
@@ -155,7 +157,8 @@ impl ChainBuilder {
                 entries.push((spec, breaker));
                 continue;
             }
-            let attempt = CircuitBreaker::new(AttemptTimeout::new(model, timeout), breaker.clone());
+            let deadlines = AttemptTimeout::new(model, timeout).streaming(first_token, idle);
+            let attempt = CircuitBreaker::new(deadlines, breaker.clone());
             let wrapped = Retry::new(
                 Traced::new(
                     attempt,
@@ -263,6 +266,17 @@ impl Chain {
     /// One turn through the chain, in a `turn` span whose children are
     /// its attempts (`traced.rs`): retries and fallbacks show as siblings.
     pub async fn call(&self, req: &ChatRequest) -> Result<Served, Unserved> {
+        self.call_live(req, None).await
+    }
+
+    /// [`Chain::call`], showing `live` each streamed attempt's text as it
+    /// arrives, a broken attempt's partial retracted, and each retry and
+    /// fallback as it happens.
+    pub async fn call_live(
+        &self,
+        req: &ChatRequest,
+        live: Option<Arc<dyn LiveSink>>,
+    ) -> Result<Served, Unserved> {
         let span = tracing::info_span!(
             target: TARGET,
             "turn",
@@ -272,7 +286,7 @@ impl Chain {
             { attrs::FALLBACKS } = Empty,
             { attrs::ERROR_TYPE } = Empty,
         );
-        let result = self.call_traced(req).instrument(span.clone()).await;
+        let result = self.call_traced(req, live).instrument(span.clone()).await;
         let report = match &result {
             Ok(served) => &served.report,
             Err(unserved) => {
@@ -289,8 +303,15 @@ impl Chain {
         result
     }
 
-    async fn call_traced(&self, req: &ChatRequest) -> Result<Served, Unserved> {
-        let cx = CallContext::new(self.clock.clone(), self.budget);
+    async fn call_traced(
+        &self,
+        req: &ChatRequest,
+        live: Option<Arc<dyn LiveSink>>,
+    ) -> Result<Served, Unserved> {
+        let mut cx = CallContext::new(self.clock.clone(), self.budget);
+        if let Some(live) = live {
+            cx = cx.with_live(live);
+        }
         let result = if self.entries.is_empty() {
             Err(ModelError::new(
                 ErrorKind::AllModelsUnavailable,

@@ -117,14 +117,20 @@ impl<M: Model> Model for Retry<M> {
             let mut n = 1;
             loop {
                 let start = cx.now();
+                cx.begin_attempt(name, n);
                 let result = within_budget(cx, self.inner.chat(req, cx)).await;
                 let err = result.as_ref().err();
+                let marks = cx.end_attempt(name, err.map(|e| e.kind));
                 cx.attempt(Attempt {
                     model: name.to_string(),
                     n,
                     error: err.map(|e| e.kind),
                     status: err.and_then(|e| e.status),
                     elapsed_ms: ms(cx.now().saturating_sub(start)),
+                    first_token_ms: marks.first_token_ms(),
+                    // A completed stream's output is the turn; a broken
+                    // one's is thrown away, and counted.
+                    tokens_discarded: if err.is_some() { marks.tokens() } else { 0 },
                 });
                 let e = match result {
                     Ok(r) => return Ok(r),

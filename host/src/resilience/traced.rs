@@ -77,11 +77,22 @@ impl<M: Model> Model for Traced<M> {
             { attrs::ATTEMPT } = attempt,
             { attrs::BREAKER_STATE } = self.breaker.status().state.as_str(),
             { attrs::FALLBACK_REASON } = fallback_reason,
+            { attrs::TIME_TO_FIRST_TOKEN_MS } = Empty,
+            { attrs::TOKENS_DISCARDED } = Empty,
         );
         Box::pin(
             async move {
                 let result = self.inner.chat(req, cx).await;
                 let span = tracing::Span::current();
+                // The retry loop ends the attempt after this returns: its
+                // stream marks are still this attempt's.
+                let marks = cx.marks();
+                if let Some(t) = marks.first_token_ms() {
+                    span.record(attrs::TIME_TO_FIRST_TOKEN_MS, t);
+                }
+                if result.is_err() && marks.tokens() > 0 {
+                    span.record(attrs::TOKENS_DISCARDED, marks.tokens());
+                }
                 match &result {
                     Ok(r) => {
                         span.record(attrs::RESPONSE_MODEL, r.model.as_str());

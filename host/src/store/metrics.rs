@@ -63,9 +63,22 @@ pub struct Stats {
     /// Bytes the journal holds for these runs (rows and their blobs).
     pub journal_bytes: u64,
     pub journal_bytes_per_step: f64,
+    /// Output tokens of streamed attempts that broke, thrown away.
+    pub tokens_discarded: u64,
+    /// Time to first token of streamed attempts, by chain entry.
+    pub time_to_first_token: BTreeMap<String, FirstToken>,
     /// The same rows by label, for `/metrics` (not printed by `stats`).
     #[serde(skip)]
     pub breakdown: Breakdown,
+}
+
+/// The time to first token of one chain entry's streamed attempts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FirstToken {
+    /// Attempts that had a first token.
+    pub attempts: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
 }
 
 /// The journal's numbers by label: what `/metrics` exposes as counters and
@@ -78,10 +91,14 @@ pub struct Breakdown {
     pub attempts: BTreeMap<(String, String), u64>,
     /// Each attempt's time, ms, by chain entry.
     pub attempt_ms: BTreeMap<String, Vec<u64>>,
+    /// Each streamed attempt's time to first token, ms, by chain entry.
+    pub first_token_ms: BTreeMap<String, Vec<u64>>,
     /// Live tool calls of runs by (tool, `hit` or `miss` of the cache).
     pub tool_calls: BTreeMap<(String, String), u64>,
     /// The live time of each completed run, ms.
     pub completed_ms: Vec<u64>,
+    /// Output tokens of broken streamed attempts.
+    pub tokens_discarded: u64,
 }
 
 /// The numbers of one run.
@@ -118,9 +135,13 @@ fn attempt_errors(
         let outcome = a["error"].as_str().unwrap_or("ok").to_string();
         *by.attempts.entry((model.clone(), outcome)).or_default() += 1;
         by.attempt_ms
-            .entry(model)
+            .entry(model.clone())
             .or_default()
             .push(a["elapsed_ms"].as_u64().unwrap_or_default());
+        if let Some(t) = a["first_token_ms"].as_u64() {
+            by.first_token_ms.entry(model).or_default().push(t);
+        }
+        by.tokens_discarded += a["tokens_discarded"].as_u64().unwrap_or_default();
         match a["error"].as_str() {
             Some(kind) => {
                 *into.entry(kind.to_string()).or_default() += 1;
@@ -224,6 +245,18 @@ impl Tally {
         s.cache_hit_rate = ratio(s.cache_hits, s.tool_calls);
         s.journal_bytes = journal_bytes;
         s.journal_bytes_per_step = ratio(journal_bytes, s.steps);
+        s.tokens_discarded = s.breakdown.tokens_discarded;
+        for (model, times) in &mut s.breakdown.first_token_ms {
+            times.sort_unstable();
+            s.time_to_first_token.insert(
+                model.clone(),
+                FirstToken {
+                    attempts: times.len() as u64,
+                    p50_ms: percentile(times, 0.5),
+                    p95_ms: percentile(times, 0.95),
+                },
+            );
+        }
         self.s
     }
 }

@@ -49,7 +49,7 @@ pub(crate) use sqlite::{liveness, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
 pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
-pub use metrics::{Breakdown, RunStats, Stats};
+pub use metrics::{Breakdown, FirstToken, RunStats, Stats};
 
 pub use calls::{
     CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport,

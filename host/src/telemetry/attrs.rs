@@ -57,6 +57,12 @@ pub const MODEL_ENTRY: &str = "toolhost.model";
 pub const ATTEMPT: &str = "toolhost.attempt";
 /// A step's number in its run, from 1.
 pub const STEP: &str = "toolhost.step";
+/// A streamed attempt: ms from its start to its first content event (the
+/// GenAI conventions name this a metric, `gen_ai.server.time_to_first_token`;
+/// on the attempt's span it is toolhost's own attribute).
+pub const TIME_TO_FIRST_TOKEN_MS: &str = "toolhost.time_to_first_token_ms";
+/// A streamed attempt that broke: the output tokens it threw away.
+pub const TOKENS_DISCARDED: &str = "toolhost.tokens_discarded";
 /// How a run session ended: `completed`, `failed`, `partial`.
 pub const RUN_STATUS: &str = "toolhost.run.status";
 /// Steps a session served from the journal.

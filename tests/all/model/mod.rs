@@ -15,6 +15,8 @@ mod redirects;
 mod retry;
 mod secrets;
 mod soak;
+mod stream;
+mod stream_cli;
 mod wire;
 
 use std::io::Write;
@@ -49,6 +51,24 @@ pub fn provider(wire: Wire, server: &ModelServer, name: &str, key: Option<&str>)
         }
         Wire::OpenAi => Arc::new(OpenAi::new(
             Endpoint::new(name, "gpt-4o", Some(server.openai_url()), key).unwrap(),
+        )),
+    }
+}
+
+/// [`provider`], asking for streamed answers.
+pub fn streamed(wire: Wire, server: &ModelServer, name: &str, key: Option<&str>) -> Arc<dyn Model> {
+    let key = key.map(ApiKey::new);
+    match wire {
+        Wire::Anthropic => {
+            let e = Endpoint::new(name, "claude-sonnet-4-5", Some(server.anthropic_url()), key)
+                .unwrap()
+                .stream(true);
+            Arc::new(Anthropic::new(e))
+        }
+        Wire::OpenAi => Arc::new(OpenAi::new(
+            Endpoint::new(name, "gpt-4o", Some(server.openai_url()), key)
+                .unwrap()
+                .stream(true),
         )),
     }
 }
@@ -94,6 +114,19 @@ impl Setup {
         };
         self.builder_entries
             .push((spec, provider(wire, server, name, Some("sk-test-key"))));
+        self
+    }
+
+    /// Adds a model of `wire` on `server` that asks for streamed answers.
+    pub fn streamed_model(mut self, wire: Wire, server: &ModelServer, name: &str) -> Self {
+        let spec = EntrySpec {
+            name: name.to_string(),
+            provider: format!("{wire:?}").to_lowercase(),
+            model: "test".to_string(),
+            context_window: None,
+        };
+        self.builder_entries
+            .push((spec, streamed(wire, server, name, Some("sk-test-key"))));
         self
     }
 

@@ -4,6 +4,12 @@
 //! status with a realistic body and headers, a delay, a stall, a dropped
 //! connection, malformed JSON or a tool call with broken arguments.
 //!
+//! A request that asks for a stream (`"stream": true`) gets its answer as
+//! server-sent events in the provider's format, written one event per
+//! chunk of a chunked body; [`Step::Streamed`] breaks such a stream the ways
+//! a real one breaks ([`StreamFault`]). Every OpenAI chunk sent is checked
+//! against the published chunk schema.
+//!
 //! Hand-rolled on tokio's `TcpListener` rather than hyper so that a fault can
 //! be anything a real network does: a response that never comes, a socket
 //! closed mid-request. Every request is checked (headers, and for OpenAI the
@@ -62,6 +68,41 @@ pub enum Step {
     /// An error status with a long HTML page that echoes the key past the
     /// point where error messages are cut.
     EchoKeyHtml(u16),
+    /// The inner answer as a stream, with `fault` (to a request that did
+    /// not ask for a stream: the inner step as it is).
+    Streamed(StreamFault, Box<Step>),
+    /// The inner answer as one JSON body even to a request that asked for
+    /// a stream (a server that ignores `stream`).
+    Plain(Box<Step>),
+}
+
+/// How a streamed answer goes wrong (or what it does on the way).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamFault {
+    /// An `error` event (Anthropic; an `{"error": ...}` chunk for OpenAI)
+    /// of type `overloaded_error` after `n` deltas, then the end.
+    ErrorAfter(usize),
+    /// The connection closes after `n` deltas (mid-text or mid-arguments).
+    DropAfter(usize),
+    /// Nothing more after `n` deltas; the socket stays open.
+    StallAfter(usize),
+    /// The first content event comes only after this long.
+    LateFirstToken(Duration),
+    /// A chunk that is not JSON after `n` deltas.
+    MalformedAfter(usize),
+    /// `ping` events (Anthropic) or comment lines (OpenAI) between deltas.
+    Pings,
+    /// Text and arguments cut into pieces of this many characters.
+    Pieces(usize),
+    /// A wait before every delta: a slow stream that is never idle long.
+    EveryDelta(Duration),
+}
+
+impl Step {
+    /// `self`, streamed with `fault`.
+    pub fn streamed(self, fault: StreamFault) -> Step {
+        Step::Streamed(fault, Box::new(self))
+    }
 }
 
 impl Step {
@@ -115,6 +156,8 @@ static OPENAI_REQUEST: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| schema("openai-chat-request.schema.json"));
 static OPENAI_RESPONSE: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| schema("openai-chat-response.schema.json"));
+static OPENAI_CHUNK: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| schema("openai-chat-chunk.schema.json"));
 
 fn schema(file: &str) -> jsonschema::Validator {
     let path = std::path::Path::new(SPECS).join(file);
@@ -130,6 +173,14 @@ const SPECS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/specs");
 /// Errors of `instance` against the OpenAI request schema.
 pub fn openai_request_errors(instance: &Value) -> Vec<String> {
     OPENAI_REQUEST
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Errors of `instance` against the OpenAI stream chunk schema.
+pub fn openai_chunk_errors(instance: &Value) -> Vec<String> {
+    OPENAI_CHUNK
         .iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
@@ -286,8 +337,30 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
     }
     let mut extra = Vec::new();
     let mut step = step;
+    let mut wants_stream = seen_stream(&state);
+    let mut faults = Vec::new();
     loop {
         match step {
+            Step::Streamed(fault, inner) => {
+                faults.push(fault);
+                step = *inner;
+            }
+            Step::Plain(inner) => {
+                wants_stream = false;
+                step = *inner;
+            }
+            ref answer @ (Step::Text(_)
+            | Step::ToolCall { .. }
+            | Step::RawToolArgs { .. }
+            | Step::BrokenToolArgs
+            | Step::MalformedJson
+            | Step::EchoKey)
+                if wants_stream =>
+            {
+                let events = stream_events(wire, answer, &model, &key);
+                write_stream(&mut socket, wire, events, &faults, &extra, &state).await;
+                return;
+            }
             Step::Delay(d, inner) => {
                 tokio::time::sleep(d).await;
                 step = *inner;
@@ -518,7 +591,12 @@ fn respond(
                 "<!-- a padding comment -->\n".repeat(50)
             ),
         ),
-        Step::Delay(..) | Step::Stall | Step::Drop | Step::Header(..) => {
+        Step::Delay(..)
+        | Step::Stall
+        | Step::Drop
+        | Step::Header(..)
+        | Step::Streamed(..)
+        | Step::Plain(..) => {
             unreachable!("handled by serve")
         }
     }
@@ -684,4 +762,426 @@ fn http(status: u16, headers: &[(String, String)], body: &str) -> String {
     out.push_str("\r\n");
     out.push_str(body);
     out
+}
+
+/// Whether the request just recorded asked for a stream.
+fn seen_stream(state: &State) -> bool {
+    state
+        .seen
+        .lock()
+        .unwrap()
+        .last()
+        .is_some_and(|s| s.body.get("stream") == Some(&Value::Bool(true)))
+}
+
+/// One server-sent event the stream will carry.
+#[derive(Debug, Clone)]
+struct Event {
+    name: Option<&'static str>,
+    data: String,
+    /// A text or arguments delta (the unit faults count).
+    delta: bool,
+    /// The first content event of the answer (where a late first token
+    /// waits).
+    first_content: bool,
+}
+
+fn ev(name: Option<&'static str>, data: Value) -> Event {
+    Event {
+        name,
+        data: data.to_string(),
+        delta: false,
+        first_content: false,
+    }
+}
+
+/// The text and the tool call (name, arguments text) a step answers with.
+fn answer_of(step: &Step, key: &str) -> (Option<String>, Option<(String, String)>) {
+    match step {
+        Step::Text(t) => (Some(t.clone()), None),
+        Step::EchoKey => (Some(format!("Your key is {}.", bare(key))), None),
+        Step::ToolCall { name, arguments } => (None, Some((name.clone(), arguments.to_string()))),
+        Step::RawToolArgs { name, raw } => (None, Some((name.clone(), raw.clone()))),
+        Step::BrokenToolArgs => (None, Some(("calc".into(), r#"{"expr": "6*7"#.into()))),
+        _ => (None, None),
+    }
+}
+
+fn pieces(text: &str, size: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(size.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+/// The events of a streamed answer in `wire`'s format, pieces of 4
+/// characters (a [`StreamFault::Pieces`] re-cuts them in `write_stream`).
+fn stream_events(wire: Wire, step: &Step, model: &str, key: &str) -> Vec<(Event, Option<String>)> {
+    let (text, call) = answer_of(step, key);
+    // (event, the piece of text or arguments it carries, for re-cutting)
+    let mut out: Vec<(Event, Option<String>)> = Vec::new();
+    if *step == Step::MalformedJson {
+        let mut e = ev(None, json!(null));
+        e.data = r#"{"id": "msg_01", "content": [{"type": "text", "te"#.into();
+        e.delta = true;
+        e.first_content = true;
+        return vec![(e, None)];
+    }
+    match wire {
+        Wire::Anthropic => {
+            out.push((
+                ev(
+                    Some("message_start"),
+                    json!({"type": "message_start", "message": {
+                "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 25, "output_tokens": 1}}}),
+                ),
+                None,
+            ));
+            out.push((ev(Some("ping"), json!({"type": "ping"})), None));
+            let mut index = 0;
+            if let Some(t) = &text {
+                let mut start = ev(
+                    Some("content_block_start"),
+                    json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "text", "text": ""}}),
+                );
+                start.first_content = true;
+                out.push((start, None));
+                out.push((
+                    Event {
+                        delta: true,
+                        ..ev(Some("content_block_delta"), json!(null))
+                    },
+                    Some(t.clone()),
+                ));
+                out.push((
+                    ev(
+                        Some("content_block_stop"),
+                        json!({"type": "content_block_stop", "index": index}),
+                    ),
+                    None,
+                ));
+                index += 1;
+            }
+            if let Some((name, args)) = &call {
+                let mut start = ev(
+                    Some("content_block_start"),
+                    json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": {}}}),
+                );
+                start.first_content = text.is_none();
+                out.push((start, None));
+                out.push((
+                    Event {
+                        delta: true,
+                        ..ev(Some("content_block_delta"), json!(index))
+                    },
+                    Some(args.clone()),
+                ));
+                out.push((
+                    ev(
+                        Some("content_block_stop"),
+                        json!({"type": "content_block_stop", "index": index}),
+                    ),
+                    None,
+                ));
+            }
+            out.push((ev(Some("message_delta"), json!({"type": "message_delta",
+                "delta": {"stop_reason": if call.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+                "usage": {"output_tokens": 12}})), None));
+            out.push((
+                ev(Some("message_stop"), json!({"type": "message_stop"})),
+                None,
+            ));
+        }
+        Wire::OpenAi => {
+            let chunk = |choices: Value, usage: Value| {
+                json!({"id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completion.chunk",
+                    "created": 1_741_569_952, "model": model, "system_fingerprint": "fp_test",
+                    "choices": choices, "usage": usage})
+            };
+            let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+            out.push((
+                ev(
+                    None,
+                    chunk(
+                        choice(
+                            json!({"role": "assistant", "content": "", "refusal": null}),
+                            Value::Null,
+                        ),
+                        Value::Null,
+                    ),
+                ),
+                None,
+            ));
+            if let Some(t) = &text {
+                let mut e = Event {
+                    delta: true,
+                    ..ev(None, json!("text"))
+                };
+                e.first_content = true;
+                out.push((e, Some(t.clone())));
+            }
+            if let Some((name, args)) = &call {
+                let mut start = ev(
+                    None,
+                    chunk(
+                        choice(
+                            json!({"tool_calls": [{"index": 0, "id": "call_abc123", "type": "function",
+                    "function": {"name": name, "arguments": ""}}]}),
+                            Value::Null,
+                        ),
+                        Value::Null,
+                    ),
+                );
+                start.first_content = text.is_none();
+                out.push((start, None));
+                out.push((
+                    Event {
+                        delta: true,
+                        ..ev(None, json!("args"))
+                    },
+                    Some(args.clone()),
+                ));
+            }
+            out.push((
+                ev(
+                    None,
+                    chunk(
+                        choice(
+                            json!({}),
+                            json!(if call.is_some() { "tool_calls" } else { "stop" }),
+                        ),
+                        Value::Null,
+                    ),
+                ),
+                None,
+            ));
+            // Usage only in the final chunk, with empty choices.
+            out.push((
+                ev(
+                    None,
+                    chunk(
+                        json!([]),
+                        json!({"prompt_tokens": 25, "completion_tokens": 12, "total_tokens": 37}),
+                    ),
+                ),
+                None,
+            ));
+            let mut done = ev(None, json!(null));
+            done.data = "[DONE]".into();
+            out.push((done, None));
+        }
+    }
+    out
+}
+
+/// The data of one delta event carrying `piece`.
+fn delta_data(wire: Wire, template: &Event, piece: &str, model: &str) -> String {
+    match wire {
+        Wire::Anthropic => {
+            // The template's data is `null` for text, the block index for
+            // arguments.
+            match serde_json::from_str::<Value>(&template.data).unwrap_or(Value::Null) {
+                Value::Number(i) => json!({"type": "content_block_delta", "index": i,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                _ => json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": piece}}),
+            }
+            .to_string()
+        }
+        Wire::OpenAi => {
+            let delta = if template.data == "\"args\"" {
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            } else {
+                json!({"content": piece})
+            };
+            json!({"id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completion.chunk",
+                "created": 1_741_569_952, "model": model, "system_fingerprint": "fp_test",
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}], "usage": null})
+            .to_string()
+        }
+    }
+}
+
+fn frame(e: &Event) -> String {
+    let mut out = String::new();
+    if let Some(name) = e.name {
+        out.push_str(&format!("event: {name}\n"));
+    }
+    out.push_str(&format!("data: {}\n\n", e.data));
+    out
+}
+
+/// Writes the stream, one event per chunk, applying `faults`.
+async fn write_stream(
+    socket: &mut TcpStream,
+    wire: Wire,
+    events: Vec<(Event, Option<String>)>,
+    faults: &[StreamFault],
+    extra: &[(String, String)],
+    state: &State,
+) {
+    let size = faults
+        .iter()
+        .find_map(|f| match f {
+            StreamFault::Pieces(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(4);
+    let pings = faults.contains(&StreamFault::Pings);
+    let after = |want: fn(&StreamFault) -> Option<usize>| faults.iter().find_map(want);
+    let error_after = after(|f| match f {
+        StreamFault::ErrorAfter(n) => Some(*n),
+        _ => None,
+    });
+    let drop_after = after(|f| match f {
+        StreamFault::DropAfter(n) => Some(*n),
+        _ => None,
+    });
+    let stall_after = after(|f| match f {
+        StreamFault::StallAfter(n) => Some(*n),
+        _ => None,
+    });
+    let malformed_after = after(|f| match f {
+        StreamFault::MalformedAfter(n) => Some(*n),
+        _ => None,
+    });
+    let late = faults.iter().find_map(|f| match f {
+        StreamFault::LateFirstToken(d) => Some(*d),
+        _ => None,
+    });
+    let every = faults.iter().find_map(|f| match f {
+        StreamFault::EveryDelta(d) => Some(*d),
+        _ => None,
+    });
+    let mut head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\nrequest-id: req_011CTestServer\r\n".to_string();
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    // Expand each delta template into one event per piece.
+    let mut expanded: Vec<Event> = Vec::new();
+    for (e, piece) in events {
+        match piece {
+            Some(text) => {
+                for (i, p) in pieces(&text, size).into_iter().enumerate() {
+                    expanded.push(Event {
+                        name: e.name,
+                        data: delta_data(wire, &e, &p, &model_of(state)),
+                        delta: true,
+                        first_content: e.first_content && i == 0,
+                    });
+                }
+            }
+            None => expanded.push(e),
+        }
+    }
+    let mut deltas = 0;
+    for e in expanded {
+        if e.delta {
+            if error_after == Some(deltas) {
+                let data = match wire {
+                    Wire::Anthropic => {
+                        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                    }
+                    Wire::OpenAi => {
+                        json!({"error": {"message": "The server is overloaded.", "type": "overloaded_error", "param": null, "code": null}})
+                    }
+                };
+                let error = Event {
+                    name: (wire == Wire::Anthropic).then_some("error"),
+                    data: data.to_string(),
+                    delta: false,
+                    first_content: false,
+                };
+                let _ = send_chunk(socket, &frame(&error)).await;
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+                return;
+            }
+            if drop_after == Some(deltas) {
+                let _ = socket.flush().await;
+                return;
+            }
+            if stall_after == Some(deltas) {
+                let _ = socket.flush().await;
+                std::future::pending::<()>().await;
+            }
+            if malformed_after == Some(deltas) {
+                let bad = Event {
+                    name: (wire == Wire::Anthropic).then_some("content_block_delta"),
+                    data: "{\"type\": \"content_block_delta\", \"ind".into(),
+                    delta: false,
+                    first_content: false,
+                };
+                let _ = send_chunk(socket, &frame(&bad)).await;
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+                return;
+            }
+            deltas += 1;
+            if let Some(d) = every {
+                tokio::time::sleep(d).await;
+            }
+        }
+        if e.first_content
+            && let Some(d) = late
+        {
+            tokio::time::sleep(d).await;
+        }
+        if wire == Wire::OpenAi
+            && e.data != "[DONE]"
+            && !e.data.starts_with("{\"id\": \"msg_01\"")
+            && let Ok(v) = serde_json::from_str::<Value>(&e.data)
+        {
+            let errors = openai_chunk_errors(&v);
+            state
+                .violations
+                .lock()
+                .unwrap()
+                .extend(errors.into_iter().map(|x| format!("chunk: {x}")));
+        }
+        if send_chunk(socket, &frame(&e)).await.is_err() {
+            return;
+        }
+        if pings && e.delta {
+            let ping = match wire {
+                Wire::Anthropic => "event: ping\ndata: {\"type\": \"ping\"}\n\n".to_string(),
+                Wire::OpenAi => ": ping\n\n".to_string(),
+            };
+            if send_chunk(socket, &ping).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let _ = socket.shutdown().await;
+}
+
+/// The model the request just recorded named.
+fn model_of(state: &State) -> String {
+    state
+        .seen
+        .lock()
+        .unwrap()
+        .last()
+        .and_then(|s| {
+            s.body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn send_chunk(socket: &mut TcpStream, payload: &str) -> std::io::Result<()> {
+    socket
+        .write_all(format!("{:x}\r\n{payload}\r\n", payload.len()).as_bytes())
+        .await?;
+    socket.flush().await
 }
