@@ -173,6 +173,13 @@ async fn accept_loop(
                 }
             },
         };
+        // A response goes out as several small writes (the head, then each
+        // SSE event); with Nagle's algorithm on, the second waits for the
+        // client's delayed ACK, about 40 ms on Linux, on every call of a
+        // kept-alive connection. axum's own `serve` turns it off too.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let service = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
         let open = open_rx.clone();
