@@ -573,7 +573,8 @@ impl ToolPolicy {
         opt("idempotency_window_s", self.idempotency_window_s)?;
         opt("reconcile_backoff_s", self.reconcile_backoff_s)?;
         if let Some(name) = &self.idempotency_header
-            && !crate::sandbox::egress::valid_header(name)
+            && !name.is_empty()
+            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
         {
             return Err(Invalid::new(
                 format!("{key}.idempotency_header"),

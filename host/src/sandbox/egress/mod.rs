@@ -31,7 +31,7 @@ mod special;
 
 pub use allow::{Target, check_addrs, check_uri, is_internal};
 pub use forward::DEFAULT_HEADER;
-pub(crate) use forward::{Forward, valid_header};
+pub(crate) use forward::Forward;
 pub use resolve::{Resolve, Resolving, StaticResolver, SystemResolver};
 pub use special::{Reach, reach};
 
