@@ -16,6 +16,7 @@ const EXAMPLES: &[&str] = &[
     "echo",
     "notes",
     "http_fetch",
+    "pay",
 ];
 /// Tools that attack the sandbox; tests load them from their own directory.
 const HOSTILE: &[&str] = &[
@@ -41,7 +42,8 @@ const HANDWRITTEN: &[(&str, Assemble)] = &[("twomem", || {
 /// Assembles one hand-written component.
 type Assemble = fn() -> Result<Vec<u8>, String>;
 /// Tools for the end-to-end tests of effects (claims, crashes).
-const TESTKIT: &[&str] = &["append", "tally"];
+/// `legacy` is a component of the frozen 0.1.0 world (decision 0083).
+const TESTKIT: &[&str] = &["append", "tally", "legacy", "send"];
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "wasm-tools";
 
@@ -51,7 +53,7 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for watched in ["tools", "guest-sdk", "Cargo.lock"] {
+    for watched in ["tools", "guest-sdk", "host/wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build.rs");

@@ -1,9 +1,11 @@
 //! # toolhost-sdk: write a sandboxed tool in one function
 //!
 //! A toolhost tool is a WebAssembly component (`wasm32-wasip2`) that exports
-//! the `toolhost:tool/tool@0.1.0` world (see `wit/world.wit`). This crate hides
-//! that world: a tool author writes an input type, an output type and one
-//! function, and [`export_tool!`] does the rest:
+//! the `toolhost:tool/tool@0.2.0` world, or `reconciling-tool@0.2.0` when it
+//! can tell whether a call in doubt took effect (see `wit/world.wit`). This
+//! crate hides those worlds: a tool author writes an input type, an output
+//! type and one function (and, optionally, a `reconcile` function), and
+//! [`export_tool!`] does the rest:
 //!
 //! - `describe` reports the tool's name, description, version (the crate's
 //!   `Cargo.toml` version), effect and the JSON Schemas (2020-12) of its input
@@ -13,7 +15,11 @@
 //! - `call` parses the input JSON into the input type (a mismatch becomes
 //!   [`ToolError::InvalidInput`] naming serde's path, such as `expr: invalid
 //!   type: integer, expected a string`), runs the function and serialises the
-//!   output.
+//!   output;
+//! - `reconcile` (with `reconcile: FUNCTION` in [`export_tool!`]) answers,
+//!   for a call whose process died before its outcome was recorded, whether
+//!   its effect happened ([`Reconciliation`]): the host asks it instead of
+//!   leaving the call `in_doubt` for an operator.
 //!
 //! ```
 //! use toolhost_sdk::{Context, JsonSchema, ToolError, Deserialize, Serialize};
@@ -59,6 +65,15 @@
 //! environment variables, no network. `std::fs` calls outside a granted
 //! directory fail; convert such I/O errors with `?` (there is a `From` impl)
 //! and the host reports them as `capability_denied`.
+//!
+//! ## The forwarded key
+//!
+//! For an `Idempotent` or `SideEffecting` tool the host adds an
+//! `Idempotency-Key` header to every POST, PUT, PATCH or DELETE the tool
+//! sends (unless the tool set it): a value derived from the call's key and
+//! the endpoint, the same on every attempt of the key. A remote API that
+//! dedups by it sees a re-run as the same request. [`Context::forwarded_key`]
+//! computes the value the host sent, so `reconcile` can look the effect up.
 
 // The generated bindings name their runtime by this crate's public path, so
 // the same path must resolve inside the crate too.
@@ -66,6 +81,8 @@ extern crate self as toolhost_sdk;
 
 use std::fmt;
 
+mod forwarded;
+pub mod http;
 pub mod schema;
 
 pub use schemars::{self, JsonSchema};
@@ -80,6 +97,19 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "toolhost_sdk::bindings",
         runtime_path: "toolhost_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+/// The `reconciling-tool` world, over the same types as `tool`.
+#[doc(hidden)]
+pub mod reconciling_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "reconciling-tool",
+        pub_export_macro: true,
+        default_bindings_module: "toolhost_sdk::reconciling_bindings",
+        runtime_path: "toolhost_sdk::__private::wit_bindgen::rt",
+        with: { "toolhost:tool/types@0.2.0": crate::bindings::toolhost::tool::types },
     });
 }
 
@@ -122,6 +152,25 @@ pub struct Context {
 }
 
 impl Context {
+    /// The `Idempotency-Key` value the host adds to a `method` request to
+    /// `url` in this call (for `Idempotent` and `SideEffecting` tools, on
+    /// POST, PUT, PATCH and DELETE, unless the tool set the header): the
+    /// same on every attempt of this key. `None` for a method that carries
+    /// none, or a URL that is not absolute `http(s)`. A tool's `reconcile`
+    /// looks its effect up by the value of the request that made it.
+    pub fn forwarded_key(&self, method: &str, url: &str) -> Option<String> {
+        if !forwarded::is_mutating(method) {
+            return None;
+        }
+        let (origin, path) = forwarded::split_url(url)?;
+        Some(forwarded::derive(
+            &self.idempotency_key,
+            method,
+            &origin,
+            path,
+        ))
+    }
+
     /// A context for unit tests run natively: a fixed key, attempt 1, 10 s.
     pub fn for_tests() -> Self {
         Context {
@@ -130,6 +179,20 @@ impl Context {
             deadline_ms: 10_000,
         }
     }
+}
+
+/// What a tool's `reconcile` found out about a call in doubt: the remote
+/// system's answer to "did the effect of this key happen?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reconciliation<O> {
+    /// It happened: the output `call` would have returned. The host records
+    /// it as the call's outcome (flagged `reconciled`).
+    Committed(O),
+    /// It did not happen: the host runs `call` again, with the next attempt.
+    NotDone,
+    /// The remote cannot tell (yet): the call stays in doubt, and is asked
+    /// again later. The text says why.
+    Unknown(String),
 }
 
 /// Why a call failed, as the tool sees it.
@@ -254,6 +317,33 @@ where
     serde_json::to_string(&output).map_err(|e| ToolError::Failed(format!("output: {e}")))
 }
 
+/// Runs a reconcile function on a JSON input: parse, ask, serialise a
+/// committed output. Used by [`export_tool!`]; public so that tools can
+/// unit-test it natively.
+pub fn invoke_reconcile<I, O, F>(
+    ctx: &Context,
+    input: &str,
+    f: F,
+) -> Result<Reconciliation<String>, ToolError>
+where
+    I: serde::de::DeserializeOwned,
+    O: Serialize,
+    F: FnOnce(I, &Context) -> Result<Reconciliation<O>, ToolError>,
+{
+    let mut answer = None;
+    invoke(ctx, input, |i: I, ctx: &Context| {
+        answer = Some(f(i, ctx)?);
+        Ok(())
+    })?;
+    Ok(match answer {
+        Some(Reconciliation::Committed(out)) => Reconciliation::Committed(
+            serde_json::to_string(&out).map_err(|e| ToolError::Failed(format!("output: {e}")))?,
+        ),
+        Some(Reconciliation::Unknown(why)) => Reconciliation::Unknown(why),
+        Some(Reconciliation::NotDone) | None => Reconciliation::NotDone,
+    })
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
@@ -262,8 +352,9 @@ pub mod __private {
 
     pub use super::bindings::Guest;
     pub use super::bindings::toolhost::tool::types::{
-        CallContext, Metadata, ToolError as WitToolError,
+        CallContext, Metadata, Reconciliation as WitReconciliation, ToolError as WitToolError,
     };
+    pub use super::reconciling_bindings::Guest as ReconcilingGuest;
 
     /// `describe`, with the schemas taken from the run function's types.
     pub fn describe<I, O, F>(
@@ -295,21 +386,73 @@ pub mod __private {
         O: Serialize,
         F: FnOnce(I, &Context) -> Result<O, ToolError>,
     {
-        let ctx = Context {
+        invoke(&context(ctx), input, run).map_err(Into::into)
+    }
+
+    /// `reconcile`, converting the WIT context, answer and error types.
+    pub fn reconcile<I, O, F>(
+        ctx: CallContext,
+        input: &str,
+        f: F,
+    ) -> Result<WitReconciliation, WitToolError>
+    where
+        I: serde::de::DeserializeOwned,
+        O: Serialize,
+        F: FnOnce(I, &Context) -> Result<Reconciliation<O>, ToolError>,
+    {
+        Ok(match invoke_reconcile(&context(ctx), input, f)? {
+            Reconciliation::Committed(out) => WitReconciliation::Committed(out),
+            Reconciliation::NotDone => WitReconciliation::NotDone,
+            Reconciliation::Unknown(why) => WitReconciliation::Unknown(why),
+        })
+    }
+
+    fn context(ctx: CallContext) -> Context {
+        Context {
             idempotency_key: ctx.idempotency_key,
             attempt: ctx.attempt,
             deadline_ms: ctx.deadline_ms,
-        };
-        invoke(&ctx, input, run).map_err(Into::into)
+        }
     }
 }
 
 /// Exports a tool: its name, a one-line description, its [`Effect`] and the
 /// function that runs it, `fn(Input, &Context) -> Result<Output, ToolError>`.
 ///
+/// With `reconcile: FUNCTION`, `fn(Input, &Context) ->
+/// Result<Reconciliation<Output>, ToolError>`, the component exports the
+/// `reconciling-tool` world: the host asks that function about calls in
+/// doubt (it must look the effect up, never perform it).
+///
 /// The version is the tool crate's `CARGO_PKG_VERSION`.
 #[macro_export]
 macro_rules! export_tool {
+    (
+        name: $name:expr,
+        description: $description:expr,
+        effect: $effect:ident,
+        run: $run:path,
+        reconcile: $reconcile:path $(,)?
+    ) => {
+        #[doc(hidden)]
+        pub struct __ToolhostExport;
+
+        impl $crate::__private::ReconcilingGuest for __ToolhostExport {
+            $crate::__export_tool_fns!($name, $description, $effect, $run);
+
+            fn reconcile(
+                ctx: $crate::__private::CallContext,
+                input: String,
+            ) -> Result<$crate::__private::WitReconciliation, $crate::__private::WitToolError>
+            {
+                $crate::__private::reconcile(ctx, &input, $reconcile)
+            }
+        }
+
+        $crate::reconciling_bindings::export!(
+            __ToolhostExport with_types_in $crate::reconciling_bindings
+        );
+    };
     (
         name: $name:expr,
         description: $description:expr,
@@ -320,25 +463,34 @@ macro_rules! export_tool {
         pub struct __ToolhostExport;
 
         impl $crate::__private::Guest for __ToolhostExport {
-            fn describe() -> $crate::__private::Metadata {
-                $crate::__private::describe(
-                    $name,
-                    $description,
-                    env!("CARGO_PKG_VERSION"),
-                    $crate::Effect::$effect,
-                    $run,
-                )
-            }
-
-            fn call(
-                ctx: $crate::__private::CallContext,
-                input: String,
-            ) -> Result<String, $crate::__private::WitToolError> {
-                $crate::__private::call(ctx, &input, $run)
-            }
+            $crate::__export_tool_fns!($name, $description, $effect, $run);
         }
 
         $crate::bindings::export!(__ToolhostExport with_types_in $crate::bindings);
+    };
+}
+
+/// `describe` and `call` of [`export_tool!`], the same in both worlds.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_tool_fns {
+    ($name:expr, $description:expr, $effect:ident, $run:path) => {
+        fn describe() -> $crate::__private::Metadata {
+            $crate::__private::describe(
+                $name,
+                $description,
+                env!("CARGO_PKG_VERSION"),
+                $crate::Effect::$effect,
+                $run,
+            )
+        }
+
+        fn call(
+            ctx: $crate::__private::CallContext,
+            input: String,
+        ) -> Result<String, $crate::__private::WitToolError> {
+            $crate::__private::call(ctx, &input, $run)
+        }
     };
 }
 
@@ -394,6 +546,57 @@ mod tests {
         );
         let output: serde_json::Value = serde_json::from_str(&m.output_schema.unwrap()).unwrap();
         assert_eq!(output["properties"]["double"]["type"], "integer");
+    }
+
+    fn look_up(i: In, ctx: &Context) -> Result<Reconciliation<Out>, ToolError> {
+        match (i.n, ctx.attempt) {
+            (0, _) => Ok(Reconciliation::NotDone),
+            (_, 1) => Ok(Reconciliation::Committed(Out { double: i.n * 2 })),
+            _ => Ok(Reconciliation::Unknown("the remote is busy".into())),
+        }
+    }
+
+    #[test]
+    fn reconcile_serialises_a_committed_output_and_passes_the_rest() {
+        let ctx = Context::for_tests();
+        let answer = invoke_reconcile(&ctx, r#"{"n": 4}"#, look_up).unwrap();
+        assert_eq!(answer, Reconciliation::Committed(r#"{"double":8}"#.into()));
+        let answer = invoke_reconcile(&ctx, r#"{"n": 0}"#, look_up).unwrap();
+        assert_eq!(answer, Reconciliation::NotDone);
+        let later = Context {
+            attempt: 2,
+            ..ctx.clone()
+        };
+        let answer = invoke_reconcile(&later, r#"{"n": 4}"#, look_up).unwrap();
+        assert_eq!(answer, Reconciliation::Unknown("the remote is busy".into()));
+        let err = invoke_reconcile(&ctx, r#"{"n": "x"}"#, look_up).unwrap_err();
+        assert!(matches!(err, ToolError::InvalidInput(_)), "{err:?}");
+    }
+
+    #[test]
+    fn the_forwarded_key_depends_on_key_and_endpoint_only() {
+        let ctx = Context::for_tests();
+        let a = ctx
+            .forwarded_key("POST", "http://127.0.0.1:9/v1/charges")
+            .unwrap();
+        let later = Context {
+            attempt: 7,
+            deadline_ms: 1,
+            ..ctx.clone()
+        };
+        assert_eq!(
+            later.forwarded_key("POST", "http://127.0.0.1:9/v1/charges?x=1"),
+            Some(a.clone())
+        );
+        assert_ne!(
+            ctx.forwarded_key("POST", "http://127.0.0.1:9/v1/refunds"),
+            Some(a)
+        );
+        assert_eq!(
+            ctx.forwarded_key("GET", "http://127.0.0.1:9/v1/charges"),
+            None
+        );
+        assert_eq!(ctx.forwarded_key("POST", "v1/charges"), None);
     }
 
     #[test]

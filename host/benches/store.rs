@@ -56,6 +56,7 @@ fn benches(c: &mut Criterion) {
             error: None,
             fuel_used: 1,
             duration_us: 1,
+            resolutions: Vec::new(),
         };
         rt.block_on(store.put(hit.clone(), outcome, None))
             .expect("record the hit");

@@ -55,7 +55,7 @@ async fn bad_files_are_reported_and_skipped() {
     assert!(reason_for(&sandbox, "truncated.wasm").contains("does not compile"));
     assert!(
         reason_for(&sandbox, "otherworld.wasm")
-            .contains("is not a toolhost:tool/tool@0.1.0 component")
+            .contains("is not a toolhost:tool/tool component (of 0.1.0 or 0.2.0)")
     );
     // And the good tool works.
     let out = crate::support::call(&sandbox, "echo", r#"{"message":"ok"}"#)

@@ -15,6 +15,7 @@ mod mcp;
 mod metrics;
 mod model;
 mod people;
+mod reconcile;
 mod robustness;
 mod sandbox;
 mod shared_store;

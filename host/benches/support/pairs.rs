@@ -45,6 +45,7 @@ pub async fn claim_complete(
                     error: None,
                     fuel_used: 1,
                     duration_us: 1,
+                    resolutions: Vec::new(),
                 };
                 store
                     .complete(&key, fence, CallState::Done, outcome, 2, None)

@@ -203,7 +203,7 @@ pub(crate) async fn call_one(
             let stop = match &e {
                 ExecError::InDoubt { key, .. } => Some(format!(
                     "tool call `{}` (key {key}) is in doubt: it may or may not have taken effect. \
-                     Resolve it with `toolhost cache resolve {key} --retry|--abandon`, then \
+                     Resolve it with `toolhost cache resolve {key} --reconcile|--retry|--abandon|--mark-done OUTPUT`, then \
                      `toolhost agent resume {run_id}`",
                     call.name
                 )),

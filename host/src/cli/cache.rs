@@ -1,4 +1,4 @@
-//! `toolhost cache list | show KEY | resolve KEY --retry|--abandon | gc`.
+//! `toolhost cache list | show KEY | resolve KEY --reconcile|--retry|--abandon|--mark-done OUTPUT | gc`.
 
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{Value, json};
@@ -27,9 +27,9 @@ pub enum CacheCommand {
         /// The call's key, or a unique prefix of it.
         key: String,
     },
-    /// Decide an `in_doubt` call: run it again once (under its recorded limits), or give it up.
+    /// Decide an `in_doubt` call: ask its tool, run it again once (under its recorded limits), give it up, or record its output.
     #[command(
-        after_help = "Examples:\n  toolhost cache resolve 05634fbf --retry\n  toolhost cache resolve 05634fbf --abandon"
+        after_help = "Examples:\n  toolhost cache resolve 05634fbf --reconcile\n  toolhost cache resolve 05634fbf --retry\n  toolhost cache resolve 05634fbf --abandon\n  toolhost cache resolve 05634fbf --mark-done '{\"charge_id\":\"ch_1\",\"amount\":500,\"currency\":\"usd\",\"status\":\"succeeded\"}'"
     )]
     Resolve(ResolveArgs),
     /// Remove expired outcomes (and, with --older-than, old ones); dead owners' claims become in_doubt.
@@ -42,16 +42,22 @@ pub enum CacheCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["retry", "abandon"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["reconcile", "retry", "abandon", "mark_done"])))]
 pub struct ResolveArgs {
     /// The call's key, or a unique prefix of it.
     key: String,
+    /// Ask the tool's `reconcile` whether the effect happened, and act on its answer.
+    #[arg(long)]
+    reconcile: bool,
     /// Run the call again (attempt + 1, same key).
     #[arg(long)]
     retry: bool,
     /// Record that it will not run; callers get a final failure.
     #[arg(long)]
     abandon: bool,
+    /// Record OUTPUT (JSON, checked against the tool's output schema) as its outcome: the effect happened.
+    #[arg(long, value_name = "OUTPUT")]
+    mark_done: Option<String>,
 }
 
 fn record_json(r: &CallRecord, full: bool) -> Value {
@@ -149,19 +155,28 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
             let failure = |e: toolhost::idempotency::ExecError| {
                 Failure::new(1, e.kind(), env.with_flags(&e.to_string()))
             };
-            if args.abandon {
-                executor.abandon_in_doubt(&key).await.map_err(failure)?;
+            if args.abandon || args.mark_done.is_some() {
+                let (done, word) = match &args.mark_done {
+                    Some(output) => (
+                        executor.mark_done_in_doubt(&key, output).await,
+                        "marked_done",
+                    ),
+                    None => (executor.abandon_in_doubt(&key).await, "abandoned"),
+                };
+                let _ = executor.flush_stats().await;
+                done.map_err(failure)?;
                 if env.json {
-                    println!(
-                        "{}",
-                        json!({"ok": true, "key": key, "resolved": "abandoned"})
-                    );
+                    println!("{}", json!({"ok": true, "key": key, "resolved": word}));
                 } else {
-                    println!("abandoned {key}");
+                    println!("{} {key}", word.replace('_', " "));
                 }
                 return Ok(());
             }
-            let result = executor.retry_in_doubt(&key).await;
+            let (result, word) = if args.reconcile {
+                (executor.reconcile_in_doubt(&key).await, "reconciled")
+            } else {
+                (executor.retry_in_doubt(&key).await, "retried")
+            };
             let _ = executor.flush_stats().await;
             match result {
                 Ok(out) => {
@@ -172,8 +187,15 @@ pub async fn run(env: &Env, cmd: CacheCommand) -> Result<(), Failure> {
                         );
                     }
                     if env.json {
-                        let body = json!({"ok": true, "key": out.key, "resolved": "retried",
+                        // A reconcile that answered not-done re-ran the call.
+                        let word = if args.reconcile && !out.reconciled {
+                            "reconciled_and_ran"
+                        } else {
+                            word
+                        };
+                        let body = json!({"ok": true, "key": out.key, "resolved": word,
                             "attempt": out.attempt, "output": out.output,
+                            "reconciled": out.reconciled,
                             "digest_changed": out.digest_changed});
                         println!("{body}");
                     } else {
@@ -324,6 +346,19 @@ fn print_show(env: &Env, r: &CallRecord) {
         if let Some(e) = &o.error {
             line("error", format!("{}: {}", e.kind, cut(&e.message)));
         }
+        for r in &o.resolutions {
+            line(
+                "resolved",
+                format!(
+                    "{} by {}, attempt {}, {}: {}",
+                    r.answer,
+                    r.decider,
+                    r.attempt,
+                    human::ago(r.at_ms, now),
+                    cut(&r.evidence)
+                ),
+            );
+        }
     }
     if let Some(owner) = &r.owner {
         line("owner", owner.clone());
@@ -354,7 +389,7 @@ fn print_show(env: &Env, r: &CallRecord) {
     }
     if r.state == CallState::InDoubt {
         let hint = format!(
-            "in doubt: decide with `toolhost cache resolve {} --retry` or `--abandon`",
+            "in doubt: decide with `toolhost cache resolve {} --reconcile`, `--retry`, `--abandon` or `--mark-done OUTPUT`",
             human::short_key(&r.key)
         );
         println!("\n{}", env.with_flags(&hint));

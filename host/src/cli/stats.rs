@@ -43,6 +43,22 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     for b in &mut breakers {
         b.state.state = b.state.status_at(now).0;
     }
+    // How calls in doubt were resolved, by decider and answer (the
+    // store's counters: they are not per run).
+    let resolutions: serde_json::Map<String, serde_json::Value> = if args.run.is_none() {
+        store
+            .counters()
+            .await
+            .map_err(failure)?
+            .into_iter()
+            .filter_map(|(name, n)| {
+                name.strip_prefix("resolutions.")
+                    .map(|k| (k.to_string(), json!(n)))
+            })
+            .collect()
+    } else {
+        serde_json::Map::new()
+    };
     if env.json {
         let mut body = json!({"ok": true, "run": args.run});
         if let (Some(obj), Ok(serde_json::Value::Object(s))) =
@@ -50,6 +66,7 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
         {
             obj.extend(s);
             obj.insert("breakers".into(), json!(breakers));
+            obj.insert("in_doubt_resolutions".into(), json!(resolutions));
         }
         println!("{body}");
     } else {

@@ -126,6 +126,8 @@ fn inspect(env: &Env, sandbox: &Sandbox, name: &str) -> Result<(), Failure> {
         "version": tool.version,
         "effect": effect(tool),
         "effective_effect": effective_effect.as_str(),
+        "world": tool.world.as_str(),
+        "reconciles": tool.world.reconciles(),
         "digest": tool.digest,
         "path": tool.path,
         "origin": tool.origin.as_str(),
@@ -173,6 +175,14 @@ fn print_inspect(body: &serde_json::Value, unusable: Option<&str>) {
             own
         } else {
             format!("{effective} (the tool says {own}; its policy is stricter)")
+        },
+    );
+    line(
+        "world",
+        if body["reconciles"] == true {
+            format!("{} (reconciles calls in doubt)", s(&body["world"]))
+        } else {
+            format!("{} (cannot reconcile)", s(&body["world"]))
         },
     );
     line(

@@ -169,11 +169,17 @@ pub struct ToolPolicy {
     pub ttl_s: Option<u64>,
     /// How long a non-pure call with the empty scope replays. Default 24 h.
     pub idempotency_window_s: Option<u64>,
-    /// What happens to a side-effecting call whose claimant died mid-call:
-    /// `fail` (default: it stays `in_doubt` until an operator resolves it) or
-    /// `retry` (the next caller runs it again, with the next attempt number,
-    /// for tools whose remote end deduplicates by the idempotency key).
+    /// What the host does with a side-effecting call whose claimant died
+    /// before recording its outcome (see [`InDoubtPolicy`]). Default:
+    /// `reconcile` when the component exports `reconcile`, else `stop`.
     pub in_doubt: Option<InDoubtPolicy>,
+    /// The header that carries the forwarded idempotency key on an
+    /// `idempotent` or `side-effecting` call's mutating requests (default
+    /// `Idempotency-Key`; `""` sends none).
+    pub idempotency_header: Option<String>,
+    /// After `reconcile` answered `unknown`, how long later callers of the
+    /// key get `in_doubt` before it is asked again. Default 30 s.
+    pub reconcile_backoff_s: Option<u64>,
     /// Set when the policy cannot be applied (a granted directory is
     /// missing): why, naming the key and line. Calls of the tool fail with
     /// it; nothing else is affected. Not a key of the file.
@@ -182,12 +188,31 @@ pub struct ToolPolicy {
 }
 
 /// See [`ToolPolicy::in_doubt`].
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum InDoubtPolicy {
-    #[default]
-    Fail,
+    /// Ask the tool's `reconcile` whether the effect happened: `committed`
+    /// records its output, `not-done` runs `call` again (attempt + 1),
+    /// `unknown` stays in doubt (asked again after `reconcile_backoff_s`).
+    Reconcile,
+    /// Run `call` again (attempt + 1): safe only where the remote dedups by
+    /// the forwarded key, which the operator says by choosing it.
     Retry,
+    /// `in_doubt` until an operator resolves it. (`fail`, its name before
+    /// 0.2.0, still reads as `stop`.)
+    #[serde(alias = "fail")]
+    Stop,
+}
+
+impl InDoubtPolicy {
+    /// The name as the config spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InDoubtPolicy::Reconcile => "reconcile",
+            InDoubtPolicy::Retry => "retry",
+            InDoubtPolicy::Stop => "stop",
+        }
+    }
 }
 
 /// Which wire format a model speaks.
@@ -546,6 +571,16 @@ impl ToolPolicy {
         opt("max_response_bytes", self.max_response_bytes)?;
         opt("ttl_s", self.ttl_s)?;
         opt("idempotency_window_s", self.idempotency_window_s)?;
+        opt("reconcile_backoff_s", self.reconcile_backoff_s)?;
+        if let Some(name) = &self.idempotency_header
+            && !name.is_empty()
+            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            return Err(Invalid::new(
+                format!("{key}.idempotency_header"),
+                format!("`{name}` is not an HTTP header name (\"\" sends none)"),
+            ));
+        }
         if let Some(mb) = self.memory_mb {
             memory(&format!("{key}.memory_mb"), mb)?;
         }

@@ -12,9 +12,8 @@
 //!
 //! A waiter gives up after its own limit (the call's timeout plus
 //! [`WAIT_GRACE`] for recording) with `still_running`: nothing of its own
-//! timed out. A claim whose owner is dead becomes `in_doubt`; an `in_doubt`
-//! row runs again (attempt + 1) only for an idempotent tool or a tool whose
-//! policy says `in_doubt = "retry"`.
+//! timed out. A claim whose owner is dead becomes `in_doubt`; what happens
+//! to an `in_doubt` row then is the tool's `in_doubt` policy (`reconcile`).
 //!
 //! Recording an outcome is retried ([`RECORD_ATTEMPTS`], with backoff). If
 //! it still fails, the row is marked `in_doubt` through a fresh connection
@@ -31,9 +30,10 @@ use super::executor::{Executor, Pending, conflict};
 use super::guard::ClaimGuard;
 use super::outcome::{fresh, recordable, replay, to_stored};
 use super::pending::{self, PendingWrite};
+use super::reconcile::{Action, Decider};
 use super::retention::expiry;
 use super::{ExecError, ExecOutput};
-use crate::config::{EffectName, InDoubtPolicy};
+use crate::config::EffectName;
 use crate::sandbox::{CallError, CallOutput, ErrorKind, Prepared};
 use crate::store::{CallState, ClaimOutcome, StoreError};
 
@@ -60,17 +60,6 @@ enum Settle {
 }
 
 impl Executor {
-    /// Whether an `in_doubt` (or dead owner's) call of this tool may run
-    /// again without an operator.
-    fn reruns_in_doubt(&self, prepared: &Prepared, effect: EffectName) -> bool {
-        effect == EffectName::Idempotent
-            || self
-                .sandbox
-                .policy(&prepared.tool.name)
-                .and_then(|p| p.in_doubt)
-                == Some(InDoubtPolicy::Retry)
-    }
-
     /// Idempotent and side-effecting: claim, run once, record.
     pub(crate) async fn claimed(
         &self,
@@ -112,22 +101,47 @@ impl Executor {
                     }
                     return replay(*row, changed);
                 }
-                CallState::InDoubt => {
-                    if !self.reruns_in_doubt(pending.prepared, pending.effect) {
+                CallState::InDoubt => match self.in_doubt_action(&pending) {
+                    Action::Stop => {
                         self.counters.in_doubt.fetch_add(1, Relaxed);
                         return Err(ExecError::in_doubt(
                             &key,
                             "it was claimed and its outcome never recorded",
                         ));
                     }
-                    let now = self.clock.now_ms();
-                    if let Some(taken) =
-                        self.store.take_over(&key, None, now, build.clone()).await?
-                    {
-                        return self.run_claimed(&pending, taken.attempt, taken.fence).await;
+                    Action::Reconcile => {
+                        if let Some(out) = self.reconcile_row(&pending, &row, false).await? {
+                            return Ok(out);
+                        }
+                        // Someone else took it over first: look again.
                     }
-                    // Someone else took it over first: look again.
-                }
+                    Action::Rerun => {
+                        let now = self.clock.now_ms();
+                        if let Some(taken) =
+                            self.store.take_over(&key, None, now, build.clone()).await?
+                        {
+                            let why = if pending.effect == EffectName::Idempotent {
+                                "the tool is idempotent: running it again is as running it once"
+                            } else {
+                                "in_doubt = \"retry\": the remote dedups by the forwarded key"
+                            };
+                            let resolution = self.resolution(&row, Decider::Policy, "retry", why);
+                            self.count_resolution(&resolution).await;
+                            let mut resolutions = row
+                                .outcome
+                                .as_ref()
+                                .map(|o| o.resolutions.clone())
+                                .unwrap_or_default();
+                            resolutions.push(resolution);
+                            let rerun = Pending {
+                                resolutions,
+                                ..pending.clone()
+                            };
+                            return self.run_claimed(&rerun, taken.attempt, taken.fence).await;
+                        }
+                        // Someone else took it over first: look again.
+                    }
+                },
                 CallState::Running => {
                     let owner = row.owner.clone().unwrap_or_default();
                     let fence = row.fence;
@@ -246,9 +260,11 @@ impl Executor {
             Settle::Record(state) => {
                 let now_ms = self.clock.now_ms();
                 let policy = self.sandbox.policy(&pending.prepared.tool.name);
+                let mut outcome = to_stored(result);
+                outcome.resolutions = pending.resolutions.clone();
                 PendingWrite::Complete {
                     state,
-                    outcome: to_stored(result),
+                    outcome,
                     now_ms,
                     expires_at_ms: match state {
                         CallState::Done => expiry(pending.effect, pending.scope, policy, now_ms),
@@ -257,6 +273,18 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Records `result` as the outcome of this process's claim under
+    /// `fence` (a reconciled one: nothing ran), as [`Executor::settle`].
+    pub(crate) async fn settle_recorded(
+        &self,
+        pending: &Pending<'_>,
+        fence: i64,
+        result: &Result<CallOutput, CallError>,
+    ) -> Result<(), ExecError> {
+        self.settle(pending, fence, result, Settle::Record(CallState::Done))
+            .await
     }
 
     /// Records (or releases) a claimed call's outcome, retrying a failed

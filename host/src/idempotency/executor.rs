@@ -59,11 +59,15 @@ pub struct Executor {
 }
 
 /// A call on its way: what was prepared, its effect, scope and request.
+#[derive(Clone)]
 pub(crate) struct Pending<'a> {
     pub(crate) prepared: &'a Prepared,
     pub(crate) effect: EffectName,
     pub(crate) scope: &'a Scope,
     pub(crate) request: ClaimRequest,
+    /// How it came out of doubt, recorded with its outcome (empty unless
+    /// it was in doubt).
+    pub(crate) resolutions: Vec<crate::store::Resolution>,
 }
 
 impl Executor {
@@ -287,6 +291,7 @@ impl Executor {
             effect,
             scope: &options.scope,
             request: self.claim_request(&prepared, key.clone(), scope),
+            resolutions: Vec::new(),
         };
 
         let ticket = self.flights.join(&key);
@@ -332,6 +337,7 @@ impl Executor {
             effect,
             scope,
             request,
+            ..
         } = pending;
         let key = request.key.clone();
         let pure = effect == EffectName::Pure;

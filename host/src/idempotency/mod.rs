@@ -27,7 +27,9 @@
 //! - `memo`: recorded pure outcomes kept in memory;
 //! - `retention`: how long each kind of row answers;
 //! - `outcome`: what is recorded and how it replays;
-//! - `operator`: `cache resolve --retry|--abandon`;
+//! - `reconcile`: what an `in_doubt` row's tool policy does with it
+//!   (`reconcile`, `retry`, `stop`), and the resolutions it records;
+//! - `operator`: `cache resolve --reconcile|--retry|--abandon|--mark-done`;
 //! - `errors`: the error kinds (`in_doubt`, `key_conflict`, `still_running`).
 
 mod claimed;
@@ -40,6 +42,7 @@ mod memo;
 mod operator;
 mod outcome;
 mod pending;
+mod reconcile;
 mod retention;
 mod scope;
 
@@ -53,6 +56,7 @@ pub use key::{Build, KeyParts, derive_key};
 pub use memo::MEMO_CAPACITY;
 pub use outcome::{ExecOutput, RecordedLimits};
 pub use pending::{RETRY_FIRST, RETRY_MAX};
+pub use reconcile::{DEFAULT_RECONCILE_BACKOFF, Decider};
 pub use retention::{
     DEFAULT_TTL, DEFAULT_WINDOW, EXPLICIT_RETENTION, FRESH_RETENTION, PURE_RETENTION,
 };

@@ -1,4 +1,6 @@
-//! What an operator decides: `cache resolve KEY --retry|--abandon`.
+//! What an operator decides: `cache resolve KEY --reconcile | --retry |
+//! --abandon | --mark-done OUTPUT`. Each decision is recorded with the
+//! outcome (decider `operator`, or `reconcile` for the tool's own answer).
 //!
 //! `--retry` runs an `in_doubt` call once more (attempt + 1, same key) under
 //! the limits recorded with its claim, so a call that went in doubt under
@@ -10,14 +12,26 @@
 
 use super::executor::{Executor, Pending};
 use super::outcome::RecordedLimits;
+use super::reconcile::Decider;
 use super::{ExecError, ExecOutput, Scope};
 use crate::config::EffectName;
-use crate::sandbox::{CallError, Overrides};
-use crate::store::{CallState, StoredError, StoredOutcome};
+use crate::sandbox::{CallError, Overrides, Prepared};
+use crate::store::{CallRecord, CallState, ClaimRequest, Resolution, StoredError, StoredOutcome};
+
+/// An in-doubt row made ready to act on: the row, its call prepared under
+/// the limits recorded with its claim, the claim request and its scope.
+struct InDoubtCall {
+    row: CallRecord,
+    prepared: Prepared,
+    request: ClaimRequest,
+    scope: Scope,
+    digest_changed: bool,
+}
 
 impl Executor {
-    /// `cache resolve KEY --retry`: runs an `in_doubt` call again, once.
-    pub async fn retry_in_doubt(&self, key: &str) -> Result<ExecOutput, ExecError> {
+    /// The in-doubt row of `key`, prepared as its call would be: refused
+    /// unless it is in doubt and still matches its tool and input.
+    async fn in_doubt_call(&self, key: &str) -> Result<InDoubtCall, ExecError> {
         let row = self.store.get(key).await?.ok_or_else(|| not_found(key))?;
         if row.state != CallState::InDoubt {
             return Err(ExecError::NotInDoubt {
@@ -42,7 +56,8 @@ impl Executor {
                 ),
             ));
         }
-        let (now_key, _) = self.key_of(&prepared, &scope_of(&row.scope));
+        let scope = scope_of(&row.scope);
+        let (now_key, _) = self.key_of(&prepared, &scope);
         if now_key != key && !row.scope.starts_with("fresh:") {
             return Err(refused(
                 key,
@@ -56,33 +71,121 @@ impl Executor {
         request.now_ms = self.clock.now_ms();
         let digest_changed = Executor::digest_changed(&row, &request);
         if digest_changed {
-            tracing::warn!(%key, tool = %row.tool, "retrying under another build or policy than the claim's (digest_changed)");
+            tracing::warn!(%key, tool = %row.tool, "resolving under another build or policy than the claim's (digest_changed)");
         }
+        Ok(InDoubtCall {
+            row,
+            prepared,
+            request,
+            scope,
+            digest_changed,
+        })
+    }
+
+    /// `cache resolve KEY --retry`: runs an `in_doubt` call again, once.
+    pub async fn retry_in_doubt(&self, key: &str) -> Result<ExecOutput, ExecError> {
+        let c = self.in_doubt_call(key).await?;
         let build = (
-            request.component_digest.clone(),
-            request.policy_digest.clone(),
+            c.request.component_digest.clone(),
+            c.request.policy_digest.clone(),
         );
         let taken = self
             .store
-            .take_over(key, None, request.now_ms, build)
+            .take_over(key, None, c.request.now_ms, build)
             .await?
             .ok_or_else(|| ExecError::in_doubt(key, "another operator resolved it first"))?;
-        let scope = scope_of(&row.scope);
+        let resolution = self.resolution(
+            &c.row,
+            Decider::Operator,
+            "retry",
+            "an operator ran it again (cache resolve --retry)",
+        );
+        self.count_resolution(&resolution).await;
+        let mut resolutions = prior(&c.row);
+        resolutions.push(resolution);
         let pending = Pending {
-            prepared: &prepared,
-            effect,
-            scope: &scope,
-            request,
+            prepared: &c.prepared,
+            effect: c.prepared.effect,
+            scope: &c.scope,
+            request: c.request.clone(),
+            resolutions,
         };
         let mut out = self
             .run_claimed(&pending, taken.attempt, taken.fence)
             .await?;
-        out.digest_changed = digest_changed;
+        out.digest_changed = c.digest_changed;
         Ok(out)
+    }
+
+    /// `cache resolve KEY --reconcile`: asks the tool's `reconcile` now
+    /// (whatever its policy and backoff) and acts on its answer, as the
+    /// next call would.
+    pub async fn reconcile_in_doubt(&self, key: &str) -> Result<ExecOutput, ExecError> {
+        let c = self.in_doubt_call(key).await?;
+        if !c.prepared.tool.world.reconciles() {
+            return Err(refused(
+                key,
+                format!(
+                    "`{}` does not export reconcile ({}); resolve it with --retry, --abandon or --mark-done",
+                    c.row.tool,
+                    c.prepared.tool.world.as_str()
+                ),
+            ));
+        }
+        let pending = Pending {
+            prepared: &c.prepared,
+            effect: c.prepared.effect,
+            scope: &c.scope,
+            request: c.request.clone(),
+            resolutions: Vec::new(),
+        };
+        let mut out = self
+            .reconcile_row(&pending, &c.row, true)
+            .await?
+            .ok_or_else(|| ExecError::in_doubt(key, "another operator resolved it first"))?;
+        out.digest_changed = c.digest_changed;
+        Ok(out)
+    }
+
+    /// `cache resolve KEY --mark-done OUTPUT`: records OUTPUT (JSON that
+    /// satisfies the tool's output schema) as the outcome of an in-doubt
+    /// call, for an effect the operator knows happened.
+    pub async fn mark_done_in_doubt(&self, key: &str, output: &str) -> Result<(), ExecError> {
+        let c = self.in_doubt_call(key).await?;
+        let output = self
+            .sandbox
+            .check_output(&c.prepared.tool, output)
+            .map_err(|e| refused(key, format!("OUTPUT {e}")))?;
+        let resolution = self.resolution(
+            &c.row,
+            Decider::Operator,
+            "mark_done",
+            "an operator recorded the output (cache resolve --mark-done)",
+        );
+        let mut resolutions = prior(&c.row);
+        resolutions.push(resolution.clone());
+        let outcome = StoredOutcome {
+            ok: true,
+            output: Some(output),
+            error: None,
+            fuel_used: 0,
+            duration_us: 0,
+            resolutions,
+        };
+        self.settle_by_operator(key, outcome, &resolution).await
     }
 
     /// `cache resolve KEY --abandon`: records that the call will not run.
     pub async fn abandon_in_doubt(&self, key: &str) -> Result<(), ExecError> {
+        let row = self.store.get(key).await?.ok_or_else(|| not_found(key))?;
+        let resolution = self.resolution(
+            &row,
+            Decider::Operator,
+            "abandon",
+            "an operator gave it up (cache resolve --abandon)",
+        );
+        let mut resolutions = prior(&row);
+        resolutions.push(resolution.clone());
         let outcome = StoredOutcome {
             ok: false,
             output: None,
@@ -92,15 +195,27 @@ impl Executor {
             }),
             fuel_used: 0,
             duration_us: 0,
+            resolutions,
         };
+        self.settle_by_operator(key, outcome, &resolution).await
+    }
+
+    /// Records an operator's final outcome of an in-doubt row.
+    async fn settle_by_operator(
+        &self,
+        key: &str,
+        outcome: StoredOutcome,
+        resolution: &Resolution,
+    ) -> Result<(), ExecError> {
         if self
             .store
             .abandon(key, outcome, self.clock.now_ms())
             .await?
         {
+            self.count_resolution(resolution).await;
             return Ok(());
         }
-        // Nothing abandoned: say whether the key exists in another state.
+        // Nothing recorded: say whether the key exists in another state.
         match self.store.get(key).await? {
             Some(row) => Err(ExecError::NotInDoubt {
                 key: key.to_string(),
@@ -109,6 +224,14 @@ impl Executor {
             None => Err(not_found(key)),
         }
     }
+}
+
+/// The resolutions already recorded with a row.
+fn prior(row: &CallRecord) -> Vec<Resolution> {
+    row.outcome
+        .as_ref()
+        .map(|o| o.resolutions.clone())
+        .unwrap_or_default()
 }
 
 /// The scope a row's scope text came from (for expiry and re-keying).

@@ -26,6 +26,9 @@ pub struct ExecOutput {
     /// than the tool has now (a rebuilt tool, an edited config). Only effect
     /// keys can replay across builds; pure and read-only keys cover them.
     pub digest_changed: bool,
+    /// The outcome is what the tool's `reconcile` found had happened (the
+    /// call was in doubt), not what a run returned.
+    pub reconciled: bool,
 }
 
 /// Outcomes worth replaying: the tool's own answers. Limits, traps,
@@ -45,6 +48,7 @@ pub(crate) fn to_stored(result: &Result<CallOutput, CallError>) -> StoredOutcome
             error: None,
             fuel_used: out.fuel_used,
             duration_us: out.duration.as_micros() as u64,
+            resolutions: Vec::new(),
         },
         Err(e) => StoredOutcome {
             ok: false,
@@ -55,6 +59,7 @@ pub(crate) fn to_stored(result: &Result<CallOutput, CallError>) -> StoredOutcome
             }),
             fuel_used: 0,
             duration_us: 0,
+            resolutions: Vec::new(),
         },
     }
 }
@@ -76,6 +81,7 @@ pub(crate) fn fresh(
             stored_at,
             attempt,
             digest_changed: false,
+            reconciled: false,
         }),
         Err(e) => Err(ExecError::fresh(key, e)),
     }
@@ -90,6 +96,10 @@ pub(crate) fn replay(row: CallRecord, digest_changed: bool) -> Result<ExecOutput
         ));
     };
     if outcome.ok {
+        let reconciled = outcome
+            .resolutions
+            .last()
+            .is_some_and(|r| r.answer == "committed");
         return Ok(ExecOutput {
             key: row.key,
             cached: true,
@@ -99,6 +109,7 @@ pub(crate) fn replay(row: CallRecord, digest_changed: bool) -> Result<ExecOutput
             stored_at: row.completed_at,
             attempt: row.attempt,
             digest_changed,
+            reconciled,
         });
     }
     let error = outcome.error.unwrap_or(StoredError {

@@ -83,6 +83,7 @@ mod tests {
             stored_at: None,
             attempt: 1,
             digest_changed: false,
+            reconciled: false,
         };
         assert_eq!(
             success(&out, true).structured_content,

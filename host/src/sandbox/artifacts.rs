@@ -55,10 +55,12 @@ const ARTIFACT: Kind = Kind {
     domain: b"toolhost/artifact-mac/v1",
     ext: "cwasm",
 };
-/// What a component's `describe` returned (or why it cannot load).
+/// What a component's `describe` returned (or why it cannot load). Format
+/// 2 records the world too; a format-1 record (which also refused 0.2.0
+/// components as failures) is ignored, so each is described afresh.
 pub(crate) const METADATA: Kind = Kind {
-    magic: b"toolhost-meta-1\n",
-    domain: b"toolhost/metadata-mac/v1",
+    magic: b"toolhost-meta-2\n",
+    domain: b"toolhost/metadata-mac/v2",
     ext: "meta",
 };
 /// The index from tools files (path and inode facts) to digests and names.

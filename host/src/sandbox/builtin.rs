@@ -35,7 +35,7 @@ pub fn bytes(file: &str) -> Option<&'static [u8]> {
 mod tests {
     #[test]
     fn the_digests_are_of_the_embedded_bytes() {
-        assert_eq!(super::all().len(), 7);
+        assert_eq!(super::all().len(), 8);
         for b in super::all() {
             assert_eq!(
                 blake3::hash(b.bytes).to_hex().as_str(),

@@ -7,9 +7,9 @@ use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 
 use super::bindings::ToolPre;
-use super::bindings::toolhost::tool::types::{CallContext, Metadata, ToolError};
+use super::bindings::types::{CallContext, Metadata, Reconciliation, ToolError};
 use super::capabilities::{HostState, OpenedDirs};
-use super::egress::EgressOptions;
+use super::egress::{EgressOptions, Forward};
 use super::error::CallError;
 use super::limits::Limits;
 use crate::config::ToolPolicy;
@@ -24,6 +24,33 @@ pub(crate) struct Finished<T> {
     pub stderr: String,
 }
 
+impl<T> Finished<T> {
+    /// The value, and the run's numbers and logs to put another value in.
+    fn split(self) -> (T, Finished<()>) {
+        let run = Finished {
+            value: (),
+            fuel_used: self.fuel_used,
+            duration: self.duration,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        };
+        (self.value, run)
+    }
+}
+
+impl Finished<()> {
+    /// This run's numbers and logs with `value`.
+    fn with<U>(self, value: U) -> Finished<U> {
+        Finished {
+            value,
+            fuel_used: self.fuel_used,
+            duration: self.duration,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+
 /// What a call may touch: its tool's policy and the directories that
 /// policy grants, opened when the sandbox opened.
 pub(crate) struct Grants<'a> {
@@ -32,6 +59,8 @@ pub(crate) struct Grants<'a> {
     pub tool: Option<&'a str>,
     pub policy: Option<&'a ToolPolicy>,
     pub dirs: &'a OpenedDirs,
+    /// The idempotency key header its mutating requests carry, if any.
+    pub forward: Option<Forward>,
 }
 
 /// Runs `describe` under `limits`.
@@ -46,13 +75,14 @@ pub(crate) async fn describe(
         tool: None,
         policy: None,
         dirs: &no_dirs,
+        forward: None,
     };
     match execute(engine, pre, limits, &nothing, egress, Op::Describe)
         .await?
         .value
     {
         Done::Describe(meta) => Ok(meta),
-        Done::Call(_) => unreachable!("describe returns metadata"),
+        _ => unreachable!("describe returns metadata"),
     }
 }
 
@@ -71,11 +101,13 @@ pub(crate) async fn call(
         ctx,
         input: input.to_string(),
     };
-    let finished = execute(engine, pre, limits, grants, egress, op).await?;
-    let value = match finished.value {
+    let (done, run) = execute(engine, pre, limits, grants, egress, op)
+        .await?
+        .split();
+    let value = match done {
         Done::Call(Ok(output)) => output,
         Done::Call(Err(e)) => return Err(name_the_grant(tool_error(e), grants)),
-        Done::Describe(_) => unreachable!("call returns a result"),
+        _ => unreachable!("call returns a result"),
     };
     if value.len() as u64 > limits.max_output_bytes {
         return Err(CallError::OutputTooLarge(format!(
@@ -84,13 +116,7 @@ pub(crate) async fn call(
             limits.max_output_bytes
         )));
     }
-    Ok(Finished {
-        value,
-        fuel_used: finished.fuel_used,
-        duration: finished.duration,
-        stdout: finished.stdout,
-        stderr: finished.stderr,
-    })
+    Ok(run.with(value))
 }
 
 /// The SDK's marker for `capability_denied` failures (see `toolhost_sdk`).
@@ -136,16 +162,49 @@ fn name_the_grant(e: CallError, grants: &Grants<'_>) -> CallError {
     CallError::CapabilityDenied(format!("{why}; {hint}"))
 }
 
+/// Runs `reconcile(ctx, input)` under `limits` and the call's grants:
+/// what the remote says about the effect of `call(ctx, input)`. `None`
+/// for a component that does not export it.
+pub(crate) async fn reconcile(
+    engine: &Engine,
+    pre: &ToolPre<HostState>,
+    limits: &Limits,
+    grants: &Grants<'_>,
+    egress: &EgressOptions,
+    ctx: CallContext,
+    input: &str,
+) -> Result<Option<Finished<Reconciliation>>, CallError> {
+    if !pre.world().reconciles() {
+        return Ok(None);
+    }
+    let op = Op::Reconcile {
+        ctx,
+        input: input.to_string(),
+    };
+    let finished = execute(engine, pre, limits, grants, egress, op).await?;
+    let (done, run) = finished.split();
+    let value = match done {
+        Done::Reconcile(Some(Ok(answer))) => answer,
+        Done::Reconcile(Some(Err(e))) => {
+            return Err(name_the_grant(tool_error(e), grants));
+        }
+        _ => unreachable!("a reconciling component's reconcile returns an answer"),
+    };
+    Ok(Some(run.with(value)))
+}
+
 /// Which export to run.
 enum Op {
     Describe,
     Call { ctx: CallContext, input: String },
+    Reconcile { ctx: CallContext, input: String },
 }
 
 /// What the export returned.
 enum Done {
     Describe(Metadata),
     Call(Result<String, ToolError>),
+    Reconcile(Option<Result<Reconciliation, ToolError>>),
 }
 
 async fn execute(
@@ -156,8 +215,14 @@ async fn execute(
     egress: &EgressOptions,
     op: Op,
 ) -> Result<Finished<Done>, CallError> {
-    let state = HostState::new(limits, grants.policy, grants.dirs, egress)
-        .map_err(CallError::CapabilityDenied)?;
+    let state = HostState::new(
+        limits,
+        grants.policy,
+        grants.dirs,
+        egress,
+        grants.forward.clone(),
+    )
+    .map_err(CallError::CapabilityDenied)?;
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     // Fails only on an engine without fuel, which `engine::build` never makes.
@@ -181,13 +246,16 @@ async fn execute(
     let outcome = {
         let store = &mut store;
         let work = async move {
-            let tool = pre.instantiate_async(&mut *store).await?;
+            let tool = pre.instantiate(&mut *store).await?;
             match op {
-                Op::Describe => tool.call_describe(&mut *store).await.map(Done::Describe),
-                Op::Call { ctx, input } => tool
-                    .call_call(&mut *store, &ctx, &input)
+                Op::Describe => tool.describe(&mut *store).await.map(Done::Describe),
+                Op::Call { ctx, input } => {
+                    tool.call(&mut *store, &ctx, &input).await.map(Done::Call)
+                }
+                Op::Reconcile { ctx, input } => tool
+                    .reconcile(&mut *store, &ctx, &input)
                     .await
-                    .map(Done::Call),
+                    .map(Done::Reconcile),
             }
         };
         tokio::time::timeout(limits.timeout, work).await

@@ -19,7 +19,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::egress::{Egress, EgressOptions};
+use super::egress::{Egress, EgressOptions, Forward};
 use super::limits::Limits;
 use crate::config::{DirMode, ToolPolicy};
 
@@ -63,6 +63,7 @@ impl HostState {
         policy: Option<&ToolPolicy>,
         dirs: &OpenedDirs,
         egress: &EgressOptions,
+        forward: Option<Forward>,
     ) -> Result<Self, String> {
         let stdout = CappedLog::new(limits.max_log_bytes);
         let stderr = CappedLog::new(limits.max_log_bytes);
@@ -80,7 +81,7 @@ impl HostState {
         Ok(HostState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            egress: Egress::new(allow, egress.clone(), limits.max_response_bytes),
+            egress: Egress::new(allow, egress.clone(), limits.max_response_bytes, forward),
             table: ResourceTable::new(),
             memory: MemoryLimiter::new(limits.memory_bytes),
             deadline: Instant::now() + limits.timeout,

@@ -49,8 +49,8 @@ pub(super) fn ready_tool(name: &str, entry: catalog::Entry) -> Option<Result<Too
         _ => return None,
     };
     let path = entry.location.display();
-    let Some(meta) = described.metadata() else {
-        let reason = "its metadata names an unknown effect".into();
+    let (Some(meta), Some(world)) = (described.metadata(), described.world()) else {
+        let reason = "its metadata names an unknown effect or world".into();
         return Some(Err(LoadError { path, reason }));
     };
     if meta.name != name {
@@ -64,6 +64,7 @@ pub(super) fn ready_tool(name: &str, entry: catalog::Entry) -> Option<Result<Too
         entry.digest,
         component,
         &meta,
+        world,
     ))
 }
 
@@ -89,7 +90,7 @@ async fn describe_new(
         .await
         .map_err(|e| DescribeError::Failed(format!("describe failed: {} ({e})", e.kind())))?;
     loader::check_metadata(&meta).map_err(DescribeError::Refused)?;
-    Ok(metadata::Described::of(&meta))
+    Ok(metadata::Described::of(&meta, pre.world()))
 }
 
 /// Who wins each name: a later place on the search path replaces an

@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 use super::artifacts::{ArtifactCache, LoadSource};
-use super::bindings::{Effect, ToolPre};
+use super::bindings::{Effect, ToolPre, WorldVersion};
 use super::capabilities::HostState;
 use super::catalog::{Location, Origin};
 use super::error::{CallError, LoadError};
@@ -37,6 +37,9 @@ pub struct Tool {
     pub origin: Origin,
     /// blake3 of the wasm bytes, hex.
     pub digest: String,
+    /// The world it exports: whether it can `reconcile`, and which
+    /// contract version it was built against.
+    pub world: WorldVersion,
     pub(crate) location: Location,
     /// The pre-linked component, loaded on first use (a start that only
     /// lists tools, or calls another, never deserialises this one).
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Tool {
             .field("version", &self.version)
             .field("effect", &self.effect)
             .field("digest", &self.digest)
+            .field("world", &self.world)
             .field("path", &self.path)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
@@ -116,7 +120,7 @@ pub(crate) fn prepare(
 ) -> Result<(ToolPre<HostState>, LoadSource), String> {
     check_header(bytes)?;
     let (component, source) = cache.load(engine, bytes, digest)?;
-    link(linker, &component).map(|pre| (pre, source))
+    link(engine, linker, &component).map(|pre| (pre, source))
 }
 
 /// The component of `digest` at `location`: the authenticated artifact if
@@ -130,7 +134,7 @@ pub(crate) fn load(
     digest: &str,
 ) -> Result<(ToolPre<HostState>, LoadSource), String> {
     if let Some(component) = cache.load_cached(engine, digest) {
-        return link(linker, &component).map(|pre| (pre, LoadSource::Cached));
+        return link(engine, linker, &component).map(|pre| (pre, LoadSource::Cached));
     }
     let bytes = location.read().map_err(|e| format!("cannot read: {e}"))?;
     if blake3::hash(&bytes).to_hex().as_str() != digest {
@@ -140,14 +144,14 @@ pub(crate) fn load(
 }
 
 fn link(
+    engine: &Engine,
     linker: &Linker<HostState>,
     component: &wasmtime::component::Component,
 ) -> Result<ToolPre<HostState>, String> {
     let instance_pre = linker
         .instantiate_pre(component)
         .map_err(|e| format!("needs an import the sandbox does not provide: {e}"))?;
-    ToolPre::new(instance_pre)
-        .map_err(|e| format!("is not a toolhost:tool/tool@0.1.0 component: {e}"))
+    ToolPre::new(engine, component, instance_pre)
 }
 
 /// Metadata that passed [`check_metadata`] when it was described, a
@@ -158,7 +162,8 @@ pub(crate) fn finish(
     location: Location,
     digest: String,
     component: Option<(ToolPre<HostState>, LoadSource)>,
-    meta: &super::bindings::toolhost::tool::types::Metadata,
+    meta: &super::bindings::types::Metadata,
+    world: WorldVersion,
 ) -> Result<Tool, LoadError> {
     let path = location.display();
     let fail = |reason: String| LoadError {
@@ -191,6 +196,7 @@ pub(crate) fn finish(
         path,
         origin,
         digest,
+        world,
         location,
         component: cell,
         input_validator: OnceLock::new(),
@@ -215,9 +221,7 @@ fn effect_name(effect: Effect) -> EffectName {
 /// Whatever a tool's `describe` returns (it is the tool's to choose): a
 /// usable name and JSON Schemas that compile, or the reason they are not.
 /// Checked once, when a component is described; what passes is recorded.
-pub(crate) fn check_metadata(
-    meta: &super::bindings::toolhost::tool::types::Metadata,
-) -> Result<(), String> {
+pub(crate) fn check_metadata(meta: &super::bindings::types::Metadata) -> Result<(), String> {
     if !valid_name(&meta.name) {
         return Err(format!(
             "tool name `{}` must be 1-64 characters of a-z, 0-9, `_` or `-`",
@@ -276,7 +280,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::super::bindings::toolhost::tool::types::Metadata;
+    use super::super::bindings::types::Metadata;
 
     fn json_text() -> impl Strategy<Value = String> {
         prop_oneof![

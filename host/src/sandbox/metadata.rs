@@ -13,8 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::artifacts::{ArtifactCache, METADATA};
-use super::bindings::Effect;
-use super::bindings::toolhost::tool::types::Metadata;
+use super::bindings::types::Metadata;
+use super::bindings::{Effect, WorldVersion};
 
 /// A sealed metadata record: what `describe` returned, or why the bytes
 /// cannot load.
@@ -34,10 +34,12 @@ pub(crate) struct Described {
     input_schema: String,
     output_schema: Option<String>,
     effect: String,
+    /// The world the component exports (`toolhost:tool/tool@0.1.0`...).
+    world: String,
 }
 
 impl Described {
-    pub(crate) fn of(meta: &Metadata) -> Self {
+    pub(crate) fn of(meta: &Metadata, world: WorldVersion) -> Self {
         Described {
             name: meta.name.clone(),
             description: meta.description.clone(),
@@ -45,7 +47,14 @@ impl Described {
             input_schema: meta.input_schema.clone(),
             output_schema: meta.output_schema.clone(),
             effect: effect_name(meta.effect).to_string(),
+            world: world.as_str().to_string(),
         }
+    }
+
+    /// The world the component exports; `None` for one this build does
+    /// not know.
+    pub(crate) fn world(&self) -> Option<WorldVersion> {
+        WorldVersion::parse(&self.world)
     }
 
     /// The name the tool gave itself.
@@ -123,13 +132,16 @@ mod tests {
                 output_schema: Some("{}".into()),
                 effect,
             };
-            let text = serde_json::to_vec(&Record::Described(Described::of(&meta))).unwrap();
+            let described = Described::of(&meta, WorldVersion::Reconciling020);
+            let text = serde_json::to_vec(&Record::Described(described)).unwrap();
             let Record::Described(back) = serde_json::from_slice(&text).unwrap() else {
                 panic!("not described");
             };
+            let meta_back = back.metadata().unwrap();
+            assert_eq!(meta_back.name, "t");
+            assert_eq!(effect_name(meta_back.effect), effect_name(effect));
+            assert_eq!(back.world(), Some(WorldVersion::Reconciling020));
             let back = back.metadata().unwrap();
-            assert_eq!(back.name, "t");
-            assert_eq!(effect_name(back.effect), effect_name(effect));
             assert_eq!(back.output_schema.as_deref(), Some("{}"));
         }
     }

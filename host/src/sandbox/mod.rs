@@ -34,13 +34,14 @@ mod wasm;
 
 pub use artifact_key::{KeyError, default_key_dir};
 pub use artifacts::LoadSource;
+pub use bindings::WorldVersion;
 pub use catalog::Origin;
 pub use egress::EgressOptions;
 pub use error::{CallError, ErrorKind, LoadError};
 pub use limits::{Limits, MAX_WASM_STACK, Overrides};
 pub use loader::Tool;
 pub use policy::PolicyDigest;
-pub use prepare::Prepared;
+pub use prepare::{Prepared, Reconciled};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

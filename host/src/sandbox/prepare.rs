@@ -9,6 +9,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
+use super::bindings::types::Reconciliation;
+use super::egress::Forward;
 use super::{CallError, CallOutput, CallRequest, Limits, Overrides, PolicyDigest, Sandbox, Tool};
 use super::{bindings, call, capabilities::OpenedDirs};
 use crate::config::EffectName;
@@ -68,10 +70,72 @@ impl Sandbox {
         prepared: &Prepared,
         request: CallRequest,
     ) -> Result<CallOutput, CallError> {
+        let done = match self.execute(prepared, request, Export::Call).await? {
+            Ran::Call(done) => done,
+            Ran::Reconcile(_) => unreachable!("call runs call"),
+        };
+        let output = parse_output(&done.value, prepared.tool.output_validator()?)?;
+        Ok(CallOutput {
+            output,
+            fuel_used: done.fuel_used,
+            duration: done.duration,
+            stdout: done.stdout,
+            stderr: done.stderr,
+        })
+    }
+
+    /// `text` as an output of `tool`: JSON that satisfies its output
+    /// schema (an operator's `cache resolve --mark-done OUTPUT`), or why not.
+    pub fn check_output(&self, tool: &Tool, text: &str) -> Result<Value, String> {
+        let output: Value = serde_json::from_str(text).map_err(|e| format!("is not JSON: {e}"))?;
+        if let Some(v) = tool.output_validator().map_err(|e| e.to_string())? {
+            check(v, &output)?;
+        }
+        Ok(output)
+    }
+
+    /// Asks a prepared call's tool whether the effect of `request`'s key
+    /// happened (its `reconcile`), under the same grants and limits as the
+    /// call. A committed output must satisfy the output schema, as a
+    /// call's would. `None`: the component does not export `reconcile`.
+    pub async fn reconcile(
+        &self,
+        prepared: &Prepared,
+        request: CallRequest,
+    ) -> Result<Option<Reconciled>, CallError> {
+        let Some(done) = (match self.execute(prepared, request, Export::Reconcile).await? {
+            Ran::Reconcile(done) => done,
+            Ran::Call(_) => unreachable!("reconcile runs reconcile"),
+        }) else {
+            return Ok(None);
+        };
+        Ok(Some(match done.value {
+            Reconciliation::Committed(text) => {
+                let output = parse_output(&text, prepared.tool.output_validator()?)?;
+                Reconciled::Committed(output)
+            }
+            Reconciliation::NotDone => Reconciled::NotDone,
+            Reconciliation::Unknown(why) => Reconciled::Unknown(why),
+        }))
+    }
+
+    /// One export of a prepared call's tool in a fresh store, under the
+    /// call's grants, limits and forwarded key.
+    async fn execute(
+        &self,
+        prepared: &Prepared,
+        request: CallRequest,
+        export: Export,
+    ) -> Result<Ran, CallError> {
         let t = &prepared.tool;
         let limits = prepared.limits;
         let (pre, _) = self.component(t).await?;
-        let ctx = bindings::toolhost::tool::types::CallContext {
+        let forward = Forward::for_call(
+            prepared.effect,
+            self.policy(&t.name),
+            &request.idempotency_key,
+        );
+        let ctx = bindings::types::CallContext {
             idempotency_key: request.idempotency_key,
             attempt: request.attempt.max(1),
             deadline_ms: limits.timeout.as_millis() as u64,
@@ -97,27 +161,42 @@ impl Sandbox {
             tool: Some(&t.name),
             policy: self.policy(&t.name),
             dirs,
+            forward,
         };
-        let done = call::call(
-            &wasm.engine,
-            pre,
-            &limits,
-            &grants,
-            &self.inner.egress,
-            ctx,
-            &prepared.text,
-        )
-        .await?;
-
-        let output = parse_output(&done.value, t.output_validator()?)?;
-        Ok(CallOutput {
-            output,
-            fuel_used: done.fuel_used,
-            duration: done.duration,
-            stdout: done.stdout,
-            stderr: done.stderr,
+        let (engine, egress, text) = (&wasm.engine, &self.inner.egress, &prepared.text);
+        Ok(match export {
+            Export::Call => {
+                Ran::Call(call::call(engine, pre, &limits, &grants, egress, ctx, text).await?)
+            }
+            Export::Reconcile => Ran::Reconcile(
+                call::reconcile(engine, pre, &limits, &grants, egress, ctx, text).await?,
+            ),
         })
     }
+}
+
+/// Which export [`Sandbox::execute`] runs.
+enum Export {
+    Call,
+    Reconcile,
+}
+
+/// What it returned.
+enum Ran {
+    Call(call::Finished<String>),
+    Reconcile(Option<call::Finished<Reconciliation>>),
+}
+
+/// What a tool's `reconcile` said about a call in doubt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reconciled {
+    /// The effect happened: the output `call` would have returned (checked
+    /// against the output schema).
+    Committed(Value),
+    /// It did not happen: running `call` again is safe.
+    NotDone,
+    /// The remote cannot tell (yet), and why.
+    Unknown(String),
 }
 
 /// A call that passed [`Sandbox::prepare`].

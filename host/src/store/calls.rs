@@ -61,6 +61,29 @@ pub struct StoredOutcome {
     pub error: Option<StoredError>,
     pub fuel_used: u64,
     pub duration_us: u64,
+    /// How the call came out of doubt (or why it has not), oldest first:
+    /// every question asked of `reconcile` and every decision of a policy or
+    /// an operator. Empty for a call that never was in doubt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolutions: Vec<Resolution>,
+}
+
+/// One decision about a call in doubt: who decided, what the answer was,
+/// and the evidence it rests on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// `reconcile` (the tool's answer), `policy` (the tool's `in_doubt`
+    /// policy) or `operator` (`cache resolve`).
+    pub decider: String,
+    /// `committed`, `not_done`, `unknown`, `retry`, `abandon` or `mark_done`.
+    pub answer: String,
+    /// What it rests on: the output `reconcile` found, why it could not
+    /// tell, which policy re-ran the call.
+    pub evidence: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// The attempt that was in doubt.
+    pub attempt: u32,
 }
 
 /// One row.

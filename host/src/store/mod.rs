@@ -52,7 +52,7 @@ pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRec
 pub use metrics::{Breakdown, FirstToken, RunStats, Stats};
 
 pub use calls::{
-    CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport,
+    CallRecord, CallState, ClaimOutcome, ClaimRequest, EXPLICIT_SCOPE_PREFIX, GcReport, Resolution,
     StoredError, StoredOutcome, TakenOver,
 };
 pub use error::StoreError;
@@ -299,7 +299,7 @@ impl Store {
             .contains(key)
     }
 
-    fn notify_settled(&self) {
+    pub(crate) fn notify_settled(&self) {
         self.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
 

@@ -34,6 +34,7 @@ fn outcome() -> StoredOutcome {
         error: None,
         fuel_used: 1,
         duration_us: 1,
+        resolutions: Vec::new(),
     }
 }
 

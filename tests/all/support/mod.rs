@@ -17,6 +17,7 @@ pub const BUILT_IN_TOOLS: &[&str] = &[
     "jq",
     "markdown",
     "notes",
+    "pay",
     "slow",
 ];
 
@@ -215,6 +216,7 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
 
 pub mod model_server;
 pub mod otlp;
+pub mod payments;
 pub mod pg;
 pub mod serve;
 pub mod world;

@@ -25,10 +25,13 @@
 mod allow;
 mod body;
 mod connect;
+mod forward;
 mod resolve;
 mod special;
 
 pub use allow::{Target, check_addrs, check_uri, is_internal};
+pub use forward::DEFAULT_HEADER;
+pub(crate) use forward::Forward;
 pub use resolve::{Resolve, Resolving, StaticResolver, SystemResolver};
 pub use special::{Reach, reach};
 
@@ -263,6 +266,8 @@ pub(crate) struct Egress {
     options: EgressOptions,
     max_response_bytes: u64,
     record: Arc<EgressRecord>,
+    /// The idempotency key header this call's mutating requests carry.
+    forward: Option<Forward>,
 }
 
 impl Egress {
@@ -270,12 +275,14 @@ impl Egress {
         allow: Vec<HostPattern>,
         options: EgressOptions,
         max_response_bytes: u64,
+        forward: Option<Forward>,
     ) -> Self {
         Egress {
             allow: allow.into(),
             options,
             max_response_bytes,
             record: Arc::default(),
+            forward,
         }
     }
 
@@ -299,7 +306,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for Egress {
     fn send_request(
         &mut self,
-        request: Request<WasiBody>,
+        mut request: Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
@@ -315,6 +322,10 @@ impl WasiHttpHooks for Egress {
                 return Box::new(async move { Err(code) });
             }
         };
+        // Only a granted host ever sees the key.
+        if let Some(forward) = &self.forward {
+            forward.apply(&mut request);
+        }
         let out = connect::Outgoing {
             allow: self.allow.clone(),
             target,
