@@ -391,7 +391,7 @@ fn the_search_path_lets_later_tools_win_and_says_where_each_came_from() {
     assert_eq!(tools["echo"].0, "dir");
     assert_eq!(Path::new(&tools["echo"].1), dir.join("echo.wasm"));
     assert_eq!(tools["spin"].0, "user");
-    assert_eq!(tools.len(), 8, "{tools:?}");
+    assert_eq!(tools.len(), 9, "{tools:?}");
 
     // The human table says it too.
     let out = user.run_in(&cwd, &["tools", "list"]);
@@ -494,7 +494,7 @@ fn a_call_loads_only_the_tool_it_calls() {
     );
 }
 
-/// A new user's first call compiles the one tool it calls, not the seven
+/// A new user's first call compiles the one tool it calls, not the eight
 /// built-in ones (their names are known without running them).
 #[test]
 fn a_first_call_compiles_only_its_tool() {
@@ -513,7 +513,7 @@ fn a_first_call_compiles_only_its_tool() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("calc, echo, http_fetch, jq, markdown, notes, slow"),
+        stderr.contains("calc, echo, http_fetch, jq, markdown, notes, pay, slow"),
         "{stderr}"
     );
     assert_eq!(artifacts(&user.cache()).len(), 1);

@@ -31,6 +31,7 @@ pub const TOOLS: &[&str] = &[
     "echo",
     "notes",
     "http_fetch",
+    "pay",
     "append",
     "spin",
     "membomb",
