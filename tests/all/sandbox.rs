@@ -1,12 +1,13 @@
 //! The example tools through the whole host: schema checks, outputs, the
 //! call context, parallelism, and an executor that is never blocked.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use toolhost::sandbox::{CallError, ErrorKind, Overrides};
+use toolhost::sandbox::{CallError, ErrorKind, Overrides, Sandbox, SandboxOptions};
 
-use crate::support::{call, call_with, examples, hostile};
+use crate::support::{call, call_with, examples, hostile_dir};
 
 #[tokio::test]
 async fn calc_evaluates() {
@@ -120,29 +121,48 @@ async fn sixty_four_parallel_calls_all_return_correct_results() {
 
 /// A spinning guest yields to tokio every epoch tick, so even on a
 /// single-threaded runtime other tasks keep running while it spins.
+///
+/// No wall-clock bound: this task's turns are counted while the guest is
+/// known to be running. The sandbox is this test's own, so its epoch ticker
+/// (which ticks only while a call runs) counts this call alone. A guest
+/// that never yielded would hold the thread until its timeout, and the
+/// spin would be finished by this task's next turn. (A yield lets this
+/// task run only when tokio next polls its driver, every 61 polls of the
+/// spinning task, one epoch each: a turn can take a second on a loaded
+/// machine, hence the long timeout.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_spinning_tool_does_not_block_the_executor() {
-    let sandbox = hostile();
+    let mut options = SandboxOptions::for_dir(hostile_dir());
+    options.only = Some(["spin".to_string()].into());
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    options.key_dir = Some(cache.with_extension("key"));
+    options.cache_dir = Some(cache);
+    let sandbox: &'static Sandbox = Box::leak(Box::new(Sandbox::open(options).await.unwrap()));
     let spin = tokio::spawn(call_with(
         sandbox,
         "spin",
         "{}",
         Overrides {
             fuel: Some(u64::MAX / 2),
-            timeout_ms: Some(600),
+            timeout_ms: Some(60_000),
             ..Overrides::default()
         },
     ));
-    // Let the spin start, then time a short sleep on the same thread.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let waited = start.elapsed();
-    assert!(!spin.is_finished(), "the spin should still be running");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sandbox.ticks() < 3 {
+        assert!(!spin.is_finished(), "the spin ended before it ran");
+        assert!(Instant::now() < deadline, "the spin never started");
+        tokio::task::yield_now().await;
+    }
+    // The guest is spinning; each of these turns comes after it yielded.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
     assert!(
-        waited < Duration::from_millis(200),
-        "executor was blocked for {waited:?}"
+        !spin.is_finished(),
+        "the spin held the thread until it ended"
     );
-    let err = spin.await.unwrap().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout);
+    // Dropping the call stops the guest at its next yield.
+    spin.abort();
+    assert!(spin.await.unwrap_err().is_cancelled());
 }
