@@ -344,6 +344,9 @@ fn a_payment_killed_before_during_or_after_its_post_is_charged_once_without_an_o
         ),
         "no other decider or answer: {stats}"
     );
+    // Once the API has let go of every request (held and stalled ones
+    // included), its ledger is final: one charge per order.
+    assert!(server.wait_idle(HOLD * 2), "the API holds requests still");
     assert_eq!(server.charges().len(), iterations + 3);
 
     println!(

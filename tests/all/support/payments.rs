@@ -77,10 +77,12 @@ struct State {
     log: Vec<Logged>,
     /// Look-ups answer 503 while set (the API cannot tell).
     lookups_down: bool,
+    /// Requests read and not yet answered or dropped (held ones included).
+    open: usize,
 }
 
 /// The state, and a signal raised after each request is logged (and,
-/// for a charge, committed or lost).
+/// for a charge, committed or lost), and after each is done with.
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
@@ -156,21 +158,15 @@ impl PaymentServer {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until `n` POSTs of `reference` have arrived (each committed,
-    /// or lost by a `Stall`, before this returns), or `limit` passes.
-    /// Whether they did.
-    pub fn wait_for_post(&self, reference: &str, n: usize, limit: Duration) -> bool {
+    /// Waits, woken by the server's signal, until `done` holds of the state
+    /// or `limit` passes. Whether it holds.
+    fn wait_until(&self, limit: Duration, done: impl Fn(&State) -> bool) -> bool {
         let deadline = Instant::now() + limit;
         let mut state = self.state();
         loop {
-            let posts = state
-                .log
-                .iter()
-                .filter(|l| l.method == "POST" && l.reference.as_deref() == Some(reference))
-                .count();
             let left = deadline.saturating_duration_since(Instant::now());
-            if posts >= n || left.is_zero() {
-                return posts >= n;
+            if done(&state) || left.is_zero() {
+                return done(&state);
             }
             state = self
                 .shared
@@ -179,6 +175,25 @@ impl PaymentServer {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+    }
+
+    /// Waits until `n` POSTs of `reference` have arrived (each committed,
+    /// or lost by a `Stall`, before this returns), or `limit` passes.
+    /// Whether they did.
+    pub fn wait_for_post(&self, reference: &str, n: usize, limit: Duration) -> bool {
+        self.wait_until(limit, |s| {
+            s.log
+                .iter()
+                .filter(|l| l.method == "POST" && l.reference.as_deref() == Some(reference))
+                .count()
+                >= n
+        })
+    }
+
+    /// Waits until no request is open (every held or stalled one answered
+    /// or dropped), or `limit` passes. Whether none is.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        self.wait_until(limit, |s| s.open == 0)
     }
 
     /// Scripts the first POST of `reference`.
@@ -309,10 +324,28 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A request read and not yet done with: counted in `open` until dropped.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(shared: &Arc<Shared>) -> Open {
+        shared.state.lock().unwrap_or_else(|p| p.into_inner()).open += 1;
+        Open(shared.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+        self.0.arrived.notify_all();
+    }
+}
+
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
+    let _open = Open::new(&shared);
     let reference = serde_json::from_slice::<Value>(&request.body)
         .ok()
         .and_then(|v| v["reference"].as_str().map(str::to_string));
