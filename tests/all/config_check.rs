@@ -429,3 +429,49 @@ fn config_init_of_another_name_says_to_use_config() {
     let check = toolhost(dir.path(), &["--config", "starter.toml", "config", "check"]);
     assert_eq!(check.status.code(), Some(0), "{check:?}");
 }
+
+/// Issue 19: `idempotency_header` must be a header name the forwarded key
+/// may take: not a malformed one, and not one the HTTP layer or the
+/// remote's authentication owns. Either is a config error naming the key
+/// and the line, before anything runs.
+#[test]
+fn a_bad_idempotency_header_is_a_config_error_naming_the_key_and_line() {
+    let dir = workdir();
+    for (name, why) in [
+        ("Idempotency Key", "is not an HTTP header name"),
+        ("Content-Length", "cannot carry the forwarded key"),
+        ("host", "cannot carry the forwarded key"),
+        ("Authorization", "cannot carry the forwarded key"),
+    ] {
+        std::fs::write(
+            dir.path().join("toolhost.toml"),
+            format!(
+                "[tools.pay]\nallow_hosts = [\"127.0.0.1:9\"]\nidempotency_header = {name:?}\n"
+            ),
+        )
+        .unwrap();
+        let out = toolhost(
+            dir.path(),
+            &["--config", "toolhost.toml", "config", "check"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
+        let text = stderr(&out);
+        assert!(
+            text.contains("line 3")
+                && text.contains("tools.pay.idempotency_header")
+                && text.contains(&format!("`{name}` {why}")),
+            "{name}: {text}"
+        );
+    }
+    // A header of the API's own is fine.
+    std::fs::write(
+        dir.path().join("toolhost.toml"),
+        "[tools.pay]\nallow_hosts = [\"127.0.0.1:9\"]\nidempotency_header = \"X-Request-Key\"\n",
+    )
+    .unwrap();
+    let out = toolhost(
+        dir.path(),
+        &["--config", "toolhost.toml", "config", "check"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

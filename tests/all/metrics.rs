@@ -2,8 +2,8 @@
 //! `toolhost model list` on the same store: every rate `stats` prints can
 //! be computed from the page's counters and comes out equal, and the
 //! breaker gauge reads what `model list` reads, before, during and after an
-//! open period; streamed attempts' first tokens and discarded tokens agree
-//! with `stats` too.
+//! open period; streamed attempts' first tokens and discarded tokens, and
+//! the calls resolved out of doubt, agree with `stats` too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -291,6 +291,96 @@ async fn streamed_attempts_first_tokens_and_discarded_tokens_on_the_metrics_equa
     assert_eq!(
         sum(&s, "toolhost_model_tokens_discarded_total", &[]),
         30.0,
+        "{page}"
+    );
+}
+
+/// Issue 19: calls brought out of doubt reach `/metrics` as
+/// `toolhost_in_doubt_resolutions_total{decider, answer}`, equal to the
+/// `in_doubt_resolutions` of `stats --json` (the same store counters).
+/// Three `pay` calls go in doubt for real (cut by their timeout while the
+/// payment API holds the POST committed, or stalls it uncommitted); the
+/// next call of two reconciles them, an operator abandons the third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_doubt_resolutions_on_the_metrics_equal_stats() {
+    use crate::support::payments::{Fault, PaymentServer};
+    let payments = PaymentServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    crate::reconcile::write_pay_config(cwd, &payments, "");
+    let input = |reference: &str| {
+        serde_json::json!({"api": payments.api(), "amount": 300, "currency": "usd", "reference": reference})
+            .to_string()
+    };
+    let call = |reference: &str, cut: bool| {
+        let input = input(reference);
+        let reference = reference.to_string();
+        async move {
+            let mut args = vec!["--json", "call", "pay", "--idempotency-key", &reference];
+            args.extend(["--input", &input]);
+            if cut {
+                args.extend(["--timeout-ms", "400"]);
+            }
+            stdout_json(&toolhost(cwd, &args, &[]).await)
+        }
+    };
+    let hold = Fault::Hold(Duration::from_secs(3));
+    let mut keys = Vec::new();
+    for (reference, fault) in [
+        ("m-1", hold),
+        ("m-2", Fault::Stall(Duration::from_secs(3))),
+        ("m-3", hold),
+    ] {
+        payments.fault(reference, fault);
+        let v = call(reference, true).await;
+        assert_eq!(v["error"]["kind"], "timeout", "{v}");
+        keys.push(v["key"].as_str().unwrap().to_string());
+    }
+    for reference in ["m-1", "m-2"] {
+        let v = call(reference, false).await;
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    let out = toolhost(
+        cwd,
+        &["--json", "cache", "resolve", &keys[2], "--abandon"],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let stats = stdout_json(&toolhost(cwd, &["--json", "stats"], &[]).await);
+    let printed = stats["in_doubt_resolutions"].as_object().unwrap().clone();
+    assert_eq!(
+        printed.keys().collect::<Vec<_>>(),
+        [
+            "operator.abandon",
+            "reconcile.committed",
+            "reconcile.not_done"
+        ],
+        "{stats}"
+    );
+
+    let server = Serve::start(cwd, &[], &[]);
+    let page = metrics_until(&server, "the resolutions", |p| {
+        p.contains("toolhost_in_doubt_resolutions_total{")
+    })
+    .await;
+    let s = samples(&page);
+    for (name, n) in &printed {
+        let (decider, answer) = name.split_once('.').unwrap();
+        let labels = [
+            format!("decider=\"{decider}\""),
+            format!("answer=\"{answer}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert_eq!(
+            sum(&s, "toolhost_in_doubt_resolutions_total", &labels),
+            n.as_f64().unwrap(),
+            "{name}: {page}"
+        );
+    }
+    assert_eq!(
+        sum(&s, "toolhost_in_doubt_resolutions_total", &[]),
+        3.0,
         "{page}"
     );
 }

@@ -118,6 +118,7 @@ fn print_success(env: &Env, tool: &str, out: &ExecOutput) {
             "key": out.key,
             "stored_at_ms": out.stored_at,
             "attempt": out.attempt,
+            "reconciled": out.reconciled,
             "digest_changed": out.digest_changed,
         });
         println!("{body}");

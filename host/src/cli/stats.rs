@@ -47,14 +47,11 @@ pub async fn run(env: &Env, args: StatsArgs) -> Result<(), Failure> {
     // store's counters: they are not per run).
     let resolutions: serde_json::Map<String, serde_json::Value> = if args.run.is_none() {
         store
-            .counters()
+            .in_doubt_resolutions()
             .await
             .map_err(failure)?
             .into_iter()
-            .filter_map(|(name, n)| {
-                name.strip_prefix("resolutions.")
-                    .map(|k| (k.to_string(), json!(n)))
-            })
+            .map(|((decider, answer), n)| (format!("{decider}.{answer}"), json!(n)))
             .collect()
     } else {
         serde_json::Map::new()

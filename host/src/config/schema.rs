@@ -187,6 +187,28 @@ pub struct ToolPolicy {
     pub unusable: Option<String>,
 }
 
+/// Header names `idempotency_header` may not take (lower case, as
+/// [`http::HeaderName`] keeps them). The framing, routing and hop-by-hop
+/// headers belong to the HTTP layer: a key there would break or redirect
+/// the request. The credential headers belong to the remote's
+/// authentication: a derived key must not pose as one, nor displace one.
+pub const FORBIDDEN_KEY_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "http2-settings",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+];
+
 /// See [`ToolPolicy::in_doubt`].
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -574,12 +596,22 @@ impl ToolPolicy {
         opt("reconcile_backoff_s", self.reconcile_backoff_s)?;
         if let Some(name) = &self.idempotency_header
             && !name.is_empty()
-            && http::HeaderName::from_bytes(name.as_bytes()).is_err()
         {
-            return Err(Invalid::new(
-                format!("{key}.idempotency_header"),
-                format!("`{name}` is not an HTTP header name (\"\" sends none)"),
-            ));
+            let header = format!("{key}.idempotency_header");
+            let Ok(parsed) = http::HeaderName::from_bytes(name.as_bytes()) else {
+                return Err(Invalid::new(
+                    header,
+                    format!("`{name}` is not an HTTP header name (\"\" sends none)"),
+                ));
+            };
+            if FORBIDDEN_KEY_HEADERS.contains(&parsed.as_str()) {
+                return Err(Invalid::new(
+                    header,
+                    format!(
+                        "`{name}` cannot carry the forwarded key: the HTTP layer or the remote's authentication owns it (\"\" sends none)"
+                    ),
+                ));
+            }
         }
         if let Some(mb) = self.memory_mb {
             memory(&format!("{key}.memory_mb"), mb)?;

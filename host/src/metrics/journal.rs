@@ -27,9 +27,15 @@
 //! | `toolhost_model_time_to_first_token_seconds` | histogram: streamed attempts that had a first token | `model` |
 //! | `toolhost_model_tokens_discarded_total` | counter: output tokens of broken streamed attempts | none |
 //! | `toolhost_run_duration_seconds` | histogram: live time of completed runs | none |
+//! | `toolhost_in_doubt_resolutions_total` | counter: calls brought out of doubt | `decider` (`reconcile`, `policy`, `operator`), `answer` (`committed`, `not_done`, `unknown`, `retry`, `abandon`, `mark_done`) |
 //!
 //! `toolhost_runs` is a gauge because a run's status moves (a `failed` run
-//! resumed becomes `completed`).
+//! resumed becomes `completed`). The resolutions are not journal rows but
+//! the store's counters, which every process that resolves a call bumps
+//! (a plain `toolhost call`, an agent's step, `cache resolve`); they ride
+//! on the same refresh, and `stats --json` prints the same numbers as
+//! `in_doubt_resolutions`. They carry no `tool` label: the store counts
+//! them per decider and answer, a fixed set (`cache list` has the calls).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -234,6 +240,17 @@ impl Collector for JournalCollector {
             "toolhost_model_tokens_discarded",
             "Output tokens of streamed model attempts of runs that broke, thrown away",
             b.tokens_discarded,
+        )?;
+        counters(
+            &mut enc,
+            "toolhost_in_doubt_resolutions",
+            "Calls brought out of doubt, by who decided and the answer",
+            b.resolutions.iter().map(|((decider, answer), n)| {
+                (
+                    [("decider", decider.as_str()), ("answer", answer.as_str())],
+                    *n,
+                )
+            }),
         )?;
         let (sum, count, buckets) = buckets(&b.completed_ms);
         enc.encode_descriptor(

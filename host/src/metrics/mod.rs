@@ -22,7 +22,8 @@
 //! These count the calls this server served. With a journal source
 //! ([`ServerMetrics::with_journal`], as `toolhost serve` sets it) the page
 //! also carries the journal's runs, model attempts, retries, fallbacks,
-//! breaker opens and run tool calls (`journal.rs`), from which every rate
+//! breaker opens and run tool calls, and the store's count of calls
+//! resolved out of doubt (`journal.rs`), from which every rate
 //! `toolhost stats` prints can be computed. Breaker states are computed at
 //! the scrape, as `model list` computes them (`breakers.rs`).
 //!

@@ -18,7 +18,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::store::{Backend, Store, StoreError, sqlite::metrics};
+use crate::store::{Backend, Store, StoreError, sqlite::calls, sqlite::metrics};
+
+/// The prefix of the counters the executor bumps once per resolution of a
+/// call in doubt: `resolutions.<decider>.<answer>`.
+const RESOLUTIONS: &str = "resolutions.";
 
 /// The numbers over a set of runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -99,6 +103,10 @@ pub struct Breakdown {
     pub completed_ms: Vec<u64>,
     /// Output tokens of broken streamed attempts.
     pub tokens_discarded: u64,
+    /// Calls brought out of doubt, by (decider, answer): the store's
+    /// `resolutions.<decider>.<answer>` counters (see
+    /// [`Store::in_doubt_resolutions`]), not the journal's rows.
+    pub resolutions: BTreeMap<(String, String), u64>,
 }
 
 /// The numbers of one run.
@@ -266,10 +274,33 @@ impl Store {
     /// SQLite it reads through the read-only connection: a scrape never
     /// queues behind the writer.
     pub async fn journal_totals(&self) -> Result<Stats, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.reader.read(|c| metrics::compute(c, None)).await,
-            Backend::Postgres(p) => p.stats(None).await,
-        }
+        let mut stats = match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(|c| metrics::compute(c, None)).await?,
+            Backend::Postgres(p) => p.stats(None).await?,
+        };
+        stats.breakdown.resolutions = self.in_doubt_resolutions().await?;
+        Ok(stats)
+    }
+
+    /// How calls in doubt were resolved, by (decider, answer), over the
+    /// whole store (the counters are not kept per run): what `stats
+    /// --json` prints as `in_doubt_resolutions` and `/metrics` as
+    /// `toolhost_in_doubt_resolutions_total`. On SQLite it reads through
+    /// the read-only connection.
+    pub async fn in_doubt_resolutions(
+        &self,
+    ) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        let counters = match &self.backend {
+            Backend::Sqlite(s) => s.reader.read(calls::counters).await?,
+            Backend::Postgres(p) => p.counters().await?,
+        };
+        Ok(counters
+            .into_iter()
+            .filter_map(|(name, n)| {
+                let (decider, answer) = name.strip_prefix(RESOLUTIONS)?.split_once('.')?;
+                Some(((decider.to_string(), answer.to_string()), n.max(0) as u64))
+            })
+            .collect())
     }
 
     /// `toolhost stats`: every run's numbers (`run = None`) or one run's.

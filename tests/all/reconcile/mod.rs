@@ -2,6 +2,8 @@
 //! 0.1.0, the forwarded idempotency key, and (with the loopback payment
 //! API of `support::payments`) reconciling calls in doubt.
 
+mod agent;
+mod crash;
 mod forwarded;
 mod policy;
 mod worlds;

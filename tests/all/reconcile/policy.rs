@@ -20,11 +20,6 @@ use crate::support::payments::{Fault, PaymentServer};
 const CUT_MS: u64 = 400;
 const HOLD: Duration = Duration::from_secs(3);
 
-fn pay_input(server: &PaymentServer, reference: &str) -> String {
-    json!({"api": server.api(), "amount": 500, "currency": "usd", "reference": reference})
-        .to_string()
-}
-
 fn keyed(key: &str, timeout_ms: Option<u64>) -> ExecOptions {
     ExecOptions {
         scope: Scope::Explicit(key.into()),
@@ -63,7 +58,7 @@ async fn in_doubt(ex: &Executor, server: &PaymentServer, key: &str, fault: Fault
     let err = within(
         30,
         "the call that goes in doubt",
-        ex.call("pay", &pay_input(server, key), keyed(key, Some(CUT_MS))),
+        ex.call("pay", &server.pay_input(key), keyed(key, Some(CUT_MS))),
     )
     .await
     .unwrap_err();
@@ -80,7 +75,7 @@ async fn next_call(
     server: &PaymentServer,
     reference: &str,
 ) -> Result<toolhost::idempotency::ExecOutput, toolhost::idempotency::ExecError> {
-    let input = pay_input(server, reference);
+    let input = server.pay_input(reference);
     let call = ex.call("pay", &input, keyed(reference, None));
     within(30, "the next call", call).await
 }
@@ -159,7 +154,7 @@ async fn unknown_stays_in_doubt_and_is_asked_again_only_after_the_backoff() {
     let ex = pay_executor(&world, &server, ToolPolicy::default(), Some(clock.clone())).await;
     in_doubt(&ex, &server, "order-3", Fault::Hold(HOLD)).await;
     server.lookups_down(true);
-    let input = pay_input(&server, "order-3");
+    let input = server.pay_input("order-3");
     let next = || ex.call("pay", &input, keyed("order-3", None));
     let err = next().await.unwrap_err();
     assert_eq!(err.kind(), "in_doubt");
@@ -329,7 +324,7 @@ fn cache_resolve_reconcile_and_show_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     super::write_pay_config(dir.path(), &server, "in_doubt = \"stop\"\n");
     server.fault("order-7", Fault::Hold(HOLD));
-    let input = pay_input(&server, "order-7");
+    let input = server.pay_input("order-7");
     let run = |args: &[&str]| crate::support::toolhost(dir.path(), args);
     let out = run(&[
         "--json",

@@ -21,7 +21,9 @@
 //! never took effect). Look-ups can be made to fail (`503`), so the
 //! API cannot tell. Every request is logged (method, path,
 //! the `Idempotency-Key` it carried), so the header tests can read exactly
-//! what arrived.
+//! what arrived, and a test can wait for a request to arrive
+//! ([`PaymentServer::wait_for_post`]): the crash tests kill a client at
+//! instants they observe on the server, not at guessed ones.
 //!
 //! The server is plain HTTP/1.1 (bodies by length or chunked), one request
 //! per connection (`Connection: close`), on its own thread and runtime, so it outlives the test's child
@@ -29,8 +31,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,6 +62,8 @@ pub struct Logged {
     pub idempotency_key: Option<String>,
     /// Every header, lower-case names.
     pub headers: BTreeMap<String, String>,
+    /// The body's `reference`, if it has one (a POST of a charge).
+    pub reference: Option<String>,
 }
 
 #[derive(Default)]
@@ -73,12 +77,22 @@ struct State {
     log: Vec<Logged>,
     /// Look-ups answer 503 while set (the API cannot tell).
     lookups_down: bool,
+    /// Requests read and not yet answered or dropped (held ones included).
+    open: usize,
+}
+
+/// The state, and a signal raised after each request is logged (and,
+/// for a charge, committed or lost), and after each is done with.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    arrived: Condvar,
 }
 
 /// The server; stops when dropped.
 pub struct PaymentServer {
     pub addr: SocketAddr,
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -86,10 +100,10 @@ pub struct PaymentServer {
 impl PaymentServer {
     /// Listens on 127.0.0.1:<random port>.
     pub fn start() -> PaymentServer {
-        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::new(Shared::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let shared = state.clone();
+        let serving = shared.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -103,7 +117,7 @@ impl PaymentServer {
                         let Ok((stream, _)) = listener.accept().await else {
                             continue;
                         };
-                        tokio::spawn(serve(stream, shared.clone()));
+                        tokio::spawn(serve(stream, serving.clone()));
                     }
                 };
                 tokio::select! {
@@ -117,7 +131,7 @@ impl PaymentServer {
             .expect("the payment server starts");
         PaymentServer {
             addr,
-            state,
+            shared,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -133,8 +147,53 @@ impl PaymentServer {
         self.addr.to_string()
     }
 
+    /// The input of a `pay` call against this server: 500 cents in `usd`
+    /// for `reference`.
+    pub fn pay_input(&self, reference: &str) -> String {
+        json!({"api": self.api(), "amount": 500, "currency": "usd", "reference": reference})
+            .to_string()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits, woken by the server's signal, until `done` holds of the state
+    /// or `limit` passes. Whether it holds.
+    fn wait_until(&self, limit: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.state();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done(&state) || left.is_zero() {
+                return done(&state);
+            }
+            state = self
+                .shared
+                .arrived
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until `n` POSTs of `reference` have arrived (each committed,
+    /// or lost by a `Stall`, before this returns), or `limit` passes.
+    /// Whether they did.
+    pub fn wait_for_post(&self, reference: &str, n: usize, limit: Duration) -> bool {
+        self.wait_until(limit, |s| {
+            s.log
+                .iter()
+                .filter(|l| l.method == "POST" && l.reference.as_deref() == Some(reference))
+                .count()
+                >= n
+        })
+    }
+
+    /// Waits until no request is open (every held or stalled one answered
+    /// or dropped), or `limit` passes. Whether none is.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        self.wait_until(limit, |s| s.open == 0)
     }
 
     /// Scripts the first POST of `reference`.
@@ -265,20 +324,43 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+/// A request read and not yet done with: counted in `open` until dropped.
+struct Open(Arc<Shared>);
+
+impl Open {
+    fn new(shared: &Arc<Shared>) -> Open {
+        shared.state.lock().unwrap_or_else(|p| p.into_inner()).open += 1;
+        Open(shared.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+        self.0.arrived.notify_all();
+    }
+}
+
+async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let Some(request) = read_request(&mut stream).await else {
         return;
     };
+    let _open = Open::new(&shared);
+    let reference = serde_json::from_slice::<Value>(&request.body)
+        .ok()
+        .and_then(|v| v["reference"].as_str().map(str::to_string));
     let (status, body, fault) = {
-        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         s.log.push(Logged {
             method: request.method.clone(),
             path: request.path.clone(),
             idempotency_key: request.headers.get("idempotency-key").cloned(),
             headers: request.headers.clone(),
+            reference,
         });
         answer(&mut s, &request)
     };
+    shared.arrived.notify_all();
     match fault {
         Fault::Drop => return,
         Fault::Stall(d) => {
