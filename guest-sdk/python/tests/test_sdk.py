@@ -127,6 +127,14 @@ class CallTests(unittest.TestCase):
             toolhost.invoke(total, json.dumps({"colour": "red"}))
         self.assertEqual(str(e.exception), "items: missing field")
 
+    def test_an_unknown_field_is_named(self):
+        with self.assertRaises(toolhost.InvalidInput) as e:
+            toolhost.invoke(total, json.dumps({"items": [], "colour": "red", "cuont": 2}))
+        self.assertEqual(
+            str(e.exception), "cuont: unknown field (known: items, colour, note, count, extra)"
+        )
+        self.assertFalse(schema.root_schema(Order)["additionalProperties"])
+
     def test_bad_json_is_invalid_input(self):
         with self.assertRaises(toolhost.InvalidInput):
             toolhost.invoke(total, "{")
@@ -140,6 +148,14 @@ class CallTests(unittest.TestCase):
         with self.assertRaises(toolhost.Failed) as e:
             toolhost.invoke(total, json.dumps(dict(base, note="bug")))
         self.assertEqual(str(e.exception), "KeyError: 'missing'")
+
+    def test_memory_error_is_left_to_trap(self):
+        @toolhost.tool(description="hoards", effect=toolhost.PURE)
+        def hoard(ctx: toolhost.Context, input: str) -> str:
+            raise MemoryError()
+
+        with self.assertRaises(MemoryError):
+            toolhost.invoke(hoard, '"x"')
 
     def test_a_permission_error_is_capability_denied(self):
         @toolhost.tool(description="reads", effect=toolhost.READ_ONLY)

@@ -32,6 +32,7 @@ class for you from one decorated function::
 - the exceptions ``InvalidInput``, ``Failed`` and ``Transient`` become the
   host's error kinds; any other exception is ``tool_failed`` with its type
   and message (never a trap), so a bug shows the model what went wrong;
+  ``MemoryError`` alone traps, so the host reports ``memory_limit``;
 - ``reconcile=`` on ``tool`` answers, for a call whose process died before
   its outcome was recorded, whether its effect happened.
 
@@ -43,6 +44,7 @@ hosts.
 
 import dataclasses
 import json
+import os
 import typing
 
 from . import forwarded, schema
@@ -222,12 +224,34 @@ def _serialise(value) -> str:
                       allow_nan=False)
 
 
+def _outside_every_grant(e: OSError) -> bool:
+    """WASI resolves paths against the granted (preopened) directories in
+    the guest, so a path outside all of them fails as a plain "not found"
+    that never reached the host. The difference is in the ancestors: inside
+    a grant some ancestor directory is reachable, outside every grant none
+    is (the Rust SDK's ``io_error`` makes the same call)."""
+    path = getattr(e, "filename", None)
+    if not isinstance(e, FileNotFoundError) or not isinstance(path, str):
+        return False
+    if not path.startswith("/"):
+        return False
+    parent = os.path.dirname(path.rstrip("/"))
+    while True:
+        if os.path.isdir(parent):
+            return False
+        if parent == "/":
+            return True
+        parent = os.path.dirname(parent)
+
+
 def _failure(e: BaseException) -> ToolError:
     """Any exception as one of the three kinds the host knows."""
     if isinstance(e, ToolError):
         return e
     if isinstance(e, PermissionError) or getattr(e, "errno", None) == _ENOTCAPABLE:
         return CapabilityDenied(e)
+    if isinstance(e, OSError) and _outside_every_grant(e):
+        return CapabilityDenied(f"{e.filename} is outside every directory this tool was granted")
     return Failed(f"{type(e).__name__}: {e}")
 
 
@@ -237,7 +261,12 @@ def invoke(declared: Tool, input: str, ctx: Context = None) -> str:
     ctx = ctx or Context.for_tests()
     try:
         return _serialise(declared.run(ctx, _parse(declared, input)))
-    except (Exception, SystemExit) as e:  # every failure becomes a kind
+    except MemoryError:
+        # Out of memory is the sandbox's limit, not the tool's failure: let
+        # it trap, so the host (whose limiter refused the growth) reports
+        # `memory_limit`.
+        raise
+    except (Exception, SystemExit) as e:  # every other failure becomes a kind
         raise _failure(e) from e
 
 
@@ -258,6 +287,8 @@ def invoke_reconcile(declared: Tool, input: str, ctx: Context = None):
         raise TypeError(
             f"reconcile returned {answer!r}; return Committed(output), NOT_DONE or Unknown(reason)"
         )
+    except MemoryError:
+        raise
     except (Exception, SystemExit) as e:
         raise _failure(e) from e
 

@@ -28,8 +28,13 @@ def _effect(types, effect: str):
 
 def _bindings():
     from componentize_py_types import Err
-    from wit_world.imports import types
 
+    try:
+        from wit_world.imports import types
+    except ImportError:
+        # Beside wasi:http's own `types` (the http-tool worlds), the
+        # bindings name ours by its package.
+        from wit_world.imports import toolhost_tool_types as types
     return Err, types
 
 

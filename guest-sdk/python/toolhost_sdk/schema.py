@@ -7,6 +7,11 @@ Rust SDK publishes: standard keywords only, every property typed (a field
 of ``Any`` lists every JSON type), a class docstring as the object's
 ``description``, ``Annotated[T, "text"]`` as a property's ``description``.
 
+Objects are closed (``additionalProperties: false``; an unknown member is
+an error naming it), as the Rust examples' ``deny_unknown_fields``: a
+misspelt optional field is a model's mistake the tool should report, not
+ignore.
+
 ``decode`` reads a parsed JSON value into the declared type and names the
 path of the first mismatch (``items[2].price: expected a number, got a
 string``), as the Rust SDK names serde's path.
@@ -149,7 +154,7 @@ def _object_schema(cls, seen) -> dict:
             properties[name] = schema_for(hint, seen)
             if name in required_keys:
                 required.append(name)
-    schema = {"type": "object", "properties": properties}
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
     description = _describe(cls)
@@ -262,6 +267,10 @@ def decode(tp, value, path: str = ""):
         if not isinstance(value, dict):
             raise DecodeError(path, f"expected an object, got {_kind(value)}")
         hints = _hints(tp)
+        unknown = [k for k in value if k not in hints]
+        if unknown:
+            known = ", ".join(hints) or "none"
+            raise DecodeError(_at(path, unknown[0]), f"unknown field (known: {known})")
         if dataclasses.is_dataclass(tp):
             fields = {f.name: f for f in dataclasses.fields(tp)}
             kwargs = {}

@@ -218,5 +218,6 @@ pub mod model_server;
 pub mod otlp;
 pub mod payments;
 pub mod pg;
+pub mod python;
 pub mod serve;
 pub mod world;
