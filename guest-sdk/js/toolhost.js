@@ -71,9 +71,22 @@ export class CapabilityDenied extends Failed {
   }
 }
 
+/** SpiderMonkey's out-of-memory, as the engine throws it: a bare string. */
+const ENGINE_OUT_OF_MEMORY = "out of memory";
+
+/** The engine ran out of memory: not the tool's failure but the sandbox's
+ * memory limit. In a component the call traps, so the host reports
+ * `memory_limit` (it reports the limit only for a call that stops). */
+class OutOfMemory extends Failed {
+  constructor() {
+    super("the JavaScript engine ran out of memory");
+  }
+}
+
 /** Any thrown value as one of the three kinds the host knows. */
 function failure(e) {
   if (e instanceof ToolError) return e;
+  if (e === ENGINE_OUT_OF_MEMORY) return new OutOfMemory();
   if (e instanceof Error || (e && typeof e === "object" && "message" in e)) {
     const code = e.code;
     if (code === "EACCES" || code === "EPERM" || code === "ENOTCAPABLE") {
@@ -785,9 +798,12 @@ export function invokeReconcile(tool, input, ctx = testContext()) {
 // returns its `ok` value (or a promise of it, whose event loop the engine
 // runs to the end) and throws its `err` value as the variant itself,
 // `{tag: "failed", val: "..."}`. Any other thrown value traps the
-// component, so nothing else may escape.
+// component, so nothing else escapes but the engine's own out-of-memory,
+// on purpose: the trap makes the host report `memory_limit`.
 
 function witError(e) {
+  // Anything thrown that is not a tool-error variant traps the component.
+  if (e instanceof OutOfMemory) return ENGINE_OUT_OF_MEMORY;
   const tag = e instanceof InvalidInput ? "invalid-input"
     : e instanceof Transient ? "transient" : "failed";
   return { tag, val: e.message };

@@ -41,6 +41,7 @@ const total = defineTool({
     if (input.note === "async") return Promise.reject(new RangeError("later, and wrong"));
     if (input.note === "string") throw "a string";
     if (input.note === "nan") return { total: NaN };
+    if (input.note === "oom") throw "out of memory";
     return { total: input.items.reduce((n, i) => n + i.price, 0) * (input.count ?? 1) };
   },
 });
@@ -149,6 +150,8 @@ test("the three kinds, and whatever else is thrown", async () => {
     (e) => e instanceof Failed && e.message === 'thrown value: "a string"');
   await assert.rejects(call({ ...base, note: "nan" }),
     (e) => e instanceof Failed && e.message === "the output holds NaN, which JSON cannot carry");
+  await assert.rejects(call({ ...base, note: "oom" }),
+    (e) => e instanceof Failed && e.message === "the JavaScript engine ran out of memory");
 });
 
 test("the WIT exports return ok values and throw tool-error variants", async () => {
@@ -166,6 +169,8 @@ test("the WIT exports return ok values and throw tool-error variants", async () 
   assert.deepEqual(await thrown({ ...base, note: "busy" }), { tag: "transient", val: "try later" });
   assert.deepEqual(await thrown({ ...base, note: "string" }),
     { tag: "failed", val: 'thrown value: "a string"' });
+  // The engine's out-of-memory escapes as it came, to trap: memory_limit.
+  assert.equal(await thrown({ ...base, note: "oom" }), "out of memory");
   const seen = defineTool({ name: "ctx", description: "", effect: "side-effecting", input: t.any(),
     run: (input, c) => ({ key: c.idempotencyKey, attempt: c.attempt, deadline: c.deadlineMs,
       forwarded: c.forwardedKey("POST", "http://127.0.0.1:1/x") }) });
