@@ -1,6 +1,7 @@
-//! Tools in Rust and Python side by side on the same call (issue 20's
-//! per-language numbers): the echo tool in each language (`tools/echo`,
-//! `tools/python/echo_py`), through the whole host, in one run.
+//! Tools in Rust, Python and JavaScript side by side on the same call
+//! (issue 20's per-language numbers): the echo tool in each language
+//! (`tools/echo`, `tools/python/echo_py`, `tools/js/echo_js`), through the
+//! whole host, in one run.
 //!
 //! - `languages/warm_call/LANG`: a call with the component loaded;
 //! - `languages/load_cached/LANG`: opening a sandbox on the tool and loading
@@ -9,9 +10,10 @@
 //! - `languages/compile/LANG`: the same with no cache: the compile a first
 //!   call would pay, and `tools build` pays instead.
 //!
-//! Each component's size is printed at the start. The Python component is
-//! built with the real `toolhost tools new` + `tools build` (componentize-py
-//! must be installed: `pip install componentize-py==0.25.1`).
+//! Each component's size is printed at the start. The Python and JS
+//! components are built with the real `toolhost tools new` + `tools build`
+//! (componentize-py must be installed, `pip install componentize-py==0.25.1`,
+//! and ComponentizeJS in `guest-sdk/js`, `npm ci --prefix guest-sdk/js`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,11 +70,17 @@ fn tool_dir(lang: &str, name: &str) -> tempfile::TempDir {
                 dir.path(),
                 &["tools", "new", name, "--lang", lang, "--dir", project_arg],
             );
-            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tools")
-                .join(lang)
-                .join(name);
-            std::fs::copy(source.join("app.py"), project.join("app.py")).expect("copy app.py");
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let source = root.join("tools").join(lang).join(name);
+            let module = if lang == "js" { "tool.js" } else { "app.py" };
+            std::fs::copy(source.join(module), project.join(module)).expect("copy the module");
+            if lang == "js" {
+                std::os::unix::fs::symlink(
+                    root.join("guest-sdk/js/node_modules"),
+                    project.join("node_modules"),
+                )
+                .expect("link ComponentizeJS");
+            }
             toolhost(dir.path(), &["tools", "build", project_arg]);
             std::fs::rename(project.join(&file), dir.path().join(&file)).expect("move it");
             std::fs::remove_dir_all(&project).expect("clean up");
@@ -98,7 +106,7 @@ fn languages(c: &mut Criterion) {
     let rt = runtime();
     let cache = tempfile::tempdir().expect("a temp dir");
     let cache_dir = cache.path().join("artifacts");
-    let tools = [("rust", "echo"), ("python", "echo_py")];
+    let tools = [("rust", "echo"), ("python", "echo_py"), ("js", "echo_js")];
     let dirs: Vec<_> = tools.iter().map(|(l, n)| tool_dir(l, n)).collect();
 
     let mut group = c.benchmark_group("languages");

@@ -4,7 +4,8 @@
 //! without any package that is not on a public registry.
 //!
 //! `{{name}}` in a template is the tool's name; `{{componentize_py}}` the
-//! pinned componentize-py version.
+//! pinned componentize-py version. (The JS SDK's own `{{ path }}`-style
+//! examples never spell a placeholder exactly.)
 
 /// One file of a project: where it goes, and its text (a template or a
 /// verbatim copy).
@@ -147,6 +148,35 @@ pub const PYTHON: &[File] = &[
         "wit/deps/sockets/sockets.wit",
         include_str!("../../../guest-sdk/python/wit/deps/sockets/sockets.wit"),
     ),
+];
+
+pub const JS: &[File] = &[
+    file(
+        "package.json",
+        include_str!("../../../guest-sdk/js/template/package.json"),
+    ),
+    file(
+        "tool.js",
+        include_str!("../../../guest-sdk/js/template/tool.js"),
+    ),
+    file(
+        "tool.test.mjs",
+        include_str!("../../../guest-sdk/js/template/tool.test.mjs"),
+    ),
+    file(
+        "README.md",
+        include_str!("../../../guest-sdk/js/template/README.md"),
+    ),
+    file(
+        ".gitignore",
+        include_str!("../../../guest-sdk/js/template/.gitignore"),
+    ),
+    file(
+        "toolhost.js",
+        include_str!("../../../guest-sdk/js/toolhost.js"),
+    ),
+    file("build.mjs", include_str!("../../../guest-sdk/js/build.mjs")),
+    file("wit/world.wit", WIT),
 ];
 
 /// `text` with the placeholders filled in.

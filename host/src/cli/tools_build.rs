@@ -1,5 +1,5 @@
 //! `toolhost tools build [DIR] [--install]`: builds a tool project (Rust,
-//! Python) with its language's toolchain into `DIR/NAME.wasm`, checks that
+//! Python, JavaScript) with its language's toolchain into `DIR/NAME.wasm`, checks that
 //! toolhost loads it, compiles it into the artifact cache (so the first
 //! call does not pay for the compile: 10-20 s for a Python or JavaScript
 //! guest), and with `--install` copies it into the user's tools directory.
@@ -45,7 +45,8 @@ struct Project {
     lang: Lang,
     /// The package name: the component is `DIR/NAME.wasm`.
     name: String,
-    /// Python: the module defining `WitWorld`, and the world it exports.
+    /// Python: the module defining `WitWorld`; JavaScript: the source file.
+    /// Both: the world it exports.
     module: String,
     world: String,
 }
@@ -115,19 +116,52 @@ fn detect(dir: &Path) -> Result<Project, Failure> {
             world: world.to_string(),
         });
     }
+    let package = dir.join("package.json");
+    if package.is_file() {
+        let text = std::fs::read_to_string(&package)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", package.display())))?;
+        let manifest: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Failure::usage(format!("{} is not valid JSON: {e}", package.display())))?;
+        let Some(section) = manifest.get("toolhost").filter(|t| t.is_object()) else {
+            return Err(Failure::usage(format!(
+                "{} has no \"toolhost\" section: add {{\"source\": \"tool.js\", \"world\": \"tool\"}} (or start from `toolhost tools new NAME --lang js`)",
+                package.display()
+            )));
+        };
+        let name = manifest["name"]
+            .as_str()
+            .ok_or_else(|| Failure::usage(format!("{} has no \"name\"", package.display())))?;
+        let world = section["world"].as_str().unwrap_or("tool");
+        if world != "tool" && world != "reconciling-tool" {
+            return Err(Failure::usage(format!(
+                "{}: toolhost.world is \"{world}\": use \"tool\", or \"reconciling-tool\" for a tool with reconcile",
+                package.display()
+            )));
+        }
+        return Ok(Project {
+            lang: Lang::Js,
+            name: name.to_string(),
+            module: section["source"].as_str().unwrap_or("tool.js").to_string(),
+            world: world.to_string(),
+        });
+    }
     Err(Failure::usage(format!(
-        "{} has no Cargo.toml or pyproject.toml: start a project with `toolhost tools new NAME --lang rust|python`",
+        "{} has no Cargo.toml, pyproject.toml or package.json: start a project with `toolhost tools new NAME --lang rust|python|js`",
         dir.display()
     )))
 }
 
 /// Runs a toolchain command with its output on our stderr; `missing` is
-/// the error when the program is not installed.
+/// the error when the program is not installed. A build script that exits
+/// 2 (`build.mjs`: usage, or its toolchain missing) is a usage error too.
 fn run_tool(mut cmd: Command, missing: impl FnOnce() -> Failure) -> Result<(), Failure> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(Stdio::null()).stdout(std::io::stderr());
     match cmd.status() {
         Ok(status) if status.success() => Ok(()),
+        Ok(status) if program == "node" && status.code() == Some(2) => Err(Failure::usage(
+            "build.mjs could not start the build: see its message above",
+        )),
         Ok(status) => Err(Failure::new(
             1,
             "build_failed",
@@ -142,16 +176,49 @@ fn run_tool(mut cmd: Command, missing: impl FnOnce() -> Failure) -> Result<(), F
     }
 }
 
-/// Output of a command that must succeed, or `None`.
-fn output_of(cmd: &mut Command) -> Option<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// Why a probe of the toolchain gave no answer.
+enum Probe {
+    /// The program is not on PATH.
+    Missing,
+    /// It ran and failed: the command and its stderr.
+    Failed(String),
+}
+
+impl Probe {
+    /// The failure to report: `missing` for an absent program, else what
+    /// the program said.
+    fn failure(self, missing: impl FnOnce() -> Failure) -> Failure {
+        match self {
+            Probe::Missing => missing(),
+            Probe::Failed(why) => Failure::usage(why),
+        }
+    }
+}
+
+/// The trimmed stdout of a command that must succeed.
+fn output_of(cmd: &mut Command) -> Result<String, Probe> {
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = match cmd.stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Probe::Missing),
+        Err(e) => return Err(Probe::Failed(format!("cannot run `{shown}`: {e}"))),
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(Probe::Failed(format!(
+            "`{shown}` failed ({}): {}",
+            out.status,
+            stderr.trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn build_rust(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
@@ -168,7 +235,7 @@ fn build_rust(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
         "--target",
         "wasm32-wasip2",
     ]))
-    .ok_or_else(no_rust)?;
+    .map_err(|p| p.failure(no_rust))?;
     if !Path::new(&libdir).is_dir() {
         return Err(Failure::usage(
             "the wasm32-wasip2 target is not installed: rustup target add wasm32-wasip2",
@@ -198,7 +265,10 @@ fn build_rust(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
             ])
             .arg(&manifest),
     )
-    .ok_or_else(|| Failure::new(1, "build_failed", "cargo metadata failed after the build"))?;
+    .map_err(|p| match p.failure(no_rust) {
+        f if f.code == 2 => Failure::new(1, "build_failed", f.message),
+        f => f,
+    })?;
     let metadata: serde_json::Value = serde_json::from_str(&metadata)
         .map_err(|e| Failure::new(1, "build_failed", format!("cargo metadata: {e}")))?;
     let target = metadata["target_directory"]
@@ -234,8 +304,8 @@ fn build_python(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
             "componentize-py is not installed: pip install componentize-py=={COMPONENTIZE_PY}"
         ))
     };
-    let version =
-        output_of(Command::new("componentize-py").arg("--version")).ok_or_else(missing)?;
+    let version = output_of(Command::new("componentize-py").arg("--version"))
+        .map_err(|p| p.failure(missing))?;
     if !version.contains(COMPONENTIZE_PY) {
         tracing::warn!(
             "{version} is not the tested componentize-py {COMPONENTIZE_PY}: pip install componentize-py=={COMPONENTIZE_PY} if the build fails"
@@ -258,6 +328,37 @@ fn build_python(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
             "componentize",
             &project.module,
             "-o",
+        ])
+        .arg(&out);
+    run_tool(cmd, missing)?;
+    Ok(out)
+}
+
+fn build_js(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
+    let missing = || {
+        Failure::usage(
+            "node is not installed: install Node.js 20.16 or later (https://nodejs.org, or `apt-get install nodejs`), then `npm install` in the project",
+        )
+    };
+    output_of(Command::new("node").arg("--version")).map_err(|p| p.failure(missing))?;
+    if !dir.join("build.mjs").is_file() {
+        return Err(Failure::usage(format!(
+            "{} has no build.mjs: copy it from a project `toolhost tools new NAME --lang js` writes",
+            dir.display()
+        )));
+    }
+    let out = dir.join(format!("{}.wasm", project.name));
+    let mut cmd = Command::new("node");
+    cmd.current_dir(dir)
+        .args([
+            "build.mjs",
+            "--source",
+            &project.module,
+            "--wit",
+            "wit",
+            "--world",
+            &project.world,
+            "--out",
         ])
         .arg(&out);
     run_tool(cmd, missing)?;
@@ -343,6 +444,7 @@ pub async fn run(env: &Env, args: BuildArgs) -> Result<(), Failure> {
     let wasm = match project.lang {
         Lang::Rust => build_rust(&dir, &project)?,
         Lang::Python => build_python(&dir, &project)?,
+        Lang::Js => build_js(&dir, &project)?,
     };
     let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let checked = check(env, &wasm).await?;

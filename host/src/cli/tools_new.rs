@@ -1,4 +1,4 @@
-//! `toolhost tools new NAME --lang rust|python [--dir DIR]`: a ready
+//! `toolhost tools new NAME --lang rust|python|js [--dir DIR]`: a ready
 //! project whose tool is NAME (pure; `{"name": "Ada"}` gives
 //! `{"greeting": "Hello, Ada!"}`), with a unit test, a copy of that
 //! language's SDK and the WIT contract (see `templates`).
@@ -16,6 +16,7 @@ use super::{Env, Failure};
 pub enum Lang {
     Rust,
     Python,
+    Js,
 }
 
 impl Lang {
@@ -23,6 +24,7 @@ impl Lang {
         match self {
             Lang::Rust => "rust",
             Lang::Python => "python",
+            Lang::Js => "js",
         }
     }
 
@@ -30,6 +32,7 @@ impl Lang {
         match self {
             Lang::Rust => templates::RUST,
             Lang::Python => templates::PYTHON,
+            Lang::Js => templates::JS,
         }
     }
 
@@ -38,6 +41,7 @@ impl Lang {
         match self {
             Lang::Rust => "cargo test",
             Lang::Python => "python3 -m unittest",
+            Lang::Js => "npm install && npm test",
         }
     }
 }

@@ -91,7 +91,7 @@ fn a_side_effect_runs_once_per_key_and_the_context_is_the_hosts() {
     let append = json!({"mode": "append", "line": "charged"});
     let (code, first) = kit.call(append.clone(), Some("order-1"));
     assert_eq!(code, Some(0), "{first}");
-    assert_eq!(first["output"], json!({"done": "appended"}));
+    assert_eq!(first["output"]["done"], "appended", "{first}");
     let (code, again) = kit.call(append, Some("order-1"));
     assert_eq!(code, Some(0), "{again}");
     assert_eq!(again["cached"], true, "{again}");
@@ -399,15 +399,12 @@ fn an_agent_run_calls_a_python_tool() {
     );
     assert!(run.status.success(), "{run:?}");
     let show = stdout_json(&toolhost(dir.path(), &["--json", "runs", "show", "py1"]));
-    assert_eq!(show["status"], "completed", "{show}");
+    assert_eq!(show["run"]["status"], "completed", "{show}");
     let steps = show["steps"].as_array().unwrap();
     let tool = steps
         .iter()
         .find(|s| s["kind"] == "tool")
         .unwrap_or_else(|| panic!("a tool step: {show}"));
-    let text = tool.to_string();
-    assert!(
-        text.contains("\\\"mean\\\":3.0") || text.contains("\"mean\":3.0"),
-        "{tool}"
-    );
+    assert_eq!(tool["ok"], true, "{tool}");
+    assert_eq!(tool["body"]["columns"][0]["mean"], 3.0, "{tool}");
 }

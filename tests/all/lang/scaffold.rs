@@ -28,6 +28,12 @@ fn new_build_install_call(home: &Path, lang: &str, name: &str, extra: &[(&'stati
         text(&out)
     );
     let project = home.join(name);
+    if lang == "js" {
+        // ComponentizeJS as `.ci/run` installs it, instead of `npm install`
+        // per test (build.mjs finds it in the project's node_modules).
+        let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js/node_modules");
+        std::os::unix::fs::symlink(installed, project.join("node_modules")).unwrap();
+    }
     let mut env = state_env(&project);
     env.retain(|(k, _)| *k != "XDG_DATA_HOME");
     env.push(("XDG_DATA_HOME", home.join(".xdg-data")));
@@ -83,15 +89,42 @@ fn a_new_python_tool_builds_installs_and_answers_from_anywhere() {
 }
 
 #[test]
+fn a_new_js_tool_builds_installs_and_answers_from_anywhere() {
+    let home = tempfile::tempdir().unwrap();
+    new_build_install_call(home.path(), "js", "greet_js", &[]);
+    let out = crate::support::output_within(
+        {
+            let mut cmd = std::process::Command::new("node");
+            cmd.args(["--test"])
+                .current_dir(home.path().join("greet_js"));
+            cmd
+        },
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn a_new_rust_tool_builds_installs_and_answers_from_anywhere() {
     let home = tempfile::tempdir().unwrap();
     // The project's dependencies build once per suite run, not per test.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    // The suite's HOME is a scratch one: rustup and cargo need to be told
+    // where the real toolchains are.
+    let real_home = PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+    let rustup =
+        std::env::var_os("RUSTUP_HOME").map_or_else(|| real_home.join(".rustup"), PathBuf::from);
+    let cargo =
+        std::env::var_os("CARGO_HOME").map_or_else(|| real_home.join(".cargo"), PathBuf::from);
     new_build_install_call(
         home.path(),
         "rust",
         "greet-rs",
-        &[("CARGO_TARGET_DIR", target)],
+        &[
+            ("CARGO_TARGET_DIR", target),
+            ("RUSTUP_HOME", rustup),
+            ("CARGO_HOME", cargo),
+        ],
     );
 }
 
@@ -133,6 +166,7 @@ fn a_missing_toolchain_names_its_install_command() {
     for (lang, name, install) in [
         ("python", "nopy", "pip install componentize-py==0.25.1"),
         ("rust", "nors", "https://rustup.rs"),
+        ("js", "nojs", "install Node.js 20.16"),
     ] {
         let out = toolhost(home.path(), &["tools", "new", name, "--lang", lang]);
         assert!(out.status.success(), "{}", text(&out));

@@ -3,6 +3,9 @@ library (`csv`, `statistics`). Pure: the same text always gives the same
 numbers, so toolhost replays repeated calls from its cache."""
 
 import csv
+# `statistics.mode` imports heapq on first use; componentize-py keeps only
+# the modules imported before its snapshot, so import it here.
+import heapq  # noqa: F401
 import io
 import statistics
 from dataclasses import dataclass, field
