@@ -53,8 +53,25 @@ fn main() {
         .parent()
         .expect("host/ lives in the workspace")
         .to_path_buf();
-    for watched in ["tools", "guest-sdk", "host/wit", "Cargo.lock"] {
+    // What the Rust tools are built from. Not the Python and JavaScript
+    // trees (`tools/python`, `tools/js`, `guest-sdk/python`,
+    // `guest-sdk/js`): a directory is watched file by file, so their
+    // `node_modules`, `__pycache__` and build scratch would rebuild this
+    // crate on every `npm ci` or test run, and none of it is built here
+    // (the files the binary embeds are `include_str!`s, which cargo
+    // tracks itself).
+    for watched in ["guest-sdk/rust", "guest-sdk/wit", "host/wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    // Each Rust tool's directory (a new one is also a new entry in the lists
+    // below, so an edit of this file).
+    let tools = root.join("tools");
+    for entry in std::fs::read_dir(&tools).expect("the tools directory") {
+        let path = entry.expect("a tools entry").path();
+        let name = path.file_name().unwrap_or_default();
+        if name != "python" && name != "js" {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");

@@ -10,6 +10,7 @@ mod docs;
 mod hostile;
 mod idempotency;
 mod install;
+mod lang;
 mod loading;
 mod mcp;
 mod metrics;

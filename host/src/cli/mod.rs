@@ -21,7 +21,10 @@ mod replay;
 mod runs;
 mod serve;
 mod stats;
+mod templates;
 mod tools;
+mod tools_build;
+mod tools_new;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,7 +77,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List or inspect the loaded tools.
+    /// List or inspect the loaded tools; start and build tool projects.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
     /// Call a tool once (idempotently: see `cache`).

@@ -1,4 +1,4 @@
-//! `toolhost tools list | inspect NAME`.
+//! `toolhost tools list | inspect NAME | new NAME --lang L | build [DIR]`.
 
 use clap::Subcommand;
 use serde_json::json;
@@ -22,13 +22,24 @@ pub enum ToolsCommand {
         /// The tool's name.
         name: String,
     },
+    /// Start a tool project in Rust, Python or JavaScript: a greeting tool, its unit test, the SDK and the WIT.
+    #[command(
+        after_help = "Examples:\n  toolhost tools new word_count --lang python\n  toolhost tools new lookup --lang rust --dir ./tools/lookup\n  toolhost tools new render --lang js"
+    )]
+    New(super::tools_new::NewArgs),
+    /// Build a tool project into DIR/NAME.wasm, check that it loads, and compile it ahead of its first call.
+    #[command(
+        after_help = "Examples:\n  toolhost tools build\n  toolhost tools build ./word_count --install"
+    )]
+    Build(super::tools_build::BuildArgs),
 }
 
 pub async fn run(env: &Env, cmd: ToolsCommand) -> Result<(), Failure> {
-    let sandbox = env.sandbox().await?;
     match cmd {
-        ToolsCommand::List => list(env, &sandbox),
-        ToolsCommand::Inspect { name } => inspect(env, &sandbox, &name),
+        ToolsCommand::List => list(env, &env.sandbox().await?),
+        ToolsCommand::Inspect { name } => inspect(env, &env.sandbox().await?, &name),
+        ToolsCommand::New(args) => super::tools_new::run(env, args),
+        ToolsCommand::Build(args) => super::tools_build::run(env, args).await,
     }
 }
 

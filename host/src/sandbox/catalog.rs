@@ -253,8 +253,11 @@ fn describe_or_compile(
 ) -> State {
     match metadata::read(compiler.cache, digest) {
         Some(Record::Described(d)) => return State::Described(d),
-        Some(Record::Failed(reason)) => return State::Failed(reason),
-        None => {}
+        Some(Record::Failed(f)) if f.limits == super::engine::pool_limits() => {
+            return State::Failed(f.reason);
+        }
+        // Refused under other limits, or never seen: compile (again).
+        Some(Record::Failed(_)) | None => {}
     }
     let bytes = match bytes.map_or_else(|| location.read(), Ok) {
         Ok(b) => b,
@@ -274,7 +277,7 @@ fn describe_or_compile(
         Ok((pre, source)) => State::Compiled(pre, source),
         Err(reason) => {
             // The bytes alone decide this: record it, so it is not redone.
-            metadata::write(compiler.cache, digest, &Record::Failed(reason.clone()));
+            metadata::write(compiler.cache, digest, &Record::failed(reason.clone()));
             State::Failed(reason)
         }
     }

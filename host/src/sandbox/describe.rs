@@ -30,7 +30,7 @@ pub(super) async fn describe_compiled(
                 catalog::State::Ready(described, pre, source)
             }
             Err(DescribeError::Refused(reason)) => {
-                let record = metadata::Record::Failed(reason.clone());
+                let record = metadata::Record::failed(reason.clone());
                 records.push((entry.digest.clone(), record));
                 catalog::State::Failed(reason)
             }

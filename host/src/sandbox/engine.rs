@@ -31,10 +31,21 @@ use super::limits::MAX_WASM_STACK;
 pub const TICK: Duration = Duration::from_millis(1);
 
 /// Core instances, memories and tables one tool component may use. A Rust
-/// `wasm32-wasip2` component has one main module plus a couple of shims.
-const CORE_INSTANCES_PER_CALL: u32 = 8;
+/// `wasm32-wasip2` component has one main module plus a couple of shims; a
+/// componentize-py one links CPython and its libraries as 14 core
+/// instances, and a ComponentizeJS one carries StarlingMonkey. The pool
+/// reserves address space for these per concurrent call, not memory.
+const CORE_INSTANCES_PER_CALL: u32 = 32;
 const TABLES_PER_CALL: u32 = 8;
 const MEMORIES_PER_CALL: u32 = 2;
+
+/// The per-component pool limits, as recorded beside a component the pool
+/// refused (`metadata`): a build with other limits tries it again.
+pub(crate) fn pool_limits() -> String {
+    format!(
+        "core {CORE_INSTANCES_PER_CALL}, memories {MEMORIES_PER_CALL}, tables {TABLES_PER_CALL}"
+    )
+}
 
 /// Every wasm32 memory fits in 4 GiB; the real per-call limit is enforced by
 /// the store's resource limiter, so the pool's slots can all be this size.

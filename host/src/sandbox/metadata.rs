@@ -8,7 +8,11 @@
 //! bytes alone decide (not wasm, not a component, does not compile or link,
 //! a bad name or schema) is recorded too, so a broken file is not recompiled
 //! on every start; a failed `describe` run is not (it depends on the limits,
-//! which a config edit can raise).
+//! which a config edit can raise). A recorded failure names the pool limits
+//! it happened under ([`super::engine::pool_limits`]): "does not compile"
+//! can be the pool's refusal of a component with more core instances than
+//! it allows, which a toolhost with larger limits accepts, so a record made
+//! under other limits is not believed.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +26,24 @@ use super::bindings::{Effect, WorldVersion};
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Record {
     Described(Described),
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why the bytes cannot load, and under which pool limits that was found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) limits: String,
+}
+
+impl Record {
+    /// A failure found now, under this build's pool limits.
+    pub(crate) fn failed(reason: String) -> Self {
+        Record::Failed(Failure {
+            reason,
+            limits: super::engine::pool_limits(),
+        })
+    }
 }
 
 /// `describe`'s answer, as stored.
@@ -115,6 +136,21 @@ pub(crate) fn write(cache: &ArtifactCache, digest: &str, record: &Record) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refusal recorded by a build with the old 8-instance pool (a bare
+    /// reason) no longer reads as a record: it is ignored and the component
+    /// compiled again; a new one carries the limits it was found under.
+    #[test]
+    fn a_failure_names_its_pool_limits_and_an_old_one_is_not_believed() {
+        let old = br#"{"failed":"does not compile: 14 core module instances exceed 8"}"#;
+        assert!(serde_json::from_slice::<Record>(old).is_err());
+        let text = serde_json::to_vec(&Record::failed("bad".into())).unwrap();
+        let Record::Failed(back) = serde_json::from_slice(&text).unwrap() else {
+            panic!("not a failure");
+        };
+        assert_eq!(back.reason, "bad");
+        assert_eq!(back.limits, super::super::engine::pool_limits());
+    }
 
     #[test]
     fn a_record_round_trips_every_effect() {

@@ -32,6 +32,10 @@ pub struct Role {
     /// A file barrier: `(dir, parties)`. Each child adds a file and waits
     /// until `parties` files exist before calling.
     pub barrier: Option<(PathBuf, usize)>,
+    /// Call `tool` from this directory, `data/` granted to it, instead of
+    /// the test kit (the Python and JavaScript tools).
+    #[serde(default)]
+    pub tools_dir: Option<PathBuf>,
 }
 
 /// The `--exact` name of test `f` in module `module` (`module_path!()`,
@@ -111,7 +115,14 @@ fn now_ms() -> i64 {
 
 async fn play(role: Role) {
     let world = World::at(role.world.clone());
-    let ex = world.append_executor().await;
+    let ex = match &role.tools_dir {
+        Some(dir) => {
+            let policies =
+                std::collections::BTreeMap::from([(role.tool.clone(), world.append_policy())]);
+            world.executor(dir, policies, None).await
+        }
+        None => world.append_executor().await,
+    };
     if let Some((dir, parties)) = &role.barrier {
         std::fs::write(dir.join(format!("{}", std::process::id())), b"").expect("join the barrier");
         let start = Instant::now();

@@ -51,6 +51,7 @@ fn a_seeded_crash_loop_never_repeats_a_side_effect() {
             .to_string(),
         key,
         barrier: None,
+        tools_dir: None,
     };
 
     // Calibrate: how long a child takes from "ready" to its outcome, so the

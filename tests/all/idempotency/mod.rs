@@ -2,7 +2,7 @@
 //! exactly-once side effects across tasks and processes, crashes.
 
 mod builds;
-mod child;
+pub(crate) mod child;
 mod crash;
 mod crash_loop;
 mod disk;

@@ -34,6 +34,7 @@ fn processes_released_by_a_barrier_share_one_execution() {
         input,
         key: "multi-1".into(),
         barrier: Some((barrier, PARTIES)),
+        tools_dir: None,
     };
     let mut children: Vec<_> = (0..PARTIES).map(|_| child::spawn(&test, &role)).collect();
     let reports: Vec<Reports> = children

@@ -214,9 +214,11 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
     })
 }
 
+pub mod js;
 pub mod model_server;
 pub mod otlp;
 pub mod payments;
 pub mod pg;
+pub mod python;
 pub mod serve;
 pub mod world;

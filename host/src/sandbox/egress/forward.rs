@@ -16,7 +16,7 @@ use crate::config::{EffectName, ToolPolicy};
 
 // The SDK's URL splitting is for guests (the host has a parsed URI).
 #[allow(dead_code)]
-#[path = "../../../../guest-sdk/src/forwarded.rs"]
+#[path = "../../../../guest-sdk/rust/src/forwarded.rs"]
 mod derivation;
 
 /// The header name unless a policy names another.

@@ -92,7 +92,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "wit",
+        path: "../wit",
         world: "tool",
         pub_export_macro: true,
         default_bindings_module: "toolhost_sdk::bindings",
@@ -104,7 +104,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod reconciling_bindings {
     wit_bindgen::generate!({
-        path: "wit",
+        path: "../wit",
         world: "reconciling-tool",
         pub_export_macro: true,
         default_bindings_module: "toolhost_sdk::reconciling_bindings",
