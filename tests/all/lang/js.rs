@@ -188,6 +188,114 @@ fn a_side_effecting_js_tool_run_twice_under_one_key_appends_once() {
     assert_eq!(log, "paid\npaid\n");
 }
 
+/// Killed with SIGKILL after its effect, a JS call is `in_doubt` for the
+/// next caller of its key, and the effect is not repeated.
+#[test]
+fn a_js_call_killed_mid_effect_is_in_doubt_and_never_repeats() {
+    let policy = "[tools.js_effects]\ndirs = [{ host = \"./data\", guest = \"/data\", mode = \"rw\" }]\ntimeout_ms = 120_000\n";
+    let work = Workdir::new(js(), policy);
+    let input =
+        json!({"mode": "append", "path": "/data/log.txt", "line": "once", "wait_ms": 60_000})
+            .to_string();
+    let args = [
+        "--json",
+        "call",
+        "js_effects",
+        "--input",
+        &input,
+        "--idempotency-key",
+        "kill-js",
+    ];
+    let mut victim = std::process::Command::new(env!("CARGO_BIN_EXE_toolhost"))
+        .args(args)
+        .current_dir(work.path())
+        .envs(crate::support::state_env(work.path()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = work.path().join("data/log.txt");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t == "once\n") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the effect never happened"
+        );
+        assert!(
+            victim.try_wait().unwrap().is_none(),
+            "the victim exited early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    let out = toolhost(work.path(), &args);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout_json(&out)["error"]["kind"], "in_doubt");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "once\n");
+}
+
+/// Four processes released together by a file barrier race for one key of
+/// the JS tool: one execution, every caller gets its outcome.
+#[test]
+fn racing_processes_share_one_execution_of_a_js_tool() {
+    use crate::idempotency::child::{self, Reports, Role};
+    child::act_if_child();
+    const PARTIES: usize = 4;
+    let world = crate::idempotency::World::new();
+    let tools = js().tools.clone();
+    // Compiled into the children's artifact cache first, so they race for
+    // the key, not for the compiler.
+    let policies =
+        std::collections::BTreeMap::from([("js_effects".to_string(), world.append_policy())]);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ex = world.executor(&tools, policies, None).await;
+        ex.sandbox().load("js_effects").await.unwrap();
+    });
+    let barrier = world.path().join("barrier");
+    std::fs::create_dir(&barrier).unwrap();
+    let test = child::test_path(
+        module_path!(),
+        "racing_processes_share_one_execution_of_a_js_tool",
+    );
+    let role = Role {
+        world: world.path().to_path_buf(),
+        tool: "js_effects".into(),
+        input:
+            json!({"mode": "append", "path": "/data/lines.txt", "line": "raced", "wait_ms": 1500})
+                .to_string(),
+        key: "race-js".into(),
+        barrier: Some((barrier, PARTIES)),
+        tools_dir: Some(tools),
+    };
+    let mut children: Vec<_> = (0..PARTIES).map(|_| child::spawn(&test, &role)).collect();
+    let reports: Vec<Reports> = children
+        .iter_mut()
+        .map(|c| Reports::of(c.stdout.take().unwrap()))
+        .collect();
+    let done: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            r.next(Duration::from_secs(120), "ready");
+            r.next(Duration::from_secs(120), "done")
+        })
+        .collect();
+    for mut c in children {
+        c.wait().unwrap();
+    }
+    assert_eq!(world.lines("lines.txt"), ["raced"], "{done:?}");
+    assert!(done.iter().all(|d| d["ok"] == true), "{done:?}");
+    let runners: Vec<_> = done.iter().filter(|d| d["cached"] == false).collect();
+    assert_eq!(runners.len(), 1, "{done:?}");
+    let ran_until = runners[0]["ended_ms"].as_i64().unwrap();
+    for d in &done {
+        assert!(
+            d["started_ms"].as_i64().unwrap() < ran_until,
+            "every caller asked while the one execution ran: {done:?}"
+        );
+    }
+}
+
 #[test]
 fn limits_stop_js_guests_and_the_host_goes_on() {
     let work = Workdir::new(js(), "[tools.js_hostile]\ntimeout_ms = 5000\n");
