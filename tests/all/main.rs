@@ -23,3 +23,4 @@ mod support;
 mod support_http;
 mod telemetry;
 mod trust;
+mod web;
