@@ -217,7 +217,7 @@ impl Agent {
         self.store()
             .get_run(&id)
             .await?
-            .ok_or_else(|| AgentError::NoSuchRun(id))
+            .ok_or(AgentError::NoSuchRun(id))
     }
 
     /// Drives a run [`Agent::create`] wrote, from its first step.
