@@ -216,7 +216,11 @@ impl Browser {
     pub fn wait_for(&mut self, expression: &str, limit: Duration, what: &str) {
         let start = Instant::now();
         loop {
-            if self.eval(&format!("Boolean({expression})")) == json!(true) {
+            // Mid-navigation the document may not be there yet: not true.
+            let probe = format!(
+                "(() => {{ try {{ return Boolean({expression}); }} catch (_) {{ return false; }} }})()"
+            );
+            if self.eval(&probe) == json!(true) {
                 return;
             }
             if start.elapsed() > limit {

@@ -286,24 +286,32 @@ async fn the_event_stream_sends_a_snapshot_the_progress_and_an_end() {
     );
 }
 
-/// Reads events until one named `name`.
-async fn until_event(events: &mut Events, name: &str) {
-    while let Some(e) = events.next().await {
-        if e.name == name {
-            return;
-        }
-        assert_ne!(e.name, "end", "the run ended before `{name}`");
-    }
-    panic!("the stream ended before `{name}`");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_ends_a_run_partial_and_it_resumes_to_its_answer() {
-    let site = Site::start(&slow_script(1500), "", None);
+    // Step 1 calls `calc`; step 2's turn takes 2 s: the cancel lands in it.
+    let slow_answer = json!({"mode": "conversation", "turns": [
+        {"tool_calls": [call("calc", json!({"expr": "6*7"}))]},
+        {"text": "all done", "delay_ms": 2000},
+    ]});
+    let site = Site::start(&slow_answer, "", None);
     site.submit(json!({"task": "cancel me", "run_id": "c1"}))
         .await;
     let mut events = Events::open(&site, "c1").await;
-    until_event(&mut events, "tools_calling").await;
+    loop {
+        let e = events.next().await.expect("the stream goes on");
+        assert_ne!(e.name, "end", "the run ended before its second turn");
+        // Either the stream sees step 2's turn start, or it began after
+        // that, and its snapshot holds step 1's tool row.
+        let step_one_done = e.name == "snapshot"
+            && e.data["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["kind"] == "tool");
+        if step_one_done || (e.name == "model_calling" && e.data["step"] == 2) {
+            break;
+        }
+    }
     let started = Instant::now();
     let (status, v) = site
         .send("post", "/v1/runs/c1/cancel", "/v1/runs/{id}/cancel", None)

@@ -175,7 +175,7 @@ fn the_page_of_a_live_run_advances_as_its_events_arrive() {
     let during = browser.eval("Number(document.body.dataset.rows)");
     browser.screenshot(&site.world.path().join("live-running.png"));
     browser.wait_for(
-        "document.body.dataset.live === 'ended' && document.body.dataset.status === 'completed'",
+        "document.body.dataset.live === 'ended' && document.body.dataset.status === 'completed' && document.querySelector('[data-answer]')",
         RENDER_WAIT,
         "the live run's end",
     );

@@ -76,7 +76,7 @@ function setLive(text) {
 
 function show(...nodes) {
   const app = document.getElementById("app");
-  app.replaceChildren(...nodes);
+  app.replaceChildren(...nodes.flat().filter(n => n !== null && n !== undefined));
 }
 
 function fail(e) {
