@@ -77,11 +77,11 @@ async fn fixture() -> Fixture {
     let executor = Arc::new(Executor::new(sandbox, store));
     let metrics = Arc::new(ServerMetrics::new(128, no_breakers()));
     let server = McpServer::new(executor.clone(), metrics, 128);
-    let options = HttpOptions {
-        addr: "127.0.0.1:0".parse().expect("an address"),
-        token: None,
-        serve: ServeConfig::default(),
-    };
+    let options = HttpOptions::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        None,
+        ServeConfig::default(),
+    );
     let http = HttpServer::bind(server, options).await.expect("bind");
     let url = http.url();
     executor

@@ -28,6 +28,8 @@
 //!   replay and budgets.
 //! - [`mcp`]: the MCP server (`toolhost serve`): stdio and streamable HTTP.
 //! - [`metrics`]: Prometheus metrics of served calls (`/metrics`).
+//! - [`web`]: the run API (`/v1/runs`) and the runs page (`/`) of
+//!   `serve --http`, mounted on the MCP server's router.
 //! - [`hint`]: commands in hints, repeating the process's own flags.
 //! - `cli` (in the binary): the `toolhost` commands (`anyhow` lives only
 //!   there).
@@ -62,3 +64,4 @@ pub mod sandbox;
 pub mod store;
 pub mod telemetry;
 pub mod urls;
+pub mod web;

@@ -24,3 +24,4 @@ mod support;
 mod support_http;
 mod telemetry;
 mod trust;
+mod web;

@@ -21,11 +21,16 @@
 //! loop, resume, ownership), `session` (one session's counts and budgets), `turn` (one model turn, served or
 //! live), `tools` (the offered tools, their breakers, one call and its
 //! degradation to an error result, and a step's tool phase), `record` (the
-//! journal rows), `recover` (a server adopting the runs of dead owners), `replay` (the journal only, reporting divergence), `event`
-//! (progress for the CLI).
+//! journal rows), `recover` (a server adopting the runs of dead owners),
+//! `hub` (a server's live runs: their events, cancels and admission),
+//! `drive` (a run submitted to a server: created, driven, cancelled),
+//! `replay` (the journal only, reporting divergence), `event` (progress for
+//! the CLI and the run API).
 
 mod digest;
+mod drive;
 mod event;
+mod hub;
 mod record;
 mod recover;
 mod replay;
@@ -35,7 +40,9 @@ mod tools;
 mod turn;
 
 pub use digest::{Digests, change_list};
+pub use drive::{CANCEL_WAIT, Cancelled, DriveError, Submission, Submitted};
 pub use event::{Event, Observer, Silent};
+pub use hub::{EVENT_BUFFER, Hub, LiveRun, MAX_WAITING};
 pub use recover::Recovery;
 pub use replay::{Divergence, ReplayReport};
 pub use run::{Agent, AgentOptions, ResumeOptions, RunOutcome};

@@ -24,9 +24,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::hub::Hub;
 use super::{Agent, AgentError, ResumeOptions};
 use crate::store::RunStatus;
 
@@ -40,7 +41,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Adopts interrupted runs for one server.
 pub struct Recovery {
     agent: Arc<Agent>,
-    max_concurrent: usize,
+    /// One per run driven at once; shared with the hub's submitted runs.
+    slots: Arc<Semaphore>,
+    /// Where adopted runs show up live (and can be cancelled).
+    hub: Option<Arc<Hub>>,
     poll: Duration,
     stop: watch::Receiver<bool>,
 }
@@ -59,10 +63,20 @@ impl Recovery {
     pub fn new(agent: Arc<Agent>, max_concurrent: usize, stop: watch::Receiver<bool>) -> Self {
         Recovery {
             agent,
-            max_concurrent: max_concurrent.max(1),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            hub: None,
             poll: DEFAULT_POLL,
             stop,
         }
+    }
+
+    /// Drives adopted runs through `hub`: they count against its admission
+    /// limit (shared with submitted runs, in place of `max_concurrent`),
+    /// and their events and cancels go through it like a submitted run's.
+    pub fn with_hub(mut self, hub: Arc<Hub>) -> Self {
+        self.slots = hub.slots();
+        self.hub = Some(hub);
+        self
     }
 
     /// Asks the store every `poll`.
@@ -96,7 +110,7 @@ impl Recovery {
                 }
                 _ = self.stop.wait_for(|s| *s) => break,
             }
-            let free = self.max_concurrent.saturating_sub(in_flight.len());
+            let free = self.slots.available_permits();
             if free == 0 {
                 continue;
             }
@@ -148,16 +162,29 @@ impl Recovery {
                     Some(SetAside::Backoff { until, .. }) if *until > now => continue,
                     _ => {}
                 }
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                // A run live in the hub is being driven here already.
+                let live = match &self.hub {
+                    Some(hub) => match hub.register(&run.id) {
+                        Some(live) => Some(live),
+                        None => continue,
+                    },
+                    None => None,
+                };
                 taken += 1;
                 in_flight.insert(run.id.clone());
                 tracing::info!(target: "toolhost::run", run_id = %run.id,
                     previous_owner = run.owner.as_deref().unwrap_or(""), "adopting an interrupted run");
                 let agent = self.agent.clone();
                 driving.spawn(async move {
+                    let agent = live.as_ref().map_or(&*agent, |l| l.agent());
                     let result = agent
                         .resume(&run.id, &ResumeOptions::default())
                         .await
                         .map(|o| o.status);
+                    drop((live, permit));
                     Settled {
                         id: run.id,
                         updated_at: run.updated_at,

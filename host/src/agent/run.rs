@@ -90,20 +90,24 @@ pub struct RunOutcome {
 }
 
 /// Runs agent tasks over an executor (tools) and a chain (models).
+///
+/// Cloning is cheap and shares the tools' breakers: a server clones its
+/// agent per run to give each run its own observer and cancel signal.
+#[derive(Clone)]
 pub struct Agent {
     pub(crate) executor: Arc<Executor>,
     pub(super) chain: Arc<Chain>,
-    pub(crate) tools: ToolSet,
-    pub(crate) digests: Digests,
+    pub(crate) tools: Arc<ToolSet>,
+    pub(crate) digests: Arc<Digests>,
     pub(crate) system: String,
     pub(super) observer: Arc<dyn Observer>,
+    /// Ends the run `partial` (resumable) once true.
     pub(super) cancel: Option<watch::Receiver<bool>>,
-    /// Whether `cancel` hands the run back (`running`, no owner) rather
-    /// than ending it `partial`.
-    pub(super) hands_back: bool,
+    /// Hands the run back (`running`, no owner) once true.
+    pub(super) hand_back: Option<watch::Receiver<bool>>,
 }
 
-fn new_run_id() -> String {
+pub(super) fn new_run_id() -> String {
     let hex = crate::store::random_hex();
     format!("run-{}", &hex[..hex.len().min(12)])
 }
@@ -118,8 +122,8 @@ impl Agent {
         Agent {
             executor,
             chain,
-            tools,
-            digests,
+            tools: Arc::new(tools),
+            digests: Arc::new(digests),
             system: config
                 .agent
                 .system
@@ -127,7 +131,7 @@ impl Agent {
                 .unwrap_or_else(|| DEFAULT_SYSTEM.to_string()),
             observer: Arc::new(Silent),
             cancel: None,
-            hands_back: false,
+            hand_back: None,
         }
     }
 
@@ -142,16 +146,16 @@ impl Agent {
     /// flight finish first, so their outcomes are journaled.
     pub fn cancel_on(mut self, cancel: watch::Receiver<bool>) -> Self {
         self.cancel = Some(cancel);
-        self.hands_back = false;
         self
     }
 
     /// Like [`Agent::cancel_on`], but the run is handed back rather than
     /// ended: it stays `running` with no owner, which reads `interrupted`,
     /// so the next `toolhost serve` adopts it (a server shutting down).
-    pub fn hand_back_on(mut self, cancel: watch::Receiver<bool>) -> Self {
-        self.cancel = Some(cancel);
-        self.hands_back = true;
+    /// Both may be set: a server's run is cancelled by its client and
+    /// handed back when the server stops.
+    pub fn hand_back_on(mut self, hand_back: watch::Receiver<bool>) -> Self {
+        self.hand_back = Some(hand_back);
         self
     }
 
@@ -170,13 +174,26 @@ impl Agent {
         self.executor.store()
     }
 
-    /// Starts a new run of `task`.
+    /// Starts a new run of `task`: [`Agent::create`], then
+    /// [`Agent::drive_new`].
     pub async fn start(
         &self,
         run_id: Option<String>,
         task: &str,
         options: &AgentOptions,
     ) -> Result<RunOutcome, AgentError> {
+        let run = self.create(run_id, task, options).await?;
+        self.drive_new(run).await
+    }
+
+    /// Writes a new run of `task`, owned by this store, without driving it
+    /// (a server answers its client before the first model call).
+    pub async fn create(
+        &self,
+        run_id: Option<String>,
+        task: &str,
+        options: &AgentOptions,
+    ) -> Result<RunRecord, AgentError> {
         if self.chain.is_empty() {
             return Err(AgentError::NoModels);
         }
@@ -197,11 +214,14 @@ impl Agent {
         if !self.store().create_run(new).await? {
             return Err(AgentError::RunExists(id));
         }
-        let run = self
-            .store()
+        self.store()
             .get_run(&id)
             .await?
-            .ok_or_else(|| AgentError::NoSuchRun(id.clone()))?;
+            .ok_or(AgentError::NoSuchRun(id))
+    }
+
+    /// Drives a run [`Agent::create`] wrote, from its first step.
+    pub async fn drive_new(&self, run: RunRecord) -> Result<RunOutcome, AgentError> {
         self.drive(run, Vec::new(), Vec::new()).await
     }
 

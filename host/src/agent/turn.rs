@@ -63,11 +63,13 @@ impl Agent {
         step: u32,
         request: &ChatRequest,
     ) -> Result<Result<ChatResponse, End>, AgentError> {
-        let stop_asked = self.cancel.as_ref().is_some_and(|c| *c.borrow());
-        if let Some(end) = s.budget_stop(step, stop_asked && !self.hands_back) {
+        let raised =
+            |signal: &Option<watch::Receiver<bool>>| signal.as_ref().is_some_and(|c| *c.borrow());
+        let handing_back = raised(&self.hand_back);
+        if let Some(end) = s.budget_stop(step, raised(&self.cancel) && !handing_back) {
             return Ok(Err(end));
         }
-        if stop_asked {
+        if handing_back {
             return Ok(Err(End::handed_back()));
         }
         let store = self.store();
@@ -83,13 +85,11 @@ impl Agent {
             observer: self.observer.clone(),
             step,
         });
-        let mut cancel = self.cancel.clone();
+        let (mut cancel, mut hand_back) = (self.cancel.clone(), self.hand_back.clone());
         let result = tokio::select! {
             r = tokio::time::timeout(remaining, self.chain.call_live(request, Some(live))) => r,
+            _ = cancelled(&mut hand_back) => return Ok(Err(End::handed_back())),
             _ = cancelled(&mut cancel) => {
-                if self.hands_back {
-                    return Ok(Err(End::handed_back()));
-                }
                 return Ok(Err(End::partial(format!(
                     "interrupted during step {step}; resume with `toolhost agent resume {}`",
                     s.run.id

@@ -108,9 +108,9 @@ enum Command {
         after_help = "Examples:\n  toolhost demo\n  toolhost demo --dir ./demo && toolhost --config ./demo/toolhost.toml runs list"
     )]
     Demo(demo::DemoArgs),
-    /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with /metrics and /healthz.
+    /// Serve the tools over MCP: --stdio, or streamable HTTP at /mcp with the run API (/v1/runs), the runs page (/), /metrics and /healthz.
     #[command(
-        after_help = "Examples:\n  toolhost serve --stdio\n  TOOLHOST_TOKEN=s3cret toolhost serve --http 127.0.0.1:8765 --token-env TOOLHOST_TOKEN"
+        after_help = "Examples:\n  toolhost serve --stdio\n  TOOLHOST_TOKEN=s3cret toolhost serve --http 127.0.0.1:8765 --token-env TOOLHOST_TOKEN\n  curl -s -X POST http://127.0.0.1:8765/v1/runs -H \"Authorization: Bearer $TOOLHOST_TOKEN\" -d '{\"task\": \"What is 6*7?\"}'\n  open \"http://127.0.0.1:8765/#token=$TOOLHOST_TOKEN\""
     )]
     Serve(serve::ServeArgs),
     /// Check the config: the resolved paths, each tool's grants and limits, the model chain.

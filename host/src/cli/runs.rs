@@ -38,7 +38,7 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
     let store = env.store().await?;
     match cmd {
         RunsCommand::List { limit } => {
-            let runs = store.list_runs(limit).await.map_err(store_failure)?;
+            let runs = store.list_runs(limit, None).await.map_err(store_failure)?;
             let pickup = match runs.iter().any(|r| r.status == RunStatus::Interrupted) {
                 true => Some(Pickup::ask(env, &store).await?),
                 false => None,
@@ -100,7 +100,7 @@ pub async fn run(env: &Env, cmd: RunsCommand) -> Result<(), Failure> {
                 false => None,
             };
             if env.json {
-                let steps: Vec<serde_json::Value> = steps.iter().map(step_json).collect();
+                let steps: Vec<serde_json::Value> = steps.iter().map(StepRecord::to_json).collect();
                 let run = run_json(&record, pickup.as_ref());
                 println!("{}", json!({"ok": true, "run": run, "steps": steps}));
             } else {
@@ -144,26 +144,6 @@ fn run_json(r: &RunRecord, pickup: Option<&Pickup>) -> serde_json::Value {
         && let Some(p) = pickup
     {
         v["picked_up_by"] = json!(p.for_run(&r.id));
-    }
-    v
-}
-
-/// A step for `--json`: the journal's row, with `body` and `report`, which
-/// the journal keeps as JSON text, given as JSON values, not strings a
-/// program has to parse again. `body` is the model's response or the
-/// tool's output when the step succeeded; when it failed it is the error
-/// text the model was shown, a string. Text that does not parse (a row
-/// written by another version) is kept as the string it is.
-fn step_json(s: &StepRecord) -> serde_json::Value {
-    let mut v = json!(s);
-    let parsed = |text: &str| {
-        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
-    };
-    if s.ok {
-        v["body"] = parsed(&s.body);
-    }
-    if let Some(report) = &s.report {
-        v["report"] = parsed(report);
     }
     v
 }

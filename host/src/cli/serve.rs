@@ -1,4 +1,5 @@
-//! `toolhost serve --stdio | --http ADDR [--token-env NAME]`: the MCP server.
+//! `toolhost serve --stdio | --http ADDR [--token-env NAME]`: the MCP server,
+//! and over HTTP the run API and the runs page (`toolhost::web`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args};
 use tokio::sync::watch;
-use toolhost::agent::{Agent, Recovery};
+use toolhost::agent::{Agent, AgentOptions, Hub, Recovery};
 use toolhost::idempotency::Executor;
 use toolhost::mcp::{BearerToken, HttpOptions, HttpServer, McpServer, ServeError, serve_stdio};
 use toolhost::metrics::{self, ServerMetrics};
@@ -25,10 +26,10 @@ pub struct ServeArgs {
     /// Serve one client on stdin/stdout; stdout carries only protocol messages, logs go to stderr.
     #[arg(long)]
     stdio: bool,
-    /// Serve streamable HTTP on IP:PORT (MCP at /mcp, /metrics, /healthz); loopback unless --token-env is given.
+    /// Serve streamable HTTP on IP:PORT (MCP at /mcp, the run API at /v1/runs, the runs page at /, /metrics, /healthz); loopback unless --token-env is given.
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     http: Option<SocketAddr>,
-    /// Require `Authorization: Bearer <token>` on /mcp and /metrics, the token read from this environment variable.
+    /// Require `Authorization: Bearer <token>` on /mcp, /v1/runs and /metrics, the token read from this environment variable (the page takes it as /#token=...).
     #[arg(long, value_name = "NAME", requires = "http")]
     token_env: Option<String>,
 }
@@ -87,11 +88,15 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
         .with_hint_flags(env.flags.clone());
     let flusher = tokio::spawn(flush_periodically(executor.clone()));
     let (stop, stopping) = watch::channel(false);
-    let recovery = match env.config.serve.recover {
-        true => recover(env, executor.clone(), stopping)
-            .await?
-            .map(tokio::spawn),
-        false => None,
+    let hub = hub(env, executor.clone(), stopping.clone()).await?;
+    let recovery = match (&hub, env.config.serve.recover) {
+        (Some(hub), true) => {
+            let agent = Arc::new(hub.agent().clone());
+            let max = env.config.serve.max_concurrent_runs as usize;
+            let recovery = Recovery::new(agent, max, stopping).with_hub(hub.clone());
+            Some(tokio::spawn(recovery.run()))
+        }
+        _ => None,
     };
 
     let served = match args.http {
@@ -99,13 +104,16 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<(), Failure> {
             served = serve_stdio(server) => served,
             () = terminated() => Ok(()),
         },
-        Some(addr) => serve_http(env, server, addr, token).await,
+        Some(addr) => serve_http(env, server, addr, token, hub.clone()).await,
     };
-    // Adopted runs hand themselves back after their calls in flight, so the
-    // next server takes them at once.
+    // Adopted and submitted runs hand themselves back after their calls in
+    // flight, so the next server takes them at once.
     let _ = stop.send(true);
     if let Some(recovery) = recovery {
         let _ = recovery.await;
+    }
+    if let Some(hub) = hub {
+        hub.drained().await;
     }
     flusher.abort();
     if let Err(e) = executor.flush_stats().await {
@@ -124,41 +132,47 @@ async fn serve_http(
     server: McpServer,
     addr: SocketAddr,
     token: Option<BearerToken>,
+    hub: Option<Arc<Hub>>,
 ) -> Result<(), ServeError> {
-    let options = HttpOptions {
-        addr,
-        token,
-        serve: env.config.serve.clone(),
-    };
+    let serve = env.config.serve.clone();
+    let routes = toolhost::web::routes(
+        server.executor().store().clone(),
+        hub,
+        &serve,
+        addr.ip().is_loopback(),
+    );
+    let mut options = HttpOptions::new(addr, token, serve);
+    options.api = routes.api;
+    options.page = routes.page;
     let http = HttpServer::bind(server, options).await?;
     // The one line a supervisor (or a test) reads to find the port.
     eprintln!(
-        "toolhost: serving MCP at {} (metrics at /metrics, health at /healthz)",
+        "toolhost: serving MCP at {} (runs at /v1/runs, the runs page at /, metrics at /metrics, health at /healthz)",
         http.url()
     );
     http.run_until(terminated()).await
 }
 
-/// The recovery loop over this server's executor: runs whose owner died are
-/// adopted and resumed, at most `[serve] max_concurrent_runs` at once.
-/// `None` without a model to resume them with.
-async fn recover(
+/// The runs this server drives (submitted over the API, and adopted when
+/// their owner died), at most `[serve] max_concurrent_runs` at once; they
+/// hand themselves back when `stopping` turns true. `None` without a model
+/// to drive them with.
+async fn hub(
     env: &Env,
     executor: Arc<Executor>,
     stopping: watch::Receiver<bool>,
-) -> Result<Option<impl std::future::Future<Output = ()> + use<>>, Failure> {
+) -> Result<Option<Arc<Hub>>, Failure> {
     let chain = env.quiet_chain(executor.store()).await?;
     if chain.is_empty() {
-        tracing::info!(target: "toolhost::run", "no model is configured: interrupted runs are not adopted");
+        tracing::info!(target: "toolhost::run", "no model is configured: runs are neither taken nor adopted");
         return Ok(None);
     }
-    let agent = Agent::new(executor, chain, &env.config).hand_back_on(stopping.clone());
-    let recovery = Recovery::new(
-        Arc::new(agent),
+    let agent = Agent::new(executor, chain, &env.config).hand_back_on(stopping);
+    Ok(Some(Hub::new(
+        agent,
+        AgentOptions::from_config(&env.config.agent),
         env.config.serve.max_concurrent_runs as usize,
-        stopping,
-    );
-    Ok(Some(recovery.run()))
+    )))
 }
 
 async fn flush_periodically(executor: Arc<Executor>) {

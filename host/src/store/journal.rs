@@ -112,6 +112,46 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
 }
 
+/// Where a page of [`Store::list_runs`] ends: the last run's creation time
+/// and id, the listing's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl RunCursor {
+    /// The cursor after `run`.
+    pub fn after(run: &RunRecord) -> RunCursor {
+        RunCursor {
+            created_at: run.created_at,
+            id: run.id.clone(),
+        }
+    }
+
+    /// As opaque text (base64url of `created_at:id`), for a client to hand
+    /// back.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.created_at, self.id))
+    }
+
+    /// The text [`RunCursor::encode`] gave; `None` for anything else.
+    pub fn decode(text: &str) -> Option<RunCursor> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (at, id) = text.split_once(':')?;
+        Some(RunCursor {
+            created_at: at.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
 /// A step part: the model turn or one tool call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -155,6 +195,29 @@ pub struct StepRecord {
     pub chain_digest: String,
     pub tools_digest: String,
     pub created_at: i64,
+}
+
+impl StepRecord {
+    /// The row as JSON for programs (`runs show --json`, the run API), with
+    /// `body` and `report`, which the journal keeps as JSON text, given as
+    /// JSON values, not strings a program has to parse again. `body` is the
+    /// model's response or the tool's output when the step succeeded; when
+    /// it failed it is the error text the model was shown, a string. Text
+    /// that does not parse (a row written by another version) is kept as
+    /// the string it is.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!(self);
+        let parsed = |text: &str| {
+            serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.into()))
+        };
+        if self.ok {
+            v["body"] = parsed(&self.body);
+        }
+        if let Some(report) = &self.report {
+            v["report"] = parsed(report);
+        }
+        v
+    }
 }
 
 /// How a run ends (or pauses).
@@ -208,11 +271,17 @@ impl Store {
         }
     }
 
-    /// The newest runs first.
-    pub async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+    /// The newest runs first (by creation, then id), at most `limit`,
+    /// those after `after` when given: a page of a listing that stays stable
+    /// while runs are added (they sort before any cursor).
+    pub async fn list_runs(
+        &self,
+        limit: usize,
+        after: Option<&RunCursor>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.list_runs(limit).await,
-            Backend::Postgres(p) => p.list_runs(limit).await,
+            Backend::Sqlite(s) => s.list_runs(limit, after.cloned()).await,
+            Backend::Postgres(p) => p.list_runs(limit, after).await,
         }
     }
 

@@ -48,7 +48,9 @@ mod sqlite;
 pub(crate) use sqlite::{liveness, migrations};
 
 pub use breakers::{BreakerRow, StoreSink};
-pub use journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest};
+pub use journal::{
+    Claim, NewRun, RunCursor, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, blob_digest,
+};
 pub use metrics::{Breakdown, FirstToken, RunStats, Stats};
 
 pub use calls::{

@@ -9,7 +9,7 @@ mod budgets;
 mod crash;
 mod degradation;
 mod journal;
-mod ownership;
+pub(crate) mod ownership;
 mod recovery;
 mod replay;
 mod scaleout;

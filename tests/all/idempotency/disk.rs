@@ -256,11 +256,7 @@ async fn a_full_disk_never_strands_a_claim_under_serve() {
     let server = McpServer::new(ex, metrics, 8);
     let http = HttpServer::bind(
         server,
-        HttpOptions {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            token: None,
-            serve: Default::default(),
-        },
+        HttpOptions::new("127.0.0.1:0".parse().unwrap(), None, Default::default()),
     )
     .await
     .unwrap();

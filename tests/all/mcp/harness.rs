@@ -107,11 +107,11 @@ impl Harness {
         let executor = Arc::new(Executor::new(sandbox, store));
         let metrics = Arc::new(ServerMetrics::new(options.max_calls as u32, no_breakers()));
         let server = McpServer::new(executor, metrics, options.max_calls);
-        let http_options = HttpOptions {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            token: options.token.map(|t| BearerToken::new(t).unwrap()),
-            serve: options.serve,
-        };
+        let http_options = HttpOptions::new(
+            "127.0.0.1:0".parse().unwrap(),
+            options.token.map(|t| BearerToken::new(t).unwrap()),
+            options.serve,
+        );
         let http = HttpServer::bind(server.clone(), http_options)
             .await
             .unwrap();

@@ -183,11 +183,7 @@ async fn a_token_guards_mcp_and_metrics_but_not_health() {
 async fn beyond_loopback_a_token_is_required() {
     let h = Harness::start(Options::default()).await;
     // Refused before any socket is bound: nothing listens on 0.0.0.0.
-    let options = HttpOptions {
-        addr: "0.0.0.0:0".parse().unwrap(),
-        token: None,
-        serve: ServeConfig::default(),
-    };
+    let options = HttpOptions::new("0.0.0.0:0".parse().unwrap(), None, ServeConfig::default());
     let refused = HttpServer::bind(h.server.clone(), options).await;
     assert!(
         matches!(refused, Err(ServeError::TokenRequired { .. })),

@@ -214,6 +214,7 @@ pub fn stdout_json(out: &Output) -> serde_json::Value {
     })
 }
 
+pub mod browser;
 pub mod js;
 pub mod model_server;
 pub mod otlp;

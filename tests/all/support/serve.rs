@@ -21,9 +21,15 @@ impl Serve {
     /// `toolhost GLOBAL... serve --http 127.0.0.1:0` in `cwd` with `vars`
     /// (and none of the caller's `TOOLHOST_LOG*`).
     pub fn start(cwd: &Path, global: &[&str], vars: &[(&str, &str)]) -> Serve {
+        Serve::start_with(cwd, global, &[], vars)
+    }
+
+    /// As [`Serve::start`], with more `serve` flags (`--token-env NAME`).
+    pub fn start_with(cwd: &Path, global: &[&str], flags: &[&str], vars: &[(&str, &str)]) -> Serve {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_toolhost"));
         cmd.args(global)
             .args(["serve", "--http", "127.0.0.1:0"])
+            .args(flags)
             .current_dir(cwd)
             .envs(state_env(cwd))
             .env_remove("TOOLHOST_LOG")

@@ -83,6 +83,25 @@ pub struct HttpOptions {
     pub token: Option<BearerToken>,
     /// `[serve]`: body limit, extra origins and hosts.
     pub serve: ServeConfig,
+    /// More routes behind the token and the `Host` check, as `/mcp` is
+    /// (the run API, `crate::web`); their 401 and 403 answers are JSON.
+    pub api: Router,
+    /// More routes behind the `Host` check only (the runs page's assets,
+    /// which a browser fetches without a header).
+    pub page: Router,
+}
+
+impl HttpOptions {
+    /// Serves `/mcp`, `/metrics` and `/healthz` only.
+    pub fn new(addr: SocketAddr, token: Option<BearerToken>, serve: ServeConfig) -> Self {
+        HttpOptions {
+            addr,
+            token,
+            serve,
+            api: Router::new(),
+            page: Router::new(),
+        }
+    }
 }
 
 /// A running HTTP server.
@@ -302,15 +321,19 @@ fn router(
     let token = options.token.clone().map(Arc::new);
     let guarded = mcp
         .merge(scrape)
+        .merge(options.api.clone())
         .layer(middleware::from_fn_with_state(token, require_token));
     let health = Router::new()
         .route("/healthz", get(healthz))
         .layer(middleware::from_fn(no_browser_origin))
         .with_state(Health { server, sessions });
-    guarded.merge(health).layer(middleware::from_fn_with_state(
-        hosts.map(Arc::new),
-        known_host,
-    ))
+    guarded
+        .merge(health)
+        .merge(options.page.clone())
+        .layer(middleware::from_fn_with_state(
+            hosts.map(Arc::new),
+            known_host,
+        ))
 }
 
 /// 403 for a `Host` outside `hosts` (DNS rebinding), on every path.
@@ -323,11 +346,11 @@ async fn known_host(
         && !host_allowed(request.headers(), &hosts)
     {
         tracing::warn!(host = ?request.headers().get(header::HOST), "refused a foreign Host (DNS rebinding?)");
-        return (
+        return refusal(
+            &request,
             StatusCode::FORBIDDEN,
-            "this server does not answer to that Host\n",
-        )
-            .into_response();
+            "this server does not answer to that Host",
+        );
     }
     next.run(request).await
 }
@@ -365,14 +388,39 @@ async fn require_token(
     next: Next,
 ) -> Response {
     match token {
-        Some(token) if !token.admits(request.headers()) => (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a bearer token is required\n",
-        )
-            .into_response(),
+        Some(token) if !token.admits(request.headers()) => {
+            let mut response = refusal(
+                &request,
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
         _ => next.run(request).await,
     }
+}
+
+/// Where JSON refusals are given: the run API's paths. Elsewhere (`/mcp`,
+/// `/metrics`) a refusal stays the line of text it always was.
+const JSON_PATHS: &str = "/v1/";
+
+/// A 401 or 403: `{"error": {"kind": "auth", ...}}` on the run API, a line
+/// of text elsewhere.
+fn refusal(request: &Request, status: StatusCode, message: &str) -> Response {
+    if request.uri().path().starts_with(JSON_PATHS) {
+        let body = serde_json::json!({"error": {"kind": "auth", "message": message}});
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    (status, format!("{message}\n")).into_response()
 }
 
 async fn no_browser_origin(request: Request, next: Next) -> Response {

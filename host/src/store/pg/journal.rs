@@ -37,7 +37,7 @@ use super::journal_rows::{
     RUN_COLUMNS, STEP_COLUMNS, Writer, insert_step, opt_text, run_row, step_row, text,
 };
 use crate::store::StoreError;
-use crate::store::journal::{Claim, NewRun, RunEnd, RunRecord, RunStatus, StepRecord};
+use crate::store::journal::{Claim, NewRun, RunCursor, RunEnd, RunRecord, RunStatus, StepRecord};
 
 /// What the owner heartbeat renews for runs, beside its claims (see
 /// `lease::RENEWALS`): every run this owner holds that is still running.
@@ -166,11 +166,21 @@ impl PgStore {
         Ok(row.as_ref().map(run_row))
     }
 
-    pub(crate) async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id LIMIT $1");
+    pub(crate) async fn list_runs(
+        &self,
+        limit: usize,
+        after: Option<&RunCursor>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE $2::BIGINT IS NULL OR created_at < $2 OR (created_at = $2 AND id > $3)
+             ORDER BY created_at DESC, id LIMIT $1"
+        );
         let limit = limit as i64;
+        let at = after.map(|c| c.created_at);
+        let id = after.map_or("", |c| c.id.as_str());
         let rows = retrying!(self, |client, _retry| async {
-            client.query(sql.as_str(), &[&limit]).await
+            client.query(sql.as_str(), &[&limit, &at, &id]).await
         })?;
         Ok(rows.iter().map(run_row).collect())
     }

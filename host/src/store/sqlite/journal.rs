@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::Sqlite;
 use crate::store::StoreError;
 use crate::store::journal::{
-    Claim, NewRun, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, kind_name,
+    Claim, NewRun, RunCursor, RunEnd, RunRecord, RunStatus, StepKind, StepRecord, kind_name,
 };
 
 pub(super) const RUN_COLUMNS: &str =
@@ -82,11 +82,21 @@ pub(crate) fn get_run(c: &Connection, id: &str) -> rusqlite::Result<Option<RunRe
     .optional()
 }
 
-pub(crate) fn list_runs(c: &Connection, limit: usize) -> rusqlite::Result<Vec<RunRecord>> {
+pub(crate) fn list_runs(
+    c: &Connection,
+    limit: usize,
+    after: Option<RunCursor>,
+) -> rusqlite::Result<Vec<RunRecord>> {
+    let (at, id) = match after {
+        Some(cursor) => (Some(cursor.created_at), cursor.id),
+        None => (None, String::new()),
+    };
     let mut stmt = c.prepare(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id LIMIT ?1"
+        "SELECT {RUN_COLUMNS} FROM runs
+         WHERE ?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3)
+         ORDER BY created_at DESC, id LIMIT ?1"
     ))?;
-    let rows = stmt.query_map([limit as i64], run_row)?;
+    let rows = stmt.query_map(params![limit as i64, at, id], run_row)?;
     rows.collect()
 }
 
@@ -289,8 +299,12 @@ impl Sqlite {
         Ok(run)
     }
 
-    pub(crate) async fn list_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
-        let mut runs = self.inner.run(move |c| list_runs(c, limit)).await?;
+    pub(crate) async fn list_runs(
+        &self,
+        limit: usize,
+        after: Option<RunCursor>,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = self.inner.run(move |c| list_runs(c, limit, after)).await?;
         self.mark_interrupted(runs.iter_mut()).await;
         Ok(runs)
     }
