@@ -130,6 +130,8 @@ fn limits_errors_and_grants_have_their_kinds() {
     assert!(spin == "timeout" || spin == "out_of_fuel", "{spin}");
     let (alloc, message) = kind(json!({"mode": "alloc"}));
     assert_eq!(alloc, "memory_limit", "{message}");
+    let (flood, message) = kind(json!({"mode": "flood"}));
+    assert_eq!(flood, "output_too_large", "{message}");
     let (raised, message) = kind(json!({"mode": "raise"}));
     assert_eq!(raised, "tool_failed");
     assert!(message.contains("ValueError: boom in python"), "{message}");

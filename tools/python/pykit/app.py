@@ -13,7 +13,7 @@ from toolhost_sdk import http
 
 @dataclass
 class Input:
-    mode: Literal["append", "append_then_spin", "spin", "alloc", "raise", "read", "context", "post"]
+    mode: Literal["append", "append_then_spin", "spin", "alloc", "raise", "read", "context", "post", "flood"]
     line: Optional[str] = None
     path: Optional[str] = None
     sleep_ms: int = 0
@@ -52,6 +52,9 @@ def run(ctx: toolhost.Context, input: Input) -> Output:
         hoard = []
         while True:
             hoard.append(bytearray(1 << 20))
+    if input.mode == "flood":
+        # Past the host's output cap (1 MiB by default).
+        return Output(done="flood", text="x" * (2 << 20))
     if input.mode == "raise":
         raise ValueError("boom in python")
     if input.mode == "read":
