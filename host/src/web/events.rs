@@ -1,7 +1,7 @@
 //! `GET /v1/runs/{id}/events`: a run's progress as Server-Sent Events.
 //!
 //! The stream: a `snapshot` (the run and its steps, as `GET /v1/runs/{id}`
-//! gives them), then each [`Event`](crate::agent::Event) of the run as it
+//! gives them), then each [`Event`] of the run as it
 //! happens, named by its `event` field (`model_calling`, `model_done`,
 //! `tool_done`, ...), then `end` (`{"run_id", "status"}`) when this
 //! server's session of the run stops. A run not driven here (finished, or
