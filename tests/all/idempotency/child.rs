@@ -85,6 +85,47 @@ impl Reports {
     }
 }
 
+/// Starts `parties` children playing `role` in `test` (the role's barrier
+/// releases them together) and returns each one's `done` report, within
+/// `limit` per report.
+pub fn race(test: &str, role: &Role, parties: usize, limit: Duration) -> Vec<Value> {
+    let mut children: Vec<_> = (0..parties).map(|_| spawn(test, role)).collect();
+    let reports: Vec<Reports> = children
+        .iter_mut()
+        .map(|c| Reports::of(c.stdout.take().expect("piped stdout")))
+        .collect();
+    let done = reports
+        .iter()
+        .map(|r| {
+            r.next(limit, "ready");
+            r.next(limit, "done")
+        })
+        .collect();
+    for mut c in children {
+        c.wait().expect("a child exits");
+    }
+    done
+}
+
+/// Every caller of a race succeeded, exactly one ran the tool, and (what
+/// proves the overlap) every caller asked while that one execution ran.
+pub fn assert_one_execution(done: &[Value]) {
+    assert!(done.iter().all(|d| d["ok"] == true), "{done:?}");
+    let runners: Vec<_> = done.iter().filter(|d| d["cached"] == false).collect();
+    assert_eq!(
+        runners.len(),
+        1,
+        "exactly one process ran the tool: {done:?}"
+    );
+    let ran_until = runners[0]["ended_ms"].as_i64().expect("ended_ms");
+    for d in done {
+        assert!(
+            d["started_ms"].as_i64().expect("started_ms") < ran_until,
+            "every caller asked while the execution was running: {done:?}"
+        );
+    }
+}
+
 /// If this process was started as a child, plays its role and exits.
 pub fn act_if_child() {
     let Ok(spec) = std::env::var(ENV) else {

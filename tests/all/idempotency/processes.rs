@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::child::{self, Reports, Role};
+use super::child::{self, Role};
 use super::on_both_backends;
 use super::{World, keyed, within};
 
@@ -36,21 +36,7 @@ fn processes_released_by_a_barrier_share_one_execution() {
         barrier: Some((barrier, PARTIES)),
         tools_dir: None,
     };
-    let mut children: Vec<_> = (0..PARTIES).map(|_| child::spawn(&test, &role)).collect();
-    let reports: Vec<Reports> = children
-        .iter_mut()
-        .map(|c| Reports::of(c.stdout.take().unwrap()))
-        .collect();
-    let done: Vec<_> = reports
-        .iter()
-        .map(|r| {
-            r.next(Duration::from_secs(60), "ready");
-            r.next(Duration::from_secs(60), "done")
-        })
-        .collect();
-    for mut c in children {
-        c.wait().unwrap();
-    }
+    let done = child::race(&test, &role, PARTIES, Duration::from_secs(60));
 
     let lines = world.lines("multi.txt");
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -61,19 +47,7 @@ fn processes_released_by_a_barrier_share_one_execution() {
         assert_eq!(d["key"], key);
         assert_eq!(d["output"], json!({"appended": true, "attempt": 1}));
     }
-    let runner: Vec<_> = done.iter().filter(|d| d["cached"] == false).collect();
-    assert_eq!(
-        runner.len(),
-        1,
-        "exactly one process ran the tool: {done:?}"
-    );
-    let ran_until = runner[0]["ended_ms"].as_i64().unwrap();
-    for d in &done {
-        assert!(
-            d["started_ms"].as_i64().unwrap() < ran_until,
-            "every caller asked while the execution was running: {done:?}"
-        );
-    }
+    child::assert_one_execution(&done);
 }
 
 on_both_backends! {

@@ -239,7 +239,7 @@ fn a_js_call_killed_mid_effect_is_in_doubt_and_never_repeats() {
 /// the JS tool: one execution, every caller gets its outcome.
 #[test]
 fn racing_processes_share_one_execution_of_a_js_tool() {
-    use crate::idempotency::child::{self, Reports, Role};
+    use crate::idempotency::child::{self, Role};
     child::act_if_child();
     const PARTIES: usize = 4;
     let world = crate::idempotency::World::new();
@@ -268,32 +268,9 @@ fn racing_processes_share_one_execution_of_a_js_tool() {
         barrier: Some((barrier, PARTIES)),
         tools_dir: Some(tools),
     };
-    let mut children: Vec<_> = (0..PARTIES).map(|_| child::spawn(&test, &role)).collect();
-    let reports: Vec<Reports> = children
-        .iter_mut()
-        .map(|c| Reports::of(c.stdout.take().unwrap()))
-        .collect();
-    let done: Vec<_> = reports
-        .iter()
-        .map(|r| {
-            r.next(Duration::from_secs(120), "ready");
-            r.next(Duration::from_secs(120), "done")
-        })
-        .collect();
-    for mut c in children {
-        c.wait().unwrap();
-    }
+    let done = child::race(&test, &role, PARTIES, Duration::from_secs(120));
     assert_eq!(world.lines("lines.txt"), ["raced"], "{done:?}");
-    assert!(done.iter().all(|d| d["ok"] == true), "{done:?}");
-    let runners: Vec<_> = done.iter().filter(|d| d["cached"] == false).collect();
-    assert_eq!(runners.len(), 1, "{done:?}");
-    let ran_until = runners[0]["ended_ms"].as_i64().unwrap();
-    for d in &done {
-        assert!(
-            d["started_ms"].as_i64().unwrap() < ran_until,
-            "every caller asked while the one execution ran: {done:?}"
-        );
-    }
+    child::assert_one_execution(&done);
 }
 
 #[test]
