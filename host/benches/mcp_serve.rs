@@ -26,11 +26,17 @@
 //! interpreter with FastMCP (default `python3`). Progress goes to stderr,
 //! the table to stdout.
 
+#[path = "mcp_serve/bare.rs"]
 mod bare;
+#[path = "mcp_serve/cpu.rs"]
 mod cpu;
+#[path = "mcp_serve/inprocess.rs"]
 mod inprocess;
+#[path = "mcp_serve/load.rs"]
 mod load;
+#[path = "mcp_serve/servers.rs"]
 mod servers;
+#[path = "mcp_serve/table.rs"]
 mod table;
 
 use std::time::Instant;
@@ -57,7 +63,11 @@ struct Sizes {
 
 impl Sizes {
     fn from_env(quick: bool) -> Sizes {
-        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
         let quick = quick || std::env::var("TOOLHOST_BENCH_QUICK").is_ok_and(|v| v == "1");
         let calls = var("TOOLHOST_BENCH_CALLS")
             .unwrap_or(if quick { 200 } else { 1000 })
@@ -107,7 +117,10 @@ async fn run(sizes: Sizes) {
     let started = Instant::now();
     let python = servers::fastmcp_python();
     let home = servers::ToolhostHome::new();
-    progress(started, "starting toolhost serve --http (compiles the built-in tools on a cold cache)");
+    progress(
+        started,
+        "starting toolhost serve --http (compiles the built-in tools on a cold cache)",
+    );
     let mut all = vec![servers::toolhost(&home, Transport::Http).await];
     all.push(servers::toolhost(&home, Transport::Stdio).await);
     progress(started, "starting the baselines");
@@ -134,7 +147,10 @@ async fn run(sizes: Sizes) {
                 Stop::Server(s) => format!("{} {}", s.kind.name(), s.transport.name()),
                 Stop::InProcess(_) => "Executor::call".into(),
             };
-            progress(started, &format!("round {}/{}: {name}", round + 1, sizes.rounds));
+            progress(
+                started,
+                &format!("round {}/{}: {name}", round + 1, sizes.rounds),
+            );
             for (row, series) in visit(stop, sizes).await {
                 source.get_or_insert(series.cpu_source);
                 table.add(row, &series);
@@ -169,9 +185,7 @@ async fn visit(stop: &Stop<'_>, sizes: Sizes) -> Vec<(Row, load::Series)> {
     let server = match stop {
         Stop::InProcess(executor) => {
             for workload in Workload::ALL {
-                let series = executor
-                    .sequential(workload, sizes.warm, sizes.calls)
-                    .await;
+                let series = executor.sequential(workload, sizes.warm, sizes.calls).await;
                 let row = Row {
                     workload,
                     setup: Setup::InProcess,
@@ -248,7 +262,13 @@ fn progress(started: Instant, what: &str) {
 
 fn print_header(sizes: Sizes, source: Option<cpu::Source>) {
     let commit = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
         .output()
         .ok()
         .filter(|o| o.status.success())

@@ -49,8 +49,9 @@ fn echo_tool() -> Tool {
 
 impl ServerHandler for Echo {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("bare-rmcp-echo", env!("CARGO_PKG_VERSION")))
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new("bare-rmcp-echo", env!("CARGO_PKG_VERSION")),
+        )
     }
 
     async fn list_tools(

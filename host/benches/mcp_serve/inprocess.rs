@@ -47,10 +47,11 @@ impl InProcess {
         };
         let sandbox = Sandbox::open(options).await.expect("open the sandbox");
         let path = dir.path().join("inprocess.db");
-        let store = tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
-            .await
-            .expect("the opener")
-            .expect("open the store");
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&path, StoreOptions::default()))
+                .await
+                .expect("the opener")
+                .expect("open the store");
         InProcess {
             executor: Arc::new(Executor::new(sandbox, store)),
             _dir: dir,

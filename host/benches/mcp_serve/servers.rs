@@ -137,13 +137,7 @@ pub fn artifacts_dir() -> PathBuf {
 
 pub async fn toolhost(home: &ToolhostHome, transport: Transport) -> Server {
     match transport {
-        Transport::Stdio => {
-            stdio(
-                Kind::Toolhost,
-                home.command("stdio.db", &["--stdio"]),
-            )
-            .await
-        }
+        Transport::Stdio => stdio(Kind::Toolhost, home.command("stdio.db", &["--stdio"])).await,
         Transport::Http => {
             let cmd = home.command("http.db", &["--http", "127.0.0.1:0"]);
             http(Kind::Toolhost, cmd, |line| {
@@ -218,10 +212,11 @@ async fn stdio(kind: Kind, cmd: tokio::process::Command) -> Server {
         .spawn()
         .unwrap_or_else(|e| panic!("start {} over stdio: {e}", kind.name()));
     let pid = transport.id().expect("a running child");
-    let client = tokio::time::timeout(START_WAIT, ().serve(transport))
-        .await
-        .unwrap_or_else(|_| panic!("{} did not initialize over stdio", kind.name()))
-        .unwrap_or_else(|e| panic!("initialize {} over stdio: {e}", kind.name()));
+    let client = match tokio::time::timeout(START_WAIT, ().serve(transport)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => panic!("initialize {} over stdio: {e}", kind.name()),
+        Err(_) => panic!("{} did not initialize over stdio", kind.name()),
+    };
     Server {
         kind,
         transport: Transport::Stdio,

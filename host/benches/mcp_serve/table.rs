@@ -110,12 +110,7 @@ impl Spread {
         if self.min == self.max {
             fmt(self.median)
         } else {
-            format!(
-                "{} ({}-{})",
-                fmt(self.median),
-                fmt(self.min),
-                fmt(self.max)
-            )
+            format!("{} ({}-{})", fmt(self.median), fmt(self.min), fmt(self.max))
         }
     }
 }
@@ -172,7 +167,12 @@ impl Table {
             "| workload | transport | clients | server | p50 ms | p99 ms | calls/s | server CPU/call ms | threads | CPU / bare rmcp | target |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        let setups = [Setup::Stdio1, Setup::Http1, Setup::HttpMany, Setup::InProcess];
+        let setups = [
+            Setup::Stdio1,
+            Setup::Http1,
+            Setup::HttpMany,
+            Setup::InProcess,
+        ];
         for workload in Workload::ALL {
             for setup in setups {
                 let whos: Vec<Who> = if setup == Setup::InProcess {
@@ -254,20 +254,14 @@ fn target(row: &Row, s: &Summary, ratio: Option<f64>) -> String {
                     checks.push(("<= 1.3x bare".into(), r <= 1.3));
                 }
                 if setup == Setup::HttpMany {
-                    checks.push((
-                        ">= 1,500 calls/s".into(),
-                        s.calls_per_s.median >= 1500.0,
-                    ));
+                    checks.push((">= 1,500 calls/s".into(), s.calls_per_s.median >= 1500.0));
                 }
             }
             if workload == Workload::CacheHit && setup == Setup::Stdio1 {
                 checks.push(("CPU <= 0.05 ms".into(), cpu <= 0.05));
             }
             if setup == Setup::Http1 {
-                checks.push((
-                    "p99 < 2x p50".into(),
-                    s.p99.median < 2.0 * s.p50.median,
-                ));
+                checks.push(("p99 < 2x p50".into(), s.p99.median < 2.0 * s.p50.median));
             }
         }
         (Who::Executor, Workload::SideEffect, _) => {
