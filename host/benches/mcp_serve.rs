@@ -115,6 +115,7 @@ fn main() {
 
 async fn run(sizes: Sizes) {
     let started = Instant::now();
+    let load_before = loadavg();
     let python = servers::fastmcp_python();
     let home = servers::ToolhostHome::new();
     progress(
@@ -164,7 +165,7 @@ async fn run(sizes: Sizes) {
     }
     progress(started, "done");
 
-    print_header(sizes, source);
+    print_header(sizes, source, python.as_ref(), &load_before);
     let mut baselines = vec![Kind::Bare];
     if python.is_some() {
         baselines.push(Kind::FastMcp);
@@ -260,7 +261,19 @@ fn progress(started: Instant, what: &str) {
     eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
 }
 
-fn print_header(sizes: Sizes, source: Option<cpu::Source>) {
+/// The 1-, 5- and 15-minute load averages: a busy machine shows here.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "-".into())
+}
+
+fn print_header(
+    sizes: Sizes,
+    source: Option<cpu::Source>,
+    python: Option<&servers::Python>,
+    load_before: &str,
+) {
     let commit = std::process::Command::new("git")
         .args([
             "-C",
@@ -275,7 +288,13 @@ fn print_header(sizes: Sizes, source: Option<cpu::Source>) {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("\nmcp_serve: commit {commit}, {cores} cores");
+    println!(
+        "\nmcp_serve: commit {commit}, {cores} cores, load average {load_before} before and {} after",
+        loadavg()
+    );
+    if let Some(python) = python {
+        println!("FastMCP {} ({})", python.fastmcp, python.exe.display());
+    }
     println!(
         "{} round(s); per row and round: {} calls at 1 client after {} warm-up calls, \
          {CLIENTS} clients x {} calls after {} each",
@@ -284,6 +303,10 @@ fn print_header(sizes: Sizes, source: Option<cpu::Source>) {
     println!(
         "each figure: the median over the rounds (min-max); server CPU from {}",
         source.map_or("-", cpu::Source::describe)
+    );
+    println!(
+        "CPU / bare rmcp: toolhost's CPU per call over the bare echo's on the same transport \
+         and clients (the bare server has no cache and no effects: it always echoes)"
     );
     println!(
         "in-process rows: Executor::call in the bench process, CPU of the whole bench process\n"

@@ -163,30 +163,44 @@ pub async fn bare(transport: Transport) -> Server {
     }
 }
 
-/// The Python interpreter that has FastMCP, by its real path; `None` (and
-/// a line saying how to install it) when there is none.
-pub fn fastmcp_python() -> Option<PathBuf> {
-    let python = std::env::var("TOOLHOST_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(&python)
-        .args(["-c", "import sys, fastmcp; print(sys.executable)"])
-        .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        }
-        _ => {
-            println!(
-                "FastMCP is not installed for {python} (`{FASTMCP_INSTALL}`): its rows are left out"
-            );
-            None
-        }
-    }
+/// A Python interpreter that has FastMCP.
+pub struct Python {
+    /// Its real path (`sys.executable`), past any version manager's shim.
+    pub exe: PathBuf,
+    /// FastMCP's version there.
+    pub fastmcp: String,
 }
 
-pub async fn fastmcp(python: &Path, transport: Transport) -> Server {
+/// The interpreter named by `TOOLHOST_BENCH_PYTHON` (default `python3`) if
+/// it has FastMCP; `None`, and a line saying how to install it, if not.
+pub fn fastmcp_python() -> Option<Python> {
+    let python = std::env::var("TOOLHOST_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys, fastmcp; print(sys.executable); print(fastmcp.__version__)",
+        ])
+        .stderr(Stdio::null())
+        .output();
+    if let Ok(out) = out
+        && out.status.success()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        if let (Some(exe), Some(version)) = (lines.next(), lines.next()) {
+            return Some(Python {
+                exe: PathBuf::from(exe.trim()),
+                fastmcp: version.trim().to_string(),
+            });
+        }
+    }
+    println!("FastMCP is not installed for {python} (`{FASTMCP_INSTALL}`): its rows are left out");
+    None
+}
+
+pub async fn fastmcp(python: &Python, transport: Transport) -> Server {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/support/fastmcp_echo.py");
-    let mut cmd = tokio::process::Command::new(python);
+    let mut cmd = tokio::process::Command::new(&python.exe);
     cmd.arg(script);
     match transport {
         Transport::Stdio => {

@@ -161,7 +161,8 @@ impl Table {
     }
 
     /// Prints the table: for each workload and setup, toolhost then the
-    /// baselines (`-` where a baseline has no such call).
+    /// baselines; the baselines without such a call (no cache, no
+    /// effects) share one row of `-`.
     pub fn print(&self, baselines: &[Kind], clients: usize) {
         println!(
             "| workload | transport | clients | server | p50 ms | p99 ms | calls/s | server CPU/call ms | threads | CPU / bare rmcp | target |"
@@ -175,21 +176,30 @@ impl Table {
         ];
         for workload in Workload::ALL {
             for setup in setups {
-                let whos: Vec<Who> = if setup == Setup::InProcess {
-                    vec![Who::Executor]
-                } else {
-                    std::iter::once(Kind::Toolhost)
-                        .chain(baselines.iter().copied())
-                        .map(Who::Server)
-                        .collect()
+                let row = |who| Row {
+                    workload,
+                    setup,
+                    who,
                 };
-                for who in whos {
-                    let row = Row {
-                        workload,
-                        setup,
-                        who,
-                    };
-                    self.print_row(&row, clients);
+                if setup == Setup::InProcess {
+                    self.print_row(&row(Who::Executor), clients);
+                    continue;
+                }
+                self.print_row(&row(Who::Server(Kind::Toolhost)), clients);
+                let (measured, none): (Vec<Kind>, Vec<Kind>) = baselines
+                    .iter()
+                    .partition(|&&k| self.rows.contains_key(&row(Who::Server(k))));
+                for kind in measured {
+                    self.print_row(&row(Who::Server(kind)), clients);
+                }
+                if !none.is_empty() {
+                    let names: Vec<&str> = none.iter().map(|k| k.name()).collect();
+                    let (transport, n) = setup.columns(clients);
+                    println!(
+                        "| {} | {transport} | {n} | {} | - | - | - | - | - | - | - |",
+                        workload.name(),
+                        names.join(", ")
+                    );
                 }
             }
         }
@@ -203,11 +213,7 @@ impl Table {
             row.who.name()
         );
         let Some(s) = self.summary(row) else {
-            // The workload needs toolhost's cache or effects, or the
-            // executor has no such setup: nothing was measured.
-            if self.rows.keys().any(|r| r.setup == row.setup) {
-                println!("{head} - | - | - | - | - | - | - |");
-            }
+            println!("{head} - | - | - | - | - | - | - |");
             return;
         };
         let threads = match row.who {
