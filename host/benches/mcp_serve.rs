@@ -23,8 +23,9 @@
 //! or `TOOLHOST_BENCH_QUICK=1` for one short round. `TOOLHOST_BENCH_CALLS`
 //! (default 1,000; 20 clients make 1/5 of it each) and
 //! `TOOLHOST_BENCH_ROUNDS` set the sizes, `TOOLHOST_BENCH_PYTHON` the
-//! interpreter with FastMCP (default `python3`). Progress goes to stderr,
-//! the table to stdout.
+//! interpreter with FastMCP (default `python3`), `TOOLHOST_BENCH_SERVERS`
+//! which to run (`toolhost,bare,fastmcp,inprocess`, the default). Progress
+//! goes to stderr, the table to stdout.
 
 #[path = "mcp_serve/bare.rs"]
 mod bare;
@@ -116,26 +117,35 @@ fn main() {
 async fn run(sizes: Sizes) {
     let started = Instant::now();
     let load_before = loadavg();
-    let python = servers::fastmcp_python();
+    let python = wanted("fastmcp").then(servers::fastmcp_python).flatten();
     let home = servers::ToolhostHome::new();
-    progress(
-        started,
-        "starting toolhost serve --http (compiles the built-in tools on a cold cache)",
-    );
-    let mut all = vec![servers::toolhost(&home, Transport::Http).await];
-    all.push(servers::toolhost(&home, Transport::Stdio).await);
+    let mut all = Vec::new();
+    if wanted("toolhost") {
+        progress(
+            started,
+            "starting toolhost serve --http (compiles the built-in tools on a cold cache)",
+        );
+        all.push(servers::toolhost(&home, Transport::Http).await);
+        all.push(servers::toolhost(&home, Transport::Stdio).await);
+    }
     progress(started, "starting the baselines");
-    for transport in [Transport::Stdio, Transport::Http] {
-        all.push(servers::bare(transport).await);
+    if wanted("bare") {
+        for transport in [Transport::Stdio, Transport::Http] {
+            all.push(servers::bare(transport).await);
+        }
     }
     if let Some(python) = &python {
         for transport in [Transport::Stdio, Transport::Http] {
             all.push(servers::fastmcp(python, transport).await);
         }
     }
-    let executor = inprocess::InProcess::open().await;
+    let executor = if wanted("inprocess") {
+        Some(inprocess::InProcess::open().await)
+    } else {
+        None
+    };
     let mut stops: Vec<Stop> = all.iter().map(Stop::Server).collect();
-    stops.push(Stop::InProcess(&executor));
+    stops.extend(executor.as_ref().map(Stop::InProcess));
 
     let mut table = Table::default();
     let mut source = None;
@@ -166,17 +176,27 @@ async fn run(sizes: Sizes) {
     progress(started, "done");
 
     print_header(sizes, source, python.as_ref(), &load_before);
-    let mut baselines = vec![Kind::Bare];
+    let mut baselines = Vec::new();
+    if wanted("bare") {
+        baselines.push(Kind::Bare);
+    }
     if python.is_some() {
         baselines.push(Kind::FastMcp);
     }
     table.print(&baselines, CLIENTS);
-    if python.is_none() {
+    if python.is_none() && wanted("fastmcp") {
         println!(
             "\nFastMCP rows left out: not installed (`{}`).",
             servers::FASTMCP_INSTALL
         );
     }
+}
+
+/// Whether `TOOLHOST_BENCH_SERVERS` (a comma-separated list of
+/// `toolhost`, `bare`, `fastmcp`, `inprocess`; default all) names `name`.
+fn wanted(name: &str) -> bool {
+    std::env::var("TOOLHOST_BENCH_SERVERS")
+        .map_or(true, |list| list.split(',').any(|n| n.trim() == name))
 }
 
 /// Every series of one stop: toolhost runs all three workloads, a
