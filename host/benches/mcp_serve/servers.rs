@@ -86,7 +86,7 @@ impl Drop for KillOnDrop {
 /// config granting `notes` a data directory, a store per transport, and
 /// the tests' artifact cache (compiled once, shared by later runs).
 pub struct ToolhostHome {
-    pub dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     config: PathBuf,
 }
 
