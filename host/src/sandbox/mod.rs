@@ -359,8 +359,8 @@ impl Sandbox {
         }
     }
 
-    /// Whether the epoch ticker is asleep: true whenever no call runs (an
-    /// idle host spends no CPU on it).
+    /// Whether the epoch ticker is asleep: true once no call has run for
+    /// `engine::LINGER` (an idle host spends no CPU on it).
     pub fn ticker_idle(&self) -> bool {
         self.inner
             .wasm

@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Backend, Store, StoreError, sqlite::calls};
+use super::sqlite::{Durability, calls};
+use super::{Backend, Store, StoreError};
 
 /// Where a call stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -303,9 +304,13 @@ impl Store {
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         match &self.backend {
+            // A lost pure or read-only result costs a recompute, never a
+            // repeated effect: committed, not fsynced (decision 0091).
             Backend::Sqlite(s) => {
                 s.inner
-                    .run(move |c| calls::put(c, &request, &outcome, expires_at_ms))
+                    .run_with(Durability::Lossy, move |c| {
+                        calls::put(c, &request, &outcome, expires_at_ms)
+                    })
                     .await
             }
             Backend::Postgres(p) => p.put(&request, &outcome, expires_at_ms).await,
@@ -400,7 +405,7 @@ impl Store {
     /// without taking a write lock.
     pub async fn lookup(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.reader.read(move |c| calls::lookup(c, &request)).await,
+            Backend::Sqlite(s) => s.reader.read_now(move |c| calls::lookup(c, &request)).await,
             Backend::Postgres(p) => p.lookup(&request).await,
         }
     }

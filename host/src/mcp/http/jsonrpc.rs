@@ -168,7 +168,6 @@ pub async fn guard(State(state): State<GuardState>, request: Request, next: Next
             return fault.response(status);
         }
     };
-    let fault = classify(&bytes);
     let (message, routed) = match strict::routable(&bytes) {
         Some((message, rewritten)) => (Some(message), rewritten),
         None => (None, None),
@@ -220,7 +219,9 @@ pub async fn guard(State(state): State<GuardState>, request: Request, next: Next
     if !status.is_client_error() || is_json {
         return response;
     }
-    let fault = match fault {
+    // Only a refused body is classified: a served one is parsed by rmcp
+    // anyway, and parsing it twice more here cost every call.
+    let fault = match classify(&bytes) {
         Some(fault) => fault,
         None => {
             // rmcp's refusals are one line of text; anything longer is cut.

@@ -1,6 +1,7 @@
 //! The SQLite side of the persisted circuit breakers (`store/breakers.rs`
 //! has the contract): the `breakers` table, newest write wins.
 
+use super::cached::CachedStatements as _;
 use rusqlite::{Connection, params};
 
 use crate::resilience::Shared;
@@ -10,7 +11,7 @@ pub(crate) fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Resu
     let body = serde_json::to_string(state)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
     let label = state.state.as_str();
-    c.execute(
+    c.execute_cached(
         "INSERT INTO breakers (name, state, body, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (name) DO UPDATE SET state = excluded.state, body = excluded.body,
             updated_at = excluded.updated_at
@@ -22,7 +23,7 @@ pub(crate) fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Resu
 
 pub(crate) fn load(c: &Connection, prefix: &str) -> rusqlite::Result<Vec<BreakerRow>> {
     let mut stmt =
-        c.prepare("SELECT name, body FROM breakers WHERE name LIKE ?1 || '%' ORDER BY name")?;
+        c.prepare_cached("SELECT name, body FROM breakers WHERE name LIKE ?1 || '%' ORDER BY name")?;
     let rows = stmt.query_map([prefix], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;

@@ -13,6 +13,7 @@
 //! The types are the store contract both backends keep (`store/calls.rs`);
 //! the PostgreSQL backend's SQL is in `pg/calls.rs`.
 
+use super::cached::CachedStatements as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::store::calls::{
@@ -51,7 +52,7 @@ fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
 }
 
 pub(crate) fn get(c: &Connection, key: &str) -> rusqlite::Result<Option<CallRecord>> {
-    c.query_row(
+    c.query_row_cached(
         &format!("SELECT {COLUMNS} FROM calls WHERE key = ?1"),
         [key],
         record,
@@ -68,7 +69,7 @@ fn explicit_scope(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option
         return Ok(None);
     }
     let found = c
-        .query_row(
+        .query_row_cached(
             // The GLOB term lets SQLite use the partial unique index.
             &format!("SELECT {COLUMNS} FROM calls WHERE scope = ?1 AND scope GLOB 'key:*'"),
             [&req.scope],
@@ -79,7 +80,7 @@ fn explicit_scope(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Option
 }
 
 fn insert_running(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<()> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO calls (key, tool, effect, scope, input, state, owner, attempt, created_at,
                             component_digest, policy_digest, limits, key_version)
          VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, 1, ?7, ?8, ?9, ?10, ?11)",
@@ -112,7 +113,7 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> rusqlite::Result<Clai
             Ok(ClaimOutcome::Existing(Box::new(row)))
         }
         Some(_expired) => {
-            c.execute("DELETE FROM calls WHERE key = ?1", [&req.key])?;
+            c.execute_cached("DELETE FROM calls WHERE key = ?1", [&req.key])?;
             insert_running(c, req)?;
             Ok(ClaimOutcome::Acquired {
                 attempt: 1,
@@ -163,7 +164,7 @@ pub(crate) fn put(
     }
     let outcome = serde_json::to_string(outcome)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    c.execute(
+    c.execute_cached(
         "INSERT INTO calls (key, tool, effect, scope, input, state, attempt, outcome, created_at,
                             completed_at, expires_at, component_digest, policy_digest, limits, key_version)
          VALUES (?1, ?2, ?3, ?4, ?5, 'done', 1, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -213,7 +214,7 @@ pub(crate) fn complete(
 ) -> rusqlite::Result<Held> {
     let outcome = serde_json::to_string(outcome)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let changed = c.execute(
+    let changed = c.execute_cached(
         "UPDATE calls SET state = ?3, outcome = ?4, completed_at = ?5, expires_at = ?6, owner = NULL
          WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?7",
         params![key, owner, state.as_str(), outcome, now_ms, expires_at, fence],
@@ -228,7 +229,7 @@ pub(crate) fn release(
     owner: &str,
     fence: i64,
 ) -> rusqlite::Result<Held> {
-    let changed = c.execute(
+    let changed = c.execute_cached(
         "DELETE FROM calls WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?3",
         params![key, owner, fence],
     )?;
@@ -243,7 +244,7 @@ pub(crate) fn mark_in_doubt(
     owner: &str,
     fence: i64,
 ) -> rusqlite::Result<bool> {
-    let changed = c.execute(
+    let changed = c.execute_cached(
         "UPDATE calls SET state = 'in_doubt'
          WHERE key = ?1 AND owner = ?2 AND state = 'running' AND fence = ?3",
         params![key, owner, fence],
@@ -253,7 +254,7 @@ pub(crate) fn mark_in_doubt(
 
 /// The distinct owners of `running` rows.
 pub(crate) fn running_owners(c: &Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT DISTINCT owner FROM calls WHERE state = 'running' AND owner IS NOT NULL",
     )?;
     let rows = stmt.query_map([], |r| r.get(0))?;
@@ -264,7 +265,7 @@ pub(crate) fn running_owners(c: &Connection) -> rusqlite::Result<Vec<String>> {
 pub(crate) fn sweep_dead(c: &Connection, dead: &[String]) -> rusqlite::Result<u64> {
     let mut n = 0;
     for owner in dead {
-        n += c.execute(
+        n += c.execute_cached(
             "UPDATE calls SET state = 'in_doubt' WHERE owner = ?1 AND state = 'running'",
             [owner],
         )?;
@@ -284,7 +285,7 @@ pub(crate) fn rekey_legacy_effects(
     key_of: impl Fn(&str, &str, &str) -> String,
 ) -> rusqlite::Result<u64> {
     let legacy: Vec<(String, String, String, String)> = {
-        let mut stmt = c.prepare(
+        let mut stmt = c.prepare_cached(
             "SELECT key, tool, input, scope FROM calls
              WHERE key_version < ?1 AND effect IN ('idempotent', 'side-effecting')",
         )?;
@@ -296,11 +297,11 @@ pub(crate) fn rekey_legacy_effects(
     let mut n = 0;
     for (old, tool, input, scope) in legacy {
         let new = key_of(&tool, &input, &scope);
-        n += c.execute(
+        n += c.execute_cached(
             "UPDATE OR IGNORE calls SET key = ?2, key_version = ?3 WHERE key = ?1",
             params![old, new, KEY_VERSION],
         )?;
-        c.execute(
+        c.execute_cached(
             "UPDATE calls SET key_version = ?2 WHERE key = ?1",
             params![old, KEY_VERSION],
         )?;
@@ -321,13 +322,13 @@ pub(crate) fn take_over(
     build: (&str, &str),
 ) -> rusqlite::Result<Option<TakenOver>> {
     let changed = match from {
-        Some(dead) => c.execute(
+        Some(dead) => c.execute_cached(
             "UPDATE calls SET owner = ?3, attempt = attempt + 1, fence = fence + 1, created_at = ?4,
                  component_digest = ?5, policy_digest = ?6
              WHERE key = ?1 AND owner = ?2 AND state = 'running'",
             params![key, dead, owner, now_ms, build.0, build.1],
         )?,
-        None => c.execute(
+        None => c.execute_cached(
             "UPDATE calls SET state = 'running', owner = ?2, attempt = attempt + 1, fence = fence + 1, outcome = NULL,
                  created_at = ?3, completed_at = NULL, component_digest = ?4, policy_digest = ?5
              WHERE key = ?1 AND state = 'in_doubt'",
@@ -337,7 +338,7 @@ pub(crate) fn take_over(
     if changed == 0 {
         return Ok(None);
     }
-    c.query_row(
+    c.query_row_cached(
         "SELECT attempt, fence FROM calls WHERE key = ?1",
         [key],
         |r| {
@@ -351,7 +352,7 @@ pub(crate) fn take_over(
 }
 
 pub(crate) fn list(c: &Connection, limit: usize) -> rusqlite::Result<Vec<CallRecord>> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM calls ORDER BY created_at DESC, key LIMIT ?1"
     ))?;
     let rows = stmt.query_map([limit as i64], record)?;
@@ -363,13 +364,13 @@ pub(crate) fn gc(
     now_ms: i64,
     finished_before: Option<i64>,
 ) -> rusqlite::Result<GcReport> {
-    let removed = c.execute(
+    let removed = c.execute_cached(
         "DELETE FROM calls WHERE state = 'done'
            AND ((expires_at IS NOT NULL AND expires_at <= ?1)
                 OR (?2 IS NOT NULL AND completed_at < ?2))",
         params![now_ms, finished_before],
     )?;
-    let kept: i64 = c.query_row(
+    let kept: i64 = c.query_row_cached(
         "SELECT COUNT(*) FROM calls WHERE state <> 'done'",
         [],
         |r| r.get(0),
@@ -383,7 +384,7 @@ pub(crate) fn gc(
 
 /// Adds `delta` to a named counter (cache hits, misses, claims...).
 pub(crate) fn bump(c: &Connection, name: &str, delta: i64) -> rusqlite::Result<()> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO counters (name, value) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
         params![name, delta],
@@ -392,7 +393,7 @@ pub(crate) fn bump(c: &Connection, name: &str, delta: i64) -> rusqlite::Result<(
 }
 
 pub(crate) fn counters(c: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut stmt = c.prepare("SELECT name, value FROM counters ORDER BY name")?;
+    let mut stmt = c.prepare_cached("SELECT name, value FROM counters ORDER BY name")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
@@ -406,7 +407,7 @@ pub(crate) fn abandon(
 ) -> rusqlite::Result<bool> {
     let outcome = serde_json::to_string(outcome)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
-    let n = c.execute(
+    let n = c.execute_cached(
         "UPDATE calls SET state = 'done', outcome = ?2, completed_at = ?3, owner = NULL
          WHERE key = ?1 AND state = 'in_doubt'",
         params![key, outcome, now_ms],

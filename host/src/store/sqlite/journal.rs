@@ -2,6 +2,7 @@
 //! the SQLite arms of the journal's [`Store`](crate::store::Store) methods
 //! (the contract types are in `store/journal.rs`).
 
+use super::cached::CachedStatements as _;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::Sqlite;
@@ -50,7 +51,7 @@ pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 pub(crate) fn create_run(c: &Connection, run: &NewRun, owner: &str) -> rusqlite::Result<bool> {
     let parts = serde_json::to_string(&run.config_parts).map_err(json_err)?;
     let chain = serde_json::to_string(&run.chain).map_err(json_err)?;
-    let n = c.execute(
+    let n = c.execute_cached(
         "INSERT INTO runs (id, task, status, config_digest, config_parts, chain, chain_digest,
             tools_digest, max_steps, time_budget_ms, token_budget, owner, created_at, updated_at)
          VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
@@ -74,7 +75,7 @@ pub(crate) fn create_run(c: &Connection, run: &NewRun, owner: &str) -> rusqlite:
 }
 
 pub(crate) fn get_run(c: &Connection, id: &str) -> rusqlite::Result<Option<RunRecord>> {
-    c.query_row(
+    c.query_row_cached(
         &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
         [id],
         run_row,
@@ -91,7 +92,7 @@ pub(crate) fn list_runs(
         Some(cursor) => (Some(cursor.created_at), cursor.id),
         None => (None, String::new()),
     };
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {RUN_COLUMNS} FROM runs
          WHERE ?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id > ?3)
          ORDER BY created_at DESC, id LIMIT ?1"
@@ -111,7 +112,7 @@ fn take_run(
     time_budget_ms: u64,
     now_ms: i64,
 ) -> rusqlite::Result<bool> {
-    let n = c.execute(
+    let n = c.execute_cached(
         "UPDATE runs SET owner = ?3, status = 'running', sessions = sessions + 1,
             max_steps = ?4, time_budget_ms = ?5, updated_at = ?6, finished_at = NULL
          WHERE id = ?1 AND owner IS ?2 AND status <> 'completed'",
@@ -121,7 +122,7 @@ fn take_run(
 }
 
 fn put_blob(c: &Connection, digest: &str, body: &str) -> rusqlite::Result<()> {
-    c.execute(
+    c.execute_cached(
         "INSERT INTO blobs (digest, body) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
         params![digest, body],
     )?;
@@ -136,7 +137,7 @@ pub(crate) fn record_step(
     spent_ms: u64,
 ) -> rusqlite::Result<()> {
     put_blob(c, &s.body_digest, &s.body)?;
-    c.execute(
+    c.execute_cached(
         "INSERT INTO steps (run_id, step, part, kind, final, name, request_digest, body, ok,
             error_kind, cached, attempts, retries, fallbacks, breaker_opens, tokens, fuel,
             duration_us, report, tool_digest, policy_digest, config_digest, chain_digest,
@@ -171,7 +172,7 @@ pub(crate) fn record_step(
             s.created_at,
         ],
     )?;
-    c.execute(
+    c.execute_cached(
         "UPDATE runs SET spent_ms = ?2, updated_at = ?3 WHERE id = ?1",
         params![run_id, spent_ms as i64, s.created_at],
     )?;
@@ -219,7 +220,7 @@ fn step_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
 }
 
 pub(crate) fn steps(c: &Connection, run_id: &str) -> rusqlite::Result<Vec<StepRecord>> {
-    let mut stmt = c.prepare(&format!(
+    let mut stmt = c.prepare_cached(&format!(
         "SELECT {STEP_COLUMNS} FROM steps s JOIN blobs b ON b.digest = s.body
          WHERE s.run_id = ?1 ORDER BY s.step, s.part, s.id"
     ))?;
@@ -229,7 +230,7 @@ pub(crate) fn steps(c: &Connection, run_id: &str) -> rusqlite::Result<Vec<StepRe
 
 fn finish_run(c: &Connection, id: &str, owner: &str, end: &RunEnd) -> rusqlite::Result<()> {
     let finished = (end.status != RunStatus::Running).then_some(end.now_ms);
-    c.execute(
+    c.execute_cached(
         "UPDATE runs SET status = ?3, reason = ?4, answer = ?5, spent_ms = ?6, updated_at = ?7,
             finished_at = ?8, owner = NULL
          WHERE id = ?1 AND owner IS ?2",
@@ -251,7 +252,7 @@ fn finish_run(c: &Connection, id: &str, owner: &str, end: &RunEnd) -> rusqlite::
 /// the blobs it introduced (a blob shared with an earlier step counts once,
 /// where it first appeared).
 pub(crate) fn bytes_by_step(c: &Connection, run_id: &str) -> rusqlite::Result<Vec<(u32, u64)>> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT s.step,
                 SUM(length(s.name) + length(s.body) + length(coalesce(s.request_digest, ''))
                     + length(coalesce(s.error_kind, '')) + length(coalesce(s.report, ''))
@@ -396,7 +397,7 @@ impl Sqlite {
         let run_id = run_id.to_string();
         self.inner
             .run(move |c| {
-                c.execute(
+                c.execute_cached(
                     "UPDATE runs SET steps_resumed = steps_resumed + ?2 WHERE id = ?1",
                     params![run_id, n as i64],
                 )

@@ -2,6 +2,7 @@
 //! and the aggregation): the rows of `runs` and `steps`, fed to one
 //! [`Tally`].
 
+use super::cached::CachedStatements as _;
 use rusqlite::{Connection, params};
 
 use crate::store::metrics::{Stats, StepFacts, Tally};
@@ -9,7 +10,7 @@ use crate::store::metrics::{Stats, StepFacts, Tally};
 pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Stats> {
     let mut t = Tally::default();
     {
-        let mut stmt = c.prepare(
+        let mut stmt = c.prepare_cached(
             "SELECT status, spent_ms, steps_resumed FROM runs WHERE ?1 IS NULL OR id = ?1",
         )?;
         let mut rows = stmt.query(params![run])?;
@@ -22,7 +23,7 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
             );
         }
     }
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT kind, final, error_kind, cached, retries, fallbacks, breaker_opens, report, coalesce(name, '')
          FROM steps WHERE ?1 IS NULL OR run_id = ?1",
     )?;
@@ -45,7 +46,7 @@ pub(crate) fn compute(c: &Connection, run: Option<&str>) -> rusqlite::Result<Sta
             .iter()
             .map(|(_, b)| b)
             .sum(),
-        None => c.query_row(
+        None => c.query_row_cached(
             "SELECT (SELECT coalesce(SUM(length(body)), 0) FROM blobs)
                   + (SELECT coalesce(SUM(length(name) + length(body)
                         + length(coalesce(request_digest, '')) + length(coalesce(report, ''))

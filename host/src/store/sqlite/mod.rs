@@ -8,9 +8,12 @@ pub(crate) mod journal;
 pub(crate) mod liveness;
 pub(crate) mod metrics;
 pub(crate) mod migrations;
+mod cached;
 mod reader;
 mod recovery;
 mod worker;
+
+pub(crate) use worker::Durability;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +49,7 @@ impl Sqlite {
         let sqlite = |e| StoreError::from_sqlite(path, options.busy_timeout, e);
         let conn = Connection::open(path).map_err(sqlite)?;
         conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+        conn.set_prepared_statement_cache_capacity(cached::CAPACITY);
         // WAL lets readers run beside the writer; FULL syncs the WAL on every
         // commit, because a lost claim row could repeat a side effect.
         // Switching to WAL and migrating can meet SQLITE_BUSY without the
@@ -218,7 +222,7 @@ impl From<rusqlite::Error> for Retry {
     }
 }
 
-fn is_busy(e: &rusqlite::Error) -> bool {
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
