@@ -14,7 +14,7 @@ use super::{Clock, ExecError, ExecOutput, Scope};
 use crate::clock::TokioClock;
 use crate::config::EffectName;
 use crate::sandbox::{CallError, CallOutput, CallRequest, Overrides, Prepared, Sandbox};
-use crate::store::{CallRecord, CallState, ClaimOutcome, ClaimRequest, Store, StoreError};
+use crate::store::{CallRecord, ClaimOutcome, ClaimRequest, Store, StoreError};
 use crate::telemetry::{self, CacheOutcome, TARGET, attrs};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -341,6 +341,16 @@ impl Executor {
         } = pending;
         let key = request.key.clone();
         let pure = effect == EffectName::Pure;
+        // A caller of this key in this process that held the turn before
+        // this one has just recorded it: its record may still be on its
+        // way to the store (written behind), but it is in memory.
+        if pure
+            && let Some(row) = self.memo.get(&key)
+            && !row.expired(self.clock.now_ms())
+        {
+            self.counters.hits.fetch_add(1, Relaxed);
+            return replay(row, false);
+        }
         match self.store.lookup(request.clone()).await? {
             ClaimOutcome::Existing(row) => {
                 self.counters.hits.fetch_add(1, Relaxed);
@@ -378,24 +388,9 @@ impl Executor {
                 .put(request.clone(), outcome.clone(), expires)
                 .await
             {
-                Ok(()) if pure => self.memo.put(&CallRecord {
-                    key: key.clone(),
-                    tool: request.tool,
-                    effect: request.effect,
-                    scope: request.scope,
-                    input: request.input,
-                    state: CallState::Done,
-                    owner: None,
-                    attempt: 1,
-                    outcome: Some(outcome),
-                    created_at: now,
-                    completed_at: Some(now),
-                    expires_at: expires,
-                    component_digest: Some(request.component_digest),
-                    policy_digest: Some(request.policy_digest),
-                    limits: Some(request.limits),
-                    fence: 0,
-                }),
+                Ok(()) if pure => self
+                    .memo
+                    .put(&CallRecord::recorded(request, outcome, expires)),
                 Ok(()) => {}
                 // The call succeeded; failing to cache it costs a re-run later.
                 Err(e) => tracing::warn!(%key, error = %e, "cannot record a pure outcome"),

@@ -101,7 +101,7 @@ pub(crate) fn build(max_concurrent_calls: u32) -> wasmtime::Result<Engine> {
 /// Why not tick forever: a 1 ms ticker wakes the CPU a thousand times a
 /// second for nothing on a host that mostly waits for a model. Why linger:
 /// most calls are shorter than a tick, and parking after each one cost every
-/// call a wake-up of this thread and a signal to it (decision 0091); under
+/// call a wake-up of this thread and a signal to it (decision 0092); under
 /// steady traffic the ticker now just ticks.
 pub(crate) struct Ticker {
     shared: Arc<Shared>,

@@ -60,7 +60,9 @@ impl BreakerSink for StoreSink {
     fn publish(&self, name: &str, state: &Shared) {
         let (name, state) = (format!("{}{name}", self.prefix), state.clone());
         match &self.store.backend {
-            Backend::Sqlite(s) => s.inner.submit(move |c| breakers::save(c, &name, &state)),
+            Backend::Sqlite(s) => s.inner.write_behind("a breaker snapshot", move |c| {
+                breakers::save(c, &name, &state)
+            }),
             Backend::Postgres(p) => p.publish_breaker(name, state),
         }
     }

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::sqlite::{Durability, calls};
+use super::sqlite::calls;
 use super::{Backend, Store, StoreError};
 
 /// Where a call stands.
@@ -121,6 +121,33 @@ pub struct CallRecord {
 impl CallRecord {
     pub fn expired(&self, now_ms: i64) -> bool {
         self.expires_at.is_some_and(|e| e <= now_ms)
+    }
+
+    /// The row an unclaimed (pure or read-only) `outcome` is recorded as,
+    /// at the request's `now_ms`.
+    pub(crate) fn recorded(
+        request: ClaimRequest,
+        outcome: StoredOutcome,
+        expires_at: Option<i64>,
+    ) -> CallRecord {
+        CallRecord {
+            key: request.key,
+            tool: request.tool,
+            effect: request.effect,
+            scope: request.scope,
+            input: request.input,
+            state: CallState::Done,
+            owner: None,
+            attempt: 1,
+            outcome: Some(outcome),
+            created_at: request.now_ms,
+            completed_at: Some(request.now_ms),
+            expires_at,
+            component_digest: Some(request.component_digest),
+            policy_digest: Some(request.policy_digest),
+            limits: Some(request.limits),
+            fence: 0,
+        }
     }
 }
 
@@ -305,13 +332,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.backend {
             // A lost pure or read-only result costs a recompute, never a
-            // repeated effect: committed, not fsynced (decision 0091).
+            // repeated effect: written behind, unsynced, and held in memory
+            // for this process's lookups until it commits (decision 0092).
             Backend::Sqlite(s) => {
-                s.inner
-                    .run_with(Durability::Lossy, move |c| {
-                        calls::put(c, &request, &outcome, expires_at_ms)
-                    })
-                    .await
+                let held = CallRecord::recorded(request.clone(), outcome.clone(), expires_at_ms);
+                let n = s.unwritten.hold(held);
+                let (unwritten, key) = (s.unwritten.clone(), request.key.clone());
+                s.inner.write_behind_then(
+                    "a pure or read-only result",
+                    move |c| calls::put(c, &request, &outcome, expires_at_ms),
+                    move || unwritten.committed(&key, n),
+                );
+                Ok(())
             }
             Backend::Postgres(p) => p.put(&request, &outcome, expires_at_ms).await,
         }
@@ -405,7 +437,10 @@ impl Store {
     /// without taking a write lock.
     pub async fn lookup(&self, request: ClaimRequest) -> Result<ClaimOutcome, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.reader.read_now(move |c| calls::lookup(c, &request)).await,
+            Backend::Sqlite(s) => match s.unwritten.lookup(&request) {
+                Some(held) => Ok(held),
+                None => s.reader.read_now(move |c| calls::lookup(c, &request)).await,
+            },
             Backend::Postgres(p) => p.lookup(&request).await,
         }
     }

@@ -22,8 +22,9 @@ pub(crate) fn save(c: &Connection, name: &str, state: &Shared) -> rusqlite::Resu
 }
 
 pub(crate) fn load(c: &Connection, prefix: &str) -> rusqlite::Result<Vec<BreakerRow>> {
-    let mut stmt =
-        c.prepare_cached("SELECT name, body FROM breakers WHERE name LIKE ?1 || '%' ORDER BY name")?;
+    let mut stmt = c.prepare_cached(
+        "SELECT name, body FROM breakers WHERE name LIKE ?1 || '%' ORDER BY name",
+    )?;
     let rows = stmt.query_map([prefix], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;

@@ -1,7 +1,7 @@
 //! Statements prepared once per connection.
 //!
 //! Every call runs the same dozen statements; parsing them again each time
-//! was about a tenth of a served call's CPU (decision 0091). rusqlite keeps
+//! was about a tenth of a served call's CPU (decision 0092). rusqlite keeps
 //! an LRU of prepared statements per connection; these helpers are
 //! `execute` and `query_row` through it, so a call site reads as before.
 

@@ -379,12 +379,8 @@ impl Sqlite {
 
     pub(crate) fn queue_step(&self, run_id: &str, step: StepRecord, spent_ms: u64) {
         let run_id = run_id.to_string();
-        self.inner.submit(move |c| {
-            let written = record_step(c, &run_id, &step, spent_ms);
-            if let Err(e) = &written {
-                tracing::warn!(run = %run_id, step = step.step, error = %e, "a queued journal row was not written");
-            }
-            written
+        self.inner.write_behind("a queued journal step", move |c| {
+            record_step(c, &run_id, &step, spent_ms)
         });
     }
 

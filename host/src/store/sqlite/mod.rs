@@ -3,17 +3,17 @@
 //! liveness by `flock` (`liveness`). The embedded default: one machine.
 
 pub(crate) mod breakers;
+mod cached;
 pub(crate) mod calls;
+mod checkpoint;
 pub(crate) mod journal;
 pub(crate) mod liveness;
 pub(crate) mod metrics;
 pub(crate) mod migrations;
-mod cached;
 mod reader;
 mod recovery;
+mod unwritten;
 mod worker;
-
-pub(crate) use worker::Durability;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub(crate) struct Sqlite {
     /// holds but no session drives (one stopped on an error) may be taken
     /// again here, as on PostgreSQL (`journal.rs`).
     pub(crate) driving: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Results written behind, until they commit.
+    pub(crate) unwritten: Arc<unwritten::Unwritten>,
 }
 
 impl Sqlite {
@@ -60,6 +62,8 @@ impl Sqlite {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // Checkpoints run off the write path (`checkpoint.rs`).
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
             migrations::migrate(&conn, path).map_err(|e| match e {
                 migrations::MigrateError::Sqlite(e) => Retry::Sqlite(e),
                 migrations::MigrateError::TooNew(found) => Retry::Final(StoreError::TooNew {
@@ -106,7 +110,6 @@ impl Sqlite {
             Retry::Final(e) => e,
         })?;
         liveness::sweep_locks(path, owner.id());
-        let reader = reader::Reader::open(path, options.busy_timeout)?;
         let busy_timeout = options.busy_timeout;
         let inner = worker::Handle::start(conn, path.to_path_buf(), options).map_err(|e| {
             StoreError::Open {
@@ -114,12 +117,14 @@ impl Sqlite {
                 message: format!("cannot start the owner thread: {e}"),
             }
         })?;
+        let reader = reader::Reader::open(path, busy_timeout, inner.queue())?;
         Ok(Sqlite {
             inner,
             reader: Arc::new(reader),
             owner,
             busy_timeout,
             driving: Default::default(),
+            unwritten: unwritten::for_path(path),
         })
     }
 

@@ -14,17 +14,25 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::worker::Queue;
 use crate::store::StoreError;
 
 pub(crate) struct Reader {
     conn: Mutex<Connection>,
+    /// The owner thread's queue: a read first waits for this process's
+    /// writes behind, so it sees them.
+    writes: Arc<Queue>,
     path: PathBuf,
     busy_timeout: Duration,
 }
 
 impl Reader {
     /// Opens a read-only connection to an existing (migrated) database.
-    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Reader, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        busy_timeout: Duration,
+        writes: Arc<Queue>,
+    ) -> Result<Reader, StoreError> {
         let sqlite = |e| StoreError::from_sqlite(path, busy_timeout, e);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
@@ -32,13 +40,24 @@ impl Reader {
         conn.set_prepared_statement_cache_capacity(super::cached::CAPACITY);
         Ok(Reader {
             conn: Mutex::new(conn),
+            writes,
             path: path.to_path_buf(),
             busy_timeout,
         })
     }
 
-    /// Runs `read` on the blocking pool with the reader connection.
+    /// Runs `read` on the blocking pool with the reader connection, once
+    /// this process's writes behind are committed.
     pub(crate) async fn read<R, F>(self: &Arc<Self>, read: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.writes.settle().await?;
+        self.off_thread(read).await
+    }
+
+    async fn off_thread<R, F>(self: &Arc<Self>, read: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -58,6 +77,10 @@ impl Reader {
     /// goes there: the connection busy with another read, or SQLite busy
     /// (a checkpoint or recovery holds the WAL index), which the blocking
     /// pool then waits out with the busy timeout.
+    ///
+    /// It does not wait for this process's writes behind: it is the lookup
+    /// of a pure or read-only result, which this process also remembers in
+    /// memory, and a miss costs a recompute.
     pub(crate) async fn read_now<R, F>(self: &Arc<Self>, read: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -74,6 +97,6 @@ impl Reader {
                 }
             }
         }
-        self.read(read).await
+        self.off_thread(read).await
     }
 }
