@@ -2,7 +2,8 @@
 // tests/all/lang/js.rs: `spin` never returns (timeout or out_of_fuel),
 // `alloc` allocates without bound (memory_limit), `throw` throws a plain
 // Error (tool_failed with its message), `read` reads a file (outside every
-// grant: capability_denied), `echo` answers (the host still serves).
+// grant: capability_denied), `flood` answers past the host's output cap
+// (output_too_large), `echo` answers (the host still serves).
 
 import { defineTool, t, files } from "./toolhost.js";
 
@@ -11,7 +12,7 @@ export default defineTool({
   description: "Test tool: misbehaves as asked.",
   effect: "pure",
   input: t.object({
-    mode: t.enum(["spin", "alloc", "throw", "read", "echo"]),
+    mode: t.enum(["spin", "alloc", "throw", "read", "flood", "echo"]),
     path: t.optional(t.string()),
     text: t.optional(t.string()),
   }),
@@ -29,6 +30,9 @@ export default defineTool({
         throw new Error(`deliberate: ${input.text ?? "no text"}`);
       case "read":
         return { text: files.readText(input.path) };
+      case "flood":
+        // Past the host's output cap (1 MiB by default).
+        return { text: "x".repeat(2 << 20) };
       default:
         return { text: input.text ?? "" };
     }
