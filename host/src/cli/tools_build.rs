@@ -184,8 +184,12 @@ fn reasons(stderr: &str) -> Vec<&str> {
             return false;
         };
         let mut parts = place.rsplitn(3, ':');
-        let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        numeric(parts.next()) && numeric(parts.next()) && parts.next().is_some_and(|f| !f.is_empty())
+        let numeric = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        numeric(parts.next())
+            && numeric(parts.next())
+            && parts.next().is_some_and(|f| !f.is_empty())
     };
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let picked: Vec<&str> = lines

@@ -130,9 +130,7 @@ fn word_stats_in_typescript_counts_replays_and_publishes_its_schema() {
     let out = toolhost(work.path(), &["--json", "tools", "inspect", "word_stats"]);
     let inspect = stdout_json(&out);
     assert_eq!(inspect["effect"], "pure", "{inspect}");
-    let optional_integer = |min: u32, max: u32, description: &str| {
-        json!({"anyOf": [{"type": "integer", "minimum": min, "maximum": max}, {"type": "null"}], "description": description})
-    };
+    let optional_integer = |min: u32, max: u32, description: &str| json!({"anyOf": [{"type": "integer", "minimum": min, "maximum": max}, {"type": "null"}], "description": description});
     assert_eq!(
         inspect["input_schema"],
         json!({
@@ -154,7 +152,16 @@ fn word_stats_in_typescript_counts_replays_and_publishes_its_schema() {
     let output = &inspect["output_schema"];
     assert_eq!(
         output["required"],
-        json!(["characters", "words", "unique_words", "lines", "sentences", "paragraphs", "reading_minutes", "top"]),
+        json!([
+            "characters",
+            "words",
+            "unique_words",
+            "lines",
+            "sentences",
+            "paragraphs",
+            "reading_minutes",
+            "top"
+        ]),
         "{inspect}"
     );
     assert_eq!(
