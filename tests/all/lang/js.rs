@@ -367,7 +367,13 @@ fn racing_processes_share_one_execution_of_a_js_tool() {
 
 #[test]
 fn limits_stop_js_guests_and_the_host_goes_on() {
-    let work = Workdir::new(js(), "[tools.js_hostile]\ntimeout_ms = 5000\n");
+    // A 16 KiB output cap, under the 64 KiB `flood` answers: a JavaScript
+    // answer near the default 1 MiB cap would run out of fuel first (see
+    // js_hostile).
+    let work = Workdir::new(
+        js(),
+        "[tools.js_hostile]\ntimeout_ms = 5000\nmax_output_bytes = 16384\n",
+    );
     let spin = work.call("js_hostile", json!({"mode": "spin"}), &[]);
     assert!(["out_of_fuel", "timeout"].contains(&kind(&spin)), "{spin}");
     let bomb = work.call("js_hostile", json!({"mode": "alloc"}), &[]);

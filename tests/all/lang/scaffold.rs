@@ -150,8 +150,9 @@ fn a_ts_tool_with_a_type_error_fails_its_build_naming_the_line() {
     assert!(good.contains("input.name"), "{good}");
     let bad = good.replace("input.name", "input.nmae");
     std::fs::write(&source, &bad).unwrap();
-    // Where the compiler points: the misspelt property, 1-based.
-    let at = bad.find("nmae").unwrap();
+    // Where the compiler points: the misspelt property, 1-based (the
+    // template's comment names `input.nmae` too; the code is `${...}`).
+    let at = bad.find("${input.nmae}").unwrap() + "${input.".len();
     let line = bad[..at].matches('\n').count() + 1;
     let column = at - bad[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
     link_node_modules(&project);

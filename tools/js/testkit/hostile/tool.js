@@ -2,8 +2,9 @@
 // tests/all/lang/js.rs: `spin` never returns (timeout or out_of_fuel),
 // `alloc` allocates without bound (memory_limit), `throw` throws a plain
 // Error (tool_failed with its message), `read` reads a file (outside every
-// grant: capability_denied), `flood` answers past the host's output cap
-// (output_too_large), `echo` answers (the host still serves).
+// grant: capability_denied), `flood` answers 64 KiB, past the output cap
+// the test's policy sets (output_too_large), `echo` answers (the host
+// still serves).
 
 import { defineTool, t, files } from "./toolhost.js";
 
@@ -31,8 +32,11 @@ export default defineTool({
       case "read":
         return { text: files.readText(input.path) };
       case "flood":
-        // Past the host's output cap (1 MiB by default).
-        return { text: "x".repeat(2 << 20) };
+        // Not past the default cap (1 MiB): ComponentizeJS's lowering of
+        // the returned string costs about 2,600 fuel a byte, so under the
+        // default limits a JavaScript answer runs out of fuel past ~380 KB
+        // and out of memory past ~600 KB before it reaches the cap.
+        return { text: "x".repeat(64 << 10) };
       default:
         return { text: input.text ?? "" };
     }
