@@ -171,11 +171,55 @@ pub const JS: &[File] = &[
         ".gitignore",
         include_str!("../../../guest-sdk/js/template/.gitignore"),
     ),
+    JS_SDK,
+    JS_BUILD,
+    file("wit/world.wit", WIT),
+];
+
+const JS_SDK: File = file(
+    "toolhost.js",
+    include_str!("../../../guest-sdk/js/toolhost.js"),
+);
+const JS_BUILD: File = file("build.mjs", include_str!("../../../guest-sdk/js/build.mjs"));
+
+/// TypeScript: the JS SDK, its declarations and the build's TypeScript
+/// step (which a JavaScript project never loads, so it is not copied
+/// there).
+pub const TS: &[File] = &[
     file(
-        "toolhost.js",
-        include_str!("../../../guest-sdk/js/toolhost.js"),
+        "package.json",
+        include_str!("../../../guest-sdk/js/template-ts/package.json"),
     ),
-    file("build.mjs", include_str!("../../../guest-sdk/js/build.mjs")),
+    file(
+        "tsconfig.json",
+        include_str!("../../../guest-sdk/js/template-ts/tsconfig.json"),
+    ),
+    file(
+        "tool.ts",
+        include_str!("../../../guest-sdk/js/template-ts/tool.ts"),
+    ),
+    file(
+        "tool.test.ts",
+        include_str!("../../../guest-sdk/js/template-ts/tool.test.ts"),
+    ),
+    file(
+        "README.md",
+        include_str!("../../../guest-sdk/js/template-ts/README.md"),
+    ),
+    file(
+        ".gitignore",
+        include_str!("../../../guest-sdk/js/template-ts/.gitignore"),
+    ),
+    JS_SDK,
+    file(
+        "toolhost.d.ts",
+        include_str!("../../../guest-sdk/js/toolhost.d.ts"),
+    ),
+    JS_BUILD,
+    file(
+        "typescript.mjs",
+        include_str!("../../../guest-sdk/js/typescript.mjs"),
+    ),
     file("wit/world.wit", WIT),
 ];
 

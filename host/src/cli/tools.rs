@@ -22,9 +22,9 @@ pub enum ToolsCommand {
         /// The tool's name.
         name: String,
     },
-    /// Start a tool project in Rust, Python or JavaScript: a greeting tool, its unit test, the SDK and the WIT.
+    /// Start a tool project in Rust, Python, JavaScript or TypeScript: a greeting tool, its unit test, the SDK and the WIT.
     #[command(
-        after_help = "Examples:\n  toolhost tools new word_count --lang python\n  toolhost tools new lookup --lang rust --dir ./tools/lookup\n  toolhost tools new render --lang js"
+        after_help = "Examples:\n  toolhost tools new word_count --lang python\n  toolhost tools new lookup --lang rust --dir ./tools/lookup\n  toolhost tools new render --lang js\n  toolhost tools new slugify --lang ts"
     )]
     New(super::tools_new::NewArgs),
     /// Build a tool project into DIR/NAME.wasm, check that it loads, and compile it ahead of its first call.

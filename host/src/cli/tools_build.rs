@@ -1,14 +1,18 @@
 //! `toolhost tools build [DIR] [--install]`: builds a tool project (Rust,
-//! Python, JavaScript) with its language's toolchain into `DIR/NAME.wasm`, checks that
+//! Python, JavaScript, TypeScript) with its language's toolchain into
+//! `DIR/NAME.wasm`, checks that
 //! toolhost loads it, compiles it into the artifact cache (so the first
 //! call does not pay for the compile: 10-20 s for a Python or JavaScript
 //! guest), and with `--install` copies it into the user's tools directory.
 //!
 //! A missing toolchain is a usage error (exit 2) that names the command
-//! installing it; a build that fails is exit 1 with the toolchain's own
-//! messages on stderr. The toolchain's output goes to stderr, so `--json`
-//! keeps stdout to one document.
+//! installing it; a build that fails is exit 1 (`build_failed`) with the
+//! toolchain's own messages on stderr and its error lines (a TypeScript
+//! tool's `tool.ts:14:53: error TS2339: ...`) in the failure's message. The
+//! toolchain's output goes to stderr, so `--json` keeps stdout to one
+//! document.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -45,8 +49,8 @@ struct Project {
     lang: Lang,
     /// The package name: the component is `DIR/NAME.wasm`.
     name: String,
-    /// Python: the module defining `WitWorld`; JavaScript: the source file.
-    /// Both: the world it exports.
+    /// Python: the module defining `WitWorld`; JavaScript and TypeScript:
+    /// the source file. All three: the world it exports.
     module: String,
     world: String,
 }
@@ -124,7 +128,7 @@ fn detect(dir: &Path) -> Result<Project, Failure> {
             .map_err(|e| Failure::usage(format!("{} is not valid JSON: {e}", package.display())))?;
         let Some(section) = manifest.get("toolhost").filter(|t| t.is_object()) else {
             return Err(Failure::usage(format!(
-                "{} has no \"toolhost\" section: add {{\"source\": \"tool.js\", \"world\": \"tool\"}} (or start from `toolhost tools new NAME --lang js`)",
+                "{} has no \"toolhost\" section: add {{\"source\": \"tool.js\", \"world\": \"tool\"}} (\"tool.ts\" for TypeScript; or start from `toolhost tools new NAME --lang js|ts`)",
                 package.display()
             )));
         };
@@ -138,40 +142,140 @@ fn detect(dir: &Path) -> Result<Project, Failure> {
                 package.display()
             )));
         }
+        let default = if dir.join("tool.ts").is_file() && !dir.join("tool.js").is_file() {
+            "tool.ts"
+        } else {
+            "tool.js"
+        };
+        let source = section["source"].as_str().unwrap_or(default);
         return Ok(Project {
-            lang: Lang::Js,
+            lang: if is_typescript(source) {
+                Lang::Ts
+            } else {
+                Lang::Js
+            },
             name: name.to_string(),
-            module: section["source"].as_str().unwrap_or("tool.js").to_string(),
+            module: source.to_string(),
             world: world.to_string(),
         });
     }
     Err(Failure::usage(format!(
-        "{} has no Cargo.toml, pyproject.toml or package.json: start a project with `toolhost tools new NAME --lang rust|python|js`",
+        "{} has no Cargo.toml, pyproject.toml or package.json: start a project with `toolhost tools new NAME --lang rust|python|js|ts`",
         dir.display()
     )))
 }
 
-/// Runs a toolchain command with its output on our stderr; `missing` is
-/// the error when the program is not installed. A build script that exits
-/// 2 (`build.mjs`: usage, or its toolchain missing) is a usage error too.
+/// Whether a JavaScript project's source is TypeScript, which build.mjs
+/// type-checks and compiles first (as its `isTypeScript` decides).
+fn is_typescript(source: &str) -> bool {
+    (source.ends_with(".ts") || source.ends_with(".mts"))
+        && !(source.ends_with(".d.ts") || source.ends_with(".d.mts"))
+}
+
+/// At most this many of a toolchain's lines go into a failure's message.
+const MAX_REASONS: usize = 20;
+
+/// The lines of a toolchain's stderr that say why it failed: its `error`
+/// lines and `file:line:col: ...` diagnostics (cargo's `--> file:line:col`
+/// too); else its last few lines.
+fn reasons(stderr: &str) -> Vec<&str> {
+    let diagnostic = |line: &str| {
+        let Some((place, _)) = line.split_once(": ") else {
+            return false;
+        };
+        let mut parts = place.rsplitn(3, ':');
+        let numeric = |p: Option<&str>| {
+            p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        numeric(parts.next())
+            && numeric(parts.next())
+            && parts.next().is_some_and(|f| !f.is_empty())
+    };
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let picked: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let t = l.trim_start();
+            t.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("error"))
+                || t.starts_with("--> ")
+                || diagnostic(t)
+        })
+        .take(MAX_REASONS)
+        .collect();
+    if picked.is_empty() {
+        lines[lines.len().saturating_sub(5)..].to_vec()
+    } else {
+        picked
+    }
+}
+
+/// `summary`, then the toolchain's reasons, one per indented line.
+fn with_reasons(summary: &str, stderr: &str) -> String {
+    let reasons = reasons(stderr);
+    if reasons.is_empty() {
+        return format!("{summary}: see its messages above");
+    }
+    let mut message = format!("{summary}:");
+    for line in reasons {
+        message.push_str("\n  ");
+        message.push_str(line.trim());
+    }
+    message
+}
+
+/// Runs a toolchain command with its output on our stderr (as it comes: a
+/// build takes tens of seconds), keeping its stderr for the failure's
+/// message; `missing` is the error when the program is not installed. A
+/// build script that exits 2 (`build.mjs`: usage, or its toolchain
+/// missing) is a usage error too.
 fn run_tool(mut cmd: Command, missing: impl FnOnce() -> Failure) -> Result<(), Failure> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null()).stdout(std::io::stderr());
-    match cmd.status() {
+    cmd.stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => {
+            return Err(Failure::new(
+                1,
+                "build_failed",
+                format!("cannot run {program}: {e}"),
+            ));
+        }
+    };
+    let echo = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            let mut kept = String::new();
+            let mut reader = std::io::BufReader::new(stderr);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                eprint!("{text}");
+                kept.push_str(&text);
+                line.clear();
+            }
+            kept
+        })
+    });
+    let status = child.wait();
+    // The thread ends at the pipe's end; a panic in it lost only the echo.
+    let said = echo.and_then(|t| t.join().ok()).unwrap_or_default();
+    match status {
         Ok(status) if status.success() => Ok(()),
         Ok(status) if program == "node" && status.code() == Some(2) => Err(Failure::usage(
-            "build.mjs could not start the build: see its message above",
+            with_reasons("build.mjs could not start the build", &said),
         )),
         Ok(status) => Err(Failure::new(
             1,
             "build_failed",
-            format!("{program} failed ({status}): see its messages above"),
+            with_reasons(&format!("{program} failed ({status})"), &said),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
         Err(e) => Err(Failure::new(
             1,
             "build_failed",
-            format!("cannot run {program}: {e}"),
+            format!("cannot wait for {program}: {e}"),
         )),
     }
 }
@@ -341,10 +445,15 @@ fn build_js(dir: &Path, project: &Project) -> Result<PathBuf, Failure> {
         )
     };
     output_of(Command::new("node").arg("--version")).map_err(|p| p.failure(missing))?;
-    if !dir.join("build.mjs").is_file() {
+    let needs: &[&str] = match project.lang {
+        Lang::Ts => &["build.mjs", "typescript.mjs"],
+        _ => &["build.mjs"],
+    };
+    if let Some(file) = needs.iter().find(|f| !dir.join(f).is_file()) {
         return Err(Failure::usage(format!(
-            "{} has no build.mjs: copy it from a project `toolhost tools new NAME --lang js` writes",
-            dir.display()
+            "{} has no {file}: copy it from a project `toolhost tools new NAME --lang {}` writes",
+            dir.display(),
+            project.lang.as_str()
         )));
     }
     let out = dir.join(format!("{}.wasm", project.name));
@@ -444,7 +553,7 @@ pub async fn run(env: &Env, args: BuildArgs) -> Result<(), Failure> {
     let wasm = match project.lang {
         Lang::Rust => build_rust(&dir, &project)?,
         Lang::Python => build_python(&dir, &project)?,
-        Lang::Js => build_js(&dir, &project)?,
+        Lang::Js | Lang::Ts => build_js(&dir, &project)?,
     };
     let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
     let checked = check(env, &wasm).await?;

@@ -1,4 +1,4 @@
-//! `toolhost tools new NAME --lang rust|python|js [--dir DIR]`: a ready
+//! `toolhost tools new NAME --lang rust|python|js|ts [--dir DIR]`: a ready
 //! project whose tool is NAME (pure; `{"name": "Ada"}` gives
 //! `{"greeting": "Hello, Ada!"}`), with a unit test, a copy of that
 //! language's SDK and the WIT contract (see `templates`).
@@ -17,6 +17,11 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    // TypeScript: the JS SDK with its types, type-checked and compiled to
+    // JavaScript by the same build (`build.mjs`). (A `///` here would be
+    // help text, which turns clap's value list into a long one.)
+    #[value(alias = "typescript")]
+    Ts,
 }
 
 impl Lang {
@@ -25,6 +30,7 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::Js => "js",
+            Lang::Ts => "ts",
         }
     }
 
@@ -33,6 +39,7 @@ impl Lang {
             Lang::Rust => templates::RUST,
             Lang::Python => templates::PYTHON,
             Lang::Js => templates::JS,
+            Lang::Ts => templates::TS,
         }
     }
 
@@ -41,7 +48,7 @@ impl Lang {
         match self {
             Lang::Rust => "cargo test",
             Lang::Python => "python3 -m unittest",
-            Lang::Js => "npm install && npm test",
+            Lang::Js | Lang::Ts => "npm install && npm test",
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Tools written in JavaScript (guest-sdk/js, built with ComponentizeJS)
-//! keep every host contract: schemas, keys and effects, limits, errors by
-//! kind, grants, the forwarded key, MCP. The SDK's and the tools' own unit
-//! tests run here too, in Node. The components are built once per process
+//! Tools written in JavaScript and TypeScript (guest-sdk/js, built with
+//! ComponentizeJS; TypeScript type-checked and compiled first) keep every
+//! host contract: schemas, keys and effects, limits, errors by kind,
+//! grants, the forwarded key, MCP. The SDK's and the tools' own unit tests
+//! run here too, in Node. The components are built once per process
 //! (`support::js`); every command runs the real binary.
 
 use std::path::Path;
@@ -72,16 +73,107 @@ fn node_test(dir: &Path, args: &[&str], what: &str) {
     assert!(report.contains("# fail 0"), "{what}: {report}");
 }
 
+/// A TypeScript project's unit tests, as its `npm test` runs them: compiled
+/// (and type-checked) with `build.mjs --emit`, then run by `node --test`.
+/// The JavaScript goes to a directory of this test's own, so the staged
+/// project (shared by every run of these sources) is only read.
+fn ts_node_test(project: &Path, what: &str) {
+    let out = tempfile::tempdir().unwrap();
+    let emitted = out.path().join("emitted");
+    let mut cmd = Command::new("node");
+    cmd.args(["build.mjs", "--emit"])
+        .arg(&emitted)
+        .arg("tool.test.ts")
+        .current_dir(project);
+    succeed(cmd, &format!("compiling {what}"), NODE_TESTS);
+    node_test(project, &[emitted.to_str().unwrap()], what);
+}
+
 #[test]
 fn the_node_unit_tests_pass() {
     let tools = js();
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js");
+    // The SDK's own, with the TypeScript declarations' (test/types.test.mjs).
     node_test(&sdk, &["test/"], "the JS SDK's unit tests");
     node_test(&tools.project("js_hello"), &[], "the template's unit test");
     node_test(
         &tools.project("template_text"),
         &[],
         "template_text's unit tests",
+    );
+    ts_node_test(&tools.project("word_stats"), "word_stats's unit tests");
+}
+
+/// The TypeScript example: counts as its unit tests say, in the sandbox;
+/// pure, so the same text replays; the schema its `t` declarations make
+/// is the one the host publishes and checks.
+#[test]
+fn word_stats_in_typescript_counts_replays_and_publishes_its_schema() {
+    let work = Workdir::new(js(), "");
+    let text = "The cat sat.  The cat ran!\nDon't stop: well-known cats\u{2026}\n\nA new paragraph, 3.14 long? \u{dc}n\u{ef}c\u{f6}d\u{e9} \u{3a9}\u{3bc}\u{3ad}\u{3b3}\u{3b1}\n";
+    let input = json!({"text": text, "top": 3, "ignore": ["THE"]});
+    let first = work.call("word_stats", input.clone(), &[]);
+    assert_eq!(
+        first["output"],
+        json!({
+            "characters": text.chars().count(), "words": 17, "unique_words": 15,
+            "lines": 4, "sentences": 5, "paragraphs": 2, "reading_minutes": 0.1,
+            "top": [{"word": "cat", "count": 2}, {"word": "3.14", "count": 1}, {"word": "a", "count": 1}],
+        }),
+        "{first}"
+    );
+    assert_eq!(first["cached"], false);
+    let again = work.call("word_stats", input, &[]);
+    assert_eq!(again["cached"], true, "{again}");
+    assert_eq!(again["output"], first["output"]);
+
+    let out = toolhost(work.path(), &["--json", "tools", "inspect", "word_stats"]);
+    let inspect = stdout_json(&out);
+    assert_eq!(inspect["effect"], "pure", "{inspect}");
+    let optional_integer = |min: u32, max: u32, description: &str| json!({"anyOf": [{"type": "integer", "minimum": min, "maximum": max}, {"type": "null"}], "description": description});
+    assert_eq!(
+        inspect["input_schema"],
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "description": "The text to measure."},
+                "top": optional_integer(0, 100, "How many of the most frequent words to list (default 10; 0 for none)."),
+                "ignore": {
+                    "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                    "description": "Words left out of `top`, compared case-insensitively (such as stop words).",
+                },
+                "words_per_minute": optional_integer(1, 2000, "Reading speed for `reading_minutes` (default 230)."),
+            },
+            "required": ["text"],
+        }),
+        "{inspect}"
+    );
+    let output = &inspect["output_schema"];
+    assert_eq!(
+        output["required"],
+        json!([
+            "characters",
+            "words",
+            "unique_words",
+            "lines",
+            "sentences",
+            "paragraphs",
+            "reading_minutes",
+            "top"
+        ]),
+        "{inspect}"
+    );
+    assert_eq!(
+        output["properties"]["top"]["items"]["required"],
+        json!(["word", "count"])
+    );
+    // The host holds calls to that schema before the tool runs.
+    let wrong = work.call("word_stats", json!({"text": "x", "top": 101}), &[]);
+    assert_eq!(kind(&wrong), "invalid_input", "{wrong}");
+    assert!(
+        wrong["error"]["message"].as_str().unwrap().contains("/top"),
+        "{wrong}"
     );
 }
 
@@ -275,11 +367,19 @@ fn racing_processes_share_one_execution_of_a_js_tool() {
 
 #[test]
 fn limits_stop_js_guests_and_the_host_goes_on() {
-    let work = Workdir::new(js(), "[tools.js_hostile]\ntimeout_ms = 5000\n");
+    // A 16 KiB output cap, under the 64 KiB `flood` answers: a JavaScript
+    // answer near the default 1 MiB cap would run out of fuel first (see
+    // js_hostile).
+    let work = Workdir::new(
+        js(),
+        "[tools.js_hostile]\ntimeout_ms = 5000\nmax_output_bytes = 16384\n",
+    );
     let spin = work.call("js_hostile", json!({"mode": "spin"}), &[]);
     assert!(["out_of_fuel", "timeout"].contains(&kind(&spin)), "{spin}");
     let bomb = work.call("js_hostile", json!({"mode": "alloc"}), &[]);
     assert_eq!(kind(&bomb), "memory_limit", "{bomb}");
+    let flood = work.call("js_hostile", json!({"mode": "flood"}), &[]);
+    assert_eq!(kind(&flood), "output_too_large", "{flood}");
     let echo = work.call(
         "js_hostile",
         json!({"mode": "echo", "text": "still here"}),
@@ -385,7 +485,13 @@ async fn mcp_lists_and_calls_js_tools() {
     names.sort();
     assert_eq!(
         names,
-        ["js_effects", "js_hello", "js_hostile", "template_text"]
+        [
+            "js_effects",
+            "js_hello",
+            "js_hostile",
+            "template_text",
+            "word_stats"
+        ]
     );
     let hello = listed.iter().find(|t| t.name == "js_hello").unwrap();
     assert_eq!(hello.input_schema["required"], json!(["name"]));

@@ -16,6 +16,14 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// ComponentizeJS and TypeScript as `.ci/run` installs them, instead of
+/// `npm install` per test (build.mjs finds them in the project's
+/// node_modules).
+fn link_node_modules(project: &Path) {
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js/node_modules");
+    std::os::unix::fs::symlink(installed, project.join("node_modules")).unwrap();
+}
+
 /// Scaffolds `name` in `lang` under `home`, builds and installs it, and
 /// calls it from another directory (the user's tools directory is found
 /// from anywhere).
@@ -28,11 +36,8 @@ fn new_build_install_call(home: &Path, lang: &str, name: &str, extra: &[(&'stati
         text(&out)
     );
     let project = home.join(name);
-    if lang == "js" {
-        // ComponentizeJS as `.ci/run` installs it, instead of `npm install`
-        // per test (build.mjs finds it in the project's node_modules).
-        let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk/js/node_modules");
-        std::os::unix::fs::symlink(installed, project.join("node_modules")).unwrap();
+    if lang == "js" || lang == "ts" {
+        link_node_modules(&project);
     }
     let mut env = state_env(&project);
     env.retain(|(k, _)| *k != "XDG_DATA_HOME");
@@ -105,6 +110,102 @@ fn a_new_js_tool_builds_installs_and_answers_from_anywhere() {
 }
 
 #[test]
+fn a_new_ts_tool_builds_installs_and_answers_from_anywhere() {
+    let home = tempfile::tempdir().unwrap();
+    new_build_install_call(home.path(), "ts", "greet_ts", &[]);
+    // `npm test` as the README says: the test is type-checked and compiled
+    // with the tool, then run in Node.
+    let out = crate::support::output_within(
+        {
+            let mut cmd = std::process::Command::new("npm");
+            cmd.args(["test"])
+                .current_dir(home.path().join("greet_ts"))
+                .env("npm_config_update_notifier", "false");
+            cmd
+        },
+        std::time::Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("# fail 0"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A TypeScript tool that misuses its typed input does not build: exit 1,
+/// `build_failed`, and the compiler's `file:line:col` diagnostic in the
+/// message (not just somewhere above it).
+#[test]
+fn a_ts_tool_with_a_type_error_fails_its_build_naming_the_line() {
+    let home = tempfile::tempdir().unwrap();
+    let out = toolhost(
+        home.path(),
+        &["tools", "new", "typo", "--lang", "typescript"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let project = home.path().join("typo");
+    let source = project.join("tool.ts");
+    let good = std::fs::read_to_string(&source).unwrap();
+    assert!(good.contains("input.name"), "{good}");
+    let bad = good.replace("input.name", "input.nmae");
+    std::fs::write(&source, &bad).unwrap();
+    // Where the compiler points: the misspelt property, 1-based (the
+    // template's comment names `input.nmae` too; the code is `${...}`).
+    let at = bad.find("${input.nmae}").unwrap() + "${input.".len();
+    let line = bad[..at].matches('\n').count() + 1;
+    let column = at - bad[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    link_node_modules(&project);
+    let out = run_binary(
+        Path::new(env!("CARGO_BIN_EXE_toolhost")),
+        &project,
+        &["--json", "tools", "build"],
+        &state_env(&project),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["error"]["kind"], "build_failed", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "tool.ts:{line}:{column}: error TS2339: Property 'nmae' does not exist"
+        )),
+        "{message}"
+    );
+    assert!(
+        !project.join("typo.wasm").exists(),
+        "a failed build left a component"
+    );
+}
+
+/// Without `npm install`, a TypeScript project's build says to run it
+/// (exit 2): here componentize-js is there and the compiler is not.
+#[test]
+fn a_ts_project_without_typescript_names_npm_install() {
+    let home = tempfile::tempdir().unwrap();
+    let out = toolhost(home.path(), &["tools", "new", "bare", "--lang", "ts"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let project = home.path().join("bare");
+    let scoped = project.join("node_modules/@bytecodealliance");
+    std::fs::create_dir_all(&scoped).unwrap();
+    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../guest-sdk/js/node_modules/@bytecodealliance/componentize-js");
+    std::os::unix::fs::symlink(installed, scoped.join("componentize-js")).unwrap();
+    let out = run_binary(
+        Path::new(env!("CARGO_BIN_EXE_toolhost")),
+        &project,
+        &["--json", "tools", "build"],
+        &state_env(&project),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let message = stdout_json(&out)["error"]["message"].to_string();
+    assert!(
+        message.contains("typescript is not installed") && message.contains("npm install"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_new_rust_tool_builds_installs_and_answers_from_anywhere() {
     let home = tempfile::tempdir().unwrap();
     // The project's dependencies build once per suite run, not per test.
@@ -167,6 +268,7 @@ fn a_missing_toolchain_names_its_install_command() {
         ("python", "nopy", "pip install componentize-py==0.25.1"),
         ("rust", "nors", "https://rustup.rs"),
         ("js", "nojs", "install Node.js 20.16"),
+        ("ts", "nots", "install Node.js 20.16"),
     ] {
         let out = toolhost(home.path(), &["tools", "new", name, "--lang", lang]);
         assert!(out.status.success(), "{}", text(&out));

@@ -1,18 +1,20 @@
-//! JavaScript tools for the suite, built from source with the JS SDK.
+//! JavaScript and TypeScript tools for the suite, built from source with
+//! the JS SDK.
 //!
 //! Each project (the `tools new --lang js` template as `js_hello`, and
-//! `tools/js/*`) is staged as `toolhost tools new --lang js` lays a project
-//! out (its files, copies of `toolhost.js`, `build.mjs` and
-//! `wit/world.wit`, and `node_modules` from `guest-sdk/js`), then built with
-//! its `build.mjs` (ComponentizeJS). That happens once per test process, and
+//! `tools/js/*`) is staged as `toolhost tools new --lang js|ts` lays a
+//! project out (its files, copies of `toolhost.js`, `toolhost.d.ts`,
+//! `build.mjs`, `typescript.mjs` and `wit/world.wit`, and `node_modules`
+//! from `guest-sdk/js`), then built with its `build.mjs` (ComponentizeJS,
+//! after the TypeScript compiler for a project whose source is `tool.ts`). That happens once per test process, and
 //! not at all when an earlier run built the same sources: the results are
 //! kept under the target's temp directory, keyed by a hash of every source.
 //! The first process also compiles the components into the cache its
 //! commands share, so no test waits on a 20 s compile.
 //!
-//! Node 20.16+ and componentize-js (`npm ci --prefix guest-sdk/js`, which
-//! `.ci/run` runs) are required: without them every JS test fails, naming
-//! the command. They never skip.
+//! Node 20.16+, componentize-js and typescript (`npm ci --prefix
+//! guest-sdk/js`, which `.ci/run` runs) are required: without them every JS
+//! test fails, naming the command. They never skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,10 +37,17 @@ const PROJECTS: &[(&str, &str, bool)] = &[
     ("template_text", "tools/js/template_text", false),
     ("js_effects", "tools/js/testkit/effects", false),
     ("js_hostile", "tools/js/testkit/hostile", false),
+    ("word_stats", "tools/js/word_stats", false),
 ];
 
-/// The SDK files a project gets beside its own.
-const SDK_FILES: &[&str] = &["guest-sdk/js/toolhost.js", "guest-sdk/js/build.mjs"];
+/// The SDK files a project gets beside its own (a JavaScript project needs
+/// only the first two; the TypeScript ones are harmless there).
+pub const SDK_FILES: &[&str] = &[
+    "guest-sdk/js/toolhost.js",
+    "guest-sdk/js/build.mjs",
+    "guest-sdk/js/toolhost.d.ts",
+    "guest-sdk/js/typescript.mjs",
+];
 const WIT: &str = "guest-sdk/wit/world.wit";
 
 /// The built tools and where they were built.
@@ -68,7 +77,8 @@ impl JsTools {
     }
 }
 
-fn repo() -> PathBuf {
+/// The workspace root.
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root")
@@ -96,8 +106,8 @@ pub fn succeed(mut cmd: Command, what: &str, limit: Duration) -> Output {
     out
 }
 
-/// Node and componentize-js are there, or the test fails saying how to
-/// install them.
+/// Node, componentize-js and typescript are there, or the test fails
+/// saying how to install them.
 fn check_toolchain(repo: &Path) {
     let version = Command::new("node").arg("--version").output();
     let version = match version {
@@ -115,13 +125,17 @@ fn check_toolchain(repo: &Path) {
         parts.as_slice() >= [20, 16].as_slice(),
         "the JS SDK needs Node 20.16 or later (process.getBuiltinModule); this is {version}"
     );
-    let installed =
-        repo.join("guest-sdk/js/node_modules/@bytecodealliance/componentize-js/package.json");
-    assert!(
-        installed.is_file(),
-        "componentize-js is not installed: run `{INSTALL}` in {} first",
-        repo.display()
-    );
+    for package in ["@bytecodealliance/componentize-js", "typescript"] {
+        let installed = repo
+            .join("guest-sdk/js/node_modules")
+            .join(package)
+            .join("package.json");
+        assert!(
+            installed.is_file(),
+            "{package} is not installed: run `{INSTALL}` in {} first",
+            repo.display()
+        );
+    }
 }
 
 /// The hash of everything a build reads: the SDK, the WIT, the lock file
@@ -159,8 +173,18 @@ fn project_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The source `build.mjs` builds a project from: `tool.ts` when it has
+/// one, else `tool.js`.
+pub fn source_of(project: &Path) -> &'static str {
+    if project.join("tool.ts").is_file() {
+        "tool.ts"
+    } else {
+        "tool.js"
+    }
+}
+
 /// Lays `tool`'s project out in `at`, as `tools new` would.
-fn stage(repo: &Path, at: &Path, tool: &str, dir: &str, template: bool) {
+pub fn stage(repo: &Path, at: &Path, tool: &str, dir: &str, template: bool) {
     std::fs::create_dir_all(at.join("wit")).expect("create the project");
     for file in project_files(&repo.join(dir)) {
         let mut text = std::fs::read_to_string(&file).expect("read a project file");
@@ -209,7 +233,8 @@ fn build_all() -> JsTools {
             stage(&repo, &project, tool, dir, *template);
             let mut cmd = Command::new("node");
             cmd.current_dir(&project)
-                .args(["build.mjs", "--source", "tool.js", "--wit", "wit", "--out"])
+                .args(["build.mjs", "--source", source_of(&project), "--wit", "wit"])
+                .arg("--out")
                 .arg(work.join("tools").join(format!("{tool}.wasm")))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
