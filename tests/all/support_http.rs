@@ -219,7 +219,9 @@ pub async fn sandbox_with(
         "{:?}",
         sandbox.load_errors()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    // The directory stays: a component is loaded on its first call (the
+    // metadata cache describes it without reading it), so removing the
+    // files here failed a later call whenever its load came after.
     sandbox
 }
 
