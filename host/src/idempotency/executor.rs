@@ -341,16 +341,6 @@ impl Executor {
         } = pending;
         let key = request.key.clone();
         let pure = effect == EffectName::Pure;
-        // A caller of this key in this process that held the turn before
-        // this one has just recorded it: its record may still be on its
-        // way to the store (written behind), but it is in memory.
-        if pure
-            && let Some(row) = self.memo.get(&key)
-            && !row.expired(self.clock.now_ms())
-        {
-            self.counters.hits.fetch_add(1, Relaxed);
-            return replay(row, false);
-        }
         match self.store.lookup(request.clone()).await? {
             ClaimOutcome::Existing(row) => {
                 self.counters.hits.fetch_add(1, Relaxed);

@@ -323,7 +323,9 @@ impl Store {
         held_or_error(key, fence, held)
     }
 
-    /// Stores a pure or read-only outcome without a claim.
+    /// Stores a pure or read-only outcome without a claim. On SQLite it
+    /// returns before the row commits (it is written behind, within a few
+    /// milliseconds); this process's lookups and reads see it at once.
     pub async fn put(
         &self,
         request: ClaimRequest,
